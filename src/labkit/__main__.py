@@ -1,0 +1,3 @@
+from labkit.interfaces.cli import main
+
+raise SystemExit(main())

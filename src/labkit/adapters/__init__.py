@@ -1,0 +1,1 @@
+"""Adapters: providers, probes, storage and Ansible, the parts that touch the outside."""

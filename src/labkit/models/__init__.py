@@ -1,0 +1,1 @@
+"""Typed models at labkit's edges: labs, topologies, instances, evidence, results, criteria."""

@@ -1,0 +1,83 @@
+"""Lab files (``labs/<id>/lab.yaml``): parameters, addressing, checks, solution, variants.
+
+String values under ``addressing``, ``routes``, ``vantage``, ``brief`` and check ``args`` are
+Jinja2 templates rendered with the instance's generated parameters (``p.NAME``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from labkit.models.common import I18n, IfaceName, Name, Strict
+
+
+class ParameterSpec(Strict):
+    """A per-instance value generated from the instance seed."""
+
+    name: Name
+    kind: Literal["subnet", "password", "word", "choice", "int"]
+    within: str | None = None  # subnet: the pool, e.g. 10.0.0.0/8
+    prefix: int | None = Field(default=None, ge=8, le=30)  # subnet: its length
+    length: int = Field(default=16, ge=8, le=64)  # password / word
+    prefix_text: str = ""  # word: a fixed beginning, e.g. "snmp-"
+    choices: list[str] | None = None
+    min: int | None = None
+    max: int | None = None
+    secret: bool = False  # not printed in reports
+
+
+class RouteSpec(Strict):
+    to: str  # "default" or a template giving a prefix
+    via: str
+
+
+class VantageSpec(Strict):
+    """A grader-owned probe namespace attached to a LAN segment."""
+
+    name: Name
+    segment: Name
+    address: str  # template, with prefix length: "{{ p.lan_hq | host(250) }}/24"
+    gateway: str | None = None
+
+
+class CheckSpec(Strict):
+    id: Name
+    title: I18n
+    points: int = Field(ge=0, le=100)
+    grader: str  # registry name, e.g. "routing.lan_reachability"
+    args: dict[str, Any] = Field(default_factory=dict)
+    criteria: list[str] = Field(min_length=1)
+    doc: I18n | None = None  # how the check observes; says so when it reads node state
+    timeout: float = Field(default=30.0, gt=0, le=600)
+
+
+class PlaybookRef(Strict):
+    playbook: str  # path relative to the project's playbooks/ directory
+
+
+class VariantSpec(Strict):
+    id: Name
+    title: I18n
+    playbook: str
+    fails: list[Name] = Field(min_length=1)
+
+
+class LabSpec(Strict):
+    id: Name
+    version: int = 1
+    title: I18n
+    summary: I18n
+    brief: I18n
+    topology: Name
+    parameters: list[ParameterSpec] = Field(default_factory=list)
+    addressing: dict[Name, dict[IfaceName, str]] = Field(default_factory=dict)
+    routes: dict[Name, list[RouteSpec]] = Field(default_factory=dict)
+    vantage: list[VantageSpec] = Field(default_factory=list)
+    checks: list[CheckSpec] = Field(min_length=1)
+    solution: PlaybookRef
+    variants: list[VariantSpec] = Field(default_factory=list)
+
+    def check(self, check_id: str) -> CheckSpec | None:
+        return next((c for c in self.checks if c.id == check_id), None)

@@ -1,0 +1,81 @@
+"""Topology files (``topologies/*.yaml``): nodes, LAN segments and point-to-point links."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from labkit.models.common import I18n, IfaceName, Name, Strict
+
+Role = Literal["router", "workstation", "server", "firewall", "switch"]
+Service = Literal["ssh", "frr", "snmpd"]
+
+
+class NodeSpec(Strict):
+    name: Name
+    role: Role
+    image: str = "debian12"
+    packages: list[str] = Field(default_factory=list)
+    services: list[Service] = Field(default_factory=lambda: ["ssh"])
+
+
+class Endpoint(Strict):
+    node: Name
+    iface: IfaceName
+
+    @classmethod
+    def parse(cls, text: str) -> "Endpoint":
+        node, _, iface = text.partition(":")
+        return cls(node=node, iface=iface)
+
+    def __str__(self) -> str:
+        return f"{self.node}:{self.iface}"
+
+
+class LinkSpec(Strict):
+    """A point-to-point cable: one veth pair between two node interfaces."""
+
+    name: Name
+    endpoints: tuple[str, str]
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints_syntax(cls, v: tuple[str, str]) -> tuple[str, str]:
+        for e in v:
+            if ":" not in e:
+                raise ValueError(f"endpoint {e!r} must be written NODE:IFACE")
+        return v
+
+    def parsed(self) -> tuple[Endpoint, Endpoint]:
+        a, b = self.endpoints
+        return Endpoint.parse(a), Endpoint.parse(b)
+
+
+class SegmentSpec(Strict):
+    """A LAN: a bridge in its own switch namespace with one port per member."""
+
+    name: Name
+    members: list[str] = Field(min_length=1)
+
+    @field_validator("members")
+    @classmethod
+    def _members_syntax(cls, v: list[str]) -> list[str]:
+        for e in v:
+            if ":" not in e:
+                raise ValueError(f"member {e!r} must be written NODE:IFACE")
+        return v
+
+    def parsed(self) -> list[Endpoint]:
+        return [Endpoint.parse(m) for m in self.members]
+
+
+class TopologySpec(Strict):
+    id: Name
+    title: I18n
+    nodes: list[NodeSpec] = Field(min_length=1)
+    segments: list[SegmentSpec] = Field(default_factory=list)
+    links: list[LinkSpec] = Field(default_factory=list)
+
+    def node(self, name: str) -> NodeSpec | None:
+        return next((n for n in self.nodes if n.name == name), None)
