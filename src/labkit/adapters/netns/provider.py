@@ -1,0 +1,472 @@
+"""The netns provider: each node is a named network namespace plus persistent mount and UTS
+namespaces, with its own /etc, /usr, /opt, /var, /srv (overlays on the host's), its own
+/root and /home, and tmpfs /run, /tmp and /dev. LAN segments are bridges in their own
+"switch" namespaces; grader vantage points are namespaces of their own on those LANs.
+
+Nothing is ever added to the host's root network namespace: both ends of every veth pair
+are created directly inside their namespaces. Every name carries the instance name, so two
+instances of one lab (same addresses) run side by side, and ``destroy`` finds everything
+from the name alone, after a crash, from a new process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from labkit.adapters.netns.nsutil import run_in_netns
+from labkit.errors import MissingDependencyError, NotRootError, ProviderError, UnknownNodeError
+from labkit.models.instance import ExecResult, InstancePlan, InstanceState, InstanceStatus, NodeStatus
+from labkit.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+NETNS_DIR = Path("/run/netns")
+OVERLAY_DIRS = ("etc", "usr", "opt", "srv")  # /var comes last, see _node_script
+KEEP_TOP = {
+    "bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "var", "opt", "srv",
+    "root", "home", "run", "tmp", "dev", "proc", "sys",
+}
+SERVICE_BINARIES = {
+    "ssh": ("/usr/sbin/sshd", "openssh-server"),
+    "frr": ("/usr/lib/frr/zebra", "frr"),
+    "snmpd": ("/usr/sbin/snmpd", "snmpd"),
+}
+SERVICE_PROCESS = {"ssh": "sshd", "frr": "zebra", "snmpd": "snmpd"}
+TOOLS = ("ip", "nsenter", "unshare", "mount", "umount", "ssh-keygen", "mknod")
+DEVICES = (
+    ("null", "c", 1, 3, "666"), ("zero", "c", 1, 5, "666"), ("full", "c", 1, 7, "666"),
+    ("random", "c", 1, 8, "666"), ("urandom", "c", 1, 9, "666"), ("tty", "c", 5, 0, "666"),
+    ("net/tun", "c", 10, 200, "666"),
+)
+
+
+def ns_prefix(instance: str) -> str:
+    return f"lk-{instance}."
+
+
+def node_ns(instance: str, node: str) -> str:
+    return f"lk-{instance}.n.{node}"
+
+
+def switch_ns(instance: str, segment: str) -> str:
+    return f"lk-{instance}.s.{segment}"
+
+
+def vantage_ns(instance: str, vantage: str) -> str:
+    return f"lk-{instance}.v.{vantage}"
+
+
+def _run(argv: list[str], *, input: str | None = None, timeout: float = 30.0) -> str:
+    try:
+        proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise ProviderError(f"'{' '.join(argv)}' did not finish within {timeout} s.") from exc
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        raise ProviderError(
+            f"'{' '.join(argv[:8])}' failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}."
+        )
+    return proc.stdout
+
+
+_NSFS_DEV = os.stat("/proc/self/ns/net").st_dev
+
+
+def _ns_inode(path: Path) -> int | None:
+    """Inode of the namespace bound at ``path``; None if nothing (or a plain file) is there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino if st.st_dev == _NSFS_DEV else None
+
+
+def _pids_in(inodes: set[int]) -> list[int]:
+    """Processes whose network or mount namespace is one of ``inodes``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        for kind in ("net", "mnt"):
+            try:
+                if os.stat(f"/proc/{pid}/ns/{kind}").st_ino in inodes:
+                    found.append(pid)
+                    break
+            except OSError:
+                break
+    return found
+
+
+def _mounts_under(prefix: str) -> list[str]:
+    out = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            mp = line.split()[4].replace("\\040", " ")
+            if mp == prefix.rstrip("/") or mp.startswith(prefix.rstrip("/") + "/"):
+                out.append(mp)
+    return out
+
+
+class NetnsProvider:
+    name = "netns"
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or load_settings()
+
+    # ----------------------------------------------------------------- paths
+    def _inst_run_dir(self, name: str) -> Path:
+        return self.settings.run_dir / name
+
+    def _ns_files(self, name: str, node: str) -> tuple[Path, Path]:
+        d = self._inst_run_dir(name)
+        return d / f"{node}.mnt", d / f"{node}.uts"
+
+    def _node_dir(self, name: str, node: str) -> Path:
+        return self.settings.instances / name / "nodes" / node
+
+    def node_enter_argv(self, name: str, node: str) -> list[str]:
+        mnt, uts = self._ns_files(name, node)
+        return [
+            "nsenter", f"--net={NETNS_DIR / node_ns(name, node)}", f"--mount={mnt}", f"--uts={uts}",
+            "--wd=/",
+        ]
+
+    # ------------------------------------------------------------- preflight
+    def preflight(self, plan: InstancePlan) -> None:
+        if os.geteuid() != 0:
+            raise NotRootError(
+                "the netns provider needs root to create network namespaces; run labkit with sudo or as root."
+            )
+        missing_tools = [t for t in TOOLS if shutil.which(t) is None]
+        missing_pkgs = sorted({
+            pkg for n in plan.nodes for s in n.services
+            for binary, pkg in [SERVICE_BINARIES[s]] if not os.path.exists(binary)
+        })
+        if missing_tools or missing_pkgs:
+            what = ", ".join([*missing_tools, *(f"package {p}" for p in missing_pkgs)])
+            raise MissingDependencyError(
+                f"missing on this machine: {what}; run 'make deps' (it installs the Debian packages) and retry."
+            )
+
+    # ---------------------------------------------------------------- create
+    def create(self, state: InstanceState) -> None:
+        plan = state.plan
+        name = state.name
+        self._ensure_private_run_dir()
+        self._inst_run_dir(name).mkdir(mode=0o700, exist_ok=False)
+        for seg in plan.segments:
+            ns = switch_ns(name, seg)
+            _run(["ip", "netns", "add", ns])
+            _run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge", "stp_state", "0",
+                  "forward_delay", "0"])
+            _run(["ip", "-n", ns, "link", "set", "br0", "up"])
+        for node in plan.nodes:
+            self._create_node(state, node.name)
+        for link, (a, b) in plan.links.items():
+            na, ia = a.split(":")
+            nb, ib = b.split(":")
+            _run(["ip", "link", "add", "name", ia, "netns", node_ns(name, na), "type", "veth",
+                  "peer", "name", ib, "netns", node_ns(name, nb)])
+        port = 0
+        for seg, members in plan.segments.items():
+            sw = switch_ns(name, seg)
+            for member in members:
+                n, i = member.split(":")
+                port += 1
+                self._plug(sw, f"p{port}", node_ns(name, n), i)
+        for node in plan.nodes:
+            ns = node_ns(name, node.name)
+            _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            for iface in node.interfaces:
+                for addr in iface.addresses:
+                    _run(["ip", "-n", ns, "addr", "add", addr, "dev", iface.name])
+                _run(["ip", "-n", ns, "link", "set", iface.name, "up"])
+            for route in node.routes:
+                _run(["ip", "-n", ns, "route", "add", route.to, "via", route.via])
+            if node.role == "router":
+                self._sysctl(ns, "net.ipv4.ip_forward", "1")
+        for v in plan.vantage:
+            ns = vantage_ns(name, v.name)
+            _run(["ip", "netns", "add", ns])
+            port += 1
+            self._plug(switch_ns(name, v.segment), f"p{port}", ns, "eth0")
+            _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            _run(["ip", "-n", ns, "addr", "add", v.address, "dev", "eth0"])
+            _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+            if v.gateway:
+                _run(["ip", "-n", ns, "route", "add", "default", "via", v.gateway])
+        state.provider_data = {
+            "run_dir": str(self._inst_run_dir(name)),
+            "namespaces": sorted(p.name for p in NETNS_DIR.glob(ns_prefix(name) + "*")),
+        }
+
+    def _plug(self, sw: str, port: str, ns: str, iface: str) -> None:
+        _run(["ip", "link", "add", "name", iface, "netns", ns, "type", "veth",
+              "peer", "name", port, "netns", sw])
+        _run(["ip", "-n", sw, "link", "set", port, "master", "br0", "up"])
+
+    def _sysctl(self, ns: str, key: str, value: str) -> None:
+        path = "/proc/sys/" + key.replace(".", "/")
+        _run(["ip", "netns", "exec", ns, "sh", "-c", f"echo {value} > {path}"])
+
+    def _ensure_private_run_dir(self) -> None:
+        rd = self.settings.run_dir
+        rd.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if str(rd) not in _mounts_under(str(rd)):
+            _run(["mount", "--bind", str(rd), str(rd)])
+        _run(["mount", "--make-private", str(rd)])
+
+    def _create_node(self, state: InstanceState, node: str) -> None:
+        name = state.name
+        ns = node_ns(name, node)
+        _run(["ip", "netns", "add", ns])
+        mnt, uts = self._ns_files(name, node)
+        mnt.touch()
+        uts.touch()
+        d = self._node_dir(name, node)
+        for sub in (*OVERLAY_DIRS, "var"):
+            (d / "upper" / sub).mkdir(parents=True, exist_ok=True)
+            (d / "work" / sub).mkdir(parents=True, exist_ok=True)
+        (d / "home").mkdir(exist_ok=True)
+        root = d / "root"
+        root.mkdir(mode=0o700, exist_ok=True)
+        for f in (".bashrc", ".profile"):
+            if Path("/etc/skel", f).exists():
+                shutil.copy(Path("/etc/skel", f), root / f)
+        _run(["nsenter", f"--net={NETNS_DIR / ns}", "unshare", f"--mount={mnt}", f"--uts={uts}",
+              "--propagation", "private", "/bin/sh", "-ec", self._node_script(node, d)])
+        self._verify_node(name, node)
+        self._seed_node(state, node)
+
+    def _node_script(self, node: str, d: Path) -> str:
+        home = self.settings.home
+        lines = []
+        for sub in OVERLAY_DIRS:
+            lines.append(
+                f"mount -t overlay overlay -o lowerdir=/{sub},upperdir={d}/upper/{sub},"
+                f"workdir={d}/work/{sub} /{sub}"
+            )
+        lines += [
+            f"mount --bind {d}/root /root",
+            f"mount --bind {d}/home /home",
+            # /var last: the other upper dirs may live below it on the host
+            f"mount -t overlay overlay -o lowerdir=/var,upperdir={d}/upper/var,workdir={d}/work/var /var",
+            # hide every instance's state (grader keys, other candidates' nodes)
+            f"if [ -d {home} ]; then mount -t tmpfs -o ro,size=4k,mode=755 tmpfs {home}; fi",
+            f"if [ -d {self.settings.project} ]; then "
+            f"mount -t tmpfs -o ro,size=4k,mode=755 tmpfs {self.settings.project}; fi",
+            "mount -t tmpfs -o size=64m,mode=755 tmpfs /run",
+            "mkdir -p /run/lock /run/sshd && chmod 1777 /run/lock",
+            "mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp",
+            "mount -t sysfs -o ro sysfs /sys",
+            "mount -t tmpfs -o size=1m,mode=755,nosuid tmpfs /dev",
+            "mkdir -p /dev/net /dev/pts /dev/shm",
+        ]
+        for devname, kind, major, minor, mode in DEVICES:
+            lines.append(f"mknod -m {mode} /dev/{devname} {kind} {major} {minor}")
+        lines += [
+            "mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts /dev/pts",
+            "ln -s pts/ptmx /dev/ptmx",
+            "mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev tmpfs /dev/shm",
+            "ln -s /proc/self/fd /dev/fd; ln -s /proc/self/fd/0 /dev/stdin",
+            "ln -s /proc/self/fd/1 /dev/stdout; ln -s /proc/self/fd/2 /dev/stderr",
+        ]
+        for top in sorted(os.listdir("/")):
+            p = Path("/", top)
+            if top not in KEEP_TOP and p.is_dir() and not p.is_symlink():
+                lines.append(f"mount -t tmpfs -o ro,size=4k,mode=755 tmpfs /{top} || true")
+        lines += [f"hostname {node}", "mount -o remount,bind,ro /"]
+        return "\n".join(lines)
+
+    def _verify_node(self, name: str, node: str) -> None:
+        """Prove the node's namespaces took effect before anything runs in it."""
+        out = _run([*self.node_enter_argv(name, node), "/bin/sh", "-c",
+                    "hostname; readlink /proc/self/ns/net; grep -c ' overlay ' /proc/self/mountinfo"])
+        host_net = os.readlink("/proc/self/ns/net")
+        lines = out.split()
+        if len(lines) != 3 or lines[0] != node or lines[1] == host_net or int(lines[2]) < 5:
+            raise ProviderError(f"node {node!r} was not isolated as expected ({out.strip()!r}); nothing was started in it.")
+
+    def _seed_node(self, state: InstanceState, node: str) -> None:
+        plan = state.plan
+        hosts = ["127.0.0.1 localhost", f"127.0.1.1 {node}"]
+        for n in plan.nodes:
+            addr = n.first_address()
+            if addr and n.name != node:
+                hosts.append(f"{addr} {n.name}")
+        pub = Path(state.ssh_key + ".pub").read_text().strip()
+        script = "\n".join([
+            f"echo {node} > /etc/hostname",
+            "cat > /etc/hosts <<'EOF'\n" + "\n".join(hosts) + "\nEOF",
+            "rm -f /etc/resolv.conf",
+            "printf '# labkit: this lab has no DNS server\\nnameserver 127.0.0.1\\noptions timeout:1 attempts:1\\n'"
+            " > /etc/resolv.conf",
+            "rm -f /etc/ssh/ssh_host_*",
+            "ssh-keygen -q -t ed25519 -N '' -C " + node + " -f /etc/ssh/ssh_host_ed25519_key",
+            "mkdir -p /etc/ssh/sshd_config.d /root/.ssh && chmod 700 /root/.ssh",
+            "printf 'HostKey /etc/ssh/ssh_host_ed25519_key\\nPermitRootLogin prohibit-password\\n"
+            "PasswordAuthentication no\\nUseDNS no\\n' > /etc/ssh/sshd_config.d/labkit.conf",
+            f"echo '{pub}' > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys",
+            "rm -f /etc/frr/frr.conf.sav; printf 'frr defaults traditional\\nhostname " + node
+            + "\\nservice integrated-vtysh-config\\n!\\n' > /etc/frr/frr.conf 2>/dev/null || true",
+        ])
+        self._node_shell(state.name, node, script)
+
+    def _node_shell(self, name: str, node: str, script: str, timeout: float = 30.0) -> str:
+        return _run([*self.node_enter_argv(name, node), "/bin/sh", "-ec", script], timeout=timeout)
+
+    # ----------------------------------------------------------------- start
+    def start(self, state: InstanceState) -> None:
+        for node in state.plan.nodes:
+            cmds = []
+            if "frr" in node.services:
+                cmds.append("/etc/init.d/frr start >/dev/null")
+            if "snmpd" in node.services:
+                cmds.append("/etc/init.d/snmpd start >/dev/null")
+            if "ssh" in node.services:
+                cmds.append("/etc/init.d/ssh start >/dev/null")
+            if cmds:
+                self._node_shell(state.name, node.name, "\n".join(cmds), timeout=60)
+
+    # ---------------------------------------------------------------- status
+    def status(self, state: InstanceState) -> InstanceStatus:
+        nodes = []
+        for node in state.plan.nodes:
+            ino = _ns_inode(NETNS_DIR / node_ns(state.name, node.name))
+            comms: set[str] = set()
+            pids = _pids_in({ino}) if ino else []
+            for pid in pids:
+                try:
+                    comms.add(Path(f"/proc/{pid}/comm").read_text().strip())
+                except OSError:
+                    pass
+            nodes.append(NodeStatus(
+                name=node.name, present=ino is not None, processes=len(pids),
+                services={s: SERVICE_PROCESS[s] in comms for s in node.services},
+            ))
+        return InstanceStatus(
+            name=state.name, lab_id=state.plan.lab_id, provider=self.name, phase=state.phase,
+            created_at=state.created_at, nodes=nodes,
+        )
+
+    # ------------------------------------------------------------------ exec
+    def _check_node(self, state: InstanceState, node: str) -> None:
+        if state.plan.node(node) is None:
+            names = ", ".join(n.name for n in state.plan.nodes)
+            raise UnknownNodeError(f"instance {state.name!r} has no node {node!r}; its nodes are: {names}.")
+        if not (NETNS_DIR / node_ns(state.name, node)).exists():
+            raise ProviderError(
+                f"node {node!r} of instance {state.name!r} is gone; run 'labkit down {state.name}' and bring it up again."
+            )
+
+    def exec(self, state: InstanceState, node: str, argv: list[str], *, input: str | None = None,
+             timeout: float = 60.0) -> ExecResult:
+        self._check_node(state, node)
+        full = [*self.node_enter_argv(state.name, node), *argv]
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise ProviderError(f"the command did not finish within {timeout} s in node {node!r}.") from exc
+        return ExecResult(argv=argv, rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr,
+                          duration=time.monotonic() - t0)
+
+    def console_argv(self, state: InstanceState, node: str) -> list[str]:
+        self._check_node(state, node)
+        term = os.environ.get("TERM", "xterm")
+        return [*self.node_enter_argv(state.name, node), "--wd=/root", "env", "-i", "HOME=/root",
+                f"TERM={term}", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "/bin/bash", "-l"]
+
+    # -------------------------------------------------------------- grading
+    def run_at(self, state: InstanceState, where: str, fn: Callable[[], T], timeout: float) -> T:
+        if state.plan.vantage_point(where):
+            ns = vantage_ns(state.name, where)
+        elif state.plan.node(where):
+            ns = node_ns(state.name, where)
+        else:
+            raise UnknownNodeError(f"instance {state.name!r} has no vantage point or node {where!r}.")
+        return run_in_netns(ns, fn, timeout=timeout)
+
+    def ansible_host_vars(self, state: InstanceState, node: str) -> dict[str, str]:
+        mnt, uts = self._ns_files(state.name, node)
+        return {
+            "labkit_netns": str(NETNS_DIR / node_ns(state.name, node)),
+            "labkit_mnt": str(mnt),
+            "labkit_uts": str(uts),
+        }
+
+    # --------------------------------------------------------------- destroy
+    def destroy(self, name: str, state: InstanceState | None) -> list[str]:
+        """Remove every namespace, process, mount and file of ``name``. Idempotent."""
+        removed: list[str] = []
+        namespaces = sorted(NETNS_DIR.glob(ns_prefix(name) + "*")) if NETNS_DIR.is_dir() else []
+        inst_run = self._inst_run_dir(name)
+        ns_files = sorted(inst_run.glob("*.mnt")) + sorted(inst_run.glob("*.uts")) if inst_run.is_dir() else []
+        inodes = {i for i in (_ns_inode(p) for p in [*namespaces, *ns_files]) if i is not None}
+        inodes -= {os.stat("/proc/self/ns/net").st_ino, os.stat("/proc/self/ns/mnt").st_ino}
+        if inodes:
+            removed += [f"process {pid}" for pid in self._kill(inodes)]
+        for mp in reversed(_mounts_under(str(inst_run))):
+            subprocess.run(["umount", mp], capture_output=True)
+            if mp in _mounts_under(mp):
+                subprocess.run(["umount", "-l", mp], capture_output=True)
+            removed.append(f"mount {mp}")
+        for ns in namespaces:
+            subprocess.run(["ip", "netns", "del", ns.name], capture_output=True)
+            if ns.exists():
+                subprocess.run(["umount", "-l", str(ns)], capture_output=True)
+                ns.unlink(missing_ok=True)
+            removed.append(f"netns {ns.name}")
+        for d in (inst_run, self.settings.instances / name / "nodes"):
+            if d.exists():
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(f"dir {d}")
+        rd = self.settings.run_dir
+        if rd.is_dir() and not any(rd.iterdir()):
+            if str(rd) in _mounts_under(str(rd)):
+                subprocess.run(["umount", str(rd)], capture_output=True)
+            try:
+                rd.rmdir()
+            except OSError:
+                pass
+        leftover = [str(p) for p in NETNS_DIR.glob(ns_prefix(name) + "*")] if NETNS_DIR.is_dir() else []
+        if leftover:
+            raise ProviderError(f"could not remove {', '.join(leftover)}; run 'labkit down {name}' again.")
+        return removed
+
+    def _kill(self, inodes: set[int]) -> list[int]:
+        """SIGTERM, then SIGKILL, the processes living in these namespaces; wait until gone."""
+        me = os.getpid()
+        pids = [p for p in _pids_in(inodes) if p != me]
+        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+            alive = [p for p in pids if Path(f"/proc/{p}").exists()]
+            if not alive:
+                break
+            for pid in alive:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                alive = [p for p in pids if Path(f"/proc/{p}").exists() and not _is_zombie(p)]
+                if not alive:
+                    break
+                time.sleep(0.02)
+        return pids
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True

@@ -1,0 +1,1 @@
+"""Provider interface and registry."""
