@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_RE)]
+PARAM_RE = r"^[a-z][a-z0-9_]{0,30}$"
+ParamName = Annotated[str, StringConstraints(pattern=PARAM_RE)]
 IFACE_RE = r"^[a-z][a-z0-9]{0,11}$"
 IfaceName = Annotated[str, StringConstraints(pattern=IFACE_RE)]
 

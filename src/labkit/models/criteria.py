@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from labkit.models.common import Strict
@@ -20,6 +22,7 @@ class Criterion(Strict):
     block: str  # block or activity title, verbatim
     code: str  # activity / competency code, e.g. "A2.3" or "C3.4"
     text: str = Field(min_length=10)  # the criterion, verbatim from the referential
+    kind: Literal["criterion", "competency"] = "criterion"  # evaluation criterion or competency
 
 
 class Catalog(Strict):

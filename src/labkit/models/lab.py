@@ -10,13 +10,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from labkit.models.common import I18n, IfaceName, Name, Strict
+from labkit.models.common import I18n, IfaceName, Name, ParamName, Strict
 
 
 class ParameterSpec(Strict):
     """A per-instance value generated from the instance seed."""
 
-    name: Name
+    name: ParamName  # a Jinja2 identifier: templates use p.NAME
     kind: Literal["subnet", "password", "word", "choice", "int"]
     within: str | None = None  # subnet: the pool, e.g. 10.0.0.0/8
     prefix: int | None = Field(default=None, ge=8, le=30)  # subnet: its length

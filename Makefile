@@ -1,0 +1,39 @@
+# labkit — the two commands: `make demo` and `make test` (Debian 12, as root).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: deps venv demo test test-fast bench lint clean
+
+deps:
+	bash scripts/install-deps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+demo: deps venv
+	bash scripts/demo.sh
+
+test: deps venv
+	$(VENV)/bin/python -m pytest -q
+
+test-fast: venv
+	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+lint: venv
+	$(VENV)/bin/ruff check src graders tests bench
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+bench: deps venv
+	$(VENV)/bin/python bench/run.py
+
+clean:
+	-$(VENV)/bin/labkit down --all
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install the Debian packages labkit needs, idempotently, without starting any service on
+# the host (policy-rc.d refuses while apt runs). Safe to run again: it installs only what
+# is missing.
+set -euo pipefail
+PACKAGES=(
+  python3 python3-venv python3-dev gcc make iproute2 iputils-ping procps util-linux
+  openssh-server openssh-client frr snmpd snmp tcpdump
+)
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: run as root (it installs Debian packages)." >&2
+  exit 1
+fi
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} Debian packages already installed."
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+created_policy=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  created_policy=1
+fi
+cleanup() { [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d; return 0; }
+trap cleanup EXIT
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done."

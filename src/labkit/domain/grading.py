@@ -1,0 +1,170 @@
+"""Grading: collect evidence with graders, then judge it with pure functions.
+
+A grader is a small plugin with two halves, after netlab's validation plugins:
+
+- ``collect(ctx, args)`` does I/O: it runs probes at vantage points or nodes through the
+  :class:`CheckContext` and returns the :class:`Evidence` it gathered (never raises for a
+  network outcome: a probe that cannot run is evidence with ``ok=False``);
+- ``judge(evidence, args, plan)`` is pure: from evidence alone it returns a :class:`Verdict`
+  with a message for the candidate in French and English (what is wrong, not how to fix
+  it). Verdicts can be recomputed from a stored run.
+
+Graders come from modules that expose ``GRADERS`` (a list of grader objects): the built-in
+``graders.*`` modules and any module registered under the ``labkit.graders`` entry point.
+The registry is built per run; there is no global mutable registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from labkit.adapters.providers.base import Provider
+from labkit.errors import ProviderError
+from labkit.models.evidence import Evidence, EvidenceKind
+from labkit.models.instance import InstancePlan, InstanceState
+from labkit.models.lab import CheckSpec
+from labkit.models.results import CheckResult, Verdict
+
+BUILTIN_GRADER_MODULES = ("graders.routing", "graders.snmp")
+MAX_PARALLEL = 16
+
+
+@runtime_checkable
+class Grader(Protocol):
+    name: str
+
+    def collect(self, ctx: "CheckContext", args: dict[str, Any]) -> list[Evidence]: ...
+
+    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict: ...
+
+
+class GraderRegistry:
+    def __init__(self, graders: Iterable[Grader]):
+        self._graders: dict[str, Grader] = {}
+        for g in graders:
+            if g.name in self._graders:
+                raise ValueError(f"two graders are named {g.name!r}")
+            self._graders[g.name] = g
+
+    @classmethod
+    def load(cls, modules: Iterable[str] = BUILTIN_GRADER_MODULES) -> "GraderRegistry":
+        found: list[Grader] = []
+        names = list(modules) + [ep.value for ep in entry_points(group="labkit.graders")]
+        for mod_name in names:
+            found.extend(getattr(importlib.import_module(mod_name), "GRADERS"))
+        return cls(found)
+
+    def names(self) -> set[str]:
+        return set(self._graders)
+
+    def get(self, name: str) -> Grader:
+        return self._graders[name]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+_ID_SAFE = re.compile(r"[^a-z0-9._-]+")
+
+
+@dataclass
+class CheckContext:
+    """What a grader's ``collect`` may use: the instance, the provider and probe helpers."""
+
+    state: InstanceState
+    provider: Provider
+    check: CheckSpec
+    _seq: int = 0
+    faults: list[Evidence] = field(default_factory=list)
+
+    @property
+    def plan(self) -> InstancePlan:
+        return self.state.plan
+
+    @property
+    def ssh_key(self) -> str:
+        return self.state.ssh_key
+
+    def eid(self, label: str) -> str:
+        """A new evidence id, unique in the run: ``<check>.<nn>.<label>``."""
+        self._seq += 1
+        return f"{self.check.id}.{self._seq:02d}.{_ID_SAFE.sub('-', label.lower())[:60]}"
+
+    def address(self, node: str, segment: str | None = None) -> str:
+        n = self.plan.node(node)
+        addr = n.first_address(segment) if n else None
+        if addr is None:
+            raise ProviderError(f"node {node!r} has no address in this lab's plan")
+        return addr
+
+    def probe(self, where: str, kind: EvidenceKind, target: str, action: str,
+              fn: Callable[[str], Evidence], timeout: float | None = None) -> Evidence:
+        """Run probe ``fn(evidence_id)`` at ``where``; any failure to run becomes evidence."""
+        ev_id = self.eid(f"{where}-{target}")
+        started = utcnow()
+        try:
+            return self.provider.run_at(self.state, where, lambda: fn(ev_id), timeout or self.check.timeout)
+        except Exception as exc:  # noqa: BLE001 - a failed probe is a result, not a crash
+            return Evidence(
+                id=ev_id, check=self.check.id, kind=kind, source=where, target=target, action=action,
+                started_at=started, ended_at=utcnow(), ok=False,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+    def parallel(self, calls: list[Callable[[], Evidence]]) -> list[Evidence]:
+        """Run independent probes side by side; results in the order of ``calls``."""
+        if not calls:
+            return []
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(calls))) as pool:
+            return list(pool.map(lambda c: c(), calls))
+
+
+def result_from(spec: CheckSpec, verdict: Verdict) -> CheckResult:
+    points = round(spec.points * verdict.ratio) if verdict.status == "pass" else 0
+    return CheckResult(
+        id=spec.id, title=spec.title, grader=spec.grader, status=verdict.status, points=points,
+        max_points=spec.points, message=verdict.message, criteria=list(spec.criteria),
+        evidence=list(verdict.evidence), doc=spec.doc,
+    )
+
+
+def judge_safely(grader: Grader, evidence: list[Evidence], args: dict[str, Any],
+                 plan: InstancePlan) -> Verdict:
+    """Judge; a judge that crashes on odd evidence gives an ``error`` verdict, not a crash."""
+    try:
+        verdict = grader.judge(evidence, args, plan)
+    except Exception as exc:  # noqa: BLE001
+        verdict = Verdict.errored(
+            f"La vérification n'a pas pu conclure ({type(exc).__name__}: {exc}).",
+            f"The check could not conclude ({type(exc).__name__}: {exc}).",
+        )
+    if not verdict.evidence:
+        verdict.evidence = [e.id for e in evidence]
+    return verdict
+
+
+def unrun_evidence(evidence: list[Evidence]) -> list[Evidence]:
+    """Evidence whose probe could not run (``ok=False``)."""
+    return [e for e in evidence if not e.ok]
+
+
+def error_if_unrun(evidence: list[Evidence]) -> Verdict | None:
+    """Shared rule for judges: if a probe could not run, the check cannot be judged."""
+    bad = unrun_evidence(evidence)
+    if not bad:
+        return None
+    first = bad[0]
+    what = f"{first.source} → {first.target}"
+    return Verdict.errored(
+        f"Observation impossible depuis {what} : {first.error}.",
+        f"Could not observe from {what}: {first.error}.",
+        [e.id for e in evidence],
+    )

@@ -1,0 +1,331 @@
+"""The ``labkit`` command line. Thin: parse, call a use case, print.
+
+User errors (:class:`labkit.errors.LabkitError`) print one sentence on stderr and exit
+non-zero without a traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from labkit import __version__
+from labkit.errors import LabkitError, UserError
+from labkit.models.results import GradeSummary
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+STATUS_STYLE = {"pass": "green", "fail": "red", "error": "yellow"}
+STATUS_WORD = {"fr": {"pass": "réussi", "fail": "échoué", "error": "erreur"},
+               "en": {"pass": "pass", "fail": "fail", "error": "error"}}
+
+
+def _ctx() -> Any:
+    from labkit.usecases.lifecycle import Context
+
+    return Context.default()
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def print_score_table(summary: GradeSummary, lang: str = "fr", hints: dict[str, str] | None = None) -> None:
+    t = Table(title=f"{summary.lab_id} — {summary.instance} — {summary.score}/{summary.max_score}")
+    t.add_column("check")
+    t.add_column("verdict")
+    t.add_column("points", justify="right")
+    t.add_column("message")
+    for c in summary.checks:
+        msg = c.message.get(lang)
+        if hints and c.status != "pass" and c.id in hints:
+            msg += f"\n→ {hints[c.id]}"
+        t.add_row(c.id, f"[{STATUS_STYLE[c.status]}]{STATUS_WORD[lang][c.status]}[/]",
+                  f"{c.points}/{c.max_points}", msg)
+    out.print(t)
+    out.print(f"run: {summary.run_id}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="labkit")
+def cli() -> None:
+    """labkit: hands-on infrastructure labs, graded from evidence."""
+
+
+# ------------------------------------------------------------------ labs
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+def validate(paths: tuple[str, ...]) -> None:
+    """Validate lab definitions (a lab id, a lab.yaml or its folder)."""
+    from labkit.usecases.lifecycle import load_lab_checked
+
+    ctx = _ctx()
+    failed = 0
+    for p in paths:
+        try:
+            lab = load_lab_checked(ctx, p)
+        except LabkitError as exc:
+            failed += 1
+            err.print(f"[red]✗[/] {p}: {exc}", markup=True)
+        else:
+            out.print(f"✓ {lab.lab_file}: {lab.spec.id}, {len(lab.spec.checks)} checks, "
+                      f"{len(lab.spec.variants)} variants")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command("labs")
+def labs_cmd() -> None:
+    """List the labs of this project."""
+    from labkit.domain.labs import list_labs
+
+    for row in list_labs(_ctx().settings):
+        out.print(" ".join(str(v) for v in (row.values() if isinstance(row, dict) else [row])))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--lang", type=click.Choice(["fr", "en"]), default="fr")
+def criteria(as_json: bool, lang: str) -> None:
+    """List the referential criteria labs can evidence."""
+    from labkit.domain.criteria import format_catalog, load_catalog
+
+    rows = format_catalog(load_catalog(), lang)
+    if as_json:
+        _print_json(rows)
+        return
+    t = Table()
+    for col in ("id", "certification", "code", "text"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(*(str(r.get(k, "")) for k in ("id", "certification", "code", "text")))
+    out.print(t)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--lang", type=click.Choice(["fr", "en"]), default="fr")
+def brief(name: str, lang: str) -> None:
+    """Print the candidate brief of an instance, with its own parameters."""
+    from labkit.domain.labs import render_brief
+    from labkit.usecases.lifecycle import load_lab_checked
+
+    ctx = _ctx()
+    state = ctx.store.load(name)
+    lab = load_lab_checked(ctx, state.plan.lab_dir)
+    click.echo(render_brief(lab, state.plan.params, lang))
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder to write lab.schema.json and topology.schema.json (default: labs/ and topologies/).")
+def schema(out_dir: Path | None) -> None:
+    """Export the JSON Schemas of lab and topology files, for editors."""
+    from labkit.domain.schema import export_schemas
+
+    ctx = _ctx()
+    if out_dir:
+        export_schemas(out_dir)
+    else:
+        export_schemas(ctx.settings.labs, ctx.settings.topologies)
+    out.print("schemas written")
+
+
+# ------------------------------------------------------------- lifecycle
+@cli.command()
+@click.argument("lab")
+@click.option("--instance", "-i", help="Instance name (default: the lab id).")
+@click.option("--seed", type=int, help="Seed of the per-instance parameters (default: random).")
+@click.option("--candidate", help="Candidate name recorded in grades and reports.")
+@click.option("--provider", default="netns", show_default=True)
+def up(lab: str, instance: str | None, seed: int | None, candidate: str | None, provider: str) -> None:
+    """Bring up an instance of LAB."""
+    from labkit.usecases import lifecycle
+
+    state = lifecycle.up(_ctx(), lab, instance=instance, seed=seed, candidate=candidate, provider=provider)
+    out.print(f"instance {state.name} is up ({len(state.plan.nodes)} nodes, seed {state.plan.seed}); "
+              f"brief: labkit brief {state.name}; shell: labkit console {state.name} NODE")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def status(name: str | None, as_json: bool) -> None:
+    """Show instances and their nodes."""
+    from labkit.usecases import lifecycle
+
+    ctx = _ctx()
+    items = [lifecycle.status(ctx, name)] if name else lifecycle.status_all(ctx)
+    if as_json:
+        _print_json([s.model_dump(mode="json") for s in items] if not name else items[0].model_dump(mode="json"))
+        return
+    if not items:
+        out.print("no instance")
+    for s in items:
+        t = Table(title=f"{s.name} ({s.lab_id}, {s.provider}, {s.phase})")
+        t.add_column("node")
+        t.add_column("present")
+        t.add_column("processes", justify="right")
+        t.add_column("services")
+        for n in s.nodes:
+            svc = " ".join(f"{k}:{'up' if v else 'DOWN'}" for k, v in n.services.items())
+            t.add_row(n.name, "yes" if n.present else "NO", str(n.processes), svc)
+        out.print(t)
+
+
+@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("node")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--timeout", type=float, default=600.0, show_default=True)
+def exec_cmd(name: str, node: str, command: tuple[str, ...], timeout: float) -> None:
+    """Run a command in NODE: labkit exec NAME NODE -- CMD..."""
+    from labkit.usecases import lifecycle
+
+    res = lifecycle.exec_in(_ctx(), name, node, list(command), timeout=timeout)
+    sys.stdout.write(res.stdout)
+    sys.stderr.write(res.stderr)
+    sys.exit(res.rc)
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("node")
+def console(name: str, node: str) -> None:
+    """Open an interactive root shell in NODE."""
+    from labkit.usecases import lifecycle
+
+    argv = lifecycle.console_argv(_ctx(), name, node)
+    os.execvp(argv[0], argv)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Remove every instance.")
+def down(name: str | None, all_: bool) -> None:
+    """Remove an instance and everything it made."""
+    from labkit.usecases import lifecycle
+
+    if bool(name) == all_:
+        raise UserError("give an instance name or --all (not both); 'labkit status' lists instances.")
+    ctx = _ctx()
+    done = lifecycle.down_all(ctx) if all_ else {name: lifecycle.down(ctx, name)}  # type: ignore[dict-item]
+    for n, removed in done.items():
+        out.print(f"instance {n} removed ({len(removed)} items)")
+
+
+# ------------------------------------------------------------- grading
+@cli.command()
+@click.argument("name")
+@click.option("--variant", help="Apply a faulty variant instead of the reference solution.")
+@click.option("--no-wait", is_flag=True, help="Do not wait for routing to settle.")
+def solve(name: str, variant: str | None, no_wait: bool) -> None:
+    """Apply the reference solution (or a faulty variant) to an instance."""
+    from labkit.usecases.solve import solve as do_solve
+
+    res = do_solve(_ctx(), name, variant=variant, wait=0 if no_wait else 60)
+    settled = "" if res.converged_after is None else f", routing settled after {res.converged_after:.1f} s"
+    out.print(f"applied {variant or 'reference solution'} to {name} in {res.duration:.1f} s{settled}")
+
+
+def _grade(name: str, as_json: bool, lang: str, checks: tuple[str, ...], mode: str,
+           save_json: Path | None = None) -> None:
+    from labkit.usecases.grade import grade as do_grade
+    from labkit.usecases.lifecycle import load_lab_checked
+
+    ctx = _ctx()
+    summary = do_grade(ctx, name, mode=mode, only=list(checks) or None)
+    if save_json:
+        save_json.parent.mkdir(parents=True, exist_ok=True)
+        save_json.write_text(json.dumps(summary.to_public(lang), indent=2, ensure_ascii=False))
+    if as_json:
+        _print_json(summary.to_public(lang))
+    else:
+        hints = None
+        if mode == "selfcheck":
+            state = ctx.store.load(name)
+            lab = load_lab_checked(ctx, state.plan.lab_dir)
+            hints = {c.id: c.doc.get(lang) for c in lab.spec.checks if c.doc}
+        print_score_table(summary, lang, hints)
+    if summary.score != summary.max_score:
+        sys.exit(10)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--lang", type=click.Choice(["fr", "en"]), default="fr")
+@click.option("--check", "checks", multiple=True, help="Only this check (repeatable).")
+@click.option("--save-json", type=click.Path(path_type=Path), help="Also write the JSON result to this file.")
+def grade(name: str, as_json: bool, lang: str, checks: tuple[str, ...], save_json: Path | None) -> None:
+    """Grade an instance and record the run (exit 10 if not full marks)."""
+    _grade(name, as_json, lang, checks, "grade", save_json)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--lang", type=click.Choice(["fr", "en"]), default="fr")
+@click.option("--check", "checks", multiple=True)
+def check(name: str, as_json: bool, lang: str, checks: tuple[str, ...]) -> None:
+    """Self-check while working: the same checks, with hints on what is observed."""
+    _grade(name, as_json, lang, checks, "selfcheck")
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--format", "fmt", type=click.Choice(["html", "json"]), default="html", show_default=True)
+@click.option("--lang", type=click.Choice(["fr", "en"]), default="fr", show_default=True)
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write here instead of stdout.")
+def report(run: str, fmt: str, lang: str, output: Path | None) -> None:
+    """Render the proof report of a grading RUN (id or folder), from its stored evidence."""
+    from labkit.adapters.storage.runs import open_run
+    from labkit.domain.report import render_html, render_json
+
+    stored = open_run(_ctx().settings.runs, run)
+    text = render_html(stored, lang) if fmt == "html" else json.dumps(
+        render_json(stored, lang), indent=2, ensure_ascii=False, default=str)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        out.print(f"report written to {output}")
+    else:
+        click.echo(text)
+
+
+@cli.command()
+def runs() -> None:
+    """List grading runs, newest first."""
+    from labkit.adapters.storage.runs import list_runs
+
+    for r in list_runs(_ctx().settings.runs):
+        out.print("  ".join(str(r.get(k, "")) for k in ("id", "lab", "instance", "candidate", "score", "max", "date")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="labkit", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("labkit: interrupted.")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except LabkitError as exc:
+        err.print(f"labkit: error: {exc}", markup=False)
+        return exc.exit_code
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

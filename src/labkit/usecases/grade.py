@@ -1,0 +1,170 @@
+"""Grade an instance: collect evidence, judge it, store an immutable run folder."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from labkit import __version__
+from labkit.adapters.probes import netlink
+from labkit.adapters.storage.runs import RunWriter, new_run_id
+from labkit.adapters.storage.state import utcnow
+from labkit.domain.criteria import load_catalog
+from labkit.domain.grading import CheckContext, GraderRegistry, judge_safely, result_from
+from labkit.domain.labs import rendered_checks
+from labkit.errors import UserError
+from labkit.models.evidence import Evidence
+from labkit.models.instance import InstanceState
+from labkit.models.results import GradeSummary, RunInfo, Verdict
+from labkit.usecases.lifecycle import Context, load_lab_checked
+
+
+def _dst(route: dict[str, Any]) -> str:
+    dst = str(route.get("dst") or "0.0.0.0")
+    return dst if "/" in dst else f"{dst}/{route.get('prefixlen', 0)}"
+
+
+def _route_rows(ev: Evidence) -> list[dict[str, Any]]:
+    return [
+        {"dst": _dst(r), "gateway": r.get("gateway"),
+         "dev": r.get("oif"), "protocol": r.get("protocol"), "metric": r.get("metric")}
+        for r in (ev.parsed or [])
+    ]
+
+
+def _collect_artifacts(state: InstanceState, prov: Any, writer: RunWriter) -> None:
+    """Portfolio artifacts read from the live lab: topology, addressing plan, routing tables."""
+    plan = state.plan
+    writer.add_artifact("topology", {
+        "nodes": [{"name": n.name, "role": n.role} for n in plan.nodes],
+        "segments": [{"name": s, "members": m} for s, m in plan.segments.items()],
+        "links": [{"name": ln, "endpoints": list(ends)} for ln, ends in plan.links.items()],
+        "vantage": [{"name": v.name, "segment": v.segment, "address": v.address} for v in plan.vantage],
+    })
+    addressing: list[dict[str, Any]] = []
+    for node in plan.nodes:
+        try:
+            ev = prov.run_at(state, node.name, lambda n=node.name: netlink.addresses(
+                ev_id=f"artifact.addresses.{n}", source=n), 10.0)
+            for iface in ev.parsed or []:
+                if iface.get("name") == "lo":
+                    continue
+                addressing.append({"node": node.name, "iface": iface.get("name"), "state": iface.get("state"),
+                                   "addresses": iface.get("addresses", [])})
+        except Exception as exc:  # noqa: BLE001 - an artifact that cannot be read is noted, not fatal
+            addressing.append({"node": node.name, "iface": None, "state": "unreadable", "addresses": [],
+                               "error": str(exc)})
+        if node.role == "router":
+            try:
+                ev = prov.run_at(state, node.name, lambda n=node.name: netlink.routes(
+                    ev_id=f"artifact.routes.{n}", source=n), 10.0)
+                writer.add_artifact(f"routes-{node.name}", _route_rows(ev))
+            except Exception as exc:  # noqa: BLE001
+                writer.add_artifact(f"routes-{node.name}", {"error": str(exc)})
+    writer.add_artifact("addressing", addressing)
+
+
+def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | None = None) -> GradeSummary:
+    state = ctx.store.load(name)
+    if state.phase != "up":
+        raise UserError(f"instance {name!r} is {state.phase}, not up; bring it up before grading.")
+    lab = load_lab_checked(ctx, state.plan.lab_dir)
+    registry = GraderRegistry.load()
+    catalog = load_catalog()
+    checks = rendered_checks(lab, state.plan.params)
+    if only:
+        unknown = sorted(set(only) - {c.id for c in checks})
+        if unknown:
+            raise UserError(f"unknown check(s) {', '.join(unknown)}; the lab's checks are: "
+                            f"{', '.join(c.id for c in checks)}.")
+        checks = [c for c in checks if c.id in only]
+    prov = ctx.provider(state.provider)
+    started = utcnow()
+    run_id = new_run_id(name, started)
+    writer = RunWriter(ctx.settings.runs, run_id)
+    try:
+        results = []
+        for spec in checks:
+            grader = registry.get(spec.grader)
+            cctx = CheckContext(state=state, provider=prov, check=spec)
+            t0 = time.monotonic()
+            try:
+                evidence = grader.collect(cctx, spec.args)
+            except Exception as exc:  # noqa: BLE001 - one check's failure is a result
+                evidence = []
+                verdict = Verdict.errored(
+                    f"La collecte a échoué ({type(exc).__name__}: {exc}).",
+                    f"Collecting evidence failed ({type(exc).__name__}: {exc}).",
+                )
+            else:
+                verdict = judge_safely(grader, evidence, spec.args, state.plan)
+            for ev in evidence:
+                ev.meta.setdefault("check_duration_s", round(time.monotonic() - t0, 3))
+                writer.add_evidence(ev)
+            results.append(result_from(spec, verdict))
+        _collect_artifacts(state, prov, writer)
+        ended = utcnow()
+        secret = set(state.plan.secret_params)
+        info = RunInfo(
+            run_id=run_id, mode=mode, lab_id=lab.spec.id, lab_title=lab.spec.title,  # type: ignore[arg-type]
+            lab_version=lab.spec.version, instance=name, candidate=state.plan.candidate,
+            provider=state.provider, seed=state.plan.seed,
+            params={k: ("(secret)" if k in secret else v) for k, v in state.plan.params.items()},
+            started_at=started, ended_at=ended, labkit_version=__version__,
+            checks=[_public_spec(c.model_dump(mode="json"), secret, state) for c in checks],
+        )
+        summary = GradeSummary(
+            run_id=run_id, lab_id=lab.spec.id, instance=name, candidate=state.plan.candidate,
+            score=sum(r.points for r in results), max_score=sum(r.max_points for r in results),
+            started_at=started, ended_at=ended, checks=results,
+        )
+        used = sorted({c for r in results for c in r.criteria})
+        criteria = [c for c in catalog.criteria if c.id in used]
+        return writer.seal(info, summary, criteria)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _public_spec(spec: dict[str, Any], secret: set[str], state: InstanceState) -> dict[str, Any]:
+    """The check as run, with secret parameter values masked."""
+    values = {str(state.plan.params[k]) for k in secret if k in state.plan.params}
+
+    def mask(v: Any) -> Any:
+        if isinstance(v, str) and v in values:
+            return "(secret)"
+        if isinstance(v, dict):
+            return {k: mask(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [mask(x) for x in v]
+        return v
+
+    return mask(spec)  # type: ignore[no-any-return]
+
+
+def wait_ready(ctx: Context, name: str, *, timeout: float = 60.0, settle: float = 4.0,
+               poll: float = 0.25) -> float | None:
+    """Wait until every node's kernel routing table has not changed for ``settle`` seconds.
+
+    Returns the time (s) of the last change seen, or None if it never settled within
+    ``timeout``. Reads routing tables over netlink; sends nothing.
+    """
+    state = ctx.store.load(name)
+    prov = ctx.provider(state.provider)
+    t0 = time.monotonic()
+    last: dict[str, Any] | None = None
+    last_change = 0.0
+    while time.monotonic() - t0 < timeout:
+        snap: dict[str, Any] = {}
+        for node in state.plan.nodes:
+            ev = prov.run_at(state, node.name, lambda n=node.name: netlink.routes(ev_id=f"ready.{n}", source=n), 5.0)
+            snap[node.name] = sorted(
+                (str(r.get("dst")), str(r.get("prefixlen")), str(r.get("gateway")), str(r.get("protocol")))
+                for r in (ev.parsed or []))
+        now = time.monotonic() - t0
+        if snap != last:
+            last, last_change = snap, now
+        elif now - last_change >= settle:
+            return round(last_change, 3)
+        time.sleep(poll)
+    return None
