@@ -1,0 +1,87 @@
+"""Shared fixtures. Tests that need root and real namespaces are marked ``root``; they use
+their own LABKIT_HOME and LABKIT_RUN_DIR so they never touch a trainer's instances."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from labkit.settings import Settings
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0 and sys.platform.startswith("linux"):
+        return
+    skip = pytest.mark.skip(reason="needs root and Linux network namespaces")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class LabEnv:
+    settings: Settings
+    env: dict[str, str]
+
+    def labkit(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "labkit", *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout, cwd=PROJECT)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"labkit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+@pytest.fixture
+def lab_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LabEnv]:
+    """A private labkit home and run dir; every instance left at the end is brought down."""
+    home = tmp_path / "home"
+    run_dir = Path(f"/run/labkit-test-{os.getpid()}-{tmp_path.name[-12:]}")
+    env = {**os.environ, "LABKIT_HOME": str(home), "LABKIT_RUN_DIR": str(run_dir),
+           "LABKIT_PROJECT": str(PROJECT)}
+    for k in ("LABKIT_HOME", "LABKIT_RUN_DIR", "LABKIT_PROJECT"):
+        monkeypatch.setenv(k, env[k])
+    settings = Settings(home=home, run_dir=run_dir, project=PROJECT)
+    le = LabEnv(settings, env)
+    yield le
+    from labkit.usecases.lifecycle import Context, down
+
+    ctx = Context(settings)
+    for name in ctx.store.names():
+        down(ctx, name)
+
+
+def leftovers(settings: Settings, name: str, inodes: set[int] | None = None) -> list[str]:
+    """Everything of instance ``name`` still on the machine (empty means no leak)."""
+    found = [f"netns {p.name}" for p in Path("/run/netns").glob(f"lk-{name}.*")]
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            mp = line.split()[4]
+            if mp.startswith(str(settings.run_dir / name)) or mp.startswith(str(settings.instances / name)):
+                found.append(f"mount {mp}")
+    for p in (settings.instances / name, settings.run_dir / name, settings.inventories / f"{name}.yml"):
+        if p.exists():
+            found.append(f"file {p}")
+    if inodes:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            for kind in ("net", "mnt"):
+                try:
+                    if os.stat(f"/proc/{pid}/ns/{kind}").st_ino in inodes:
+                        found.append(f"process {pid}")
+                        break
+                except OSError:
+                    break
+    return found
+
+
+def namespace_inodes(name: str) -> set[int]:
+    return {os.stat(p).st_ino for p in Path("/run/netns").glob(f"lk-{name}.*")}
