@@ -44,6 +44,7 @@ class CheckResult(BaseModel):
     criteria: list[str]
     evidence: list[str]
     doc: I18n | None = None
+    duration_s: float | None = None  # time spent collecting and judging
 
 
 class RunInfo(BaseModel):

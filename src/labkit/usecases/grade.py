@@ -101,7 +101,9 @@ def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | Non
             for ev in evidence:
                 ev.meta.setdefault("check_duration_s", round(time.monotonic() - t0, 3))
                 writer.add_evidence(ev)
-            results.append(result_from(spec, verdict))
+            result = result_from(spec, verdict)
+            result.duration_s = round(time.monotonic() - t0, 3)
+            results.append(result)
         _collect_artifacts(state, prov, writer)
         ended = utcnow()
         secret = set(state.plan.secret_params)

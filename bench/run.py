@@ -1,0 +1,118 @@
+"""labkit benchmarks on the netns provider. Prints one JSON object; run with `make bench`.
+
+Measures, in one run on this machine: time from `up` to ready; time to apply the reference
+solution and for routing to settle; time to grade; time to `down`; memory (PSS) of one
+instance; ten instances up side by side, their PSS, and down. Targets from issue 2 are
+printed next to each figure; nothing here asserts them (timings vary with load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("LABKIT_HOME", "/var/tmp/labkit-bench")
+os.environ.setdefault("LABKIT_RUN_DIR", "/run/labkit-bench")
+os.environ.setdefault("LABKIT_PROJECT", str(PROJECT))
+
+from labkit.settings import load_settings  # noqa: E402
+from labkit.usecases import lifecycle  # noqa: E402
+from labkit.usecases.grade import grade  # noqa: E402
+from labkit.usecases.solve import solve  # noqa: E402
+
+LAB = "routing-multisite"
+TARGETS = {"up_s": 10.0, "up_solve_converge_s": 10.0, "grade_s": 3.0, "down_s": 1.0, "ten_instances_pss_mib": 600}
+
+
+def pss_kib(inodes: set[int]) -> tuple[int, int]:
+    """Sum of PSS (KiB) and count of the processes living in these namespaces."""
+    total, count = 0, 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino not in inodes:
+                continue
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    count += 1
+        except OSError:
+            continue
+    return total, count
+
+
+def ns_inodes(name: str) -> set[int]:
+    return {os.stat(p).st_ino for p in Path("/run/netns").glob(f"lk-{name}.*")}
+
+
+def upper_kib(settings, name: str) -> int:  # type: ignore[no-untyped-def]
+    root = settings.instances / name / "nodes"
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink()) // 1024
+
+
+def timed(fn):  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    out = fn()
+    return out, round(time.perf_counter() - t0, 3)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--instances", type=int, default=10, help="instances side by side (bounded to 20)")
+    ap.add_argument("--out", default=str(PROJECT / "out" / "bench.json"))
+    a = ap.parse_args()
+    n = max(1, min(a.instances, 20))
+    ctx = lifecycle.Context(load_settings())
+    for left in ctx.store.names():
+        lifecycle.down(ctx, left)
+    res: dict = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": sys.version.split()[0]},
+                 "targets": TARGETS}
+    # one instance, full cycle
+    _, res["up_s"] = timed(lambda: lifecycle.up(ctx, LAB, instance="bench", seed=1))
+    pss, procs = pss_kib(ns_inodes("bench"))
+    res["one_instance_base"] = {"pss_mib": round(pss / 1024, 1), "processes": procs,
+                                "overlay_upper_kib": upper_kib(ctx.settings, "bench")}
+    out, _ = timed(lambda: solve(ctx, "bench", wait=60))
+    res["solve_playbook_s"] = round(out.duration, 3)
+    res["converge_after_solve_s"] = out.converged_after
+    res["up_solve_converge_s"] = round(res["up_s"] + out.duration + (out.converged_after or 0), 3)
+    pss, procs = pss_kib(ns_inodes("bench"))
+    res["one_instance_solved"] = {"pss_mib": round(pss / 1024, 1), "processes": procs}
+    summary, res["grade_s"] = timed(lambda: grade(ctx, "bench"))
+    res["grade_score"] = f"{summary.score}/{summary.max_score}"
+    res["grade_per_check_s"] = {c.id: c.duration_s for c in summary.checks}
+    _, res["down_s"] = timed(lambda: lifecycle.down(ctx, "bench"))
+    # N instances side by side
+    names = [f"bench{i:02d}" for i in range(n)]
+    t0 = time.perf_counter()
+    for i, nm in enumerate(names):
+        lifecycle.up(ctx, LAB, instance=nm, seed=100 + i)
+    up_all = round(time.perf_counter() - t0, 3)
+    inodes: set[int] = set()
+    for nm in names:
+        inodes |= ns_inodes(nm)
+    pss, procs = pss_kib(inodes)
+    t0 = time.perf_counter()
+    for nm in names:
+        lifecycle.down(ctx, nm)
+    down_all = round(time.perf_counter() - t0, 3)
+    res["many_instances"] = {"count": n, "up_all_s": up_all, "pss_mib": round(pss / 1024, 1), "processes": procs,
+                             "down_all_s": down_all, "namespaces": len(inodes)}
+    res["ten_instances_pss_mib"] = round(pss / 1024 * 10 / n, 1)
+    leaks = [p.name for p in Path("/run/netns").glob("lk-bench*")]
+    res["leftover_namespaces"] = leaks
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2))
+    return 0 if not leaks else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
