@@ -1,0 +1,329 @@
+"""Per-instance parameters generated from a seed, and the Jinja2 environment that uses them.
+
+``generate_params`` is deterministic: the same lab and seed always give the same values
+(``random.Random(seed)``, parameters drawn in the order the lab declares them).
+
+Templates see the parameters as ``p`` (``{{ p.lan_hq | cidr(1) }}``) and can use these filters:
+
+``host(n)``
+    the n-th address of a network: ``"10.1.2.0/24" | host(1)`` -> ``"10.1.2.1"``; a negative n
+    counts from the end (``host(-1)`` is the last usable host); out of range is an error.
+``cidr(n)``
+    the same address with the prefix length: ``"10.1.2.1/24"``.
+``prefixlen``
+    the prefix length as a number: ``24``.
+``network``
+    the network address without its length: ``"10.1.2.0"``.
+``netmask``
+    the dotted mask: ``"255.255.255.0"``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import random
+import re
+import string
+from typing import Any
+
+import jinja2
+from jinja2 import StrictUndefined, Undefined
+
+from labkit.models.lab import LabSpec, ParameterSpec
+
+# Letters and digits that cannot be mistaken for one another when read aloud or copied.
+PASSWORD_LOWER = "".join(c for c in string.ascii_lowercase if c not in "lo")
+PASSWORD_UPPER = "".join(c for c in string.ascii_uppercase if c not in "IO")
+PASSWORD_DIGITS = "23456789"
+WORD_LETTERS = string.ascii_lowercase
+
+_RANDOM_TRIES = 2000
+_ENUMERATE_LIMIT = 1 << 16
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ParamError(ValueError):
+    """A parameter cannot be generated, or a filter got a value it cannot use (one sentence)."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class RenderError(ValueError):
+    """A template does not render; ``message`` and ``hint`` are ready for an Issue."""
+
+    def __init__(self, message: str, hint: str = "", lineno: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.lineno = lineno  # line inside the template, when Jinja2 knows it
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def generate_params(lab: LabSpec, seed: int) -> dict[str, Any]:
+    """Draw every parameter of ``lab`` for ``seed``; subnets never overlap one another."""
+    rng = random.Random(seed)
+    values: dict[str, Any] = {}
+    taken: list[Network] = []
+    for spec in lab.parameters:
+        if spec.kind == "subnet":
+            net = _subnet(spec, rng, taken)
+            taken.append(net)
+            values[spec.name] = str(net)
+        elif spec.kind == "password":
+            values[spec.name] = _password(spec.length, rng)
+        elif spec.kind == "word":
+            values[spec.name] = spec.prefix_text + "".join(rng.choice(WORD_LETTERS) for _ in range(spec.length))
+        elif spec.kind == "choice":
+            check_parameter(spec)
+            assert spec.choices
+            values[spec.name] = rng.choice(spec.choices)
+        elif spec.kind == "int":
+            check_parameter(spec)
+            assert spec.min is not None and spec.max is not None
+            values[spec.name] = rng.randint(spec.min, spec.max)
+        else:  # pragma: no cover - the model's Literal forbids it
+            raise ParamError(f"parameter '{spec.name}' has unknown kind '{spec.kind}'")
+    return values
+
+
+def check_parameter(spec: ParameterSpec) -> None:
+    """Raise ParamError when a parameter lacks what its kind needs to be generated."""
+    if spec.kind == "subnet":
+        subnet_pool(spec)
+    elif spec.kind == "choice" and not spec.choices:
+        raise ParamError(
+            f"choice parameter '{spec.name}' has no choices",
+            "add for example 'choices: [red, green]'",
+        )
+    elif spec.kind == "int" and (spec.min is None or spec.max is None or spec.min > spec.max):
+        raise ParamError(
+            f"int parameter '{spec.name}' needs 'min' and 'max' with min not above max",
+            "write for example 'min: 1, max: 10'",
+        )
+
+
+def subnet_pool(spec: ParameterSpec) -> Network:
+    """The pool a subnet parameter is drawn from, checked against its prefix length."""
+    if spec.within is None or spec.prefix is None:
+        raise ParamError(
+            f"subnet parameter '{spec.name}' needs both 'within' and 'prefix'",
+            "write for example 'within: 10.0.0.0/8, prefix: 24'",
+        )
+    try:
+        pool = ipaddress.ip_network(spec.within, strict=True)
+    except ValueError:
+        raise ParamError(
+            f"subnet parameter '{spec.name}' has within '{spec.within}', which is not a network",
+            "write a network address with its length, e.g. 10.0.0.0/8",
+        ) from None
+    if spec.prefix < pool.prefixlen or spec.prefix > pool.max_prefixlen:
+        raise ParamError(
+            f"subnet parameter '{spec.name}' asks for /{spec.prefix} subnets inside {pool}, which is /{pool.prefixlen}",
+            f"use a prefix between {pool.prefixlen} and {pool.max_prefixlen} or a larger pool",
+        )
+    return pool
+
+
+def _subnet(spec: ParameterSpec, rng: random.Random, taken: list[Network]) -> Network:
+    pool = subnet_pool(spec)
+    assert spec.prefix is not None
+    prefix: int = spec.prefix
+    count = 1 << (prefix - pool.prefixlen)
+    size = 1 << (pool.max_prefixlen - prefix)
+    base = int(pool.network_address)
+    make = type(pool)
+
+    def nth(i: int) -> Network:
+        return make((base + i * size, prefix))
+
+    for _ in range(min(_RANDOM_TRIES, count * 4)):
+        net = nth(rng.randrange(count))
+        if not any(net.overlaps(t) for t in taken):
+            return net
+    if count <= _ENUMERATE_LIMIT:
+        free = [n for n in (nth(i) for i in range(count)) if not any(n.overlaps(t) for t in taken)]
+        if free:
+            return rng.choice(free)
+    raise ParamError(
+        f"subnet parameter '{spec.name}' finds no free /{prefix} left in {pool}",
+        "give it a larger pool or fewer subnets in the same pool",
+    )
+
+
+def _password(length: int, rng: random.Random) -> str:
+    alphabet = PASSWORD_LOWER + PASSWORD_UPPER + PASSWORD_DIGITS
+    chars = [rng.choice(PASSWORD_LOWER), rng.choice(PASSWORD_UPPER), rng.choice(PASSWORD_DIGITS)]
+    chars += [rng.choice(alphabet) for _ in range(length - len(chars))]
+    rng.shuffle(chars)
+    return "".join(chars)
+
+
+# --------------------------------------------------------------------------- templates
+
+
+class Params:
+    """What templates see as ``p``: attribute and item access to the parameters, nothing else.
+
+    A plain dict would answer ``p.items`` or ``p.values`` with its own methods.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]):
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def names(self) -> list[str]:
+        return list(self._values)
+
+
+class _LabUndefined(StrictUndefined):
+    """StrictUndefined that names a missing parameter the way the lab writes it."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        if isinstance(self._undefined_obj, Params):
+            return f"unknown parameter 'p.{self._undefined_name}'"
+        if self._undefined_obj is jinja2.utils.missing:
+            return f"unknown variable '{self._undefined_name}'"
+        return f"'{self._undefined_name}' is not defined on this value"
+
+
+def _as_interface(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    try:
+        return ipaddress.ip_interface(str(value).strip())
+    except ValueError:
+        raise ParamError(
+            f"'{value}' is not an IP network",
+            "network filters apply to subnet parameters such as p.lan",
+        ) from None
+
+
+def _nth_host(value: Any, n: Any) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, Network]:
+    net = _as_interface(value).network
+    if isinstance(n, Undefined):
+        n._fail_with_undefined_error()
+    try:
+        index = int(n)
+    except (TypeError, ValueError):
+        raise ParamError(f"host number '{n}' is not a whole number", "write for example host(1)") from None
+    if net.num_addresses <= 2:  # /31, /32: every address is usable
+        first, last = 0, net.num_addresses - 1
+    else:
+        first, last = 1, net.num_addresses - 2
+    usable = last - first + 1
+    pos = index if index >= 0 else usable + index + first
+    if pos < first or pos > last:
+        raise ParamError(
+            f"host {index} is outside {net}, whose hosts are {first} to {last}",
+            "pick a host number inside the subnet or give the parameter a shorter prefix",
+        )
+    return net.network_address + pos, net
+
+
+def host_filter(value: Any, n: Any) -> str:
+    """``"10.1.2.0/24" | host(1)`` -> ``"10.1.2.1"``."""
+    addr, _ = _nth_host(value, n)
+    return str(addr)
+
+
+def cidr_filter(value: Any, n: Any) -> str:
+    """``"10.1.2.0/24" | cidr(1)`` -> ``"10.1.2.1/24"``."""
+    addr, net = _nth_host(value, n)
+    return f"{addr}/{net.prefixlen}"
+
+
+def prefixlen_filter(value: Any) -> int:
+    return _as_interface(value).network.prefixlen
+
+
+def network_filter(value: Any) -> str:
+    return str(_as_interface(value).network.network_address)
+
+
+def netmask_filter(value: Any) -> str:
+    return str(_as_interface(value).network.netmask)
+
+
+def template_env() -> jinja2.Environment:
+    """The environment for every lab template: strict about unknown names, never escaping."""
+    env = jinja2.Environment(undefined=_LabUndefined, autoescape=False, keep_trailing_newline=True)
+    env.filters.update(
+        host=host_filter,
+        cidr=cidr_filter,
+        prefixlen=prefixlen_filter,
+        network=network_filter,
+        netmask=netmask_filter,
+    )
+    return env
+
+
+_ENV = template_env()
+_UNKNOWN_PARAM = re.compile(r"^unknown parameter 'p\.(.+)'$")
+_UNKNOWN_VAR = re.compile(r"^unknown variable '(.+)'$")
+
+
+def render(text: str, params: dict[str, Any] | Params) -> str:
+    """Render one template with ``p`` = the parameters; every failure becomes a RenderError."""
+    p = params if isinstance(params, Params) else Params(params)
+    try:
+        return _ENV.from_string(text).render(p=p)
+    except jinja2.TemplateSyntaxError as e:
+        raise RenderError(
+            f"the template has a syntax error: {e.message}",
+            "check that every '{{' has its '}}' and every '{%' its '%}'",
+            e.lineno,
+        ) from None
+    except jinja2.UndefinedError as e:
+        msg = str(e.message or e)
+        m = _UNKNOWN_PARAM.match(msg)
+        if m:
+            raise RenderError(
+                f"the template uses unknown parameter 'p.{m.group(1)}'",
+                _known_hint(m.group(1), p.names()),
+            ) from None
+        m = _UNKNOWN_VAR.match(msg)
+        if m:
+            raise RenderError(
+                f"the template uses unknown variable '{m.group(1)}'",
+                f"parameters are written p.NAME, e.g. p.{m.group(1)}",
+            ) from None
+        raise RenderError(f"the template fails: {msg}", "see the template's names") from None
+    except ParamError as e:
+        raise RenderError(e.message, e.hint) from None
+    except jinja2.TemplateError as e:
+        raise RenderError(f"the template fails: {e.message}", "check the filters and their arguments") from None
+    except (TypeError, ValueError, ArithmeticError, AttributeError, LookupError) as e:
+        raise RenderError(f"the template fails: {e}", "check the filters and their arguments") from None
+
+
+def _known_hint(name: str, known: list[str]) -> str:
+    if not known:
+        return "this lab declares no parameters; add it under 'parameters'"
+    close = difflib.get_close_matches(name, known, n=1)
+    text = f"this lab's parameters are {', '.join(known)}"
+    if close:
+        text = f"did you mean 'p.{close[0]}'? {text}"
+    return text
