@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+from functools import partial
 from typing import Any
 
 from labkit.adapters.probes import icmp, netlink, ssh
@@ -15,33 +16,33 @@ from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
 
-PING = {"count": 2, "interval": 0.05, "timeout": 1.0}
+PING_COUNT, PING_INTERVAL, PING_TIMEOUT = 2, 0.05, 1.0
+
+
+def _vantage_ip(ctx: CheckContext, name: str) -> str:
+    v = ctx.plan.vantage_point(name)
+    if v is None:
+        raise ValueError(f"unknown vantage point {name!r}")
+    return v.ip
 
 
 def _ping_matrix(ctx: CheckContext, vantage: list[str], hosts: dict[str, str] | None = None,
-                 label: str = "") -> list[Evidence]:
+                 phase: str = "") -> list[Evidence]:
     """Every vantage point pings every other vantage point and every host not on its LAN."""
     calls = []
     for src in vantage:
         src_seg = ctx.plan.vantage_point(src).segment  # type: ignore[union-attr]
-        targets = [(dst, ctx.plan.vantage_point(dst).ip) for dst in vantage if dst != src]  # type: ignore[union-attr]
+        targets = [(dst, _vantage_ip(ctx, dst)) for dst in vantage if dst != src]
         for host, ip in (hosts or {}).items():
             node = ctx.plan.node(host)
             if node is None or all(i.segment != src_seg for i in node.interfaces):
                 targets.append((host, ip))
         for name, ip in targets:
-            calls.append(lambda src=src, name=name, ip=ip: ctx.probe(
-                src, "icmp", ip, f"ping {ip}",
-                lambda ev_id, src=src, ip=ip, name=name: _tag(
-                    icmp.ping(ip, ev_id=ev_id, source=src, check=ctx.check.id, **PING), name, label)))
+            probe = partial(icmp.ping, ip, source=src, check=ctx.check.id, count=PING_COUNT,
+                            interval=PING_INTERVAL, timeout=PING_TIMEOUT)
+            meta = {"target_name": name, **({"phase": phase} if phase else {})}
+            calls.append(ctx.deferred(src, "icmp", ip, f"ping {ip}", probe, meta=meta))
     return ctx.parallel(calls)
-
-
-def _tag(ev: Evidence, name: str, label: str) -> Evidence:
-    ev.meta["target_name"] = name
-    if label:
-        ev.meta["phase"] = label
-    return ev
 
 
 def _unreachable(evidence: list[Evidence]) -> list[str]:
@@ -83,11 +84,10 @@ class OspfAdjacency:
         for router, vantage in args["routers"].items():
             seg = ctx.plan.vantage_point(vantage).segment  # type: ignore[union-attr]
             addr = ctx.address(router, seg)
-            calls.append(lambda r=router, v=vantage, a=addr: ctx.probe(
-                v, "ssh", a, "; ".join(OSPF_CMDS),
-                lambda ev_id, r=r, v=v, a=a: _tag(ssh.ssh_run(
-                    a, OSPF_CMDS, key_file=ctx.ssh_key, ev_id=ev_id, source=v, check=ctx.check.id,
-                    timeout=5.0), r, "")))
+            probe = partial(ssh.ssh_run, addr, OSPF_CMDS, key_file=ctx.ssh_key, source=vantage,
+                            check=ctx.check.id, timeout=5.0)
+            calls.append(ctx.deferred(vantage, "ssh", addr, "; ".join(OSPF_CMDS), probe,
+                                      meta={"target_name": router}))
         return ctx.parallel(calls)
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
@@ -139,13 +139,25 @@ def _route_net(route: dict[str, Any]) -> ipaddress.IPv4Network | ipaddress.IPv6N
         return None
 
 
+def _routes(ev_id: str, *, source: str, check: str) -> Evidence:
+    return netlink.routes(ev_id=ev_id, source=source, check=check)
+
+
+def _set_link(ev_id: str, *, iface: str, up: bool, check: str) -> Evidence:
+    return netlink.set_link_state(iface, up, ev_id=ev_id, source="grader", check=check)
+
+
+def _wait(ev_id: str, *, ip: str, source: str, check: str, deadline_s: float) -> Evidence:
+    return icmp.wait_reachable(ip, deadline_s=deadline_s, ev_id=ev_id, source=source, check=check, interval=0.2)
+
+
 class OspfRoutes:
     name = "routing.ospf_routes"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         calls = [
-            lambda r=r: ctx.probe(r, "netlink", r, "ip route show (netlink)",
-                                  lambda ev_id, r=r: _tag(netlink.routes(ev_id=ev_id, source=r, check=ctx.check.id), r, ""))
+            ctx.deferred(r, "netlink", r, "ip route show (netlink)",
+                         partial(_routes, source=r, check=ctx.check.id), meta={"target_name": r})
             for r in args["routers"]
         ]
         return ctx.parallel(calls)
@@ -189,33 +201,30 @@ class WanResilience:
         within = float(args.get("within", 10))
         ends: dict[str, str] = args["cut"]["ends"]
         link = args["cut"]["link"]
-        evidence = _ping_matrix(ctx, vantage, label="before")
+        evidence = _ping_matrix(ctx, vantage, phase="before")
         if _unreachable(evidence) or any(not e.ok for e in evidence):
             return evidence  # nothing to measure: the judge says why
         cut: list[tuple[str, str]] = []
         try:
             for router, iface in ends.items():
                 ev = ctx.probe(router, "fault", f"{router}:{iface}", f"ip link set {iface} down ({link})",
-                               lambda ev_id, r=router, i=iface: netlink.set_link_state(
-                                   i, False, ev_id=ev_id, source="grader", check=ctx.check.id))
+                               partial(_set_link, iface=iface, up=False, check=ctx.check.id))
                 evidence.append(ev)
                 if ev.ok:
                     cut.append((router, iface))
             calls = []
             for src, dst in itertools.permutations(vantage, 2):
-                ip = ctx.plan.vantage_point(dst).ip  # type: ignore[union-attr]
-                calls.append(lambda src=src, dst=dst, ip=ip: ctx.probe(
+                ip = _vantage_ip(ctx, dst)
+                calls.append(ctx.deferred(
                     src, "icmp", ip, f"wait for {ip}",
-                    lambda ev_id, src=src, dst=dst, ip=ip: _tag(icmp.wait_reachable(
-                        ip, deadline_s=within, ev_id=ev_id, source=src, check=ctx.check.id, interval=0.2),
-                        dst, "after-cut"), timeout=within + 5))
+                    partial(_wait, ip=ip, source=src, check=ctx.check.id, deadline_s=within),
+                    timeout=within + 5, meta={"target_name": dst, "phase": "after-cut"}))
             evidence += ctx.parallel(calls)
         finally:
             for router, iface in cut:
                 evidence.append(ctx.probe(router, "fault", f"{router}:{iface}", f"ip link set {iface} up ({link})",
-                                          lambda ev_id, r=router, i=iface: netlink.set_link_state(
-                                              i, True, ev_id=ev_id, source="grader", check=ctx.check.id)))
-        evidence += _ping_matrix(ctx, vantage, label="restored")
+                                          partial(_set_link, iface=iface, up=True, check=ctx.check.id)))
+        evidence += _ping_matrix(ctx, vantage, phase="restored")
         return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:

@@ -3,6 +3,8 @@ right sysName, and no v1/v2c community is answered."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from labkit.adapters.probes import snmp
@@ -23,22 +25,21 @@ def _router_targets(ctx: CheckContext, routers: dict[str, str]) -> list[tuple[st
     return out
 
 
+def _v3_probe(ctx: CheckContext, args: dict[str, Any], addr: str, vantage: str) -> Callable[..., Evidence]:
+    return partial(snmp.snmp_get_v3, addr, [SYS_NAME], user=args["user"], auth_protocol=args["auth"]["protocol"],
+                   auth_key=args["auth"]["key"], priv_protocol=args["priv"]["protocol"],
+                   priv_key=args["priv"]["key"], source=vantage, check=ctx.check.id, timeout=1.0, retries=1)
+
+
 class V3SysName:
     name = "snmp.v3_sysname"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        calls = []
-        for router, vantage, addr in _router_targets(ctx, args["routers"]):
-            def call(router: str = router, vantage: str = vantage, addr: str = addr) -> Evidence:
-                ev = ctx.probe(vantage, "snmp", addr, f"snmpget v3 {SYS_NAME}", lambda ev_id: snmp.snmp_get_v3(
-                    addr, [SYS_NAME], user=args["user"], auth_protocol=args["auth"]["protocol"],
-                    auth_key=args["auth"]["key"], priv_protocol=args["priv"]["protocol"],
-                    priv_key=args["priv"]["key"], ev_id=ev_id, source=vantage, check=ctx.check.id,
-                    timeout=1.0, retries=1))
-                ev.meta["target_name"] = router
-                return ev
-            calls.append(call)
-        return ctx.parallel(calls)
+        return ctx.parallel([
+            ctx.deferred(vantage, "snmp", addr, f"snmpget v3 {SYS_NAME}", _v3_probe(ctx, args, addr, vantage),
+                         meta={"target_name": router})
+            for router, vantage, addr in _router_targets(ctx, args["routers"])
+        ])
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         if (err := error_if_unrun(evidence)) is not None:
@@ -80,27 +81,15 @@ class NoCommunityAccess:
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         calls = []
         for router, vantage, addr in _router_targets(ctx, args["routers"]):
-            def alive(router: str = router, vantage: str = vantage, addr: str = addr) -> Evidence:
-                ev = ctx.probe(vantage, "snmp", addr, f"snmpget v3 {SYS_NAME}", lambda ev_id: snmp.snmp_get_v3(
-                    addr, [SYS_NAME], user=args["user"], auth_protocol=args["auth"]["protocol"],
-                    auth_key=args["auth"]["key"], priv_protocol=args["priv"]["protocol"],
-                    priv_key=args["priv"]["key"], ev_id=ev_id, source=vantage, check=ctx.check.id,
-                    timeout=1.0, retries=1))
-                ev.meta.update(target_name=router, purpose="v3-liveness")
-                return ev
-            calls.append(alive)
+            calls.append(ctx.deferred(vantage, "snmp", addr, f"snmpget v3 {SYS_NAME}",
+                                      _v3_probe(ctx, args, addr, vantage),
+                                      meta={"target_name": router, "purpose": "v3-liveness"}))
             for community in args.get("communities", ["public"]):
                 for version in ("1", "2c"):
-                    def call(router: str = router, vantage: str = vantage, addr: str = addr,
-                             community: str = community, version: str = version) -> Evidence:
-                        ev = ctx.probe(vantage, "snmp", addr, f"snmpget v{version} {SYS_DESCR}",
-                                       lambda ev_id: snmp.snmp_get_community(
-                                           addr, [SYS_DESCR], community=community, version=version,
-                                           ev_id=ev_id, source=vantage, check=ctx.check.id,
-                                           timeout=1.0, retries=0))
-                        ev.meta.update(target_name=router, community_label=community)
-                        return ev
-                    calls.append(call)
+                    probe = partial(snmp.snmp_get_community, addr, [SYS_DESCR], community=community,
+                                    version=version, source=vantage, check=ctx.check.id, timeout=1.0, retries=0)
+                    calls.append(ctx.deferred(vantage, "snmp", addr, f"snmpget v{version} {SYS_DESCR}", probe,
+                                              meta={"target_name": router, "community_label": community}))
         return ctx.parallel(calls)
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:

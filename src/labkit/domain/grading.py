@@ -106,18 +106,30 @@ class CheckContext:
         return addr
 
     def probe(self, where: str, kind: EvidenceKind, target: str, action: str,
-              fn: Callable[[str], Evidence], timeout: float | None = None) -> Evidence:
-        """Run probe ``fn(evidence_id)`` at ``where``; any failure to run becomes evidence."""
+              fn: Callable[..., Evidence], timeout: float | None = None) -> Evidence:
+        """Run probe ``fn(ev_id=...)`` at ``where``; any failure to run becomes evidence."""
         ev_id = self.eid(f"{where}-{target}")
         started = utcnow()
         try:
-            return self.provider.run_at(self.state, where, lambda: fn(ev_id), timeout or self.check.timeout)
+            return self.provider.run_at(self.state, where, lambda: fn(ev_id=ev_id), timeout or self.check.timeout)
         except Exception as exc:  # noqa: BLE001 - a failed probe is a result, not a crash
             return Evidence(
                 id=ev_id, check=self.check.id, kind=kind, source=where, target=target, action=action,
                 started_at=started, ended_at=utcnow(), ok=False,
                 error=f"{type(exc).__name__}: {exc}",
             )
+
+    def deferred(self, where: str, kind: EvidenceKind, target: str, action: str,
+                 fn: Callable[..., Evidence], timeout: float | None = None,
+                 meta: dict[str, Any] | None = None) -> Callable[[], Evidence]:
+        """A probe to run later (e.g. in :meth:`parallel`); ``meta`` is added to its evidence."""
+
+        def run() -> Evidence:
+            ev = self.probe(where, kind, target, action, fn, timeout)
+            ev.meta.update(meta or {})
+            return ev
+
+        return run
 
     def parallel(self, calls: list[Callable[[], Evidence]]) -> list[Evidence]:
         """Run independent probes side by side; results in the order of ``calls``."""

@@ -129,14 +129,11 @@ def brief(name: str, lang: str) -> None:
               help="Folder to write lab.schema.json and topology.schema.json (default: labs/ and topologies/).")
 def schema(out_dir: Path | None) -> None:
     """Export the JSON Schemas of lab and topology files, for editors."""
-    from labkit.domain.schema import export_schemas
+    from labkit.domain.schema import export_schemas, write_project_schemas
 
-    ctx = _ctx()
-    if out_dir:
-        export_schemas(out_dir)
-    else:
-        export_schemas(ctx.settings.labs, ctx.settings.topologies)
-    out.print("schemas written")
+    written = export_schemas(out_dir) if out_dir else write_project_schemas(_ctx().settings.project)
+    for path in written:
+        out.print(f"wrote {path}")
 
 
 # ------------------------------------------------------------- lifecycle
@@ -214,10 +211,13 @@ def down(name: str | None, all_: bool) -> None:
     """Remove an instance and everything it made."""
     from labkit.usecases import lifecycle
 
-    if bool(name) == all_:
-        raise UserError("give an instance name or --all (not both); 'labkit status' lists instances.")
     ctx = _ctx()
-    done = lifecycle.down_all(ctx) if all_ else {name: lifecycle.down(ctx, name)}  # type: ignore[dict-item]
+    if all_ and not name:
+        done = lifecycle.down_all(ctx)
+    elif name and not all_:
+        done = {name: lifecycle.down(ctx, name)}
+    else:
+        raise UserError("give an instance name or --all (not both); 'labkit status' lists instances.")
     for n, removed in done.items():
         out.print(f"instance {n} removed ({len(removed)} items)")
 

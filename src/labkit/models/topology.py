@@ -17,7 +17,7 @@ class NodeSpec(Strict):
     role: Role
     image: str = "debian12"
     packages: list[str] = Field(default_factory=list)
-    services: list[Service] = Field(default_factory=lambda: ["ssh"])
+    services: list[Service] = Field(default_factory=lambda: list[Service](["ssh"]))
 
 
 class Endpoint(Strict):

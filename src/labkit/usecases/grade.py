@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from labkit import __version__
@@ -44,8 +45,8 @@ def _collect_artifacts(state: InstanceState, prov: Any, writer: RunWriter) -> No
     addressing: list[dict[str, Any]] = []
     for node in plan.nodes:
         try:
-            ev = prov.run_at(state, node.name, lambda n=node.name: netlink.addresses(
-                ev_id=f"artifact.addresses.{n}", source=n), 10.0)
+            ev = prov.run_at(state, node.name, partial(netlink.addresses, ev_id=f"artifact.addresses.{node.name}",
+                                                       source=node.name), 10.0)
             for iface in ev.parsed or []:
                 if iface.get("name") == "lo":
                     continue
@@ -56,8 +57,8 @@ def _collect_artifacts(state: InstanceState, prov: Any, writer: RunWriter) -> No
                                "error": str(exc)})
         if node.role == "router":
             try:
-                ev = prov.run_at(state, node.name, lambda n=node.name: netlink.routes(
-                    ev_id=f"artifact.routes.{n}", source=n), 10.0)
+                ev = prov.run_at(state, node.name, partial(netlink.routes, ev_id=f"artifact.routes.{node.name}",
+                                                           source=node.name), 10.0)
                 writer.add_artifact(f"routes-{node.name}", _route_rows(ev))
             except Exception as exc:  # noqa: BLE001
                 writer.add_artifact(f"routes-{node.name}", {"error": str(exc)})
@@ -159,7 +160,8 @@ def wait_ready(ctx: Context, name: str, *, timeout: float = 60.0, settle: float 
     while time.monotonic() - t0 < timeout:
         snap: dict[str, Any] = {}
         for node in state.plan.nodes:
-            ev = prov.run_at(state, node.name, lambda n=node.name: netlink.routes(ev_id=f"ready.{n}", source=n), 5.0)
+            ev = prov.run_at(state, node.name, partial(netlink.routes, ev_id=f"ready.{node.name}", source=node.name),
+                             5.0)
             snap[node.name] = sorted(
                 (str(r.get("dst")), str(r.get("prefixlen")), str(r.get("gateway")), str(r.get("protocol")))
                 for r in (ev.parsed or []))
