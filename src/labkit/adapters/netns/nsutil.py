@@ -28,7 +28,18 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 
 _local = threading.local()
-_ROOT_NET_INODE = os.stat("/proc/1/ns/net").st_ino if os.path.exists("/proc/1/ns/net") else -1
+def _initial_net_inode() -> int:
+    """The host namespace labkit started in: pid 1's where readable, else this process's own
+    (labkit always starts in the host's namespace; only its worker threads move)."""
+    for path in ("/proc/1/ns/net", "/proc/self/ns/net"):
+        try:
+            return os.stat(path).st_ino
+        except OSError:
+            continue
+    raise NamespaceSafetyError("cannot read /proc/self/ns/net; labkit needs Linux with /proc mounted.")
+
+
+_ROOT_NET_INODE = _initial_net_inode()
 
 
 def netns_path(name: str) -> Path:

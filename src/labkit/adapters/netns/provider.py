@@ -39,6 +39,19 @@ SERVICE_BINARIES = {
     "snmpd": ("/usr/sbin/snmpd", "snmpd"),
 }
 SERVICE_PROCESS = {"ssh": "sshd", "frr": "zebra", "snmpd": "snmpd"}
+# Nodes share the host's process list (no PID namespace): Debian's stock snmpd init script
+# stops every process running /usr/sbin/snmpd, i.e. every node's agent. Each node gets its
+# own /etc/default/snmpd whose stop command only signals the pid in the node's /run.
+SNMPD_DEFAULT = """# labkit: stop only this node's snmpd (nodes share the host's process list)
+export MIBS=
+do_stop_cmd_override() {
+\tstart-stop-daemon --stop --quiet --retry=TERM/5/KILL/2 --pidfile "$PIDFILE" --exec "$DAEMON"
+\tRETVAL="$?"
+\t[ "$RETVAL" = 2 ] && return 2
+\trm -f "$PIDFILE"
+\treturn "$RETVAL"
+}
+"""
 TOOLS = ("ip", "nsenter", "unshare", "mount", "umount", "ssh-keygen", "mknod")
 DEVICES = (
     ("null", "c", 1, 3, "666"), ("zero", "c", 1, 5, "666"), ("full", "c", 1, 7, "666"),
@@ -319,6 +332,14 @@ class NetnsProvider:
             + "\\nservice integrated-vtysh-config\\n!\\n' > /etc/frr/frr.conf 2>/dev/null || true",
         ])
         self._node_shell(state.name, node, script)
+        self._seed_services(state, node)
+
+    def _seed_services(self, state: InstanceState, node: str) -> None:
+        """Per-node service defaults that keep one node's init scripts away from the others."""
+        n = state.plan.node(node)
+        if n is None or "snmpd" not in n.services:
+            return
+        self._node_shell(state.name, node, "cat > /etc/default/snmpd <<'EOF'\n" + SNMPD_DEFAULT + "EOF")
 
     def _node_shell(self, name: str, node: str, script: str, timeout: float = 30.0) -> str:
         return _run([*self.node_enter_argv(name, node), "/bin/sh", "-ec", script], timeout=timeout)
