@@ -138,8 +138,12 @@ def down(ctx: Context, name: str) -> list[str]:
 
 
 def down_all(ctx: Context) -> dict[str, list[str]]:
+    """Every instance of this labkit home: those with state, and those whose namespace files
+    are still in this run dir after a crash. Instances of other homes are left alone."""
     names = set(ctx.store.names())
-    names |= {p.name[3:].split(".")[0] for p in Path("/run/netns").glob("lk-*.*")} if Path("/run/netns").is_dir() else set()
+    rd = ctx.settings.run_dir
+    if rd.is_dir():
+        names |= {p.name for p in rd.iterdir() if p.is_dir()}
     return {n: down(ctx, n) for n in sorted(names)}
 
 

@@ -133,3 +133,14 @@ def test_user_errors_are_one_sentence_without_traceback(lab_env: LabEnv) -> None
     assert res.returncode != 0 and "already exists" in res.stderr and "Traceback" not in res.stderr
     res = lab_env.labkit("exec", "pve", "nosuchnode", "--", "true", check=False)
     assert res.returncode != 0 and "has no node 'nosuchnode'" in res.stderr
+
+
+def test_console_and_down_all(lab_env: LabEnv) -> None:
+    lab_env.labkit("up", "routing-multisite", "--instance", "pvf", "--seed", "6")
+    lab_env.labkit("up", "routing-multisite", "--instance", "pvg", "--seed", "7")
+    proc = subprocess.run([sys.executable, "-m", "labkit", "console", "pvf", "pc-br2"], env=lab_env.env,
+                          cwd=PROJECT, input="hostname; pwd; exit 0\n", capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and "pc-br2" in proc.stdout and "/root" in proc.stdout
+    inodes = namespace_inodes("pvf") | namespace_inodes("pvg")
+    lab_env.labkit("down", "--all")
+    assert leftovers(lab_env.settings, "pvf", inodes) == [] and leftovers(lab_env.settings, "pvg") == []
