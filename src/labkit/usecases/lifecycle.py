@@ -63,7 +63,8 @@ def up(ctx: Context, lab_ref: str, *, instance: str | None = None, seed: int | N
     prov.preflight(plan)
     store = ctx.store
     with store.lock(name):
-        if store.exists(name) or any(Path("/run/netns").glob(f"lk-{name}.*")):
+        if store.exists(name) or any(Path("/run/netns").glob(f"lk-{name}.*")) \
+                or (ctx.settings.run_dir / name).exists():
             raise InstanceExistsError(
                 f"an instance named {name!r} already exists; pick another --instance or run 'labkit down {name}'."
             )
