@@ -38,11 +38,21 @@ MAX_PARALLEL = 16
 
 @runtime_checkable
 class Grader(Protocol):
+    """A check plugin. A grader may also define ``baseline(ctx, args) -> list[Evidence]``:
+    it runs once at ``up`` (after the lab's set-up) to record a reference state, e.g. the
+    sha256 manifest of business data before a restore test. Baseline evidence is kept in the
+    instance's state (hidden from candidates), handed to ``collect`` as ``ctx.baseline``, and
+    stored in every run with ``meta.phase == "baseline"`` so that ``judge`` sees it."""
+
     name: str
 
     def collect(self, ctx: "CheckContext", args: dict[str, Any]) -> list[Evidence]: ...
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict: ...
+
+
+def has_baseline(grader: Grader) -> bool:
+    return callable(getattr(grader, "baseline", None))
 
 
 class GraderRegistry:
@@ -82,6 +92,7 @@ class CheckContext:
     state: InstanceState
     provider: Provider
     check: CheckSpec
+    baseline: list[Evidence] = field(default_factory=list)
     _seq: int = 0
     faults: list[Evidence] = field(default_factory=list)
 

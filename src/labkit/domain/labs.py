@@ -455,6 +455,8 @@ class _Validator:
                         _choices_hint(failing, check_ids, "checks"),
                     )
         self.playbook(doc, ("solution", "playbook"), "solution", spec.solution.playbook)
+        if spec.setup is not None:
+            self.playbook(doc, ("setup", "playbook"), "setup", spec.setup.playbook)
         for i, variant in enumerate(spec.variants):
             self.playbook(doc, ("variants", i, "playbook"), f"variant '{variant.id}'", variant.playbook)
 

@@ -76,6 +76,7 @@ class LabSpec(Strict):
     routes: dict[Name, list[RouteSpec]] = Field(default_factory=dict)
     vantage: list[VantageSpec] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(min_length=1)
+    setup: PlaybookRef | None = None  # base set-up applied by `up` (e.g. business data); not a solution
     solution: PlaybookRef
     variants: list[VariantSpec] = Field(default_factory=list)
 

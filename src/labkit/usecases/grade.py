@@ -87,10 +87,11 @@ def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | Non
         results = []
         for spec in checks:
             grader = registry.get(spec.grader)
-            cctx = CheckContext(state=state, provider=prov, check=spec)
+            baseline = ctx.store.load_baseline(name, spec.id)
+            cctx = CheckContext(state=state, provider=prov, check=spec, baseline=baseline)
             t0 = time.monotonic()
             try:
-                evidence = grader.collect(cctx, spec.args)
+                evidence = baseline + grader.collect(cctx, spec.args)
             except Exception as exc:  # noqa: BLE001 - one check's failure is a result
                 evidence = []
                 verdict = Verdict.errored(

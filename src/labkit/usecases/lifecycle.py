@@ -12,10 +12,10 @@ from labkit.adapters.ansible.inventory import build_inventory, write_inventory
 from labkit.adapters.providers.base import Provider, get_provider
 from labkit.adapters.storage.state import InstanceStore, check_instance_name, utcnow
 from labkit.domain.criteria import load_catalog
-from labkit.domain.grading import GraderRegistry
-from labkit.domain.labs import LoadedLab, find_lab, instantiate, load_lab
-from labkit.errors import InstanceExistsError, LabkitError, ProviderError, UserError
-from labkit.models.instance import ExecResult, InstanceState, InstanceStatus
+from labkit.domain.grading import CheckContext, GraderRegistry, has_baseline
+from labkit.domain.labs import LoadedLab, find_lab, instantiate, load_lab, rendered_checks
+from labkit.errors import InstanceExistsError, LabkitError, ProviderError, SolveError, UserError
+from labkit.models.instance import ExecResult, InstancePlan, InstanceState, InstanceStatus
 from labkit.settings import Settings, load_settings
 
 
@@ -59,6 +59,11 @@ def up(ctx: Context, lab_ref: str, *, instance: str | None = None, seed: int | N
     if seed < 0:
         raise UserError(f"seed {seed} is negative; give a seed of 0 or more.")
     plan = instantiate(lab, name, seed, candidate)
+    return _up(ctx, lab, plan, provider)
+
+
+def _up(ctx: Context, lab: LoadedLab, plan: InstancePlan, provider: str) -> InstanceState:
+    name = plan.name
     prov = ctx.provider(provider)
     prov.preflight(plan)
     store = ctx.store
@@ -86,6 +91,8 @@ def up(ctx: Context, lab_ref: str, *, instance: str | None = None, seed: int | N
             write_inventory(inv, build_inventory(plan, {
                 n.name: _ns_triplet(prov.ansible_host_vars(state, n.name)) for n in plan.nodes}))
             state.inventory = str(inv)
+            store.save(state)
+            _setup_and_baseline(ctx, lab, prov, state)
             state.phase = "up"
             store.save(state)
         except BaseException as exc:
@@ -99,6 +106,29 @@ def up(ctx: Context, lab_ref: str, *, instance: str | None = None, seed: int | N
                 f"bringing up {name!r} failed and was rolled back ({type(exc).__name__}: {exc})."
             ) from exc
     return state
+
+
+def _setup_and_baseline(ctx: Context, lab: LoadedLab, prov: Provider, state: InstanceState) -> None:
+    """Apply the lab's base set-up playbook, then record each grader's baseline evidence."""
+    if lab.spec.setup is not None:
+        from labkit.adapters.ansible.runner import run_playbook
+
+        book = ctx.settings.playbooks / lab.spec.setup.playbook
+        res = run_playbook(book, Path(state.inventory or ""), artifact_dir=ctx.settings.instances / state.name / "ansible")
+        if res.rc != 0:
+            raise SolveError(f"the lab's set-up playbook {book.name} failed (status {res.status}); "
+                             f"the instance was rolled back:\n{res.stdout_tail}")
+        state.applied.append("setup")
+    registry = GraderRegistry.load()
+    for spec in rendered_checks(lab, state.plan.params):
+        grader = registry.get(spec.grader)
+        if has_baseline(grader):
+            cctx = CheckContext(state=state, provider=prov, check=spec)
+            evidence = grader.baseline(cctx, spec.args)  # type: ignore[attr-defined]
+            for ev in evidence:
+                ev.id = f"baseline.{ev.id}"  # distinct from the ids collect() gives in a run
+                ev.meta["phase"] = "baseline"
+            ctx.store.save_baseline(state.name, spec.id, evidence)
 
 
 def _ns_triplet(hv: dict[str, str]) -> tuple[str, str, str]:

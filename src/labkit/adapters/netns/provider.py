@@ -17,6 +17,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,12 +34,22 @@ KEEP_TOP = {
     "bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "var", "opt", "srv",
     "root", "home", "run", "tmp", "dev", "proc", "sys",
 }
-SERVICE_BINARIES = {
-    "ssh": ("/usr/sbin/sshd", "openssh-server"),
-    "frr": ("/usr/lib/frr/zebra", "frr"),
-    "snmpd": ("/usr/sbin/snmpd", "snmpd"),
+@dataclass(frozen=True)
+class BaseService:
+    """A daemon the provider starts in a node at ``up`` (candidates restart it themselves)."""
+
+    binary: str  # its presence says the Debian package is installed
+    package: str
+    start: str  # shell command run inside the node
+    process: str  # process name that shows it runs (``status``)
+
+
+# Order matters: services start in this order within a node.
+SERVICES: dict[str, BaseService] = {
+    "frr": BaseService("/usr/lib/frr/zebra", "frr", "/etc/init.d/frr start", "zebra"),
+    "snmpd": BaseService("/usr/sbin/snmpd", "snmpd", "/etc/init.d/snmpd start", "snmpd"),
+    "ssh": BaseService("/usr/sbin/sshd", "openssh-server", "/etc/init.d/ssh start", "sshd"),
 }
-SERVICE_PROCESS = {"ssh": "sshd", "frr": "zebra", "snmpd": "snmpd"}
 # Nodes share the host's process list (no PID namespace): Debian's stock snmpd init script
 # stops every process running /usr/sbin/snmpd, i.e. every node's agent. Each node gets its
 # own /etc/default/snmpd whose stop command only signals the pid in the node's /run.
@@ -161,7 +172,7 @@ class NetnsProvider:
         missing_tools = [t for t in TOOLS if shutil.which(t) is None]
         missing_pkgs = sorted({
             pkg for n in plan.nodes for s in n.services
-            for binary, pkg in [SERVICE_BINARIES[s]] if not os.path.exists(binary)
+            for binary, pkg in [(SERVICES[s].binary, SERVICES[s].package)] if not os.path.exists(binary)
         })
         if missing_tools or missing_pkgs:
             what = ", ".join([*missing_tools, *(f"package {p}" for p in missing_pkgs)])
@@ -347,13 +358,7 @@ class NetnsProvider:
     # ----------------------------------------------------------------- start
     def start(self, state: InstanceState) -> None:
         for node in state.plan.nodes:
-            cmds = []
-            if "frr" in node.services:
-                cmds.append("/etc/init.d/frr start >/dev/null")
-            if "snmpd" in node.services:
-                cmds.append("/etc/init.d/snmpd start >/dev/null")
-            if "ssh" in node.services:
-                cmds.append("/etc/init.d/ssh start >/dev/null")
+            cmds = [f"{svc.start} >/dev/null" for name, svc in SERVICES.items() if name in node.services]
             if cmds:
                 self._node_shell(state.name, node.name, "\n".join(cmds), timeout=60)
 
@@ -371,7 +376,7 @@ class NetnsProvider:
                     pass
             nodes.append(NodeStatus(
                 name=node.name, present=ino is not None, processes=len(pids),
-                services={s: SERVICE_PROCESS[s] in comms for s in node.services},
+                services={s: SERVICES[s].process in comms for s in node.services if s in SERVICES},
             ))
         return InstanceStatus(
             name=state.name, lab_id=state.plan.lab_id, provider=self.name, phase=state.phase,

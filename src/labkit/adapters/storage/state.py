@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from labkit.errors import UnknownInstanceError, UserError
+from labkit.models.evidence import Evidence
 from labkit.models.instance import InstanceState
 
 INSTANCE_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -78,6 +79,20 @@ class InstanceStore:
         tmp.write_text(state.model_dump_json(indent=2))
         os.chmod(tmp, 0o600)
         os.replace(tmp, d / "state.json")
+
+    def save_baseline(self, name: str, check: str, evidence: list[Evidence]) -> None:
+        """Reference evidence recorded at ``up`` for one check (see Grader.baseline)."""
+        d = self.dir(name) / "baseline"
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = d / f".{check}.json.tmp"
+        tmp.write_text(json.dumps([e.model_dump(mode="json") for e in evidence], indent=1))
+        os.replace(tmp, d / f"{check}.json")
+
+    def load_baseline(self, name: str, check: str) -> list[Evidence]:
+        path = self.dir(name) / "baseline" / f"{check}.json"
+        if not path.exists():
+            return []
+        return [Evidence.model_validate(e) for e in json.loads(path.read_text())]
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
