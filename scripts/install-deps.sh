@@ -6,6 +6,10 @@ set -euo pipefail
 PACKAGES=(
   python3 python3-venv python3-dev gcc make iproute2 iputils-ping procps util-linux
   openssh-server openssh-client frr snmpd snmp tcpdump
+  # ad-gpo: Samba AD DC, member server, Kerberos and LDAP clients
+  samba samba-ad-dc samba-ad-provision winbind libnss-winbind krb5-user ldb-tools smbclient
+  # backup-restore
+  restic borgbackup cron rsync
 )
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps: run as root (it installs Debian packages)." >&2

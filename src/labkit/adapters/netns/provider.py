@@ -414,7 +414,11 @@ class NetnsProvider:
 
     # -------------------------------------------------------------- grading
     def run_at(self, state: InstanceState, where: str, fn: Callable[[], T], timeout: float) -> T:
-        if state.plan.vantage_point(where):
+        """``where``: a vantage point, a node (read its kernel state, cut its links), or
+        ``segment:NAME``, the LAN's switch namespace, where a grader may capture on ``br0``."""
+        if where.startswith("segment:") and where[8:] in state.plan.segments:
+            ns = switch_ns(state.name, where[8:])
+        elif state.plan.vantage_point(where):
             ns = vantage_ns(state.name, where)
         elif state.plan.node(where):
             ns = node_ns(state.name, where)

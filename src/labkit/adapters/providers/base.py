@@ -48,7 +48,8 @@ class Provider(Protocol):
         """Remove everything of instance ``name``; idempotent; returns what was removed."""
 
     def run_at(self, state: InstanceState, where: str, fn: Callable[[], T], timeout: float) -> T:
-        """Run ``fn`` with its sockets opened at vantage point or node ``where``."""
+        """Run ``fn`` with its sockets opened at ``where``: a vantage point, a node, or
+        ``segment:NAME`` (the LAN itself, for passive capture)."""
 
     def ansible_host_vars(self, state: InstanceState, node: str) -> dict[str, str]:
         """Connection variables that let Ansible reach ``node``."""
