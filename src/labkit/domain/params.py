@@ -30,6 +30,7 @@ from typing import Any
 import jinja2
 from jinja2 import StrictUndefined, Undefined
 
+from labkit.models.addressing import AddressingError, nth_host
 from labkit.models.lab import LabSpec, ParameterSpec
 
 # Letters and digits that cannot be mistaken for one another when read aloud or copied.
@@ -222,25 +223,13 @@ def _as_interface(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interfa
 
 
 def _nth_host(value: Any, n: Any) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, Network]:
-    net = _as_interface(value).network
     if isinstance(n, Undefined):
         n._fail_with_undefined_error()
+    _as_interface(value)  # labkit's own wording for a value that is not a network
     try:
-        index = int(n)
-    except (TypeError, ValueError):
-        raise ParamError(f"host number '{n}' is not a whole number", "write for example host(1)") from None
-    if net.num_addresses <= 2:  # /31, /32: every address is usable
-        first, last = 0, net.num_addresses - 1
-    else:
-        first, last = 1, net.num_addresses - 2
-    usable = last - first + 1
-    pos = index if index >= 0 else usable + index + first
-    if pos < first or pos > last:
-        raise ParamError(
-            f"host {index} is outside {net}, whose hosts are {first} to {last}",
-            "pick a host number inside the subnet or give the parameter a shorter prefix",
-        )
-    return net.network_address + pos, net
+        return nth_host(value, n)
+    except AddressingError as exc:
+        raise ParamError(exc.message, exc.hint) from None
 
 
 def host_filter(value: Any, n: Any) -> str:

@@ -7,37 +7,27 @@
 #   '10.1.2.0/24' | netmask     -> '255.255.255.0'
 from __future__ import annotations
 
-import ipaddress
 import typing as t
 
 from ansible.errors import AnsibleFilterError
 
-_Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
-_Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+from labkit.models.addressing import AddressingError, Network
+from labkit.models.addressing import as_network as _as_network
+from labkit.models.addressing import nth_host as _nth
 
 
-def _network(value: t.Any) -> _Net:
+def _network(value: t.Any) -> Network:
     try:
-        return ipaddress.ip_interface(str(value).strip()).network
-    except ValueError as exc:
-        raise AnsibleFilterError(f"'{value}' is not an IP network (expected e.g. 10.1.2.0/24)") from exc
+        return _as_network(value)
+    except AddressingError as exc:
+        raise AnsibleFilterError(f"{exc.message} ({exc.hint})") from exc
 
 
-def _nth_host(value: t.Any, n: t.Any) -> tuple[_Addr, _Net]:
-    net = _network(value)
+def _nth_host(value: t.Any, n: t.Any) -> tuple[t.Any, Network]:
     try:
-        index = int(n)
-    except (TypeError, ValueError) as exc:
-        raise AnsibleFilterError(f"host number '{n}' is not a whole number; write for example host(1)") from exc
-    if net.num_addresses <= 2:  # /31, /32: every address is usable
-        first, last = 0, net.num_addresses - 1
-    else:
-        first, last = 1, net.num_addresses - 2
-    usable = last - first + 1
-    pos = index if index >= 0 else usable + index + first
-    if pos < first or pos > last:
-        raise AnsibleFilterError(f"host {index} is outside {net}, whose hosts are {first} to {last}")
-    return net.network_address + pos, net
+        return _nth(value, n)
+    except AddressingError as exc:
+        raise AnsibleFilterError(f"{exc.message} ({exc.hint})") from exc
 
 
 def host(value: t.Any, n: t.Any) -> str:
