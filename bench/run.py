@@ -21,10 +21,10 @@ os.environ.setdefault("LABKIT_HOME", "/var/tmp/labkit-bench")
 os.environ.setdefault("LABKIT_RUN_DIR", "/run/labkit-bench")
 os.environ.setdefault("LABKIT_PROJECT", str(PROJECT))
 
-from labkit.settings import load_settings  # noqa: E402
-from labkit.usecases import lifecycle  # noqa: E402
-from labkit.usecases.grade import grade  # noqa: E402
-from labkit.usecases.solve import solve  # noqa: E402
+from labkit.settings import load_settings
+from labkit.usecases import lifecycle
+from labkit.usecases.grade import grade
+from labkit.usecases.solve import solve
 
 LAB = "routing-multisite"
 TARGETS = {"up_s": 10.0, "up_solve_converge_s": 10.0, "grade_s": 3.0, "down_s": 1.0, "ten_instances_pss_mib": 600}

@@ -46,7 +46,7 @@ class Grader(Protocol):
 
     name: str
 
-    def collect(self, ctx: "CheckContext", args: dict[str, Any]) -> list[Evidence]: ...
+    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]: ...
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict: ...
 
@@ -64,11 +64,11 @@ class GraderRegistry:
             self._graders[g.name] = g
 
     @classmethod
-    def load(cls, modules: Iterable[str] = BUILTIN_GRADER_MODULES) -> "GraderRegistry":
+    def load(cls, modules: Iterable[str] = BUILTIN_GRADER_MODULES) -> GraderRegistry:
         found: list[Grader] = []
         names = list(modules) + [ep.value for ep in entry_points(group="labkit.graders")]
         for mod_name in names:
-            found.extend(getattr(importlib.import_module(mod_name), "GRADERS"))
+            found.extend(importlib.import_module(mod_name).GRADERS)
         return cls(found)
 
     def names(self) -> set[str]:

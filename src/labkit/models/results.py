@@ -21,15 +21,15 @@ class Verdict(BaseModel):
     ratio: float = Field(default=1.0, ge=0, le=1)  # share of points on pass (partial credit)
 
     @classmethod
-    def passed(cls, fr: str, en: str, evidence: list[str] | None = None) -> "Verdict":
+    def passed(cls, fr: str, en: str, evidence: list[str] | None = None) -> Verdict:
         return cls(status="pass", message=I18n(fr=fr, en=en), evidence=evidence or [])
 
     @classmethod
-    def failed(cls, fr: str, en: str, evidence: list[str] | None = None) -> "Verdict":
+    def failed(cls, fr: str, en: str, evidence: list[str] | None = None) -> Verdict:
         return cls(status="fail", message=I18n(fr=fr, en=en), evidence=evidence or [])
 
     @classmethod
-    def errored(cls, fr: str, en: str, evidence: list[str] | None = None) -> "Verdict":
+    def errored(cls, fr: str, en: str, evidence: list[str] | None = None) -> Verdict:
         return cls(status="error", message=I18n(fr=fr, en=en), evidence=evidence or [])
 
 

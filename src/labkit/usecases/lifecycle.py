@@ -24,7 +24,7 @@ class Context:
     settings: Settings
 
     @classmethod
-    def default(cls) -> "Context":
+    def default(cls) -> Context:
         return cls(load_settings())
 
     @property
