@@ -301,6 +301,70 @@ def report(run: str, fmt: str, lang: str, output: Path | None) -> None:
         click.echo(text)
 
 
+@cli.group()
+def cohort() -> None:
+    """One instance per candidate of a roster: up, status, grade, down."""
+
+
+def _print_cohort(c: Any) -> None:
+    t = Table(title=f"cohort {c.name} — {c.lab} — seed {c.seed}")
+    for col in ("candidate", "instance", "seed", "status", "score", "detail"):
+        t.add_column(col)
+    for s in c.seats:
+        t.add_row(s.candidate, s.instance, str(s.seed), s.status, s.score or "", s.detail)
+    out.print(t)
+
+
+@cohort.command("up")
+@click.argument("lab")
+@click.argument("roster", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Cohort name; instances are NAME-01, NAME-02...")
+@click.option("--seed", type=int, help="Cohort seed (default: random); the same seed rebuilds the same cohort.")
+def cohort_up_cmd(lab: str, roster: Path, name: str, seed: int | None) -> None:
+    """Bring up one instance of LAB per candidate in ROSTER."""
+    from labkit.usecases.cohort import cohort_up
+
+    c = cohort_up(_ctx(), lab, roster, name=name, seed=seed)
+    _print_cohort(c)
+    if any(s.status != "up" for s in c.seats):
+        sys.exit(4)
+
+
+@cohort.command("status")
+@click.argument("name")
+def cohort_status_cmd(name: str) -> None:
+    """Show who has which instance."""
+    from labkit.usecases.cohort import load
+
+    _print_cohort(load(_ctx(), name))
+
+
+@cohort.command("grade")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def cohort_grade_cmd(name: str, as_json: bool) -> None:
+    """Grade every instance of the cohort (a failure on one is recorded, the rest go on)."""
+    from labkit.usecases.cohort import cohort_grade
+
+    c = cohort_grade(_ctx(), name)
+    if as_json:
+        _print_json(c.to_json())
+    else:
+        _print_cohort(c)
+
+
+@cohort.command("down")
+@click.argument("name")
+def cohort_down_cmd(name: str) -> None:
+    """Remove every instance of the cohort."""
+    from labkit.usecases.cohort import cohort_down
+
+    c = cohort_down(_ctx(), name)
+    _print_cohort(c)
+    if any(s.status != "removed" for s in c.seats):
+        sys.exit(4)
+
+
 @cli.command()
 def runs() -> None:
     """List grading runs, newest first."""
