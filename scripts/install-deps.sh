@@ -10,6 +10,8 @@ PACKAGES=(
   samba samba-ad-dc samba-ad-provision winbind libnss-winbind krb5-user ldb-tools smbclient
   # backup-restore
   restic borgbackup cron rsync
+  # vpn-site-to-site
+  nftables wireguard-go wireguard-tools openvpn
 )
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps: run as root (it installs Debian packages)." >&2
