@@ -57,6 +57,27 @@ def upper_kib(settings, name: str) -> int:  # type: ignore[no-untyped-def]
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink()) // 1024
 
 
+def bare_namespaces_baseline(count: int = 12) -> dict[str, float]:
+    """Baseline for `up`: the same number of bare namespaces and veth pairs made with `ip`
+    alone (no mount/UTS namespaces, no daemons), then deleted. Names lkb-base-*, bounded."""
+    import subprocess
+
+    names = [f"lkb-base-{i}" for i in range(count)]
+    t0 = time.perf_counter()
+    try:
+        for n in names:
+            subprocess.run(["ip", "netns", "add", n], check=True)
+        for a, b in zip(names, names[1:], strict=False):
+            subprocess.run(["ip", "link", "add", "name", "eth9", "netns", a, "type", "veth",
+                            "peer", "name", "eth8", "netns", b], check=True)
+        made = time.perf_counter() - t0
+    finally:
+        t1 = time.perf_counter()
+        for n in names:
+            subprocess.run(["ip", "netns", "del", n], check=False, capture_output=True)
+    return {"create_s": round(made, 3), "delete_s": round(time.perf_counter() - t1, 3)}
+
+
 def timed(fn):  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     out = fn()
@@ -74,6 +95,7 @@ def main() -> int:
         lifecycle.down(ctx, left)
     res: dict = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": sys.version.split()[0]},
                  "targets": TARGETS}
+    res["baseline_bare_namespaces"] = bare_namespaces_baseline()
     # one instance, full cycle
     _, res["up_s"] = timed(lambda: lifecycle.up(ctx, LAB, instance="bench", seed=1))
     pss, procs = pss_kib(ns_inodes("bench"))
