@@ -12,6 +12,8 @@ PACKAGES=(
   restic borgbackup cron rsync
   # vpn-site-to-site
   nftables wireguard-go wireguard-tools openvpn
+  # supervision-snmp
+  prometheus prometheus-snmp-exporter prometheus-alertmanager rsyslog chrony
 )
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps: run as root (it installs Debian packages)." >&2
