@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv demo test test-fast bench lint clean
+.PHONY: deps venv demo test test-fast bench bench-labs lint clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -33,6 +33,9 @@ lint: venv
 
 bench: deps venv
 	$(VENV)/bin/python bench/run.py
+
+bench-labs: deps venv
+	for b in ad_gpo backup_restore vpn supervision; do $(VENV)/bin/python bench/$$b.py || exit 1; done
 
 clean:
 	-$(VENV)/bin/labkit down --all

@@ -58,6 +58,24 @@ def lab_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LabEnv]
         down(ctx, name)
 
 
+class NsSnapshot(set[int]):
+    """Namespace inodes of an instance, with the moment they were read (clock ticks since
+    boot): the kernel reuses namespace inode numbers, so a process born afterwards in another
+    test's new namespace must not count as this instance's leak."""
+
+    def __init__(self, inodes: set[int]):
+        super().__init__(inodes)
+        self.ticks = _uptime_ticks()
+
+
+def _uptime_ticks() -> int:
+    return int(float(Path("/proc/uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK"))
+
+
+def _start_ticks(pid: str) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
 def leftovers(settings: Settings, name: str, inodes: set[int] | None = None) -> list[str]:
     """Everything of instance ``name`` still on the machine (empty means no leak)."""
     found = [f"netns {p.name}" for p in Path("/run/netns").glob(f"lk-{name}.*")]
@@ -76,12 +94,14 @@ def leftovers(settings: Settings, name: str, inodes: set[int] | None = None) -> 
             for kind in ("net", "mnt"):
                 try:
                     if os.stat(f"/proc/{pid}/ns/{kind}").st_ino in inodes:
-                        found.append(f"process {pid}")
+                        born_after = isinstance(inodes, NsSnapshot) and _start_ticks(pid) > inodes.ticks
+                        if not born_after:
+                            found.append(f"process {pid}")
                         break
                 except OSError:
                     break
     return found
 
 
-def namespace_inodes(name: str) -> set[int]:
-    return {os.stat(p).st_ino for p in Path("/run/netns").glob(f"lk-{name}.*")}
+def namespace_inodes(name: str) -> NsSnapshot:
+    return NsSnapshot({os.stat(p).st_ino for p in Path("/run/netns").glob(f"lk-{name}.*")})

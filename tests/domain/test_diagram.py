@@ -115,7 +115,8 @@ def test_names_are_escaped() -> None:
     ],
 )
 def test_odd_inputs_still_give_valid_svg(topo: dict[str, Any]) -> None:
-    parse(topology_svg(topo, lang="en"))
+    root = parse(topology_svg(topo, lang="en"))
+    assert root.tag.endswith("svg")
 
 
 def test_many_hosts_widen_the_segment() -> None:

@@ -30,7 +30,7 @@ from labkit.domain.params import (
 )
 from labkit.errors import Issue, LabDefinitionError, UnknownLabError, UserError
 from labkit.models.common import IFACE_RE, NAME_RE, PARAM_RE, I18n, is_name
-from labkit.models.instance import IfacePlan, InstancePlan, NodePlan, RoutePlan, VantagePlan
+from labkit.models.instance import IfacePlan, InstancePlan, NodePlan, RoutePlan, VantagePlan, VolumePlan
 from labkit.models.lab import CheckSpec, LabSpec
 from labkit.models.topology import TopologySpec
 from labkit.settings import Settings
@@ -454,6 +454,10 @@ class _Validator:
                         f"variant '{variant.id}' expects unknown check '{failing}' to fail",
                         _choices_hint(failing, check_ids, "checks"),
                     )
+        for i, ready in enumerate(spec.ready):
+            if ready not in check_ids:
+                self.add(doc, ("ready", i), f"'ready' names unknown check '{ready}'",
+                         _choices_hint(ready, check_ids, "checks"))
         self.playbook(doc, ("solution", "playbook"), "solution", spec.solution.playbook)
         if spec.setup is not None:
             self.playbook(doc, ("setup", "playbook"), "setup", spec.setup.playbook)
@@ -662,6 +666,7 @@ def instantiate(lab: LoadedLab, name: str, seed: int, candidate: str | None) -> 
                 role=n.role,
                 services=list(n.services),
                 packages=list(n.packages),
+                volumes=[VolumePlan(path=v.path, size=v.size) for v in n.volumes],
                 interfaces=interfaces,
                 routes=routes,
             )

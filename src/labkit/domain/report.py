@@ -454,7 +454,8 @@ def _artifacts_view(run: StoredRun) -> dict[str, Any]:
             }
         )
     known = {"addressing", "topology", *route_names}
-    others = [{"name": n, "excerpt": _json_excerpt(arts[n])} for n in sorted(arts) if n not in known]
+    others = [{"name": n, "excerpt": _json_excerpt(arts[n]), "table": _table(arts[n])}
+              for n in sorted(arts) if n not in known]
     return {
         "topology": topology,
         "addressing": [
@@ -504,6 +505,21 @@ def _diagram_addresses(rows: list[dict[str, Any]] | None) -> dict[str, list[str]
                 keep.append(a)
         out[f"{r['node']}:{r['iface']}"] = keep
     return out
+
+
+def _table(data: Any) -> dict[str, Any] | None:
+    """A list of records (e.g. a grader's availability table) as columns and rows of text."""
+    rows = _rows(data)
+    if rows is None:
+        return None
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+
+    def text(v: Any) -> str:
+        if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict) for x in v)):
+            return json.dumps(v, ensure_ascii=False, default=str) if v else "—"
+        return _cell(v)
+
+    return {"columns": columns, "rows": [[text(r.get(c)) for c in columns] for r in rows]}
 
 
 def _json_excerpt(data: Any) -> str:

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-EvidenceKind = Literal["icmp", "tcp", "ssh", "snmp", "netlink", "fault", "artifact"]
+EvidenceKind = Literal["icmp", "tcp", "ssh", "snmp", "netlink", "fault", "artifact", "ldap", "dns", "smb", "kerberos",
+                      "exec", "capture", "udp"]
 
 
 class Evidence(BaseModel):

@@ -21,11 +21,17 @@ class RoutePlan(BaseModel):
     via: str
 
 
+class VolumePlan(BaseModel):
+    path: str
+    size: str  # tmpfs size, e.g. "16m"
+
+
 class NodePlan(BaseModel):
     name: str
     role: str
     services: list[str]
     packages: list[str] = Field(default_factory=list)
+    volumes: list[VolumePlan] = Field(default_factory=list)
     interfaces: list[IfacePlan] = Field(default_factory=list)
     routes: list[RoutePlan] = Field(default_factory=list)
 

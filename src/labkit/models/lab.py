@@ -77,6 +77,9 @@ class LabSpec(Strict):
     vantage: list[VantageSpec] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(min_length=1)
     setup: PlaybookRef | None = None  # base set-up applied by `up` (e.g. business data); not a solution
+    # checks that tell `solve` the lab has settled (routing converged...): after a playbook,
+    # `solve` waits until they pass, except those the applied variant declares to fail
+    ready: list[Name] = Field(default_factory=list)
     solution: PlaybookRef
     variants: list[VariantSpec] = Field(default_factory=list)
 

@@ -9,7 +9,26 @@ from pydantic import Field, field_validator
 from labkit.models.common import I18n, IfaceName, Name, Strict
 
 Role = Literal["router", "workstation", "server", "firewall", "switch"]
-Service = Literal["ssh", "frr", "snmpd"]
+Service = Literal["ssh", "frr", "snmpd", "cron", "rsyslog", "chrony"]
+
+
+# Where a node's data volume may be mounted: only below the node's own (overlaid) dirs, so
+# creating the mount point never writes to the host's filesystem.
+VOLUME_PARENTS = ("/srv/", "/var/", "/opt/", "/home/", "/root/")
+
+
+class VolumeSpec(Strict):
+    """A small size-limited filesystem of the node's own (tmpfs), never the host's disk."""
+
+    path: str = Field(pattern=r"^/[A-Za-z0-9._/-]+$")
+    size: str = Field(pattern=r"^[0-9]{1,4}[kmKM]$", description="tmpfs size, e.g. 16m (at most 9999m)")
+
+    @field_validator("path")
+    @classmethod
+    def _private_path(cls, v: str) -> str:
+        if ".." in v.split("/") or not v.startswith(VOLUME_PARENTS):
+            raise ValueError(f"volume path {v!r} must lie below one of {', '.join(VOLUME_PARENTS)}")
+        return v.rstrip("/")
 
 
 class NodeSpec(Strict):
@@ -18,6 +37,7 @@ class NodeSpec(Strict):
     image: str = "debian12"
     packages: list[str] = Field(default_factory=list)
     services: list[Service] = Field(default_factory=lambda: list[Service](["ssh"]))
+    volumes: list[VolumeSpec] = Field(default_factory=list)
 
 
 class Endpoint(Strict):

@@ -85,6 +85,9 @@ def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | Non
     writer = RunWriter(ctx.settings.runs, run_id)
     try:
         results = []
+        # a grader may hand portfolio tables to the run: evidence of kind "artifact" with
+        # meta["artifact"] = NAME and a list of rows in parsed; rows of one name are joined
+        from_graders: dict[str, list[Any]] = {}
         for spec in checks:
             grader = registry.get(spec.grader)
             baseline = ctx.store.load_baseline(name, spec.id)
@@ -103,9 +106,14 @@ def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | Non
             for ev in evidence:
                 ev.meta.setdefault("check_duration_s", round(time.monotonic() - t0, 3))
                 writer.add_evidence(ev)
+                if ev.kind == "artifact" and ev.ok and isinstance(ev.meta.get("artifact"), str) \
+                        and isinstance(ev.parsed, list):
+                    from_graders.setdefault(ev.meta["artifact"], []).extend(ev.parsed)
             result = result_from(spec, verdict)
             result.duration_s = round(time.monotonic() - t0, 3)
             results.append(result)
+        for art_name, rows in from_graders.items():
+            writer.add_artifact(art_name, rows)
         _collect_artifacts(state, prov, writer)
         ended = utcnow()
         secret = set(state.plan.secret_params)
@@ -146,16 +154,45 @@ def _public_spec(spec: dict[str, Any], secret: set[str], state: InstanceState) -
     return mask(spec)  # type: ignore[no-any-return]
 
 
+def checks_pass(ctx: Context, name: str, check_ids: list[str]) -> bool:
+    """Run these checks without recording a run; True if every one passes (readiness)."""
+    if not check_ids:
+        return True
+    state = ctx.store.load(name)
+    lab = load_lab_checked(ctx, state.plan.lab_dir)
+    registry = GraderRegistry.load()
+    prov = ctx.provider(state.provider)
+    for spec in rendered_checks(lab, state.plan.params):
+        if spec.id not in check_ids:
+            continue
+        grader = registry.get(spec.grader)
+        cctx = CheckContext(state=state, provider=prov, check=spec, baseline=ctx.store.load_baseline(name, spec.id))
+        try:
+            evidence = cctx.baseline + grader.collect(cctx, spec.args)
+        except Exception:  # noqa: BLE001 - not ready yet
+            return False
+        if judge_safely(grader, evidence, spec.args, state.plan).status != "pass":
+            return False
+    return True
+
+
 def wait_ready(ctx: Context, name: str, *, timeout: float = 60.0, settle: float = 4.0,
-               poll: float = 0.25) -> float | None:
+               poll: float = 0.25, checks: list[str] | None = None) -> float | None:
     """Wait until every node's kernel routing table has not changed for ``settle`` seconds.
 
-    Returns the time (s) of the last change seen, or None if it never settled within
-    ``timeout``. Reads routing tables over netlink; sends nothing.
+    With ``checks``, first wait until those checks pass (polled every second): a routing
+    table can stay still for seconds while OSPF adjacencies are still forming on a loaded
+    machine. Returns the time (s) of the last change seen, or None if it never settled
+    within ``timeout``.
     """
     state = ctx.store.load(name)
     prov = ctx.provider(state.provider)
     t0 = time.monotonic()
+    if checks:
+        while not checks_pass(ctx, name, checks):
+            if time.monotonic() - t0 > timeout:
+                return None
+            time.sleep(1.0)
     last: dict[str, Any] | None = None
     last_change = 0.0
     while time.monotonic() - t0 < timeout:

@@ -56,5 +56,6 @@ def solve(ctx: Context, name: str, *, variant: str | None = None, wait: float = 
     if wait > 0:
         from labkit.usecases.grade import wait_ready
 
-        converged = wait_ready(ctx, name, timeout=wait)
+        declared = next((v.fails for v in lab.spec.variants if v.id == variant), []) if variant else []
+        converged = wait_ready(ctx, name, timeout=wait, checks=[c for c in lab.spec.ready if c not in declared])
     return SolveOutcome(name, variant, str(book), duration, converged)

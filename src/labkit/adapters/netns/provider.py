@@ -12,6 +12,7 @@ from the name alone, after a crash, from a new process.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -49,7 +50,21 @@ SERVICES: dict[str, BaseService] = {
     "frr": BaseService("/usr/lib/frr/zebra", "frr", "/etc/init.d/frr start", "zebra"),
     "snmpd": BaseService("/usr/sbin/snmpd", "snmpd", "/etc/init.d/snmpd start", "snmpd"),
     "ssh": BaseService("/usr/sbin/sshd", "openssh-server", "/etc/init.d/ssh start", "sshd"),
+    # Debian's cron init script starts and stops through /run/crond.pid only (killproc -p),
+    # so one node's "service cron stop" never signals another node's cron.
+    "cron": BaseService("/usr/sbin/cron", "cron", "/etc/init.d/cron start", "cron"),
+    # Debian 12 ships no init script for rsyslog (systemd only): it is started directly and
+    # stopped with "kill $(cat /run/rsyslogd.pid)" (the node's own /run). Its kernel log
+    # input is turned off in each node (see RSYSLOG_SEED): /proc/kmsg is the host's.
+    "rsyslog": BaseService("/usr/sbin/rsyslogd", "rsyslog", "/usr/sbin/rsyslogd", "rsyslogd"),
+    # chrony's init script stops through /run/chrony/chronyd.pid only; -x (CHRONY_DEFAULT)
+    # because nodes share the host's clock: chronyd must never set it.
+    "chrony": BaseService("/usr/sbin/chronyd", "chrony", "/etc/init.d/chrony start", "chronyd"),
 }
+CHRONY_DEFAULT = """# labkit: nodes share the host's clock; chronyd must never set it (-x)
+DAEMON_OPTS="-F 1 -x"
+"""
+RSYSLOG_SEED = "sed -i 's/^module(load=\"imklog\")/# labkit, the kernel log is the host one: &/' /etc/rsyslog.conf"
 # Nodes share the host's process list (no PID namespace): Debian's stock snmpd init script
 # stops every process running /usr/sbin/snmpd, i.e. every node's agent. Each node gets its
 # own /etc/default/snmpd whose stop command only signals the pid in the node's /run.
@@ -265,12 +280,14 @@ class NetnsProvider:
         for f in (".bashrc", ".profile"):
             if Path("/etc/skel", f).exists():
                 shutil.copy(Path("/etc/skel", f), root / f)
+        plan = state.plan.node(node)
+        volumes = [(v.path, v.size) for v in plan.volumes] if plan else []
         _run(["nsenter", f"--net={NETNS_DIR / ns}", "unshare", f"--mount={mnt}", f"--uts={uts}",
-              "--propagation", "private", "/bin/sh", "-ec", self._node_script(node, d)])
+              "--propagation", "private", "/bin/sh", "-ec", self._node_script(node, d, volumes)])
         self._verify_node(name, node)
         self._seed_node(state, node)
 
-    def _node_script(self, node: str, d: Path) -> str:
+    def _node_script(self, node: str, d: Path, volumes: list[tuple[str, str]] | None = None) -> str:
         home = self.settings.home
         lines = []
         for sub in OVERLAY_DIRS:
@@ -303,6 +320,11 @@ class NetnsProvider:
             "ln -s /proc/self/fd /dev/fd; ln -s /proc/self/fd/0 /dev/stdin",
             "ln -s /proc/self/fd/1 /dev/stdout; ln -s /proc/self/fd/2 /dev/stderr",
         ]
+        # data volumes: a size-limited tmpfs of the node's own; the mount point is created in
+        # the node's overlay (the topology model only allows paths below overlaid dirs)
+        for path, size in volumes or []:
+            lines.append(f"mkdir -p {shlex.quote(path)} && mount -t tmpfs -o size={shlex.quote(size)},mode=755,"
+                         f"nosuid,nodev tmpfs {shlex.quote(path)}")
         for top in sorted(os.listdir("/")):
             p = Path("/", top)
             if top not in KEEP_TOP and p.is_dir() and not p.is_symlink():
@@ -348,9 +370,14 @@ class NetnsProvider:
     def _seed_services(self, state: InstanceState, node: str) -> None:
         """Per-node service defaults that keep one node's init scripts away from the others."""
         n = state.plan.node(node)
-        if n is None or "snmpd" not in n.services:
+        if n is None:
             return
-        self._node_shell(state.name, node, "cat > /etc/default/snmpd <<'EOF'\n" + SNMPD_DEFAULT + "EOF")
+        if "snmpd" in n.services:
+            self._node_shell(state.name, node, "cat > /etc/default/snmpd <<'EOF'\n" + SNMPD_DEFAULT + "EOF")
+        if "chrony" in n.services:
+            self._node_shell(state.name, node, "cat > /etc/default/chrony <<'EOF'\n" + CHRONY_DEFAULT + "EOF")
+        if "rsyslog" in n.services:
+            self._node_shell(state.name, node, RSYSLOG_SEED)
 
     def _node_shell(self, name: str, node: str, script: str, timeout: float = 30.0) -> str:
         return _run([*self.node_enter_argv(name, node), "/bin/sh", "-ec", script], timeout=timeout)
@@ -444,7 +471,12 @@ class NetnsProvider:
         inodes = {i for i in (_ns_inode(p) for p in [*namespaces, *ns_files]) if i is not None}
         inodes -= {os.stat("/proc/self/ns/net").st_ino, os.stat("/proc/self/ns/mnt").st_ino}
         if inodes:
-            removed += [f"process {pid}" for pid in self._kill(inodes)]
+            # Re-scan: a daemon may fork while it handles SIGTERM (samba, smbd, winbindd do).
+            for _ in range(5):
+                killed = self._kill(inodes)
+                removed += [f"process {pid}" for pid in killed]
+                if not killed:
+                    break
         for mp in reversed(_mounts_under(str(inst_run))):
             subprocess.run(["umount", mp], capture_output=True)
             if mp in _mounts_under(mp):
