@@ -1,0 +1,201 @@
+"""Passive capture on a lab LAN: a raw AF_PACKET socket bound to the segment's bridge.
+
+Run it at ``segment:NAME`` (the LAN's switch namespace, where the bridge is ``br0``). The
+bridge is put in promiscuous mode through a packet-socket membership (dropped when the
+socket closes), so frames forwarded between the LAN's ports reach the socket too.
+
+The probe keeps no payload: it counts frames and bytes per flow, notes the first bytes a
+flow sent when they are a protocol greeting (``SSH-2.0-...``, ``@RSYNCD:``), and searches
+every payload for the given markers (also across segment boundaries, in arrival order).
+Markers are never written to the evidence: hits name the marker by its index only.
+Bounded by ``duration_s``, ``max_bytes`` and an optional ``stop`` event.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from functools import partial
+from typing import Any
+
+from labkit.adapters.netns.nsutil import assert_in_lab_netns
+from labkit.models.evidence import Evidence
+
+from ._common import describe_exc, evidence, utcnow
+
+__all__ = ["capture", "parse_frame"]
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_OUTGOING = 4
+MAX_DURATION_S = 300.0
+MAX_BYTES = 256 << 20
+_GREETINGS = (b"SSH-", b"@RSYNCD:")
+_MAX_FLOWS = 256
+_MAX_HITS = 50
+
+
+def parse_frame(frame: bytes) -> tuple[str, str, int, str, int, bytes] | None:
+    """(proto, src, sport, dst, dport, payload) of an Ethernet IPv4 or IPv6 TCP/UDP frame
+    (IPv6 without extension headers), else None."""
+    ethertype = frame[12:14]
+    ip = frame[14:]
+    if ethertype == b"\x08\x00" and len(ip) >= 20:
+        ihl = (ip[0] & 0x0F) * 4
+        total = struct.unpack("!H", ip[2:4])[0]
+        proto_num = ip[9]
+        src = socket.inet_ntoa(ip[12:16])
+        dst = socket.inet_ntoa(ip[16:20])
+        seg = ip[ihl:total] if total >= ihl else ip[ihl:]
+    elif ethertype == b"\x86\xdd" and len(ip) >= 40:
+        plen = struct.unpack("!H", ip[4:6])[0]
+        proto_num = ip[6]
+        src = socket.inet_ntop(socket.AF_INET6, ip[8:24])
+        dst = socket.inet_ntop(socket.AF_INET6, ip[24:40])
+        seg = ip[40:40 + plen]
+    else:
+        return None
+    if proto_num == 6 and len(seg) >= 20:
+        sport, dport = struct.unpack("!HH", seg[:4])
+        off = (seg[12] >> 4) * 4
+        return "tcp", src, sport, dst, dport, seg[off:]
+    if proto_num == 17 and len(seg) >= 8:
+        sport, dport = struct.unpack("!HH", seg[:4])
+        return "udp", src, sport, dst, dport, seg[8:]
+    return None
+
+
+def _other_ipv4(frame: bytes) -> tuple[int, str, str, bytes] | None:
+    """(protocol number, src, dst, payload) of an Ethernet IPv4 frame that is neither TCP
+    nor UDP, else None."""
+    if len(frame) < 14 + 20 or frame[12:14] != b"\x08\x00" or frame[14 + 9] in (6, 17):
+        return None
+    ip = frame[14:]
+    ihl = (ip[0] & 0x0F) * 4
+    return ip[9], socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]), ip[ihl:]
+
+
+def capture(
+    *,
+    markers: list[str],
+    ev_id: str,
+    source: str,
+    check: str | None = None,
+    iface: str = "br0",
+    duration_s: float = 30.0,
+    max_bytes: int = 64 << 20,
+    ready: threading.Event | None = None,
+    stop: threading.Event | None = None,
+) -> Evidence:
+    """Capture on ``iface`` until ``stop`` is set, ``duration_s`` passes or ``max_bytes`` frame
+    bytes were seen.
+
+    parsed: ``frames``, ``bytes``, ``stopped_by`` (stop | deadline | max_bytes),
+    ``flows`` (one per direction: proto, src, sport, dst, dport, packets, payload_bytes,
+    greeting), ``marker_hits`` ([{marker: index, flow}]), ``markers_searched``,
+    ``non_ip_frames``, ``ip_other`` (IPv4 frames neither TCP nor UDP, by protocol number, e.g.
+    {"1": 4} for ICMP; their payloads are searched for markers too). ``ready`` is set once
+    the socket listens, so a caller can start the traffic to observe only then.
+    """
+    netns = assert_in_lab_netns()  # raises NamespaceSafetyError before anything is opened
+    started = utcnow()
+    base = partial(evidence, ev_id=ev_id, check=check, kind="capture", source=source, target=iface,
+                   action=f"AF_PACKET capture on {iface} (promiscuous), at most {duration_s:g} s / {max_bytes} bytes")
+    meta: dict[str, Any] = {"netns": netns}
+    if not 0 < duration_s <= MAX_DURATION_S or not 0 < max_bytes <= MAX_BYTES:
+        return base(started_at=started, ok=False, meta=meta,
+                    error=f"duration must be in (0, {MAX_DURATION_S:g}] s and max_bytes in (0, {MAX_BYTES}]")
+    needles = [m.encode() for m in markers if m]
+    keep = max((len(n) for n in needles), default=1) - 1
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    except OSError as exc:
+        return base(started_at=started, ok=False, error=f"cannot open a packet socket: {describe_exc(exc)}",
+                    meta=meta)
+    flows: dict[tuple[str, str, int, str, int], dict[str, Any]] = {}
+    tails: dict[tuple[str, str, int, str, int], bytes] = {}
+    hits: list[dict[str, Any]] = []
+    frames = total = non_ip = 0
+    ip_other: dict[str, int] = {}
+    stopped_by = "deadline"
+    try:
+        sock.bind((iface, 0))
+        ifindex = socket.if_nametoindex(iface)
+        mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
+        sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        sock.settimeout(0.1)
+        if ready is not None:
+            ready.set()
+        deadline = time.monotonic() + duration_s
+        while True:
+            if stop is not None and stop.is_set():
+                stopped_by = "stop"
+                break
+            if time.monotonic() >= deadline:
+                break
+            if total >= max_bytes:
+                stopped_by = "max_bytes"
+                break
+            try:
+                frame, addr = sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            frames += 1
+            total += len(frame)
+            parsed = parse_frame(frame)
+            if parsed is None:
+                other = _other_ipv4(frame)
+                if other is None:
+                    non_ip += 1
+                    continue
+                # IPv4 that is neither TCP nor UDP (ICMP, ESP, IP-in-IP...): counted per
+                # protocol number, and searched for markers too (an inner packet in clear)
+                proto_num, o_src, o_dst, o_payload = other
+                ip_other[str(proto_num)] = ip_other.get(str(proto_num), 0) + 1
+                for i, needle in enumerate(needles):
+                    where = f"ip-proto-{proto_num} {o_src} → {o_dst}"
+                    if needle in o_payload and len(hits) < _MAX_HITS and \
+                            not any(h["marker"] == i and h["flow"] == where for h in hits):
+                        hits.append({"marker": i, "flow": where})
+                continue
+            key = parsed[:5]
+            payload = parsed[5]
+            flow = flows.get(key)
+            if flow is None:
+                if len(flows) >= _MAX_FLOWS:
+                    continue
+                flow = flows[key] = {"proto": key[0], "src": key[1], "sport": key[2], "dst": key[3],
+                                     "dport": key[4], "packets": 0, "payload_bytes": 0, "greeting": None}
+            flow["packets"] += 1
+            if not payload:
+                continue
+            if flow["payload_bytes"] == 0 and payload.startswith(_GREETINGS):
+                flow["greeting"] = payload[:64].split(b"\n")[0].decode("ascii", "replace").strip()
+            flow["payload_bytes"] += len(payload)
+            window = tails.get(key, b"") + payload
+            for i, needle in enumerate(needles):
+                if needle in window and len(hits) < _MAX_HITS:
+                    where = f"{key[0]} {key[1]}:{key[2]} → {key[3]}:{key[4]}"
+                    if not any(h["marker"] == i and h["flow"] == where for h in hits):
+                        hits.append({"marker": i, "flow": where})
+            tails[key] = window[-keep:] if keep else b""
+    except OSError as exc:
+        return base(started_at=started, ok=False, error=f"capture on {iface} failed: {describe_exc(exc)}", meta=meta)
+    finally:
+        sock.close()
+    flow_list = sorted(flows.values(), key=lambda f: -int(f["payload_bytes"]))
+    lines = [f"{frames} frames, {total} bytes captured on {iface}; stopped by {stopped_by}; "
+             f"{len(hits)} marker hit(s) out of {len(needles)} marker(s) searched"]
+    for f in flow_list[:20]:
+        lines.append(f"{f['proto']} {f['src']}:{f['sport']} → {f['dst']}:{f['dport']}: {f['packets']} packets, "
+                     f"{f['payload_bytes']} payload bytes" + (f", greeting {f['greeting']!r}" if f["greeting"] else ""))
+    parsed_out = {"frames": frames, "bytes": total, "stopped_by": stopped_by, "flows": flow_list,
+                  "marker_hits": hits, "markers_searched": len(needles), "non_ip_frames": non_ip,
+                  "ip_other": ip_other}
+    return base(started_at=started, ok=True, raw="\n".join(lines), parsed=parsed_out, meta=meta)

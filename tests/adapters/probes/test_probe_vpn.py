@@ -1,0 +1,147 @@
+"""The VPN probes and the capture probe together, in namespaces of this test's own
+(``lkt-vpn-<pid>-*``): a switch namespace with a bridge ``br0`` and two hosts on it. A UDP
+marker sent from one host to the other is counted where it arrives and seen by the capture;
+an OpenVPN session opening to a port where nothing listens gets no TLS answer. Nothing is
+added to the host's root namespace; teardown deletes exactly these namespaces."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labkit.adapters.netns.nsutil import run_in_netns
+from labkit.adapters.probes import capture, vpn
+
+pytestmark = [pytest.mark.root]
+
+STEM = f"lkt-vpn-{os.getpid()}"
+SW, A, B = f"{STEM}-sw", f"{STEM}-a", f"{STEM}-b"
+A_IP, B_IP = "10.251.7.1", "10.251.7.2"
+
+
+def _ip(*argv: str) -> None:
+    subprocess.run(["ip", *argv], check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def lan() -> Iterator[None]:
+    made: list[str] = []
+    try:
+        for ns in (SW, A, B):
+            _ip("netns", "add", ns)
+            made.append(ns)
+        _ip("-n", SW, "link", "add", "br0", "type", "bridge")
+        _ip("-n", SW, "link", "set", "br0", "up")
+        for i, (ns, addr) in enumerate(((A, A_IP), (B, B_IP))):
+            _ip("link", "add", "name", "eth0", "netns", ns, "type", "veth", "peer", "name", f"p{i}", "netns", SW)
+            _ip("-n", SW, "link", "set", f"p{i}", "master", "br0", "up")
+            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+        yield
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        assert not [p for p in Path("/run/netns").glob(f"{STEM}-*")]
+
+
+def test_marker_is_received_and_seen_in_clear_by_the_capture(lan: None) -> None:
+    marker = "LABKIT-MARK-test-0001"
+    ready, rx_ready, stop = threading.Event(), threading.Event(), threading.Event()
+    box: dict[str, object] = {}
+
+    def cap() -> None:
+        box["cap"] = run_in_netns(SW, lambda: capture.capture(markers=[marker], ev_id="c", source="sw",
+                                                               duration_s=10, ready=ready, stop=stop), timeout=15)
+
+    def rx() -> None:
+        box["rx"] = run_in_netns(B, lambda: vpn.udp_receive(45678, marker=marker, ev_id="r", source="b",
+                                                             duration_s=8, expect=3, ready=rx_ready), timeout=15)
+
+    threads = [threading.Thread(target=cap), threading.Thread(target=rx)]
+    for t in threads:
+        t.start()
+    assert ready.wait(5) and rx_ready.wait(5)
+    sent = run_in_netns(A, lambda: vpn.udp_send(B_IP, 45678, marker=marker, ev_id="s", source="a", count=3),
+                        timeout=10)
+    for t in threads[1:]:
+        t.join(10)
+    stop.set()
+    threads[0].join(10)
+    assert sent.ok and sent.parsed["sent"] == 3 and marker not in sent.raw
+    got = box["rx"]
+    assert got.ok and got.parsed["received"] == 3 and got.parsed["senders"] == [A_IP]  # type: ignore[attr-defined]
+    seen = box["cap"]
+    assert seen.ok and seen.parsed["stopped_by"] == "stop"  # type: ignore[attr-defined]
+    assert seen.parsed["marker_hits"] and marker not in seen.raw  # type: ignore[attr-defined]
+    flows = {(f["proto"], f["dport"]) for f in seen.parsed["flows"]}  # type: ignore[attr-defined]
+    assert ("udp", 45678) in flows
+
+
+def test_capture_without_the_marker_sees_no_hit(lan: None) -> None:
+    stop = threading.Event()
+    ready = threading.Event()
+    box: dict[str, object] = {}
+    t = threading.Thread(target=lambda: box.update(cap=run_in_netns(SW, lambda: capture.capture(
+        markers=["LABKIT-MARK-never-sent"], ev_id="c", source="sw", duration_s=5, ready=ready, stop=stop),
+        timeout=10)))
+    t.start()
+    assert ready.wait(5)
+    run_in_netns(A, lambda: vpn.udp_send(B_IP, 45679, marker="something else", ev_id="s", source="a", count=2),
+                 timeout=10)
+    stop.set()
+    t.join(10)
+    seen = box["cap"]
+    assert seen.ok and seen.parsed["marker_hits"] == [] and seen.parsed["frames"] >= 2  # type: ignore[attr-defined]
+
+
+def test_openvpn_hard_reset_to_a_closed_port_gets_no_tls_answer(lan: None) -> None:
+    ev = run_in_netns(A, lambda: vpn.openvpn_hard_reset(B_IP, 1194, ev_id="o", source="a", timeout=0.5, tries=1),
+                      timeout=10)
+    assert ev.ok and ev.parsed["answered"] is False and ev.parsed["port_unreachable"] is True
+
+
+def test_probes_refuse_to_run_outside_a_lab_namespace() -> None:
+    from labkit.errors import NamespaceSafetyError
+
+    with pytest.raises(NamespaceSafetyError):
+        vpn.udp_send(B_IP, 9, marker="x", ev_id="s", source="host")
+    with pytest.raises(NamespaceSafetyError):
+        vpn.openvpn_impostor(B_IP, 1194, ca_pem="", ev_id="i", source="host")
+
+
+def _icmp_echo_with(payload: bytes) -> None:
+    """One ICMP echo request carrying ``payload`` from the calling thread's namespace."""
+    import socket
+    import struct
+
+    header = struct.pack("!BBHHH", 8, 0, 0, 0x4242, 1)
+    data = header + payload + b"\0" * (len(payload) % 2)
+    csum = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    csum = (csum >> 16) + (csum & 0xFFFF)
+    csum = ~(csum + (csum >> 16)) & 0xFFFF
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
+        s.sendto(struct.pack("!BBHHH", 8, 0, csum, 0x4242, 1) + payload, (B_IP, 0))
+
+
+def test_capture_counts_other_ip_protocols_and_finds_markers_in_them(lan: None) -> None:
+    marker = "LABKIT-MARK-icmp-0002"
+    stop, ready = threading.Event(), threading.Event()
+    box: dict[str, object] = {}
+    t = threading.Thread(target=lambda: box.update(cap=run_in_netns(SW, lambda: capture.capture(
+        markers=[marker], ev_id="c", source="sw", duration_s=5, ready=ready, stop=stop), timeout=10)))
+    t.start()
+    assert ready.wait(5)
+    run_in_netns(A, lambda: _icmp_echo_with(marker.encode()), timeout=10)
+    time.sleep(0.3)
+    stop.set()
+    t.join(10)
+    seen = box["cap"]
+    assert seen.ok and seen.parsed["ip_other"].get("1", 0) >= 1  # type: ignore[attr-defined]
+    assert any(h["flow"].startswith("ip-proto-1 ") for h in seen.parsed["marker_hits"])  # type: ignore[attr-defined]
