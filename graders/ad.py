@@ -1,0 +1,680 @@
+"""Active Directory checks, observed from the grader's vantage point on the LAN: DNS queries,
+LDAPS searches and binds, Kerberos AS exchanges and SMB sessions the grader makes itself.
+
+``collect`` does the I/O (LDAP and SMB with ldap3 / smbprotocol, DNS with dnspython, Kerberos
+with kinit run in the vantage namespace); ``judge`` is pure. A controller that does not
+answer (Samba not started, wrong address, timeout) makes the probe's evidence ``ok=False``
+and the check ``error``; a controller that answers "no" is a ``fail``.
+
+Directory reads bind as the brief's ``Administrator`` (LDAPS simple bind); when that bind is
+refused, the check fails and says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import struct
+from functools import partial
+from typing import Any
+
+from ldap3.utils.conv import escape_filter_chars
+
+from labkit.adapters.probes import dns, kerberos, ldap, smb
+from labkit.domain.grading import CheckContext, error_if_unrun
+from labkit.models.evidence import Evidence
+from labkit.models.instance import InstancePlan
+from labkit.models.results import Verdict
+
+SRV_PORTS = {"_ldap._tcp": 389, "_kerberos._tcp": 88, "_kerberos._udp": 88, "_kpasswd._tcp": 464,
+             "_gc._tcp": 3268}
+GLOBAL_SECURITY_GROUP = -2147483646  # groupType 0x80000002 as AD stores it (signed)
+UAC_DISABLED, UAC_WORKSTATION_TRUST = 0x2, 0x1000
+IN_CHAIN = "1.2.840.113556.1.4.1941"  # LDAP_MATCHING_RULE_IN_CHAIN: nested membership
+Problems = list[tuple[str, str]]
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def base_dn(realm: str) -> str:
+    """``acme37.lan`` -> ``DC=acme37,DC=lan``."""
+    return ",".join(f"DC={part}" for part in realm.lower().strip(".").split("."))
+
+
+def norm_dn(dn: str) -> str:
+    """A DN compared the way AD does: case-insensitive, no blanks around separators."""
+    return ",".join("=".join(x.strip() for x in rdn.split("=", 1)) for rdn in dn.split(",")).lower()
+
+
+def parent_dn(dn: str) -> str:
+    return norm_dn(dn.split(",", 1)[1]) if "," in dn else ""
+
+
+def _first(attrs: dict[str, Any], name: str) -> Any:
+    """First value of an attribute in LDAP evidence (values are lists or scalars)."""
+    for key, value in attrs.items():
+        if key.lower() == name.lower():
+            if isinstance(value, list):
+                return value[0] if value else None
+            return value
+    return None
+
+
+def _values(attrs: dict[str, Any], name: str) -> list[Any]:
+    for key, value in attrs.items():
+        if key.lower() == name.lower():
+            return list(value) if isinstance(value, list) else [value]
+    return []
+
+
+def _entries(ev: Evidence, query: str) -> list[dict[str, Any]]:
+    return list((((ev.parsed or {}).get("results") or {}).get(query) or {}).get("entries") or [])
+
+
+def _bind_refused(ev: Evidence) -> Verdict | None:
+    """An LDAP probe whose bind was refused: the brief's Administrator account does not work."""
+    p = ev.parsed or {}
+    if p.get("bound"):
+        return None
+    why = p.get("bind_result") or "refused"
+    user = ev.meta.get("bind_user", "Administrator")
+    return Verdict.failed(
+        f"Le contrôleur refuse la connexion LDAPS de {user} avec le mot de passe du sujet ({why}) : "
+        "l'annuaire ne peut pas être lu.",
+        f"The controller refuses the LDAPS bind of {user} with the brief's password ({why}): "
+        "the directory cannot be read.",
+    )
+
+
+def _verdict(problems: Problems, ok_fr: str, ok_en: str) -> Verdict:
+    if problems:
+        problems = list(dict.fromkeys(problems))
+        return Verdict.failed("; ".join(p[0] for p in problems) + ".", "; ".join(p[1] for p in problems) + ".")
+    return Verdict.passed(ok_fr, ok_en)
+
+
+def _by_purpose(evidence: list[Evidence], purpose: str) -> list[Evidence]:
+    return [e for e in evidence if e.meta.get("purpose") == purpose]
+
+
+def _one(evidence: list[Evidence], purpose: str) -> Evidence | None:
+    found = _by_purpose(evidence, purpose)
+    return found[0] if found else None
+
+
+def _missing(purpose: str) -> Verdict:
+    return Verdict.errored(f"Mesure « {purpose} » absente.", f"Measurement '{purpose}' is missing.")
+
+
+def parse_gpttmpl(data: bytes) -> dict[str, str]:
+    """``[Registry Values]`` of a GptTmpl.inf (UTF-16 with BOM, or UTF-8): ``{path: text}``,
+    path lower-cased, value without its type prefix and quotes (``1,"Text"`` -> ``Text``)."""
+    if data.startswith(codecs.BOM_UTF16_LE) or data.startswith(codecs.BOM_UTF16_BE):
+        text = data.decode("utf-16")
+    else:
+        text = data.decode("utf-8-sig", errors="replace")
+    out: dict[str, str] = {}
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip().lower()
+        elif section == "registry values" and "=" in line:
+            key, value = line.split("=", 1)
+            kind, _, rest = value.partition(",")
+            out[key.strip().lower()] = (rest if kind.strip().isdigit() else value).strip().strip('"')
+    return out
+
+
+def parse_registry_pol(data: bytes) -> list[dict[str, Any]]:
+    """Entries of a Registry.pol (PReg format: ``[key;value;type;size;data]`` in UTF-16LE).
+    String data (REG_SZ, REG_EXPAND_SZ) is decoded; DWORDs become ints."""
+    if len(data) < 8 or data[:4] != b"PReg":
+        raise ValueError("not a Registry.pol file (no PReg signature)")
+    entries = []
+    pos = 8
+    sep, close = ";".encode("utf-16-le"), "]".encode("utf-16-le")
+
+    def utf16z(start: int) -> tuple[str, int]:
+        end = start
+        while end + 1 < len(data) and data[end:end + 2] != b"\0\0":
+            end += 2
+        return data[start:end].decode("utf-16-le"), end + 2
+
+    while pos + 2 <= len(data):
+        if data[pos:pos + 2] != "[".encode("utf-16-le"):
+            raise ValueError(f"Registry.pol: '[' expected at byte {pos}")
+        key, pos = utf16z(pos + 2)
+        pos += len(sep)
+        value, pos = utf16z(pos)
+        pos += len(sep)
+        (rtype,) = struct.unpack_from("<I", data, pos)
+        pos += 4 + len(sep)
+        (size,) = struct.unpack_from("<I", data, pos)
+        pos += 4 + len(sep)
+        raw = data[pos:pos + size]
+        pos += size
+        if data[pos:pos + 2] != close:
+            raise ValueError(f"Registry.pol: ']' expected at byte {pos}")
+        pos += 2
+        decoded: Any = raw.hex()
+        if rtype in (1, 2):
+            decoded = raw.decode("utf-16-le").rstrip("\0")
+        elif rtype == 4 and size == 4:
+            decoded = struct.unpack("<I", raw)[0]
+        entries.append({"key": key, "value": value, "type": rtype, "data": decoded})
+    return entries
+
+
+def gplink_entries(gplink: str) -> list[tuple[str, int]]:
+    """``[LDAP://cn={G},cn=policies,...;0][...]`` -> ``[(normalized GPO DN, options)]``."""
+    out = []
+    for part in gplink.split("]"):
+        part = part.strip().lstrip("[")
+        if not part:
+            continue
+        path, _, opts = part.rpartition(";")
+        if path.lower().startswith("ldap://"):
+            path = path[7:]
+        try:
+            options = int(opts or 0)
+        except ValueError:
+            options = 0
+        out.append((norm_dn(path), options))
+    return out
+
+
+# --------------------------------------------------------------------------- collect helpers
+
+
+def _admin_user(args: dict[str, Any]) -> str:
+    return f"{args['admin']['user']}@{args['realm'].lower()}"
+
+
+def _ldap_call(ctx: CheckContext, args: dict[str, Any], queries: list[dict[str, Any]], purpose: str,
+               **meta: Any) -> Any:
+    dc = args["dc"]
+    names = ", ".join(q["name"] for q in queries)
+    probe = partial(ldap.ldap_search, dc, queries, bind_user=_admin_user(args), password=args["admin"]["password"],
+                    source=args["vantage"], check=ctx.check.id, timeout=5.0)
+    return ctx.deferred(args["vantage"], "ldap", f"{dc}:636", f"ldaps search {names}", probe,
+                        meta={"purpose": purpose, **meta})
+
+
+def _users_query(args: dict[str, Any]) -> dict[str, Any]:
+    logins = "".join(f"(sAMAccountName={escape_filter_chars(u['login'])})" for u in args["users"])
+    return {"name": "users", "base": base_dn(args["realm"]), "scope": "sub",
+            "filter": f"(&(objectClass=user)(objectCategory=person)(|{logins}))",
+            "attributes": ["sAMAccountName", "givenName", "sn", "department", "userAccountControl"]}
+
+
+def _dept_ou(args: dict[str, Any], department: str) -> str:
+    return norm_dn(f"OU={department},OU={args['ou_root']},{base_dn(args['realm'])}")
+
+
+# --------------------------------------------------------------------------- graders
+
+
+class DnsSrv:
+    """SRV records of the domain, then the A record of every target they name."""
+
+    name = "ad.dns_srv"
+
+    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
+        server, realm, vantage = args["server"], args["realm"].lower(), args["vantage"]
+
+        def query(qname: str, rdtype: str, purpose: str) -> Any:
+            probe = partial(dns.dns_query, server, qname, rdtype, source=vantage, check=ctx.check.id, timeout=2.0)
+            return ctx.deferred(vantage, "dns", f"{server}:53", f"{qname} {rdtype}", probe,
+                                meta={"purpose": purpose, "qname": qname})
+
+        evidence = ctx.parallel([query(f"{r}.{realm}", "SRV", "srv") for r in args["records"]])
+        targets = sorted({a["target"] for e in evidence if e.ok for a in (e.parsed or {}).get("answers", [])
+                          if isinstance(a, dict) and a.get("target")})
+        return evidence + ctx.parallel([query(t, "A", "a") for t in targets])
+
+    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
+        if (err := error_if_unrun(evidence)) is not None:
+            return err
+        realm = args["realm"].lower()
+        expect = args["expect_address"]
+        addresses = {e.meta.get("qname"): {a.get("address") for a in (e.parsed or {}).get("answers", [])}
+                     for e in _by_purpose(evidence, "a")}
+        problems: Problems = []
+        for record in args["records"]:
+            qname = f"{record}.{realm}"
+            ev = next((e for e in _by_purpose(evidence, "srv") if e.meta.get("qname") == qname), None)
+            if ev is None:
+                return _missing(qname)
+            answers = (ev.parsed or {}).get("answers") or []
+            if not answers:
+                rcode = (ev.parsed or {}).get("rcode")
+                problems.append((f"{qname} : aucun enregistrement SRV ({rcode})", f"{qname}: no SRV record ({rcode})"))
+                continue
+            port = SRV_PORTS.get(record)
+            if port is not None and all(a.get("port") != port for a in answers):
+                got = ", ".join(str(a.get("port")) for a in answers)
+                problems.append((f"{qname} annonce le port {got}, {port} attendu",
+                                 f"{qname} announces port {got}, {port} expected"))
+            if not any(expect in addresses.get(a.get("target"), set()) for a in answers):
+                targets = ", ".join(str(a.get("target")) for a in answers)
+                problems.append((f"{qname} : la cible {targets} ne se résout pas en {expect}",
+                                 f"{qname}: target {targets} does not resolve to {expect}"))
+        return _verdict(problems, f"Les enregistrements SRV {', '.join(args['records'])} désignent {expect}.",
+                        f"The SRV records {', '.join(args['records'])} point to {expect}.")
+
+
+class Users:
+    """Every CSV account: in its department's OU, with its attributes, and a Kerberos ticket
+    granted for the CSV's password."""
+
+    name = "ad.users"
+
+    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
+        calls = [_ldap_call(ctx, args, [_users_query(args)], "directory")]
+        for user in args["users"]:
+            probe = partial(kerberos.kinit_password, args["dc"], args["realm"], user["login"], user["password"],
+                            source=args["vantage"], check=ctx.check.id, timeout=5.0)
+            calls.append(ctx.deferred(args["vantage"], "kerberos", f"{args['dc']}:88", f"kinit {user['login']}",
+                                      probe, meta={"purpose": "kerberos", "login": user["login"]}))
+        return ctx.parallel(calls)
+
+    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
+        if (err := error_if_unrun(evidence)) is not None:
+            return err
+        directory = _one(evidence, "directory")
+        if directory is None:
+            return _missing("directory")
+        if (refused := _bind_refused(directory)) is not None:
+            return refused
+        found = {str(_first(e["attributes"], "sAMAccountName")).lower(): e for e in _entries(directory, "users")}
+        tickets = {str(e.meta.get("login")).lower(): e for e in _by_purpose(evidence, "kerberos")}
+        problems: Problems = []
+        for user in args["users"]:
+            login = user["login"]
+            entry = found.get(login.lower())
+            if entry is None:
+                problems.append((f"{login} : compte absent", f"{login}: no such account"))
+                continue
+            if parent_dn(entry["dn"]) != _dept_ou(args, user["department"]):
+                where, dept = entry["dn"].split(",", 1)[1], user["department"]
+                problems.append((f"{login} est dans {where}, pas dans l'unité {dept}",
+                                 f"{login} is in {where}, not in unit {dept}"))
+            for attr in ("givenName", "sn", "department"):
+                got = _first(entry["attributes"], attr)
+                if str(got or "").strip() != user[attr]:
+                    problems.append((f"{login} : {attr} vaut « {got} », « {user[attr]} » attendu",
+                                     f"{login}: {attr} is '{got}', '{user[attr]}' expected"))
+            ticket = tickets.get(login.lower())
+            if ticket is None:
+                problems.append((f"{login} : authentification non mesurée", f"{login}: authentication not measured"))
+            elif not (ticket.parsed or {}).get("authenticated"):
+                why = (ticket.parsed or {}).get("outcome", "refused")
+                problems.append((f"{login} : Kerberos refuse le mot de passe du CSV ({why})",
+                                 f"{login}: Kerberos refuses the CSV's password ({why})"))
+        n = len(args["users"])
+        return _verdict(problems,
+                        f"Les {n} comptes du CSV sont dans la bonne unité, avec les bons attributs, "
+                        "et obtiennent un ticket Kerberos.",
+                        f"All {n} CSV accounts are in the right unit, with the right attributes, "
+                        "and get a Kerberos ticket.")
+
+
+class Groups:
+    """One global security group GG_<department> per department holding every account of the
+    department and no account of another department."""
+
+    name = "ad.groups"
+
+    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
+        prefix = args.get("group_prefix", "GG_")
+        depts = sorted({u["department"] for u in args["users"]})
+        names = "".join(f"(sAMAccountName={escape_filter_chars(prefix + d)})" for d in depts)
+        groups = {"name": "groups", "base": base_dn(args["realm"]), "scope": "sub",
+                  "filter": f"(&(objectClass=group)(|{names}))",
+                  "attributes": ["sAMAccountName", "groupType", "member"]}
+        return ctx.parallel([_ldap_call(ctx, args, [groups, _users_query(args)], "directory")])
+
+    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
+        if (err := error_if_unrun(evidence)) is not None:
+            return err
+        directory = _one(evidence, "directory")
+        if directory is None:
+            return _missing("directory")
+        if (refused := _bind_refused(directory)) is not None:
+            return refused
+        prefix = args.get("group_prefix", "GG_")
+        login_of = {norm_dn(e["dn"]): str(_first(e["attributes"], "sAMAccountName")).lower()
+                    for e in _entries(directory, "users")}
+        groups = {str(_first(e["attributes"], "sAMAccountName")).lower(): e for e in _entries(directory, "groups")}
+        dept_of = {u["login"].lower(): u["department"] for u in args["users"]}
+        problems: Problems = []
+        for dept in sorted(set(dept_of.values())):
+            name = prefix + dept
+            group = groups.get(name.lower())
+            if group is None:
+                problems.append((f"groupe {name} absent", f"group {name} is missing"))
+                continue
+            gtype = _first(group["attributes"], "groupType")
+            if gtype is not None and int(gtype) != GLOBAL_SECURITY_GROUP:
+                problems.append((f"{name} n'est pas un groupe global de sécurité (groupType {gtype})",
+                                 f"{name} is not a global security group (groupType {gtype})"))
+            members = {login_of.get(norm_dn(m), norm_dn(m)) for m in _values(group["attributes"], "member")}
+            expected = {login for login, d in dept_of.items() if d == dept}
+            for login in sorted(expected - members):
+                problems.append((f"{login} n'est pas membre de {name}", f"{login} is not a member of {name}"))
+            for login in sorted(m for m in members if m in dept_of and dept_of[m] != dept):
+                problems.append((f"{login} (service {dept_of[login]}) est membre de {name}",
+                                 f"{login} (department {dept_of[login]}) is a member of {name}"))
+        return _verdict(problems, "Chaque groupe de service contient exactement les comptes du service.",
+                        "Every department group holds exactly the department's accounts.")
+
+
+class MemberServer:
+    """The file server's computer account exists (enabled workstation trust), and a domain
+    account opens an authenticated (non-guest) SMB session on the server."""
+
+    name = "ad.member_server"
+
+    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
+        server = args["server"]
+        account = f"{server['name'].upper()}$"
+        computer = {"name": "computer", "base": base_dn(args["realm"]), "scope": "sub",
+                    "filter": f"(&(objectClass=computer)(sAMAccountName={escape_filter_chars(account)}))",
+                    "attributes": ["sAMAccountName", "dNSHostName", "userAccountControl"]}
+        user = f"{args['domain']}\\{args['user']['login']}"
+        probe = partial(smb.smb_share_access, server["address"], "IPC$", username=user,
+                        password=args["user"]["password"], source=args["vantage"], check=ctx.check.id,
+                        write_test=False, timeout=5.0)
+        return ctx.parallel([
+            _ldap_call(ctx, args, [computer], "directory"),
+            ctx.deferred(args["vantage"], "smb", f"\\\\{server['address']}\\IPC$", f"smb logon {user}", probe,
+                         meta={"purpose": "smb-logon"}),
+        ])
+
+    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
+        if (err := error_if_unrun(evidence)) is not None:
+            return err
+        directory, logon = _one(evidence, "directory"), _one(evidence, "smb-logon")
+        if directory is None or logon is None:
+            return _missing("directory" if directory is None else "smb-logon")
+        if (refused := _bind_refused(directory)) is not None:
+            return refused
+        name = args["server"]["name"].upper()
+        problems: Problems = []
+        computers = _entries(directory, "computer")
+        if not computers:
+            problems.append((f"aucun compte ordinateur {name}$ dans le domaine",
+                             f"no computer account {name}$ in the domain"))
+        else:
+            uac = int(_first(computers[0]["attributes"], "userAccountControl") or 0)
+            if uac & UAC_DISABLED:
+                problems.append((f"le compte ordinateur {name}$ est désactivé",
+                                 f"computer account {name}$ is disabled"))
+            elif not uac & UAC_WORKSTATION_TRUST:
+                problems.append((f"{name}$ n'est pas un compte de serveur membre (userAccountControl {uac})",
+                                 f"{name}$ is not a member server account (userAccountControl {uac})"))
+        state = (logon.parsed or {}).get("logon")
+        who = args["user"]["login"]
+        if state != "ok":
+            problems.append((f"{args['server']['name']} refuse la session SMB du compte du domaine {who} ({state})",
+                             f"{args['server']['name']} refuses the SMB session of domain account {who} ({state})"))
+        host = args["server"]["name"]
+        return _verdict(problems,
+                        f"{name}$ est un compte ordinateur actif et {who} ouvre une session SMB sur {host}.",
+                        f"{name}$ is an enabled computer account and {who} opens an SMB session on {host}.")
+
+
+class ShareAccess:
+    """For every share: the department's account creates, writes, reads back and deletes a
+    file; an account of another department is refused (tree connect or file creation)."""
+
+    name = "ad.share_access"
+
+    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
+        calls = []
+        for spec in args["shares"]:
+            for role in ("allowed", "refused"):
+                user = f"{args['domain']}\\{spec[role]['login']}"
+                probe = partial(smb.smb_share_access, args["server"], spec["share"], username=user,
+                                password=spec[role]["password"], source=args["vantage"], check=ctx.check.id,
+                                write_test=True, timeout=5.0)
+                calls.append(ctx.deferred(args["vantage"], "smb", f"\\\\{args['server']}\\{spec['share']}",
+                                          f"smb {user} write test", probe,
+                                          meta={"purpose": role, "share": spec["share"], "login": spec[role]["login"]}))
+        return ctx.parallel(calls)
+
+    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
+        if (err := error_if_unrun(evidence)) is not None:
+            return err
+        problems: Problems = []
+        for spec in args["shares"]:
+            share = spec["share"]
+            for role in ("allowed", "refused"):
+                ev = next((e for e in _by_purpose(evidence, role) if e.meta.get("share") == share), None)
+                if ev is None:
+                    return _missing(f"{share}/{role}")
+                p = ev.parsed or {}
+                login = ev.meta.get("login")
+                if p.get("logon") != "ok":
+                    problems.append((f"{share} : session SMB de {login} refusée ({p.get('logon')})",
+                                     f"{share}: SMB session of {login} refused ({p.get('logon')})"))
+                    continue
+                steps = {k: p.get(k) for k in ("tree", "write", "read", "delete")}
+                if role == "allowed" and (any(v != "ok" for v in steps.values()) or not p.get("read_matches")):
+                    failed = ", ".join(f"{k}={v}" for k, v in steps.items() if v != "ok") or "relecture différente"
+                    failed_en = ", ".join(f"{k}={v}" for k, v in steps.items() if v != "ok") or "read-back differs"
+                    problems.append((f"{share} : {login} (du service) ne peut pas lire et écrire ({failed})",
+                                     f"{share}: {login} (of the department) cannot read and write ({failed_en})"))
+                if role == "refused" and steps["tree"] == "ok" and steps["write"] == "ok":
+                    problems.append((f"{share} : {login} (d'un autre service) y écrit",
+                                     f"{share}: {login} (of another department) writes there"))
+        n = len(args["shares"])
+        return _verdict(problems, f"Les {n} partages s'ouvrent en écriture au service et refusent les autres.",
+                        f"All {n} shares open for writing to their department and refuse the others.")
+
+
+class PasswordPolicy:
+    """The domain object's password policy attributes equal the required values."""
+
+    name = "ad.password_policy"
+
+    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
+        query = {"name": "domain", "base": base_dn(args["realm"]), "scope": "base", "filter": "(objectClass=*)",
+                 "attributes": ["minPwdLength", "pwdHistoryLength", "lockoutThreshold", "pwdProperties"]}
+        return ctx.parallel([_ldap_call(ctx, args, [query], "directory")])
+
+    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
+        if (err := error_if_unrun(evidence)) is not None:
+            return err
+        directory = _one(evidence, "directory")
+        if directory is None:
+            return _missing("directory")
+        if (refused := _bind_refused(directory)) is not None:
+            return refused
+        entries = _entries(directory, "domain")
+        if not entries:
+            return Verdict.failed(f"L'objet domaine {base_dn(args['realm'])} est introuvable.",
+                                  f"The domain object {base_dn(args['realm'])} cannot be found.")
+        attrs = entries[0]["attributes"]
+        problems: Problems = []
+        wanted = {"minPwdLength": ("longueur minimale", "minimum length", args["min_length"]),
+                  "pwdHistoryLength": ("historique", "history", args["history"]),
+                  "lockoutThreshold": ("seuil de verrouillage", "lockout threshold", args["lockout_threshold"])}
+        for attr, (fr, en, want) in wanted.items():
+            got = _first(attrs, attr)
+            if got is None or int(got) != int(want):
+                problems.append((f"{fr} : {got}, {want} exigé", f"{en}: {got}, {want} required"))
+        complex_on = bool(int(_first(attrs, "pwdProperties") or 0) & 1)
+        if bool(args.get("complexity", True)) != complex_on:
+            state_fr, state_en = ("activée", "on") if complex_on else ("désactivée", "off")
+            problems.append((f"complexité {state_fr}", f"complexity {state_en}"))
+        return _verdict(problems,
+                        f"Longueur {args['min_length']}, historique {args['history']}, verrouillage après "
+                        f"{args['lockout_threshold']} échecs, complexité : conforme.",
+                        f"Length {args['min_length']}, history {args['history']}, lockout after "
+                        f"{args['lockout_threshold']} failures, complexity: as required.")
+
+
+def _sysvol_paths(realm: str, guid: str) -> dict[str, str]:
+    root = f"{realm.lower()}\\Policies\\{guid}\\MACHINE"
+    return {"gpttmpl": f"{root}\\Microsoft\\Windows NT\\SecEdit\\GptTmpl.inf", "registry_pol": f"{root}\\Registry.pol"}
+
+
+class Gpo:
+    """The GPO exists, is linked (enabled link) to the OU, and its SYSVOL content carries the
+    required registry setting, in GptTmpl.inf ([Registry Values]) or in Registry.pol."""
+
+    name = "ad.gpo"
+
+    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
+        base = base_dn(args["realm"])
+        ou_dn = ",".join(f"OU={ou}" for ou in reversed(args["ou_path"])) + "," + base
+        queries = [
+            {"name": "gpo", "base": f"CN=Policies,CN=System,{base}", "scope": "one",
+             "filter": f"(&(objectClass=groupPolicyContainer)(displayName={escape_filter_chars(args['gpo'])}))",
+             "attributes": ["cn", "displayName", "flags", "versionNumber", "gPCFileSysPath"]},
+            {"name": "ou", "base": ou_dn, "scope": "base", "filter": "(objectClass=organizationalUnit)",
+             "attributes": ["gPLink", "gPOptions"]},
+        ]
+        evidence = ctx.parallel([_ldap_call(ctx, args, queries, "directory", ou=ou_dn)])
+        gpos = _entries(evidence[0], "gpo") if evidence[0].ok else []
+        if len(gpos) == 1:
+            guid = str(_first(gpos[0]["attributes"], "cn"))
+            paths = _sysvol_paths(args["realm"], guid)
+            user = f"{args['admin']['user']}@{args['realm'].lower()}"
+            probe = partial(smb.smb_read_files, args["dc"], "sysvol", list(paths.values()), username=user,
+                            password=args["admin"]["password"], source=args["vantage"], check=ctx.check.id,
+                            timeout=5.0)
+            evidence += ctx.parallel([ctx.deferred(args["vantage"], "smb", f"\\\\{args['dc']}\\sysvol",
+                                                   f"smb read GPO {guid} files", probe,
+                                                   meta={"purpose": "sysvol", "guid": guid, "paths": paths})])
+        return evidence
+
+    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
+        if (err := error_if_unrun(evidence)) is not None:
+            return err
+        directory = _one(evidence, "directory")
+        if directory is None:
+            return _missing("directory")
+        if (refused := _bind_refused(directory)) is not None:
+            return refused
+        name = args["gpo"]
+        gpos = _entries(directory, "gpo")
+        if not gpos:
+            return Verdict.failed(f"Aucune GPO nommée « {name} ».", f"No GPO named '{name}'.")
+        if len(gpos) > 1:
+            return Verdict.failed(f"{len(gpos)} GPO portent le nom « {name} ».",
+                                  f"{len(gpos)} GPOs are named '{name}'.")
+        gpo_dn = norm_dn(gpos[0]["dn"])
+        guid = str(_first(gpos[0]["attributes"], "cn"))
+        problems: Problems = []
+        ous = _entries(directory, "ou")
+        ou_label = "/".join(args["ou_path"])
+        if not ous:
+            problems.append((f"unité {ou_label} introuvable", f"unit {ou_label} not found"))
+        else:
+            links = gplink_entries(str(_first(ous[0]["attributes"], "gPLink") or ""))
+            link = next((opts for dn, opts in links if dn == gpo_dn), None)
+            if link is None:
+                problems.append((f"la GPO {name} n'est pas liée à l'unité {ou_label} (gPLink)",
+                                 f"GPO {name} is not linked to unit {ou_label} (gPLink)"))
+            elif link & 1:
+                problems.append((f"le lien de la GPO {name} sur {ou_label} est désactivé",
+                                 f"the link of GPO {name} on {ou_label} is disabled"))
+        flags = int(_first(gpos[0]["attributes"], "flags") or 0)
+        if flags & 2:
+            problems.append((f"la partie Ordinateur de la GPO {name} est désactivée",
+                             f"the Computer part of GPO {name} is disabled"))
+        problems += self._setting_problems(evidence, args, guid)
+        setting = args["setting"]
+        return _verdict(problems,
+                        f"La GPO {name} est liée à {ou_label} et définit {setting['value']} = « {setting['data']} ».",
+                        f"GPO {name} is linked to {ou_label} and sets {setting['value']} = '{setting['data']}'.")
+
+    @staticmethod
+    def _setting_problems(evidence: list[Evidence], args: dict[str, Any], guid: str) -> Problems:
+        setting = args["setting"]
+        sysvol = _one(evidence, "sysvol")
+        if sysvol is None:
+            return [(f"SYSVOL de la GPO {guid} non lu", f"SYSVOL of GPO {guid} not read")]
+        p = sysvol.parsed or {}
+        if p.get("logon") != "ok" or p.get("tree") != "ok":
+            return [(f"partage SYSVOL illisible (session {p.get('logon')}, partage {p.get('tree')})",
+                     f"SYSVOL share unreadable (session {p.get('logon')}, share {p.get('tree')})")]
+        paths = sysvol.meta.get("paths") or {}
+        files = p.get("files") or {}
+        want_key = f"machine\\{setting['key']}\\{setting['value']}".lower()
+        found: list[str] = []
+
+        def content(kind: str) -> bytes | None:
+            f = files.get(paths.get(kind, ""), {})
+            return base64.b64decode(f["data_b64"]) if f.get("status") == "ok" and f.get("data_b64") else None
+
+        if (inf := content("gpttmpl")) is not None:
+            value = parse_gpttmpl(inf).get(want_key)
+            if value is not None:
+                found.append(value)
+        if (pol := content("registry_pol")) is not None:
+            try:
+                entries = parse_registry_pol(pol)
+            except (ValueError, struct.error, UnicodeDecodeError):
+                entries = []
+            found += [str(e["data"]) for e in entries
+                      if e["key"].lower() == setting["key"].lower() and e["value"].lower() == setting["value"].lower()]
+        if setting["data"] in found:
+            return []
+        if found:
+            return [(f"{setting['value']} vaut « {found[0]} » dans SYSVOL, « {setting['data']} » attendu",
+                     f"{setting['value']} is '{found[0]}' in SYSVOL, '{setting['data']}' expected")]
+        return [(f"ni GptTmpl.inf ni Registry.pol de la GPO ne définissent {setting['value']}",
+                 f"neither the GPO's GptTmpl.inf nor its Registry.pol sets {setting['value']}")]
+
+
+class DomainAdmins:
+    """Members of Domain Admins, direct and nested, are only the allowed accounts."""
+
+    name = "ad.domain_admins"
+
+    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
+        base = base_dn(args["realm"])
+        da = f"CN=Domain Admins,CN=Users,{base}"
+        queries = [
+            {"name": "group", "base": da, "scope": "base", "filter": "(objectClass=group)",
+             "attributes": ["sAMAccountName", "member"]},
+            {"name": "members", "base": base, "scope": "sub",
+             "filter": f"(memberOf:{IN_CHAIN}:={escape_filter_chars(da)})",
+             "attributes": ["sAMAccountName", "objectClass"]},
+        ]
+        return ctx.parallel([_ldap_call(ctx, args, queries, "directory")])
+
+    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
+        if (err := error_if_unrun(evidence)) is not None:
+            return err
+        directory = _one(evidence, "directory")
+        if directory is None:
+            return _missing("directory")
+        if (refused := _bind_refused(directory)) is not None:
+            return refused
+        if not _entries(directory, "group"):
+            return Verdict.failed("Le groupe Domain Admins est introuvable.",
+                                  "The Domain Admins group cannot be found.")
+        result = (((directory.parsed or {}).get("results") or {}).get("members") or {}).get("result")
+        if result != "success":
+            return Verdict.errored(f"La recherche des membres imbriqués a échoué ({result}).",
+                                   f"The search for nested members failed ({result}).")
+        members = sorted({str(_first(e["attributes"], "sAMAccountName")) for e in _entries(directory, "members")})
+        allowed = {a.lower() for a in args.get("allowed", ["Administrator"])}
+        extra = [m for m in members if m.lower() not in allowed]
+        if extra:
+            return Verdict.failed("Membres inattendus de Domain Admins : " + ", ".join(extra) + ".",
+                                  "Unexpected members of Domain Admins: " + ", ".join(extra) + ".")
+        return Verdict.passed("Domain Admins ne contient que : " + (", ".join(members) or "personne") + ".",
+                              "Domain Admins holds only: " + (", ".join(members) or "nobody") + ".")
+
+
+GRADERS = [DnsSrv(), Users(), Groups(), MemberServer(), ShareAccess(), PasswordPolicy(), Gpo(), DomainAdmins()]
+
+__all__ = ["GRADERS", "DnsSrv", "DomainAdmins", "Gpo", "Groups", "MemberServer", "PasswordPolicy", "ShareAccess",
+           "Users", "base_dn", "gplink_entries", "parse_gpttmpl", "parse_registry_pol"]

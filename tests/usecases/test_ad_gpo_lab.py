@@ -1,0 +1,94 @@
+"""The ad-gpo lab end to end on the netns provider: the reference solution gets full marks,
+every faulty variant fails exactly the checks it declares, a stopped controller gives
+``error`` results (not a crash), and nothing is left after ``down``."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from labkit.adapters.storage.runs import open_run
+from labkit.usecases.grade import grade
+from labkit.usecases.lifecycle import Context, down, exec_in, load_lab_checked, up
+from labkit.usecases.solve import solve
+from tests.conftest import LabEnv, leftovers, namespace_inodes
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+LAB = "ad-gpo"
+DC_ROLE_CONF = "[global]\n\tserver role = active directory domain controller\n\tworkgroup = X\n\trealm = X.LAN\n"
+
+
+def _variants() -> list[tuple[str, frozenset[str]]]:
+    from labkit.settings import load_settings
+
+    lab = load_lab_checked(Context(load_settings()), LAB)
+    return [(v.id, frozenset(v.fails)) for v in lab.spec.variants]
+
+
+def _pid(ctx: Context, name: str, node: str, pidfile: str) -> str:
+    res = exec_in(ctx, name, node, ["cat", pidfile])
+    assert res.rc == 0, res.stderr
+    return res.stdout.strip()
+
+
+def test_reference_solution_full_marks_then_controller_down_gives_errors(lab_env: LabEnv) -> None:
+    ctx = Context(lab_env.settings)
+    t0 = time.monotonic()
+    up(ctx, LAB, instance="adref", seed=21, candidate="Alice Martin")
+    # the set-up playbook hands the candidate the CSV built from this instance's parameters
+    csv = exec_in(ctx, "adref", "dc1", ["cat", "/root/users.csv"])
+    assert csv.rc == 0 and csv.stdout.startswith("login,givenName,sn,department,password\n")
+    assert len(csv.stdout.strip().splitlines()) == 7
+    solve(ctx, "adref", wait=10)
+    up_and_solve = time.monotonic() - t0
+    summary = grade(ctx, "adref")
+    bad = {c.id: c.message.en for c in summary.checks if c.status != "pass"}
+    assert bad == {}
+    assert summary.score == summary.max_score == 100
+    run = open_run(lab_env.settings.runs, summary.run_id)
+    assert {e.kind for e in run.evidence.values()} >= {"dns", "ldap", "kerberos", "smb"}
+    print(f"ad-gpo up + reference solution: {up_and_solve:.1f} s")
+
+    # Nodes share the host's process list: stopping "samba", "smbd" and "winbind" with the
+    # stock init scripts in another node (pc1, which runs none) must not touch dc1's or fs1's.
+    before = {("dc1", "/run/samba/samba.pid"): _pid(ctx, "adref", "dc1", "/run/samba/samba.pid"),
+              ("fs1", "/run/samba/smbd.pid"): _pid(ctx, "adref", "fs1", "/run/samba/smbd.pid"),
+              ("fs1", "/run/samba/winbindd.pid"): _pid(ctx, "adref", "fs1", "/run/samba/winbindd.pid")}
+    script = (f"printf '{DC_ROLE_CONF}' > /etc/samba/smb.conf; /etc/init.d/samba-ad-dc stop; "
+              "printf '[global]\\n\\tworkgroup = X\\n' > /etc/samba/smb.conf; /etc/init.d/smbd stop; "
+              "/etc/init.d/winbind stop")
+    assert exec_in(ctx, "adref", "pc1", ["sh", "-c", script]).rc == 0
+    for (node, pidfile), pid in before.items():
+        alive = exec_in(ctx, "adref", node, ["sh", "-c", f"kill -0 $(cat {pidfile}) && cat {pidfile}"])
+        assert alive.rc == 0 and alive.stdout.strip() == pid, f"{node} lost {pidfile}"
+
+    # A controller that is stopped: every directory check is an error with its reason.
+    assert exec_in(ctx, "adref", "dc1", ["/etc/init.d/samba-ad-dc", "stop"]).rc == 0
+    stopped = grade(ctx, "adref")
+    statuses = {c.id: c.status for c in stopped.checks}
+    assert statuses.pop("share-access") in ("pass", "fail", "error")  # fs1 is still up; its DC is not
+    assert set(statuses.values()) == {"error"}, {c.id: c.message.en for c in stopped.checks}
+    assert all(c.message.en for c in stopped.checks)
+
+    inodes = namespace_inodes("adref")
+    down(ctx, "adref")
+    assert leftovers(lab_env.settings, "adref", inodes) == []
+
+
+@pytest.mark.parametrize("variant,declared", _variants(), ids=[v for v, _ in _variants()])
+def test_faulty_variant_fails_exactly_what_it_declares(lab_env: LabEnv, variant: str,
+                                                       declared: frozenset[str]) -> None:
+    ctx = Context(lab_env.settings)
+    name = f"ad-{variant}"[:31]
+    up(ctx, LAB, instance=name, seed=22)
+    solve(ctx, name, variant=variant, wait=10)
+    summary = grade(ctx, name)
+    failed = {c.id for c in summary.checks if c.status == "fail"}
+    errors = {c.id: c.message.en for c in summary.checks if c.status == "error"}
+    assert errors == {}
+    assert failed == declared, {c.id: c.message.en for c in summary.checks}
+    inodes = namespace_inodes(name)
+    down(ctx, name)
+    assert leftovers(lab_env.settings, name, inodes) == []
