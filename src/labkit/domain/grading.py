@@ -32,7 +32,7 @@ from labkit.models.instance import InstancePlan, InstanceState
 from labkit.models.lab import CheckSpec
 from labkit.models.results import CheckResult, Verdict
 
-BUILTIN_GRADER_MODULES = ("graders.routing", "graders.snmp")
+BUILTIN_GRADER_MODULES = ("graders.routing", "graders.snmp", "graders.ad", "graders.backup", "graders.vpn")
 MAX_PARALLEL = 16
 
 
