@@ -1,0 +1,154 @@
+"""The NTP client and the webhook receiver, in namespaces of this test's own
+(``lkt-sup-<pid>-a`` and ``-b``, joined by one veth pair). The NTP server is a few lines of
+Python whose socket is opened in ``-b``; the receiver listens in ``-a`` and gets POSTs sent
+from ``-b``. Nothing is added to the host's root namespace; teardown deletes exactly these
+namespaces."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labkit.adapters.netns.nsutil import run_in_netns
+from labkit.adapters.probes import http as http_probe
+from labkit.adapters.probes import ntp
+from labkit.errors import NamespaceSafetyError
+
+pytestmark = [pytest.mark.root]
+
+STEM = f"lkt-sup-{os.getpid()}"
+A, B = f"{STEM}-a", f"{STEM}-b"
+A_IP, B_IP = "10.251.9.1", "10.251.9.2"
+
+
+def _ip(*argv: str) -> None:
+    subprocess.run(["ip", *argv], check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[None]:
+    made: list[str] = []
+    try:
+        for ns in (A, B):
+            _ip("netns", "add", ns)
+            made.append(ns)
+        _ip("link", "add", "name", "eth0", "netns", A, "type", "veth", "peer", "name", "eth0", "netns", B)
+        for ns, addr in ((A, A_IP), (B, B_IP)):
+            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+        yield
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        assert not [p for p in Path("/run/netns").glob(f"{STEM}-*")]
+
+
+def _udp_socket(addr: str, port: int) -> Callable[[], socket.socket]:
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((addr, port))
+        return s
+    return make
+
+
+def _fake_ntp_server(sock: socket.socket, stratum: int, refid: bytes, stop: threading.Event) -> None:
+    sock.settimeout(0.1)
+    while not stop.is_set():
+        try:
+            data, peer = sock.recvfrom(512)
+        except TimeoutError:
+            continue
+        tx = struct.unpack_from("!Q", data, 40)[0]
+        now = int((time.time() + ntp.NTP_EPOCH) * 2**32)
+        reply = struct.pack("!BBbbII4sQQQQ", (0 << 6) | (4 << 3) | 4, stratum, 0, -20, 0, 0, refid, now, tx, now, now)
+        sock.sendto(reply, peer)
+
+
+def test_ntp_client_reads_mode_4_stratum_and_refid(pair: None) -> None:
+    sock = run_in_netns(B, _udp_socket(B_IP, 123), timeout=5)
+    stop = threading.Event()
+    server = threading.Thread(target=_fake_ntp_server, args=(sock, 9, bytes([10, 251, 9, 77]), stop), daemon=True)
+    server.start()
+    try:
+        e = run_in_netns(A, lambda: ntp.ntp_query(B_IP, ev_id="n", source="a", timeout=1.0), timeout=10)
+    finally:
+        stop.set()
+        server.join(2)
+        sock.close()
+    assert e.ok and e.kind == "udp" and e.meta["netns"] == A
+    assert e.parsed["answered"] is True and e.parsed["mode"] == 4
+    assert (e.parsed["stratum"], e.parsed["refid"], e.parsed["origin_matches"]) == (9, "10.251.9.77", True)
+    assert abs(e.parsed["transmit_time"] - time.time()) < 5
+
+
+def test_ntp_client_records_silence(pair: None) -> None:
+    t0 = time.monotonic()
+    e = run_in_netns(A, lambda: ntp.ntp_query(B_IP, ev_id="n", source="a", timeout=0.3, tries=2), timeout=10)
+    assert e.ok and e.parsed["answered"] is False
+    assert time.monotonic() - t0 < 3
+
+
+def test_ntp_client_refuses_outside_a_lab_namespace() -> None:
+    with pytest.raises(NamespaceSafetyError):
+        ntp.ntp_query("127.0.0.1", ev_id="n", source="host")
+
+
+def _post(doc: dict[str, Any], port: int) -> int:
+    def send() -> int:
+        conn = http.client.HTTPConnection(A_IP, port, timeout=2)
+        try:
+            conn.request("POST", "/alerts", body=json.dumps(doc), headers={"Content-Type": "application/json"})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+    return run_in_netns(B, send, timeout=5)
+
+
+def test_webhook_receiver_records_posts_in_its_namespace_then_stops(pair: None) -> None:
+    rx = http_probe.WebhookReceiver(A_IP, 18093, source="a", max_lifetime=30,
+                                    open_in=lambda fn: run_in_netns(A, fn, timeout=5))
+    with rx:
+        assert rx.netns == A
+        doc = {"status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "Down"}}]}
+        assert _post(doc, 18093) == 200
+        got = rx.wait_for(lambda p: (p["json"] or {}).get("status") == "firing", 5)
+        assert got is not None and got["peer"] == B_IP and got["path"] == "/alerts"
+        assert rx.wait_for(lambda p: (p["json"] or {}).get("status") == "resolved", 0.3) is None
+    e = rx.evidence(ev_id="w", check="c")
+    assert e.ok and e.meta["netns"] == A and len(e.parsed["posts"]) == 1 and e.ended_at >= e.started_at
+    with pytest.raises(ConnectionRefusedError):
+        _post({}, 18093)
+
+
+def test_webhook_receiver_lifetime_is_bounded(pair: None) -> None:
+    rx = http_probe.WebhookReceiver(A_IP, 18094, source="a", max_lifetime=0.5,
+                                    open_in=lambda fn: run_in_netns(A, fn, timeout=5)).start()
+    time.sleep(1.0)
+    assert rx.ended_at is not None
+    with pytest.raises(ConnectionRefusedError):
+        _post({}, 18094)
+    rx.stop()  # idempotent
+
+
+def test_http_get_json_from_a_namespace(pair: None) -> None:
+    rx = http_probe.WebhookReceiver(A_IP, 18095, source="a", max_lifetime=10,
+                                    open_in=lambda fn: run_in_netns(A, fn, timeout=5))
+    with rx:  # answers GET with 405 and an empty body: not JSON, recorded as such
+        e = run_in_netns(B, lambda: http_probe.http_get_json(A_IP, 18095, "/api/v1/targets", ev_id="g",
+                                                             source="b"), timeout=10)
+    assert not e.ok and e.parsed["status"] == 405 and "not JSON" in (e.error or "")
+    e = run_in_netns(B, lambda: http_probe.http_get_json(A_IP, 18095, "/x", ev_id="g", source="b", timeout=1),
+                     timeout=10)
+    assert not e.ok and "ConnectionRefused" in (e.error or "")
