@@ -23,7 +23,7 @@ os.environ.setdefault("LABKIT_RUN_DIR", "/run/labkit-bench-ad")
 os.environ.setdefault("LABKIT_PROJECT", str(PROJECT))
 sys.path.insert(0, str(PROJECT / "bench"))
 
-from run import ns_inodes, pss_kib, timed, upper_kib  # noqa: E402
+from _common import ns_inodes, pss_kib, timed, upper_kib  # noqa: E402
 
 from labkit.settings import load_settings  # noqa: E402
 from labkit.usecases import lifecycle  # noqa: E402

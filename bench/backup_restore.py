@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ os.environ.setdefault("LABKIT_HOME", "/var/tmp/labkit-bench-backup")
 os.environ.setdefault("LABKIT_RUN_DIR", "/run/labkit-bench-backup")
 os.environ.setdefault("LABKIT_PROJECT", str(PROJECT))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ns_inodes, pss_kib, timed  # noqa: E402
 from labkit.adapters.storage.runs import open_run  # noqa: E402
 from labkit.settings import load_settings  # noqa: E402
 from labkit.usecases import lifecycle  # noqa: E402
@@ -31,34 +32,6 @@ from labkit.usecases.solve import solve  # noqa: E402
 
 LAB = "backup-restore"
 NAME = "bkbench"
-
-
-def pss_kib(inodes: set[int]) -> tuple[int, int]:
-    """Sum of PSS (KiB) and count of the processes living in these namespaces."""
-    total, count = 0, 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino not in inodes:
-                continue
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-                    count += 1
-        except OSError:
-            continue
-    return total, count
-
-
-def ns_inodes(name: str) -> set[int]:
-    return {os.stat(p).st_ino for p in Path("/run/netns").glob(f"lk-{name}.*")}
-
-
-def timed(fn):  # type: ignore[no-untyped-def]
-    t0 = time.perf_counter()
-    out = fn()
-    return out, round(time.perf_counter() - t0, 3)
 
 
 def main() -> int:

@@ -21,40 +21,15 @@ os.environ.setdefault("LABKIT_HOME", "/var/tmp/labkit-bench")
 os.environ.setdefault("LABKIT_RUN_DIR", "/run/labkit-bench")
 os.environ.setdefault("LABKIT_PROJECT", str(PROJECT))
 
-from labkit.settings import load_settings
-from labkit.usecases import lifecycle
-from labkit.usecases.grade import grade
-from labkit.usecases.solve import solve
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ns_inodes, pss_kib, timed, upper_kib  # noqa: E402
+from labkit.settings import load_settings  # noqa: E402
+from labkit.usecases import lifecycle  # noqa: E402
+from labkit.usecases.grade import grade  # noqa: E402
+from labkit.usecases.solve import solve  # noqa: E402
 
 LAB = "routing-multisite"
 TARGETS = {"up_s": 10.0, "up_solve_converge_s": 10.0, "grade_s": 3.0, "down_s": 1.0, "ten_instances_pss_mib": 600}
-
-
-def pss_kib(inodes: set[int]) -> tuple[int, int]:
-    """Sum of PSS (KiB) and count of the processes living in these namespaces."""
-    total, count = 0, 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino not in inodes:
-                continue
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-                    count += 1
-        except OSError:
-            continue
-    return total, count
-
-
-def ns_inodes(name: str) -> set[int]:
-    return {os.stat(p).st_ino for p in Path("/run/netns").glob(f"lk-{name}.*")}
-
-
-def upper_kib(settings, name: str) -> int:  # type: ignore[no-untyped-def]
-    root = settings.instances / name / "nodes"
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink()) // 1024
 
 
 def bare_namespaces_baseline(count: int = 12) -> dict[str, float]:
@@ -76,12 +51,6 @@ def bare_namespaces_baseline(count: int = 12) -> dict[str, float]:
         for n in names:
             subprocess.run(["ip", "netns", "del", n], check=False, capture_output=True)
     return {"create_s": round(made, 3), "delete_s": round(time.perf_counter() - t1, 3)}
-
-
-def timed(fn):  # type: ignore[no-untyped-def]
-    t0 = time.perf_counter()
-    out = fn()
-    return out, round(time.perf_counter() - t0, 3)
 
 
 def main() -> int:

@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -21,6 +20,8 @@ os.environ.setdefault("LABKIT_HOME", "/var/tmp/labkit-bench-vpn")
 os.environ.setdefault("LABKIT_RUN_DIR", "/run/labkit-bench-vpn")
 os.environ.setdefault("LABKIT_PROJECT", str(PROJECT))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ns_inodes, pss_kib, timed  # noqa: E402
 from labkit.settings import load_settings  # noqa: E402 - after the environment defaults above
 from labkit.usecases import lifecycle  # noqa: E402 - after the environment defaults above
 from labkit.usecases.grade import grade  # noqa: E402 - after the environment defaults above
@@ -29,37 +30,6 @@ from labkit.usecases.solve import solve  # noqa: E402 - after the environment de
 LAB = "vpn-site-to-site"
 NAME = "vpnbench"
 VPN_COMMS = {"wireguard-go", "openvpn"}
-
-
-def pss_kib(inodes: set[int], comms: set[str] | None = None) -> tuple[int, int]:
-    """Sum of PSS (KiB) and count of the processes living in these namespaces (optionally
-    only those whose command name is in ``comms``)."""
-    total, count = 0, 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino not in inodes:
-                continue
-            if comms is not None and Path(f"/proc/{pid}/comm").read_text().strip() not in comms:
-                continue
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-                    count += 1
-        except OSError:
-            continue
-    return total, count
-
-
-def ns_inodes(name: str) -> set[int]:
-    return {os.stat(p).st_ino for p in Path("/run/netns").glob(f"lk-{name}.*")}
-
-
-def timed(fn):  # type: ignore[no-untyped-def]
-    t0 = time.perf_counter()
-    out = fn()
-    return out, round(time.perf_counter() - t0, 3)
 
 
 def main() -> int:
