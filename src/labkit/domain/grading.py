@@ -32,7 +32,8 @@ from labkit.models.instance import InstancePlan, InstanceState
 from labkit.models.lab import CheckSpec
 from labkit.models.results import CheckResult, Verdict
 
-BUILTIN_GRADER_MODULES = ("graders.routing", "graders.snmp", "graders.ad", "graders.backup", "graders.vpn")
+BUILTIN_GRADER_MODULES = ("graders.routing", "graders.snmp", "graders.ad", "graders.backup", "graders.vpn",
+                          "graders.supervision")
 MAX_PARALLEL = 16
 
 
