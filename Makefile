@@ -35,7 +35,7 @@ bench: deps venv
 	$(VENV)/bin/python bench/run.py
 
 bench-labs: deps venv
-	for b in ad_gpo backup_restore vpn; do $(VENV)/bin/python bench/$$b.py || exit 1; done
+	$(VENV)/bin/python bench/labs.py
 
 clean:
 	-$(VENV)/bin/labkit down --all

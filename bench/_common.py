@@ -45,3 +45,21 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
     t0 = time.perf_counter()
     out = fn()
     return out, round(time.perf_counter() - t0, 3)
+
+
+def pss_by_comm(inodes: set[int]) -> dict[str, float]:
+    """PSS (MiB) per process name, for the processes living in these namespaces, largest first."""
+    out: dict[str, float] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino not in inodes:
+                continue
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    out[comm] = round(out.get(comm, 0.0) + int(line.split()[1]) / 1024, 1)
+        except OSError:
+            continue
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
