@@ -87,13 +87,6 @@ def _bind_refused(ev: Evidence) -> Verdict | None:
     )
 
 
-def _verdict(problems: Problems, ok_fr: str, ok_en: str) -> Verdict:
-    if problems:
-        problems = list(dict.fromkeys(problems))
-        return Verdict.failed("; ".join(p[0] for p in problems) + ".", "; ".join(p[1] for p in problems) + ".")
-    return Verdict.passed(ok_fr, ok_en)
-
-
 def _by_purpose(evidence: list[Evidence], purpose: str) -> list[Evidence]:
     return [e for e in evidence if e.meta.get("purpose") == purpose]
 
@@ -261,8 +254,10 @@ class DnsSrv:
                 targets = ", ".join(str(a.get("target")) for a in answers)
                 problems.append((f"{qname} : la cible {targets} ne se résout pas en {expect}",
                                  f"{qname}: target {targets} does not resolve to {expect}"))
-        return _verdict(problems, f"Les enregistrements SRV {', '.join(args['records'])} désignent {expect}.",
-                        f"The SRV records {', '.join(args['records'])} point to {expect}.")
+        return Verdict.from_problems(
+            problems,
+            f"Les enregistrements SRV {', '.join(args['records'])} désignent {expect}.",
+            f"The SRV records {', '.join(args['records'])} point to {expect}.")
 
 
 class Users:
@@ -314,11 +309,12 @@ class Users:
                 problems.append((f"{login} : Kerberos refuse le mot de passe du CSV ({why})",
                                  f"{login}: Kerberos refuses the CSV's password ({why})"))
         n = len(args["users"])
-        return _verdict(problems,
-                        f"Les {n} comptes du CSV sont dans la bonne unité, avec les bons attributs, "
-                        "et obtiennent un ticket Kerberos.",
-                        f"All {n} CSV accounts are in the right unit, with the right attributes, "
-                        "and get a Kerberos ticket.")
+        return Verdict.from_problems(
+            problems,
+            f"Les {n} comptes du CSV sont dans la bonne unité, avec les bons attributs, "
+            "et obtiennent un ticket Kerberos.",
+            f"All {n} CSV accounts are in the right unit, with the right attributes, "
+            "and get a Kerberos ticket.")
 
 
 class Groups:
@@ -367,8 +363,10 @@ class Groups:
             for login in sorted(m for m in members if m in dept_of and dept_of[m] != dept):
                 problems.append((f"{login} (service {dept_of[login]}) est membre de {name}",
                                  f"{login} (department {dept_of[login]}) is a member of {name}"))
-        return _verdict(problems, "Chaque groupe de service contient exactement les comptes du service.",
-                        "Every department group holds exactly the department's accounts.")
+        return Verdict.from_problems(
+            problems,
+            "Chaque groupe de service contient exactement les comptes du service.",
+            "Every department group holds exactly the department's accounts.")
 
 
 class MemberServer:
@@ -421,9 +419,10 @@ class MemberServer:
             problems.append((f"{args['server']['name']} refuse la session SMB du compte du domaine {who} ({state})",
                              f"{args['server']['name']} refuses the SMB session of domain account {who} ({state})"))
         host = args["server"]["name"]
-        return _verdict(problems,
-                        f"{name}$ est un compte ordinateur actif et {who} ouvre une session SMB sur {host}.",
-                        f"{name}$ is an enabled computer account and {who} opens an SMB session on {host}.")
+        return Verdict.from_problems(
+            problems,
+            f"{name}$ est un compte ordinateur actif et {who} ouvre une session SMB sur {host}.",
+            f"{name}$ is an enabled computer account and {who} opens an SMB session on {host}.")
 
 
 class ShareAccess:
@@ -471,8 +470,10 @@ class ShareAccess:
                     problems.append((f"{share} : {login} (d'un autre service) y écrit",
                                      f"{share}: {login} (of another department) writes there"))
         n = len(args["shares"])
-        return _verdict(problems, f"Les {n} partages s'ouvrent en écriture au service et refusent les autres.",
-                        f"All {n} shares open for writing to their department and refuse the others.")
+        return Verdict.from_problems(
+            problems,
+            f"Les {n} partages s'ouvrent en écriture au service et refusent les autres.",
+            f"All {n} shares open for writing to their department and refuse the others.")
 
 
 class PasswordPolicy:
@@ -510,11 +511,12 @@ class PasswordPolicy:
         if bool(args.get("complexity", True)) != complex_on:
             state_fr, state_en = ("activée", "on") if complex_on else ("désactivée", "off")
             problems.append((f"complexité {state_fr}", f"complexity {state_en}"))
-        return _verdict(problems,
-                        f"Longueur {args['min_length']}, historique {args['history']}, verrouillage après "
-                        f"{args['lockout_threshold']} échecs, complexité : conforme.",
-                        f"Length {args['min_length']}, history {args['history']}, lockout after "
-                        f"{args['lockout_threshold']} failures, complexity: as required.")
+        return Verdict.from_problems(
+            problems,
+            f"Longueur {args['min_length']}, historique {args['history']}, verrouillage après "
+            f"{args['lockout_threshold']} échecs, complexité : conforme.",
+            f"Length {args['min_length']}, history {args['history']}, lockout after "
+            f"{args['lockout_threshold']} failures, complexity: as required.")
 
 
 def _sysvol_paths(realm: str, guid: str) -> dict[str, str]:
@@ -589,9 +591,10 @@ class Gpo:
                              f"the Computer part of GPO {name} is disabled"))
         problems += self._setting_problems(evidence, args, guid)
         setting = args["setting"]
-        return _verdict(problems,
-                        f"La GPO {name} est liée à {ou_label} et définit {setting['value']} = « {setting['data']} ».",
-                        f"GPO {name} is linked to {ou_label} and sets {setting['value']} = '{setting['data']}'.")
+        return Verdict.from_problems(
+            problems,
+            f"La GPO {name} est liée à {ou_label} et définit {setting['value']} = « {setting['data']} ».",
+            f"GPO {name} is linked to {ou_label} and sets {setting['value']} = '{setting['data']}'.")
 
     @staticmethod
     def _setting_problems(evidence: list[Evidence], args: dict[str, Any], guid: str) -> Problems:

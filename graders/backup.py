@@ -29,7 +29,7 @@ from typing import Any
 from labkit.adapters.probes import capture as capture_probe
 from labkit.adapters.probes import sshauth
 from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
-from labkit.models.evidence import Evidence, EvidenceKind
+from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
 
@@ -188,36 +188,11 @@ def _snapshot_list_sh(repo: str) -> list[str]:
 
 # --- I/O helpers ---------------------------------------------------------------------------
 
-def node_exec(ctx: CheckContext, node: str, argv: list[str], *, action: str, target: str | None = None,
-              kind: EvidenceKind = "exec", input: str | None = None, timeout: float = 60.0,
-              meta: dict[str, Any] | None = None, label: str | None = None, whole_output: bool = False) -> Evidence:
-    """Run ``argv`` in ``node`` through the provider; any failure to run becomes evidence.
-
-    parsed: ``rc``, ``stdout`` and ``stderr`` (the last 16 000 characters unless
-    ``whole_output``), ``json`` (stdout as JSON, else null), ``duration_s``."""
-    ev_id = ctx.eid(f"{node}-{label or argv[0]}")
-    started = utcnow()
-    meta = {"node": node, **(meta or {})}
-    try:
-        res = ctx.provider.exec(ctx.state, node, argv, input=input, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - a command that cannot run is a result
-        return Evidence(id=ev_id, check=ctx.check.id, kind=kind, source=node, target=target or node,
-                        action=action, started_at=started, ended_at=utcnow(), ok=False,
-                        error=f"{type(exc).__name__}: {exc}", meta=meta)
-    parsed_json: Any = None
-    if res.stdout.strip():
-        try:
-            parsed_json = json.loads(res.stdout)
-        except ValueError:
-            parsed_json = None
-    stdout = res.stdout if whole_output else res.stdout[-OUTPUT_MAX:]
-    stderr = res.stderr[-OUTPUT_MAX:]
-    parsed = {"rc": res.rc, "stdout": stdout if parsed_json is None else "", "stderr": stderr,
-              "json": parsed_json, "duration_s": round(res.duration, 3)}
-    raw = f"$ {action}\n" + (stdout if parsed_json is None else "(JSON, see parsed)") + \
-        (f"\n[stderr] {stderr.strip()}" if stderr.strip() else "") + f"\n[rc={res.rc}]"
-    return Evidence(id=ev_id, check=ctx.check.id, kind=kind, source=node, target=target or node, action=action,
-                    started_at=started, ended_at=utcnow(), ok=True, raw=raw, parsed=parsed, meta=meta)
+def node_exec(ctx: CheckContext, node: str, argv: list[str], *, whole_output: bool = False,
+              **kw: Any) -> Evidence:
+    """:meth:`CheckContext.node_exec` with stdout read as JSON when it is JSON (``parsed["json"]``),
+    and the whole of stdout kept with ``whole_output``."""
+    return ctx.node_exec(node, argv, parse_json=True, output_max=None if whole_output else OUTPUT_MAX, **kw)
 
 
 def _run_script(ctx: CheckContext, node: str, command: str, timeout: float, *,

@@ -22,7 +22,7 @@ from typing import Any
 
 from labkit.adapters.probes import http, netlink, ntp, snmp
 from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
-from labkit.models.evidence import Evidence, EvidenceKind
+from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
 
@@ -30,27 +30,6 @@ SYS_NAME = "1.3.6.1.2.1.1.5.0"
 PROM_PORT = 9090
 FILL_FILE = ".labkit-grader-fill"
 
-
-def _bilingual(problems: list[tuple[str, str]]) -> tuple[str, str]:
-    return "; ".join(p[0] for p in problems) + ".", "; ".join(p[1] for p in problems) + "."
-
-
-def _node_exec(ctx: CheckContext, node: str, argv: list[str], *, kind: EvidenceKind, label: str,
-               timeout: float = 20.0, meta: dict[str, Any] | None = None) -> Evidence:
-    """Run ``argv`` in a node through the provider; any failure to run becomes evidence."""
-    started = utcnow()
-    ev_id = ctx.eid(f"{node}-{label}")
-    try:
-        res = ctx.provider.exec(ctx.state, node, argv, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - a failed probe is a result, not a crash
-        return Evidence(id=ev_id, check=ctx.check.id, kind=kind, source="grader", target=node,
-                        action=shlex.join(argv), started_at=started, ended_at=utcnow(), ok=False,
-                        error=f"{type(exc).__name__}: {exc}", meta=meta or {})
-    return Evidence(id=ev_id, check=ctx.check.id, kind=kind, source="grader", target=node, action=shlex.join(argv),
-                    started_at=started, ended_at=utcnow(), ok=True, raw=(res.stdout + res.stderr)[-4000:],
-                    parsed={"rc": res.rc, "stdout": res.stdout[-4000:], "stderr": res.stderr[-2000:],
-                            "duration_s": round(res.duration, 3)},
-                    meta=meta or {})
 
 
 def _prom_get(ctx: CheckContext, source: str, host: str, path: str, query: dict[str, str] | None = None,
@@ -104,10 +83,10 @@ class SnmpV3Devices:
                                  f"{device} does not answer SNMPv3 authPriv ({why})"))
             elif (got := (p.get("values") or {}).get(SYS_NAME)) != device:
                 problems.append((f"{device} annonce sysName « {got} »", f"{device} reports sysName '{got}'"))
-        if problems:
-            return Verdict.failed(*_bilingual(problems))
-        return Verdict.passed(f"Les {len(evidence)} équipements répondent en SNMPv3 authPriv avec le bon sysName.",
-                              f"All {len(evidence)} devices answer SNMPv3 authPriv with the right sysName.")
+        return Verdict.from_problems(
+            problems,
+            f"Les {len(evidence)} équipements répondent en SNMPv3 authPriv avec le bon sysName.",
+            f"All {len(evidence)} devices answer SNMPv3 authPriv with the right sysName.")
 
 
 # ------------------------------------------------------------------------------ targets
@@ -139,10 +118,10 @@ class TargetsUp:
                 why = next((t.get("lastError") for t in mine if t.get("lastError")), "") or "down"
                 problems.append((f"la cible {device} ({address}) est en échec : {why}",
                                  f"target {device} ({address}) is failing: {why}"))
-        if problems:
-            return Verdict.failed(*_bilingual(problems))
-        return Verdict.passed(f"Les {len(args['devices'])} équipements sont des cibles actives et joignables.",
-                              f"All {len(args['devices'])} devices are active targets and up.")
+        return Verdict.from_problems(
+            problems,
+            f"Les {len(args['devices'])} équipements sont des cibles actives et joignables.",
+            f"All {len(args['devices'])} devices are active targets and up.")
 
 
 # -------------------------------------------------------------------------------- rules
@@ -194,10 +173,10 @@ class AlertRules:
                 elif min(found) > limit:
                     problems.append((f"le seuil de « {alert} » est {min(found):g} % (au plus {limit:g} % demandé)",
                                      f"'{alert}' threshold is {min(found):g} % (at most {limit:g} % required)"))
-        if problems:
-            return Verdict.failed(*_bilingual(problems))
-        return Verdict.passed(f"Les {len(args['rules'])} règles d'alerte existent avec les seuils et délais demandés.",
-                              f"All {len(args['rules'])} alert rules exist with the required thresholds and delays.")
+        return Verdict.from_problems(
+            problems,
+            f"Les {len(args['rules'])} règles d'alerte existent avec les seuils et délais demandés.",
+            f"All {len(args['rules'])} alert rules exist with the required thresholds and delays.")
 
 
 # ------------------------------------------------------------------------------- alerts
@@ -252,8 +231,8 @@ class AlertFires:
             argv = ["/bin/sh", "-c", script]
         else:
             raise ValueError(f"unknown fault kind {kind!r}")
-        return _node_exec(ctx, node, argv, kind="fault", label=meta["phase"], timeout=30,
-                          meta={**meta, "what": what})
+        return ctx.node_exec(node, argv, source="grader", kind="fault", label=meta["phase"], timeout=30,
+                             meta={**meta, "what": what})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         alert, fault, rx = args["alert"], args["fault"], args["receiver"]
@@ -405,14 +384,14 @@ class SyslogForwarded:
         marker = f"labkit-grader-{secrets.token_hex(8)}"
         emitter, collector, directory = args["emitter"], args["collector"], str(args["directory"])
         within = float(args.get("within_s", 10))
-        emit = _node_exec(ctx, emitter, ["logger", "-t", "labkit-grader", "-p", "user.notice", marker],
-                          kind="exec", label="logger", meta={"phase": "emit", "marker": marker})
+        emit = ctx.node_exec(emitter, ["logger", "-t", "labkit-grader", "-p", "user.notice", marker],
+                             source="grader", label="logger", meta={"phase": "emit", "marker": marker})
         evidence = [emit]
         search: Evidence | None = None
         end = time.monotonic() + within
         while True:
-            search = _node_exec(ctx, collector, ["grep", "-rlF", "--", marker, directory], kind="exec",
-                                label="grep", meta={"phase": "search", "marker": marker})
+            search = ctx.node_exec(collector, ["grep", "-rlF", "--", marker, directory], source="grader",
+                                   label="grep", meta={"phase": "search", "marker": marker})
             if not search.ok or (search.parsed or {}).get("rc") == 0 or time.monotonic() > end:
                 break
             time.sleep(0.5)
@@ -476,10 +455,10 @@ class NtpReference:
             elif node != ref and p.get("refid") != ref_addr:
                 problems.append((f"{node} a pour référence {p.get('refid')} et non {ref} ({ref_addr})",
                                  f"{node} uses {p.get('refid')} as its reference, not {ref} ({ref_addr})"))
-        if problems:
-            return Verdict.failed(*_bilingual(problems))
-        return Verdict.passed(f"Les {len(evidence)} nœuds répondent en NTP, synchronisés sur {ref}.",
-                              f"All {len(evidence)} nodes answer NTP, synchronised on {ref}.")
+        return Verdict.from_problems(
+            problems,
+            f"Les {len(evidence)} nœuds répondent en NTP, synchronisés sur {ref}.",
+            f"All {len(evidence)} nodes answer NTP, synchronised on {ref}.")
 
 
 # -------------------------------------------------------------------------- availability

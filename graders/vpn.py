@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from labkit.adapters.probes import capture, icmp, tcp, vpn
-from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
+from labkit.domain.grading import CheckContext, error_if_unrun
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
@@ -36,28 +36,6 @@ def _ports(specs: list[str]) -> set[tuple[str, int]]:
         out.add((proto or "udp", int(port)))
     return out
 
-
-def _node_exec(ctx: CheckContext, node: str, argv: list[str], *, kind: Any, label: str,
-               timeout: float = 20.0, meta: dict[str, Any] | None = None) -> Evidence:
-    """Run ``argv`` in a node through the provider; any failure to run becomes evidence."""
-    started = utcnow()
-    ev_id = ctx.eid(f"{node}-{label}")
-    try:
-        res = ctx.provider.exec(ctx.state, node, argv, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - a failed probe is a result, not a crash
-        return Evidence(id=ev_id, check=ctx.check.id, kind=kind, source="grader", target=node,
-                        action=" ".join(argv), started_at=started, ended_at=utcnow(), ok=False,
-                        error=f"{type(exc).__name__}: {exc}", meta=meta or {})
-    return Evidence(id=ev_id, check=ctx.check.id, kind=kind, source="grader", target=node, action=" ".join(argv),
-                    started_at=started, ended_at=utcnow(), ok=True,
-                    raw=(res.stdout + res.stderr)[-4000:],
-                    parsed={"rc": res.rc, "stdout": res.stdout[-4000:], "stderr": res.stderr[-2000:],
-                            "duration_s": round(res.duration, 3)},
-                    meta=meta or {})
-
-
-def _bilingual(problems: list[tuple[str, str]]) -> tuple[str, str]:
-    return "; ".join(p[0] for p in problems) + ".", "; ".join(p[1] for p in problems) + "."
 
 
 # ------------------------------------------------------------------ confidentiality
@@ -139,10 +117,9 @@ class WireConfidentiality:
         received = int((rx.parsed or {}).get("received", 0))
         if received == 0:
             problems.append(("le marqueur n'est pas arrivé sur le LAN B", "the marker did not arrive on LAN B"))
-        if problems:
-            return Verdict.failed(*_bilingual(problems))
         frames = sum(int((c.parsed or {}).get("frames", 0)) for c in taps)
-        return Verdict.passed(
+        return Verdict.from_problems(
+            problems,
             f"{received} marqueur(s) reçu(s) sur le LAN B, jamais vus en clair ; {frames} trames capturées, "
             "tout le trafic IP vu utilise un port VPN.",
             f"{received} marker(s) received on LAN B, never seen in clear; {frames} frames captured, "
@@ -205,8 +182,8 @@ class RestartRecovery:
             for src, ip in paths])
         if any(not e.ok or not (e.parsed or {}).get("reachable") for e in evidence):
             return evidence  # nothing to restart from: the judge says why
-        fault = _node_exec(ctx, node, argv, kind="fault", label="restart", timeout=30,
-                           meta={"phase": "fault", "what": f"VPN restarted by the grader on {node}"})
+        fault = ctx.node_exec(node, argv, source="grader", kind="fault", label="restart", timeout=30,
+                              meta={"phase": "fault", "what": f"VPN restarted by the grader on {node}"})
         evidence.append(fault)
         evidence += ctx.parallel([
             ctx.deferred(src, "icmp", ip, f"wait for {ip}",
@@ -218,8 +195,8 @@ class RestartRecovery:
         if not fault.ok or (fault.parsed or {}).get("rc") != 0 or late:
             # undo: a restart that left the tunnel down is followed by a start, recorded too
             start = [a if a != "restart" else "start" for a in argv]
-            evidence.append(_node_exec(ctx, node, start, kind="fault", label="restore", timeout=30,
-                                       meta={"phase": "restore"}))
+            evidence.append(ctx.node_exec(node, start, source="grader", kind="fault", label="restore", timeout=30,
+                                          meta={"phase": "restore"}))
         return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
@@ -289,10 +266,10 @@ class LaptopScope:
                 problems.append((f"{who} injoignable depuis {e.source}", f"{who} unreachable from {e.source}"))
             if e.meta.get("expect") == "denied" and reached:
                 problems.append((f"{who} joignable depuis {e.source}", f"{who} reachable from {e.source}"))
-        if problems:
-            return Verdict.failed(*_bilingual(problems))
-        return Verdict.passed(f"Depuis {args['node']} : site A joignable, site B non ({len(evidence)} mesures).",
-                              f"From {args['node']}: site A reachable, site B not ({len(evidence)} measurements).")
+        return Verdict.from_problems(
+            problems,
+            f"Depuis {args['node']} : site A joignable, site B non ({len(evidence)} mesures).",
+            f"From {args['node']}: site A reachable, site B not ({len(evidence)} measurements).")
 
 
 # ------------------------------------------------------------------------ remote access
@@ -331,8 +308,8 @@ class ImpostorRefused:
     name = "vpn.impostor_refused"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        ca = _node_exec(ctx, args["ca_node"], ["cat", args["ca_path"]], kind="exec", label="ca",
-                        meta={"role": "ca"})
+        ca = ctx.node_exec(args["ca_node"], ["cat", args["ca_path"]], source="grader", label="ca",
+                           meta={"role": "ca"})
         pem = str((ca.parsed or {}).get("stdout", ""))
         if not ca.ok or "BEGIN CERTIFICATE" not in pem:
             return [ca]

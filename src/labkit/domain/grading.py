@@ -17,7 +17,9 @@ The registry is built per run; there is no global mutable registry.
 from __future__ import annotations
 
 import importlib
+import json
 import re
+import shlex
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from labkit.models.results import CheckResult, Verdict
 BUILTIN_GRADER_MODULES = ("graders.routing", "graders.snmp", "graders.ad", "graders.backup", "graders.vpn",
                           "graders.supervision")
 MAX_PARALLEL = 16
+NODE_OUTPUT_MAX = 16_000  # characters of a node command's output kept in its evidence
 
 
 @runtime_checkable
@@ -142,6 +145,47 @@ class CheckContext:
             return ev
 
         return run
+
+    def node_exec(self, node: str, argv: list[str], *, kind: EvidenceKind = "exec", label: str | None = None,
+                  action: str | None = None, target: str | None = None, source: str | None = None,
+                  input: str | None = None, timeout: float = 60.0, meta: dict[str, Any] | None = None,
+                  parse_json: bool = False, output_max: int | None = NODE_OUTPUT_MAX) -> Evidence:
+        """Run ``argv`` in ``node`` through the provider; a command that cannot run is
+        evidence with ``ok=False``, not an exception.
+
+        ``parsed`` holds ``rc``, ``stdout``, ``stderr`` (their last ``output_max`` characters;
+        ``None``: all of stdout) and ``duration_s``; with ``parse_json``, also ``json`` (stdout
+        as JSON, else null; stdout itself is then left out when it parsed). ``source`` is
+        where the evidence says the command ran from (default: the node; ``"grader"`` for
+        what the grader does to a node, such as a fault)."""
+        ev_id = self.eid(f"{node}-{label or argv[0]}")
+        action = action or shlex.join(argv)
+        source = source or node
+        meta = {"node": node, **(meta or {})}
+        started = utcnow()
+        try:
+            res = self.provider.exec(self.state, node, argv, input=input, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - a command that cannot run is a result, not a crash
+            return Evidence(id=ev_id, check=self.check.id, kind=kind, source=source, target=target or node,
+                            action=action, started_at=started, ended_at=utcnow(), ok=False,
+                            error=f"{type(exc).__name__}: {exc}", meta=meta)
+        parsed_json: Any = None
+        if parse_json and res.stdout.strip():
+            try:
+                parsed_json = json.loads(res.stdout)
+            except ValueError:
+                parsed_json = None
+        stdout = res.stdout if output_max is None else res.stdout[-output_max:]
+        stderr = res.stderr[-(output_max or NODE_OUTPUT_MAX):]
+        parsed: dict[str, Any] = {"rc": res.rc, "stdout": stdout if parsed_json is None else "", "stderr": stderr,
+                                  "duration_s": round(res.duration, 3)}
+        if parse_json:
+            parsed["json"] = parsed_json
+        raw = (f"$ {action}\n" + (stdout if parsed_json is None else "(JSON, see parsed)")
+               + (f"\n[stderr] {stderr.strip()}" if stderr.strip() else "") + f"\n[rc={res.rc}]")
+        return Evidence(id=ev_id, check=self.check.id, kind=kind, source=source, target=target or node,
+                        action=action, started_at=started, ended_at=utcnow(), ok=True, raw=raw, parsed=parsed,
+                        meta=meta)
 
     def parallel(self, calls: list[Callable[[], Evidence]]) -> list[Evidence]:
         """Run independent probes side by side; results in the order of ``calls``."""

@@ -32,6 +32,16 @@ class Verdict(BaseModel):
     def errored(cls, fr: str, en: str, evidence: list[str] | None = None) -> Verdict:
         return cls(status="error", message=I18n(fr=fr, en=en), evidence=evidence or [])
 
+    @classmethod
+    def from_problems(cls, problems: list[tuple[str, str]], ok_fr: str, ok_en: str,
+                      evidence: list[str] | None = None) -> Verdict:
+        """``fail`` listing each (French, English) problem once, in order; ``pass`` with the
+        given message when there is none."""
+        if not problems:
+            return cls.passed(ok_fr, ok_en, evidence)
+        unique = list(dict.fromkeys(problems))
+        return cls.failed("; ".join(p[0] for p in unique) + ".", "; ".join(p[1] for p in unique) + ".", evidence)
+
 
 class CheckResult(BaseModel):
     id: str
