@@ -8,11 +8,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import pytest
 
+from labkit.adapters.storage.runs import StoredRun
+from labkit.models.results import GradeSummary
 from labkit.settings import Settings
+from labkit.usecases.solve import SolveOutcome
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -105,3 +109,59 @@ def leftovers(settings: Settings, name: str, inodes: set[int] | None = None) -> 
 
 def namespace_inodes(name: str) -> NsSnapshot:
     return NsSnapshot({os.stat(p).st_ino for p in Path("/run/netns").glob(f"lk-{name}.*")})
+
+
+# -- the end-to-end shape every lab's test shares ---------------------------------------------
+def lab_variants(lab: str) -> list[Any]:
+    """``pytest.param(variant, declared_fails, id=variant)`` for each faulty variant of ``lab``."""
+    from labkit.settings import load_settings
+    from labkit.usecases.lifecycle import Context, load_lab_checked
+
+    spec = load_lab_checked(Context(load_settings()), lab).spec
+    return [pytest.param(v.id, frozenset(v.fails), id=v.id) for v in spec.variants]
+
+
+def down_leaves_nothing(lab_env: LabEnv, name: str) -> None:
+    """Bring ``name`` down and assert nothing of it is left: namespaces, mounts, files, processes."""
+    from labkit.usecases.lifecycle import Context, down
+
+    inodes = namespace_inodes(name)
+    down(Context(lab_env.settings), name)
+    assert leftovers(lab_env.settings, name, inodes) == []
+
+
+def full_marks(lab_env: LabEnv, lab: str, name: str, *, seed: int, wait: float,
+               candidate: str | None = None) -> tuple[SolveOutcome, GradeSummary, StoredRun]:
+    """Up ``lab`` as ``name``, apply the reference solution, grade; assert every check passes
+    with 100/100. Returns what solving, grading and the stored run say, for the lab's own
+    asserts."""
+    from labkit.adapters.storage.runs import open_run
+    from labkit.usecases.grade import grade
+    from labkit.usecases.lifecycle import Context, up
+    from labkit.usecases.solve import solve
+
+    ctx = Context(lab_env.settings)
+    up(ctx, lab, instance=name, seed=seed, candidate=candidate)
+    solved = solve(ctx, name, wait=wait)
+    summary = grade(ctx, name)
+    assert {c.id: c.message.en for c in summary.checks if c.status != "pass"} == {}
+    assert summary.score == summary.max_score == 100
+    return solved, summary, open_run(lab_env.settings.runs, summary.run_id)
+
+
+def variant_fails_what_it_declares(lab_env: LabEnv, lab: str, name: str, variant: str, declared: frozenset[str],
+                                   *, seed: int, wait: float) -> None:
+    """Up ``lab``, apply ``variant``, grade: exactly the ``declared`` checks fail, none is in
+    error, and ``down`` leaves nothing."""
+    from labkit.usecases.grade import grade
+    from labkit.usecases.lifecycle import Context, up
+    from labkit.usecases.solve import solve
+
+    ctx = Context(lab_env.settings)
+    up(ctx, lab, instance=name, seed=seed)
+    solve(ctx, name, variant=variant, wait=wait)
+    summary = grade(ctx, name)
+    assert {c.id: c.message.en for c in summary.checks if c.status == "error"} == {}
+    failed = {c.id for c in summary.checks if c.status == "fail"}
+    assert failed == declared, {c.id: c.message.en for c in summary.checks}
+    down_leaves_nothing(lab_env, name)

@@ -10,21 +10,14 @@ import pytest
 
 from labkit.adapters.storage.runs import open_run
 from labkit.usecases.grade import grade
-from labkit.usecases.lifecycle import Context, down, exec_in, load_lab_checked, up
+from labkit.usecases.lifecycle import Context, exec_in, up
 from labkit.usecases.solve import solve
-from tests.conftest import LabEnv, leftovers, namespace_inodes
+from tests.conftest import LabEnv, down_leaves_nothing, lab_variants, variant_fails_what_it_declares
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 LAB = "ad-gpo"
 DC_ROLE_CONF = "[global]\n\tserver role = active directory domain controller\n\tworkgroup = X\n\trealm = X.LAN\n"
-
-
-def _variants() -> list[tuple[str, frozenset[str]]]:
-    from labkit.settings import load_settings
-
-    lab = load_lab_checked(Context(load_settings()), LAB)
-    return [(v.id, frozenset(v.fails)) for v in lab.spec.variants]
 
 
 def _pid(ctx: Context, name: str, node: str, pidfile: str) -> str:
@@ -72,23 +65,11 @@ def test_reference_solution_full_marks_then_controller_down_gives_errors(lab_env
     assert set(statuses.values()) == {"error"}, {c.id: c.message.en for c in stopped.checks}
     assert all(c.message.en for c in stopped.checks)
 
-    inodes = namespace_inodes("adref")
-    down(ctx, "adref")
-    assert leftovers(lab_env.settings, "adref", inodes) == []
+    down_leaves_nothing(lab_env, "adref")
 
 
-@pytest.mark.parametrize("variant,declared", _variants(), ids=[v for v, _ in _variants()])
+@pytest.mark.parametrize("variant,declared", lab_variants(LAB))
 def test_faulty_variant_fails_exactly_what_it_declares(lab_env: LabEnv, variant: str,
                                                        declared: frozenset[str]) -> None:
-    ctx = Context(lab_env.settings)
-    name = f"ad-{variant}"[:31]
-    up(ctx, LAB, instance=name, seed=22)
-    solve(ctx, name, variant=variant, wait=10)
-    summary = grade(ctx, name)
-    failed = {c.id for c in summary.checks if c.status == "fail"}
-    errors = {c.id: c.message.en for c in summary.checks if c.status == "error"}
-    assert errors == {}
-    assert failed == declared, {c.id: c.message.en for c in summary.checks}
-    inodes = namespace_inodes(name)
-    down(ctx, name)
-    assert leftovers(lab_env.settings, name, inodes) == []
+    variant_fails_what_it_declares(lab_env, LAB, f"ad-{variant}"[:31], variant, declared,
+                                   seed=22, wait=10)

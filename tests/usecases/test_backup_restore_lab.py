@@ -5,8 +5,6 @@ variant fails exactly the checks it declares, and nothing is left after ``down``
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -14,42 +12,13 @@ from graders.backup import MANIFEST_PY
 from labkit.adapters.storage.runs import open_run
 from labkit.domain.report import render_html, render_json
 from labkit.usecases.grade import grade
-from labkit.usecases.lifecycle import Context, down, exec_in, load_lab_checked, up
+from labkit.usecases.lifecycle import Context, exec_in, up
 from labkit.usecases.solve import solve
-from tests.conftest import LabEnv, leftovers, namespace_inodes
+from tests.conftest import LabEnv, down_leaves_nothing, lab_variants, variant_fails_what_it_declares
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 LAB = "backup-restore"
-
-
-def _variants() -> list[tuple[str, frozenset[str]]]:
-    from labkit.settings import load_settings
-
-    lab = load_lab_checked(Context(load_settings()), LAB)
-    return [(v.id, frozenset(v.fails)) for v in lab.spec.variants]
-
-
-def _uptime() -> float:
-    return float(Path("/proc/uptime").read_text().split()[0])
-
-
-def _leaks(lab_env: LabEnv, name: str, inodes: set[int], down_started: float) -> list[str]:
-    """leftovers(), minus processes started after ``down`` began: namespace inode numbers are
-    reused by the kernel, so a namespace made later (another test, another lab) can carry one
-    of the old numbers; a process born after ``down`` started cannot be this instance's."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found = []
-    for item in leftovers(lab_env.settings, name, inodes):
-        if item.startswith("process "):
-            try:
-                stat = Path(f"/proc/{item.split()[1]}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # gone
-            if int(stat[19]) / tick > down_started:
-                continue
-        found.append(item)
-    return found
 
 
 def _manifest(ctx: Context, name: str, root: str) -> dict[str, str]:
@@ -82,10 +51,7 @@ def test_reference_solution_gets_full_marks_and_a_proven_restore(lab_env: LabEnv
     for ev in run.evidence.values():
         text = ev.model_dump_json()
         assert not [s for s in secrets if s in text], ev.id
-    inodes = namespace_inodes("bkref")
-    t_down = _uptime()
-    down(ctx, "bkref")
-    assert _leaks(lab_env, "bkref", inodes, t_down) == []
+    down_leaves_nothing(lab_env, "bkref")
     # the report shows the restore test from the stored run alone, after the lab is gone
     report = render_json(run, "en")
     restore = next(c for c in report["checks"] if c["id"] == "restore-test")
@@ -96,19 +62,8 @@ def test_reference_solution_gets_full_marks_and_a_proven_restore(lab_env: LabEnv
     assert "Claire Dubois" in html and "RTO" in html
 
 
-@pytest.mark.parametrize("variant,declared", _variants(), ids=[v for v, _ in _variants()])
+@pytest.mark.parametrize("variant,declared", lab_variants(LAB))
 def test_faulty_variant_fails_exactly_what_it_declares(lab_env: LabEnv, variant: str,
                                                        declared: frozenset[str]) -> None:
-    ctx = Context(lab_env.settings)
-    name = f"bkv-{variant}"[:31]
-    up(ctx, LAB, instance=name, seed=32)
-    solve(ctx, name, variant=variant, wait=0)
-    summary = grade(ctx, name)
-    failed = {c.id for c in summary.checks if c.status == "fail"}
-    errors = {c.id: c.message.en for c in summary.checks if c.status == "error"}
-    assert errors == {}
-    assert failed == declared, {c.id: c.message.en for c in summary.checks}
-    inodes = namespace_inodes(name)
-    t_down = _uptime()
-    down(ctx, name)
-    assert _leaks(lab_env, name, inodes, t_down) == []
+    variant_fails_what_it_declares(lab_env, LAB, f"bkv-{variant}"[:31], variant, declared,
+                                   seed=32, wait=0)

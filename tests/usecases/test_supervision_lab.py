@@ -6,33 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.adapters.storage.runs import open_run
-from labkit.usecases.grade import grade
-from labkit.usecases.lifecycle import Context, down, load_lab_checked, up
-from labkit.usecases.solve import solve
-from tests.conftest import LabEnv, leftovers, namespace_inodes
+from tests.conftest import LabEnv, down_leaves_nothing, full_marks, lab_variants, variant_fails_what_it_declares
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 LAB = "supervision-snmp"
 
 
-def _variants() -> list[tuple[str, frozenset[str]]]:
-    from labkit.settings import load_settings
-
-    lab = load_lab_checked(Context(load_settings()), LAB)
-    return [(v.id, frozenset(v.fails)) for v in lab.spec.variants]
-
-
 def test_reference_solution_gets_full_marks_and_leaves_nothing(lab_env: LabEnv) -> None:
-    ctx = Context(lab_env.settings)
-    up(ctx, LAB, instance="supref", seed=31, candidate="Alice Martin")
-    solve(ctx, "supref", wait=10)
-    summary = grade(ctx, "supref")
-    bad = {c.id: c.message.en for c in summary.checks if c.status != "pass"}
-    assert bad == {}
-    assert summary.score == summary.max_score == 100
-    run = open_run(lab_env.settings.runs, summary.run_id)
+    _, _, run = full_marks(lab_env, LAB, "supref", seed=31, wait=10, candidate="Alice Martin")
     # three faults, each applied and undone, and recorded
     faults = [e for e in run.evidence.values() if e.kind == "fault"]
     assert sorted(e.meta["phase"] for e in faults) == ["fault", "fault", "fault", "restore", "restore", "restore"]
@@ -48,23 +30,11 @@ def test_reference_solution_gets_full_marks_and_leaves_nothing(lab_env: LabEnv) 
     assert set(availability) == {"r1", "r2", "logs", "srv1", "srv2", "srv3"}
     assert availability["srv2"]["down_periods"], "the grader stopped srv2's agent: a down period is recorded"
     assert availability["srv2"]["availability_pct"] < 100 <= availability["srv3"]["availability_pct"]
-    inodes = namespace_inodes("supref")
-    down(ctx, "supref")
-    assert leftovers(lab_env.settings, "supref", inodes) == []
+    down_leaves_nothing(lab_env, "supref")
 
 
-@pytest.mark.parametrize("variant,declared", _variants(), ids=[v for v, _ in _variants()])
+@pytest.mark.parametrize("variant,declared", lab_variants(LAB))
 def test_faulty_variant_fails_exactly_what_it_declares(lab_env: LabEnv, variant: str,
                                                        declared: frozenset[str]) -> None:
-    ctx = Context(lab_env.settings)
-    name = f"sup-{variant}"[:31]
-    up(ctx, LAB, instance=name, seed=32)
-    solve(ctx, name, variant=variant, wait=10)
-    summary = grade(ctx, name)
-    failed = {c.id for c in summary.checks if c.status == "fail"}
-    errors = {c.id: c.message.en for c in summary.checks if c.status == "error"}
-    assert errors == {}
-    assert failed == declared, {c.id: c.message.en for c in summary.checks}
-    inodes = namespace_inodes(name)
-    down(ctx, name)
-    assert leftovers(lab_env.settings, name, inodes) == []
+    variant_fails_what_it_declares(lab_env, LAB, f"sup-{variant}"[:31], variant, declared,
+                                   seed=32, wait=10)
