@@ -235,7 +235,8 @@ class WanResilience:
         if _unreachable(before):
             return Verdict.failed(
                 "Avant la coupure, les sites ne se joignent déjà pas tous : " + "; ".join(_unreachable(before)) + ".",
-                "Before the cut, the sites already do not all reach each other: " + "; ".join(_unreachable(before)) + ".",
+                "Before the cut, the sites already do not all reach each other: "
+                + "; ".join(_unreachable(before)) + ".",
             )
         faults = [e for e in evidence if e.kind == "fault"]
         if not faults or any(not e.ok for e in faults):
@@ -257,8 +258,10 @@ class WanResilience:
                 f"Link {link} cut: {len(late)} path(s) without an answer after {within:g} s: " + "; ".join(late) + ".",
             )
         return Verdict.passed(
-            f"Lien {link} coupé : tous les sites se joignent de nouveau après {worst:.2f} s au plus (exigé : {within:g} s).",
-            f"Link {link} cut: every site reaches the others again after at most {worst:.2f} s (required: {within:g} s).",
+            f"Lien {link} coupé : tous les sites se joignent de nouveau après {worst:.2f} s au plus "
+            f"(exigé : {within:g} s).",
+            f"Link {link} cut: every site reaches the others again after at most {worst:.2f} s "
+            f"(required: {within:g} s).",
         )
 
 

@@ -102,7 +102,8 @@ class NoCommunityAccess:
                         f"« {e.meta.get('community_label')} »)" for e in evidence if (e.parsed or {}).get("answered")})
         if open_:
             return Verdict.failed("Accès SNMP par communauté accepté : " + "; ".join(open_) + ".",
-                                  "SNMP community access accepted: " + "; ".join(open_).replace("« ", "'").replace(" »", "'") + ".")
+                                  "SNMP community access accepted: "
+                                  + "; ".join(open_).replace("« ", "'").replace(" »", "'") + ".")
         if silent:
             return Verdict.failed(
                 "L'agent SNMP ne répond pas du tout depuis le LAN (ni v3) sur : " + ", ".join(silent)

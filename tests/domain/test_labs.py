@@ -158,7 +158,8 @@ def test_routing_addresses_distinct_and_inside_their_subnets(routing, seed):
     addrs = _all_addresses(plan)
     assert len(addrs) == 6 + 6 + 3  # router ifaces + workstations + vantage
     assert len({a.ip for a in addrs.values()}) == len(addrs)
-    subnets = {name: ipaddress.ip_network(p[name]) for name in ("lan_hq", "lan_br1", "lan_br2", "wan_a", "wan_b", "wan_c")}
+    names = ("lan_hq", "lan_br1", "lan_br2", "wan_a", "wan_b", "wan_c")
+    subnets = {name: ipaddress.ip_network(p[name]) for name in names}
     expected = {
         "r-hq:eth0": "lan_hq", "r-hq:eth1": "wan_a", "r-hq:eth2": "wan_b",
         "r-br1:eth0": "lan_br1", "r-br1:eth1": "wan_a", "r-br1:eth2": "wan_c",
@@ -370,7 +371,8 @@ PROBLEM_KINDS = {
     "duplicate check": ("duplicate-ids", "check 'ping' is declared twice"),
     "duplicate variant": ("duplicate-ids", "variant 'no-route' is declared twice"),
     "duplicate vantage": ("duplicate-ids", "vantage point 'v1' is declared twice"),
-    "solution playbook missing": ("playbook-missing", "the solution playbook playbooks/demo/solution.yml does not exist"),
+    "solution playbook missing": ("playbook-missing",
+                                  "the solution playbook playbooks/demo/solution.yml does not exist"),
     "playbook outside playbooks/": ("playbook-missing", "must be a path inside playbooks/"),
     "points sum to 0": ("zero-points", "the checks' points add up to 0"),
     "incomplete parameter": ("parameter-specs", "needs both 'within' and 'prefix'"),

@@ -774,7 +774,8 @@ def _rendered_problem(loc: Loc, out: str) -> tuple[str, str] | None:
             try:
                 ipaddress.ip_network(out, strict=True)
             except ValueError:
-                return f"renders to '{out}', which is neither 'default' nor a network", "write a subnet, e.g. {{ p.lan }}"
+                return (f"renders to '{out}', which is neither 'default' nor a network",
+                        "write a subnet, e.g. {{ p.lan }}")
     elif (section == "routes" and last == "via") or (section == "vantage" and last == "gateway"):
         try:
             ipaddress.ip_address(out)
@@ -829,7 +830,9 @@ def _yaml_words(text: str) -> str:
     """A PyYAML problem on one line, its token names in words."""
     text = " ".join(str(text).split())
     for token, words in _YAML_TOKENS.items():
-        text = text.replace(f"'{token}'", words).replace(token, words) if token[0] == "<" else text.replace(token, words)
+        if token[0] == "<":
+            text = text.replace(f"'{token}'", words)
+        text = text.replace(token, words)
     return re.sub(r"'?<([a-z ]+)>'?", r"\1", text)
 
 
@@ -853,7 +856,8 @@ def _pattern_hint(pattern: str) -> str:
     if pattern == NAME_RE:
         return "names are lowercase letters, digits and dashes, start with a letter and have at most 31 characters"
     if pattern == PARAM_RE:
-        return "parameter names are lowercase letters, digits and underscores, start with a letter and have at most 31 characters"
+        return ("parameter names are lowercase letters, digits and underscores, start with a letter "
+                "and have at most 31 characters")
     if pattern == IFACE_RE:
         return "interface names are lowercase letters and digits, start with a letter and have at most 12 characters"
     return f"the value must match the pattern {pattern}"

@@ -45,7 +45,7 @@ class Endpoint(Strict):
     iface: IfaceName
 
     @classmethod
-    def parse(cls, text: str) -> "Endpoint":
+    def parse(cls, text: str) -> Endpoint:
         node, _, iface = text.partition(":")
         return cls(node=node, iface=iface)
 

@@ -120,9 +120,9 @@ def cohort_up(ctx: Context, lab_ref: str, roster: Path, *, name: str, seed: int 
         s = rng.randrange(2**31)
         if s not in seeds:
             seeds.append(s)
-    cohort = Cohort(name, lab.spec.id, seed, [
-        Seat(candidate=c, instance=f"{name}-{i + 1:02d}", seed=s) for i, (c, s) in enumerate(zip(candidates, seeds, strict=True))
-    ])
+    seats = [Seat(candidate=c, instance=f"{name}-{i + 1:02d}", seed=s)
+             for i, (c, s) in enumerate(zip(candidates, seeds, strict=True))]
+    cohort = Cohort(name, lab.spec.id, seed, seats)
     _save(ctx, cohort)
     for seat in cohort.seats:
         try:

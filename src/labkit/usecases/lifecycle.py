@@ -114,7 +114,8 @@ def _setup_and_baseline(ctx: Context, lab: LoadedLab, prov: Provider, state: Ins
         from labkit.adapters.ansible.runner import run_playbook
 
         book = ctx.settings.playbooks / lab.spec.setup.playbook
-        res = run_playbook(book, Path(state.inventory or ""), artifact_dir=ctx.settings.instances / state.name / "ansible")
+        res = run_playbook(book, Path(state.inventory or ""),
+                           artifact_dir=ctx.settings.instances / state.name / "ansible")
         if res.rc != 0:
             raise SolveError(f"the lab's set-up playbook {book.name} failed (status {res.status}); "
                              f"the instance was rolled back:\n{res.stdout_tail}")

@@ -209,7 +209,7 @@ class NetnsProvider:
             _run(["ip", "-n", ns, "link", "set", "br0", "up"])
         for node in plan.nodes:
             self._create_node(state, node.name)
-        for link, (a, b) in plan.links.items():
+        for a, b in plan.links.values():
             na, ia = a.split(":")
             nb, ib = b.split(":")
             _run(["ip", "link", "add", "name", ia, "netns", node_ns(name, na), "type", "veth",
@@ -339,7 +339,8 @@ class NetnsProvider:
         host_net = os.readlink("/proc/self/ns/net")
         lines = out.split()
         if len(lines) != 3 or lines[0] != node or lines[1] == host_net or int(lines[2]) < 5:
-            raise ProviderError(f"node {node!r} was not isolated as expected ({out.strip()!r}); nothing was started in it.")
+            raise ProviderError(f"node {node!r} was not isolated as expected ({out.strip()!r}); "
+                                "nothing was started in it.")
 
     def _seed_node(self, state: InstanceState, node: str) -> None:
         plan = state.plan
@@ -417,7 +418,8 @@ class NetnsProvider:
             raise UnknownNodeError(f"instance {state.name!r} has no node {node!r}; its nodes are: {names}.")
         if not (NETNS_DIR / node_ns(state.name, node)).exists():
             raise ProviderError(
-                f"node {node!r} of instance {state.name!r} is gone; run 'labkit down {state.name}' and bring it up again."
+                f"node {node!r} of instance {state.name!r} is gone; "
+                f"run 'labkit down {state.name}' and bring it up again."
             )
 
     def exec(self, state: InstanceState, node: str, argv: list[str], *, input: str | None = None,
