@@ -100,6 +100,18 @@ def _missing(purpose: str) -> Verdict:
     return Verdict.errored(f"Mesure « {purpose} » absente.", f"Measurement '{purpose}' is missing.")
 
 
+def _directory(evidence: list[Evidence]) -> Evidence | Verdict:
+    """The check's directory read, or the verdict saying why the check cannot be judged: a
+    probe that could not run, no directory read, or a bind the controller refused."""
+    if (err := error_if_unrun(evidence)) is not None:
+        return err
+    directory = _one(evidence, "directory")
+    if directory is None:
+        return _missing("directory")
+    refused = _bind_refused(directory)
+    return directory if refused is None else refused
+
+
 def parse_gpttmpl(data: bytes) -> dict[str, str]:
     """``[Registry Values]`` of a GptTmpl.inf (UTF-16 with BOM, or UTF-8): ``{path: text}``,
     path lower-cased, value without its type prefix and quotes (``1,"Text"`` -> ``Text``)."""
@@ -276,13 +288,9 @@ class Users:
         return ctx.parallel(calls)
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
-        if (err := error_if_unrun(evidence)) is not None:
-            return err
-        directory = _one(evidence, "directory")
-        if directory is None:
-            return _missing("directory")
-        if (refused := _bind_refused(directory)) is not None:
-            return refused
+        directory = _directory(evidence)
+        if isinstance(directory, Verdict):
+            return directory
         found = {str(_first(e["attributes"], "sAMAccountName")).lower(): e for e in _entries(directory, "users")}
         tickets = {str(e.meta.get("login")).lower(): e for e in _by_purpose(evidence, "kerberos")}
         problems: Problems = []
@@ -333,13 +341,9 @@ class Groups:
         return ctx.parallel([_ldap_call(ctx, args, [groups, _users_query(args)], "directory")])
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
-        if (err := error_if_unrun(evidence)) is not None:
-            return err
-        directory = _one(evidence, "directory")
-        if directory is None:
-            return _missing("directory")
-        if (refused := _bind_refused(directory)) is not None:
-            return refused
+        directory = _directory(evidence)
+        if isinstance(directory, Verdict):
+            return directory
         prefix = args.get("group_prefix", "GG_")
         login_of = {norm_dn(e["dn"]): str(_first(e["attributes"], "sAMAccountName")).lower()
                     for e in _entries(directory, "users")}
@@ -487,13 +491,9 @@ class PasswordPolicy:
         return ctx.parallel([_ldap_call(ctx, args, [query], "directory")])
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
-        if (err := error_if_unrun(evidence)) is not None:
-            return err
-        directory = _one(evidence, "directory")
-        if directory is None:
-            return _missing("directory")
-        if (refused := _bind_refused(directory)) is not None:
-            return refused
+        directory = _directory(evidence)
+        if isinstance(directory, Verdict):
+            return directory
         entries = _entries(directory, "domain")
         if not entries:
             return Verdict.failed(f"L'objet domaine {base_dn(args['realm'])} est introuvable.",
@@ -555,13 +555,9 @@ class Gpo:
         return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
-        if (err := error_if_unrun(evidence)) is not None:
-            return err
-        directory = _one(evidence, "directory")
-        if directory is None:
-            return _missing("directory")
-        if (refused := _bind_refused(directory)) is not None:
-            return refused
+        directory = _directory(evidence)
+        if isinstance(directory, Verdict):
+            return directory
         name = args["gpo"]
         gpos = _entries(directory, "gpo")
         if not gpos:
@@ -653,13 +649,9 @@ class DomainAdmins:
         return ctx.parallel([_ldap_call(ctx, args, queries, "directory")])
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
-        if (err := error_if_unrun(evidence)) is not None:
-            return err
-        directory = _one(evidence, "directory")
-        if directory is None:
-            return _missing("directory")
-        if (refused := _bind_refused(directory)) is not None:
-            return refused
+        directory = _directory(evidence)
+        if isinstance(directory, Verdict):
+            return directory
         if not _entries(directory, "group"):
             return Verdict.failed("Le groupe Domain Admins est introuvable.",
                                   "The Domain Admins group cannot be found.")
