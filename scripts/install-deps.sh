@@ -4,7 +4,7 @@
 # is missing.
 set -euo pipefail
 PACKAGES=(
-  python3 python3-venv python3-dev gcc make iproute2 iputils-ping procps util-linux
+  python3 python3-venv python3-dev gcc make iproute2 iputils-ping procps util-linux tini
   openssh-server openssh-client frr snmpd snmp tcpdump
   # ad-gpo: Samba AD DC, member server, Kerberos and LDAP clients
   samba samba-ad-dc samba-ad-provision winbind libnss-winbind krb5-user ldb-tools smbclient

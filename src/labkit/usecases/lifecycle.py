@@ -89,7 +89,7 @@ def _up(ctx: Context, lab: LoadedLab, plan: InstancePlan, provider: str) -> Inst
             inv = inventory_path(ctx, name)
             inv.parent.mkdir(parents=True, exist_ok=True)
             write_inventory(inv, build_inventory(plan, {
-                n.name: _ns_triplet(prov.ansible_host_vars(state, n.name)) for n in plan.nodes}))
+                n.name: _ns_paths(prov.ansible_host_vars(state, n.name)) for n in plan.nodes}))
             state.inventory = str(inv)
             store.save(state)
             _setup_and_baseline(ctx, lab, prov, state)
@@ -132,8 +132,8 @@ def _setup_and_baseline(ctx: Context, lab: LoadedLab, prov: Provider, state: Ins
             ctx.store.save_baseline(state.name, spec.id, evidence)
 
 
-def _ns_triplet(hv: dict[str, str]) -> tuple[str, str, str]:
-    return hv["labkit_netns"], hv["labkit_mnt"], hv["labkit_uts"]
+def _ns_paths(hv: dict[str, str]) -> tuple[str, str, str, str]:
+    return hv["labkit_netns"], hv["labkit_mnt"], hv["labkit_uts"], hv["labkit_pid"]
 
 
 def _teardown(ctx: Context, prov: Provider, name: str, state: InstanceState | None) -> list[str]:

@@ -64,7 +64,7 @@ def test_refuses_a_namespace_of_the_wrong_kind() -> None:
         plugin.check_namespace_file("netns", "/proc/self/ns/uts")
 
 
-@pytest.mark.parametrize("option,proc", [("netns", "net"), ("mnt", "mnt"), ("uts", "uts")])
+@pytest.mark.parametrize("option,proc", [("netns", "net"), ("mnt", "mnt"), ("uts", "uts"), ("pid", "pid")])
 def test_refuses_the_controllers_own_namespaces(option: str, proc: str) -> None:
     with pytest.raises(AnsibleConnectionFailure, match="controller's own"):
         plugin.check_namespace_file(option, f"/proc/self/ns/{proc}")
@@ -94,7 +94,8 @@ def _ns_id(path: str | Path) -> tuple[int, int]:
 
 
 class ThrowawayNode:
-    """lkt-ans-<x>: a named netns + persistent mount/UTS namespaces with private overlays."""
+    """lkt-ans-<x>: a named netns + persistent mount/UTS/PID namespaces with private overlays;
+    the PID namespace's init is tini, as in the netns provider."""
 
     OVERLAYS = ("etc", "usr", "opt", "root", "srv")  # /var comes last, after /home
 
@@ -106,13 +107,17 @@ class ThrowawayNode:
         self.run = run
         self.mnt = run / f"{x}.mnt"
         self.uts = run / f"{x}.uts"
+        self.pid = run / f"{x}.pid"
         self.data: Path | None = None
         self.done: list[str] = []
 
     def prefix(self) -> list[str]:
         if "verified" not in self.done:
             raise AssertionError("the node is not verified; nothing may run in it")
-        return _argv("nsenter", f"--net={self.netns}", f"--mount={self.mnt}", f"--uts={self.uts}", "--")
+        return _argv("nsenter", *self._ns_args(), "--")
+
+    def _ns_args(self) -> list[str]:
+        return [f"--net={self.netns}", f"--mount={self.mnt}", f"--uts={self.uts}", f"--pid={self.pid}"]
 
     def create(self) -> None:
         if self.netns.exists():
@@ -123,6 +128,7 @@ class ThrowawayNode:
         _run("mount", "--make-private", self.run)
         self.mnt.touch()
         self.uts.touch()
+        self.pid.touch()
         _run("ip", "netns", "add", self.ns)
         self.done.append("netns")
         d = Path(tempfile.mkdtemp(prefix=f"lkt-ans-{self.x}-", dir="/var/tmp"))
@@ -146,10 +152,20 @@ class ThrowawayNode:
         _run("nsenter", f"--net={self.netns}", "unshare", f"--mount={self.mnt}", f"--uts={self.uts}",
              "--propagation", "private", "/bin/sh", "-ec", "\n".join(lines))
         self.done.append("namespaces")
+        subprocess.run(_argv("setsid", "--fork", "nsenter", f"--net={self.netns}", f"--uts={self.uts}", "unshare",
+                             f"--pid={self.pid}", "--fork", "--kill-child", "nsenter", f"--mount={self.mnt}",
+                             "/bin/sh", "-c", "mount -t proc proc /proc && exec tini -- sleep infinity"),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       check=True, timeout=10)
+        deadline = time.monotonic() + 10
+        while subprocess.run(_argv("nsenter", *self._ns_args(), "cat", "/proc/1/comm"), capture_output=True,
+                             text=True).stdout.strip() != "tini":
+            assert time.monotonic() < deadline, "the node's init did not start"
+            time.sleep(0.02)
         self.verify()
 
     def verify(self) -> None:
-        enter = _argv("nsenter", f"--net={self.netns}", f"--mount={self.mnt}", f"--uts={self.uts}", "--")
+        enter = _argv("nsenter", *self._ns_args(), "--")
         inside_net = _run(*enter, "readlink", "/proc/self/ns/net").strip()
         inside_mnt = _run(*enter, "readlink", "/proc/self/ns/mnt").strip()
         hostname = _run(*enter, "hostname").strip()
@@ -194,7 +210,7 @@ class ThrowawayNode:
             if self.pids():
                 problems.append(f"processes left in {self.ns}: {self.pids()}")
         if "namespaces" in self.done or "netns" in self.done:
-            for f in (self.mnt, self.uts):
+            for f in (self.mnt, self.uts, self.pid):
                 subprocess.run(_argv("umount", f), check=False, capture_output=True)
         if "netns" in self.done:
             proc = subprocess.run(_argv("ip", "netns", "del", self.ns), check=False,
@@ -230,7 +246,7 @@ def _inventory(node: ThrowawayNode, path: Path, **override: str | None) -> Path:
     plan = InstancePlan(name="lktans", lab_id="none", lab_dir="/nonexistent", topology_id="none", seed=1,
                         params={"greeting": "hi"}, nodes=[NodePlan(name=node.x, role="router", services=[])],
                         segments={}, links={})
-    inv = build_inventory(plan, {node.x: (str(node.netns), str(node.mnt), str(node.uts))})
+    inv = build_inventory(plan, {node.x: (str(node.netns), str(node.mnt), str(node.uts), str(node.pid))})
     host = inv["all"]["children"]["routers"]["hosts"][node.x]
     for k, v in override.items():
         if v is None:
@@ -295,7 +311,9 @@ def test_playbook_runs_inside_the_node(node: ThrowawayNode, tmp_path: Path) -> N
     {"labkit_uts": ""},
     {"labkit_netns": "/proc/self/ns/net"},
     {"labkit_mnt": "/nonexistent/x.mnt"},
-], ids=["mnt-missing", "uts-empty", "host-netns", "mnt-gone"])
+    {"labkit_pid": None},
+    {"labkit_pid": "/proc/self/ns/pid"},
+], ids=["mnt-missing", "uts-empty", "host-netns", "mnt-gone", "pid-missing", "host-pid"])
 def test_refuses_to_run_without_the_nodes_namespaces(node: ThrowawayNode, tmp_path: Path,
                                                      override: dict[str, str | None]) -> None:
     book = tmp_path / "book.yml"

@@ -75,7 +75,8 @@ print(json.dumps(out))
 
 def _inventory(tmp: Path) -> Path:
     hosts = {h: {"ansible_connection": "labkit_netns", "labkit_netns": f"/run/netns/lk-t.n.{h}",
-                 "labkit_mnt": f"/run/labkit/t/{h}.mnt", "labkit_uts": f"/run/labkit/t/{h}.uts"}
+                 "labkit_mnt": f"/run/labkit/t/{h}.mnt", "labkit_uts": f"/run/labkit/t/{h}.uts",
+                 "labkit_pid": f"/run/labkit/t/{h}.pid"}
              for h in ROUTERS}
     inv = {"all": {"vars": {"lab": {"instance": "t", "id": "routing-multisite"}, "p": P},
                    "children": {"routers": {"hosts": hosts},

@@ -21,9 +21,18 @@ def test_up_exec_down_leaves_nothing(lab_env: LabEnv) -> None:
     st = lab_env.labkit("status", "pv1", "--json").stdout
     assert '"present": true' in st and '"present": false' not in st
     assert lab_env.labkit("exec", "pv1", "r-hq", "--", "hostname").stdout.strip() == "r-hq"
-    # daemons run inside the node, with the node's own host key
-    ps = lab_env.labkit("exec", "pv1", "r-hq", "--", "sh", "-c", "cat /run/sshd.pid").stdout.strip()
-    assert os.readlink(f"/proc/{ps}/ns/net") != os.readlink("/proc/self/ns/net")
+    # daemons run inside the node, in its own PID namespace: PID 1 is the node's init (tini),
+    # the node sees its own processes only, and sshd has the node's network namespace
+    inside = lab_env.labkit("exec", "pv1", "r-hq", "--", "sh", "-c",
+                            "readlink /proc/$(cat /run/sshd.pid)/ns/net /proc/1/ns/net; cat /proc/1/comm; "
+                            "ls /proc | grep -c '^[0-9]'").stdout.split()
+    assert inside[0] == inside[1] != os.readlink("/proc/self/ns/net")
+    assert inside[2] == "tini" and 3 <= int(inside[3]) < 20, inside
+    # a command that outlives its time limit is ended in the node, not only its nsenter
+    slow = lab_env.labkit("exec", "--timeout", "1", "pv1", "r-hq", "--", "sleep", "77", check=False)
+    assert slow.returncode != 0 and "did not finish within 1.0 s" in slow.stderr
+    count = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done | grep -c '^sleep 77' || true"
+    assert lab_env.labkit("exec", "pv1", "r-hq", "--", "sh", "-c", count).stdout.strip() == "0"
     key_node = lab_env.labkit("exec", "pv1", "r-hq", "--", "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout
     key_other = lab_env.labkit("exec", "pv1", "r-br1", "--", "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout
     assert key_node != key_other

@@ -5,7 +5,6 @@ daemons; chronyd runs with -x (it never sets the shared clock)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -45,8 +44,10 @@ def test_base_service_stops_stay_in_their_node(lab_env: LabEnv) -> None:
     lab_env.labkit("up", "supervision-snmp", "--instance", "supsvc", "--seed", "8")
     others = {(node, f): _pid(lab_env, "supsvc", node, f) for node in ("srv2", "r1")
               for f in ("/run/chrony/chronyd.pid", "/run/rsyslogd.pid", "/run/snmpd.pid")}
-    chronyd = others[("r1", "/run/chrony/chronyd.pid")]
-    assert b"-x" in Path(f"/proc/{chronyd}/cmdline").read_bytes().split(b"\0")
+    # pids are the node's own (its PID namespace): read them inside the node
+    cmdline = lab_env.labkit("exec", "supsvc", "r1", "--", "sh", "-c",
+                             "tr '\\0' '\\n' < /proc/$(cat /run/chrony/chronyd.pid)/cmdline").stdout.split()
+    assert "-x" in cmdline, cmdline
     # kernel messages are the host's: no node reads /proc/kmsg
     conf = lab_env.labkit("exec", "supsvc", "srv1", "--", "grep", "-c", '^module(load="imklog")', "/etc/rsyslog.conf",
                           check=False)
@@ -58,7 +59,8 @@ def test_base_service_stops_stay_in_their_node(lab_env: LabEnv) -> None:
     status = lab_env.labkit("status", "supsvc", "--json").stdout
     assert '"rsyslog": false' in status  # srv1's are stopped...
     for (node, f), pid in others.items():  # ...and no other node's daemon was signalled
-        assert os.path.exists(f"/proc/{pid}"), f"{node}'s {f} ({pid}) was stopped by srv1's init script"
+        alive = lab_env.labkit("exec", "supsvc", node, "--", "sh", "-c", f"kill -0 {pid} && cat {f}", check=False)
+        assert alive.returncode == 0 and alive.stdout.strip() == str(pid), f"{node}'s {f} ({pid}) was stopped by srv1"
     lab_env.labkit("down", "supsvc")
     assert leftovers(lab_env.settings, "supsvc") == []
 

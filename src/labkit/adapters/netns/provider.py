@@ -1,6 +1,8 @@
-"""The netns provider: each node is a named network namespace plus persistent mount and UTS
-namespaces, with its own /etc, /usr, /opt, /var, /srv (overlays on the host's), its own
-/root and /home, and tmpfs /run, /tmp and /dev. LAN segments are bridges in their own
+"""The netns provider: each node is a named network namespace plus persistent mount, UTS and
+PID namespaces, with its own /etc, /usr, /opt, /var, /srv (overlays on the host's), its own
+/root and /home, tmpfs /run, /tmp and /dev, and its own /proc: in a node, ``ps`` lists the
+node's processes only, and its PID 1 is ``tini``, which reaps the daemons' orphans; when
+that init ends, the kernel ends every process of the node. LAN segments are bridges in their own
 "switch" namespaces; grader vantage points are namespaces of their own on those LANs.
 
 Nothing is ever added to the host's root network namespace: both ends of every veth pair
@@ -78,7 +80,8 @@ do_stop_cmd_override() {
 \treturn "$RETVAL"
 }
 """
-TOOLS = ("ip", "nsenter", "unshare", "mount", "umount", "ssh-keygen", "mknod")
+TOOLS = ("ip", "nsenter", "unshare", "setsid", "mount", "umount", "ssh-keygen", "mknod", "tini")
+NODE_INIT = "/usr/bin/tini"
 DEVICES = (
     ("null", "c", 1, 3, "666"), ("zero", "c", 1, 5, "666"), ("full", "c", 1, 7, "666"),
     ("random", "c", 1, 8, "666"), ("urandom", "c", 1, 9, "666"), ("tty", "c", 5, 0, "666"),
@@ -102,9 +105,28 @@ def vantage_ns(instance: str, vantage: str) -> str:
     return f"lk-{instance}.v.{vantage}"
 
 
+def run_bounded(argv: list[str], *, input: str | None = None, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` in a process group of its own; on timeout the whole group is
+    killed (``nsenter --pid`` forks: killing nsenter alone would leave the command running
+    in the node). Raises ``subprocess.TimeoutExpired`` like ``subprocess.run``."""
+    with subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def _run(argv: list[str], *, input: str | None = None, timeout: float = 30.0) -> str:
     try:
-        proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+        proc = run_bounded(argv, input=input, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise ProviderError(f"'{' '.join(argv)}' did not finish within {timeout} s.") from exc
     if proc.returncode != 0:
@@ -164,18 +186,18 @@ class NetnsProvider:
     def _inst_run_dir(self, name: str) -> Path:
         return self.settings.run_dir / name
 
-    def _ns_files(self, name: str, node: str) -> tuple[Path, Path]:
+    def _ns_files(self, name: str, node: str) -> tuple[Path, Path, Path]:
         d = self._inst_run_dir(name)
-        return d / f"{node}.mnt", d / f"{node}.uts"
+        return d / f"{node}.mnt", d / f"{node}.uts", d / f"{node}.pid"
 
     def _node_dir(self, name: str, node: str) -> Path:
         return self.settings.instances / name / "nodes" / node
 
     def node_enter_argv(self, name: str, node: str) -> list[str]:
-        mnt, uts = self._ns_files(name, node)
+        mnt, uts, pid = self._ns_files(name, node)
         return [
             "nsenter", f"--net={NETNS_DIR / node_ns(name, node)}", f"--mount={mnt}", f"--uts={uts}",
-            "--wd=/",
+            f"--pid={pid}", "--wd=/",
         ]
 
     # ------------------------------------------------------------- preflight
@@ -267,9 +289,10 @@ class NetnsProvider:
         name = state.name
         ns = node_ns(name, node)
         _run(["ip", "netns", "add", ns])
-        mnt, uts = self._ns_files(name, node)
+        mnt, uts, pid = self._ns_files(name, node)
         mnt.touch()
         uts.touch()
+        pid.touch()
         d = self._node_dir(name, node)
         for sub in (*OVERLAY_DIRS, "var"):
             (d / "upper" / sub).mkdir(parents=True, exist_ok=True)
@@ -284,6 +307,7 @@ class NetnsProvider:
         volumes = [(v.path, v.size) for v in plan.volumes] if plan else []
         _run(["nsenter", f"--net={NETNS_DIR / ns}", "unshare", f"--mount={mnt}", f"--uts={uts}",
               "--propagation", "private", "/bin/sh", "-ec", self._node_script(node, d, volumes)])
+        self._start_init(name, node)
         self._verify_node(name, node)
         self._seed_node(state, node)
 
@@ -332,13 +356,43 @@ class NetnsProvider:
         lines += [f"hostname {node}", "mount -o remount,bind,ro /"]
         return "\n".join(lines)
 
+    def _start_init(self, name: str, node: str) -> None:
+        """The node's PID namespace, bound to ``<node>.pid``, and its init: ``tini`` as PID 1
+        (it reaps orphaned daemons), which first mounts the node's own /proc. ``unshare``
+        stays in the host's mount namespace to bind the file; its child enters the node's."""
+        mnt, uts, pid = self._ns_files(name, node)
+        script = f"mount -t proc -o nosuid,nodev,noexec proc /proc && exec {NODE_INIT} -- sleep infinity"
+        # setsid --fork: the init's chain leaves this process at once (no child of ours to reap);
+        # no pipe of ours may reach it, or reading our end would wait for the node's lifetime
+        subprocess.run(["setsid", "--fork", "nsenter", f"--net={NETNS_DIR / node_ns(name, node)}", f"--uts={uts}",
+                        "unshare", f"--pid={pid}", "--fork", "--kill-child",
+                        "nsenter", f"--mount={mnt}", "--wd=/", "/bin/sh", "-c", script],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       check=True, timeout=10)
+        deadline = time.monotonic() + 10
+        while _ns_inode(pid) is None or not self._init_ready(name, node):
+            if time.monotonic() > deadline:
+                raise ProviderError(f"node {node!r} did not get its init process within 10 s; nothing was "
+                                    "started in it.")
+            time.sleep(0.01)
+
+    def _init_ready(self, name: str, node: str) -> bool:
+        try:
+            out = subprocess.run([*self.node_enter_argv(name, node), "cat", "/proc/1/comm"],
+                                 capture_output=True, text=True, timeout=5)
+        except subprocess.TimeoutExpired:
+            return False
+        return out.returncode == 0 and out.stdout.strip() == Path(NODE_INIT).name
+
     def _verify_node(self, name: str, node: str) -> None:
         """Prove the node's namespaces took effect before anything runs in it."""
         out = _run([*self.node_enter_argv(name, node), "/bin/sh", "-c",
-                    "hostname; readlink /proc/self/ns/net; grep -c ' overlay ' /proc/self/mountinfo"])
-        host_net = os.readlink("/proc/self/ns/net")
+                    "hostname; readlink /proc/self/ns/net; grep -c ' overlay ' /proc/self/mountinfo; "
+                    "readlink /proc/self/ns/pid; cat /proc/1/comm"])
+        host_net, host_pid = os.readlink("/proc/self/ns/net"), os.readlink("/proc/self/ns/pid")
         lines = out.split()
-        if len(lines) != 3 or lines[0] != node or lines[1] == host_net or int(lines[2]) < 5:
+        if (len(lines) != 5 or lines[0] != node or lines[1] == host_net or int(lines[2]) < 5
+                or lines[3] == host_pid or lines[4] != Path(NODE_INIT).name):
             raise ProviderError(f"node {node!r} was not isolated as expected ({out.strip()!r}); "
                                 "nothing was started in it.")
 
@@ -428,7 +482,7 @@ class NetnsProvider:
         full = [*self.node_enter_argv(state.name, node), *argv]
         t0 = time.monotonic()
         try:
-            proc = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout)
+            proc = run_bounded(full, input=input, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             raise ProviderError(f"the command did not finish within {timeout} s in node {node!r}.") from exc
         return ExecResult(argv=argv, rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr,
@@ -456,11 +510,12 @@ class NetnsProvider:
         return run_in_netns(ns, fn, timeout=timeout)
 
     def ansible_host_vars(self, state: InstanceState, node: str) -> dict[str, str]:
-        mnt, uts = self._ns_files(state.name, node)
+        mnt, uts, pid = self._ns_files(state.name, node)
         return {
             "labkit_netns": str(NETNS_DIR / node_ns(state.name, node)),
             "labkit_mnt": str(mnt),
             "labkit_uts": str(uts),
+            "labkit_pid": str(pid),
         }
 
     # --------------------------------------------------------------- destroy

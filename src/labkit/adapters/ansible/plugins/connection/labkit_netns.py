@@ -7,8 +7,8 @@ DOCUMENTATION = """
     short_description: run tasks inside a labkit node (network + mount + UTS namespaces)
     description:
         - Runs every command as
-          C(nsenter --net=NETNS --mount=MNT --uts=UTS -- /bin/sh -c CMD) on the controller,
-          so the command sees the node's interfaces, files and hostname.
+          C(nsenter --net=NETNS --mount=MNT --uts=UTS --pid=PID -- /bin/sh -c CMD) on the
+          controller, so the command sees the node's interfaces, files, hostname and processes.
         - Files are streamed through nsenter with C(cat), so they land in the node's own
           overlay of /etc, /var, /root ... and never in the host's.
         - The plugin refuses to run when a path is missing, is not a namespace file of the
@@ -31,6 +31,11 @@ DOCUMENTATION = """
             type: str
             vars:
                 - name: labkit_uts
+        pid:
+            description: Absolute path of the file the node's PID namespace is bound to.
+            type: str
+            vars:
+                - name: labkit_pid
         nsenter_exe:
             description: nsenter binary on the controller.
             type: str
@@ -61,12 +66,14 @@ NS_GET_NSTYPE = 0xB703
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWPID = 0x20000000
 
 # option -> (nsenter flag, expected namespace kind, /proc/self/ns entry)
 _NAMESPACES: dict[str, tuple[str, int, str]] = {
     "netns": ("--net", CLONE_NEWNET, "net"),
     "mnt": ("--mount", CLONE_NEWNS, "mnt"),
     "uts": ("--uts", CLONE_NEWUTS, "uts"),
+    "pid": ("--pid", CLONE_NEWPID, "pid"),
 }
 
 NODE_SHELL = "/bin/sh"
@@ -142,7 +149,7 @@ class Connection(ConnectionBase):
 
     # -- connection ---------------------------------------------------------------------------
     def _node_prefix(self) -> list[str]:
-        """``nsenter --net=.. --mount=.. --uts=.. --``, built only from checked paths."""
+        """``nsenter --net=.. --mount=.. --uts=.. --pid=.. --``, built only from checked paths."""
         exe = self.get_option("nsenter_exe")
         if not isinstance(exe, str) or not os.path.isabs(exe) or not os.access(exe, os.X_OK):
             raise AnsibleConnectionFailure(f"labkit_netns: nsenter not found at {exe!r}; install util-linux.")
@@ -166,7 +173,7 @@ class Connection(ConnectionBase):
     def _argv(self, cmd: str) -> list[str]:
         # Re-check every time: a node torn down between two tasks must not turn into the host.
         prefix = self._node_prefix()
-        if not prefix or prefix[-1] != "--" or len(prefix) != 5:
+        if not prefix or prefix[-1] != "--" or len(prefix) != 2 + len(_NAMESPACES):
             raise AnsibleConnectionFailure("labkit_netns: internal error building the nsenter command.")
         self._prefix = prefix
         return [*prefix, NODE_SHELL, "-c", cmd]
