@@ -23,20 +23,13 @@ from graders.backup import (
 )
 from labkit.domain.grading import GraderRegistry
 from labkit.models.evidence import Evidence
-from labkit.models.instance import InstancePlan
+from tests.graders.evidence import PLAN, make_evidence
 
 T = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-PLAN = InstancePlan(name="x", lab_id="l", lab_dir="/", topology_id="t", seed=0, params={}, nodes=[],
-                    segments={}, links={})
-_n = 0
 
 
-def ev(kind: str, parsed: Any, *, ok: bool = True, error: str | None = None, at: datetime = T,
-       **meta: Any) -> Evidence:
-    global _n
-    _n += 1
-    return Evidence(id=f"e{_n}", kind=kind, source="srv1", target="srv1", action="a",  # type: ignore[arg-type]
-                    started_at=at, ended_at=at, ok=ok, error=error, parsed=parsed, meta=meta)
+def ev(kind: str, parsed: Any, **kw: Any) -> Evidence:
+    return make_evidence(kind, parsed, **{"source": "srv1", "target": "srv1", "at": T, **kw})
 
 
 def run(rc: int | None, *, stdout: str = "", js: Any = None, stderr: str = "", **extra: Any) -> dict[str, Any]:

@@ -11,17 +11,13 @@ from graders.routing import LanReachability, OspfAdjacency, OspfRoutes, WanResil
 from graders.snmp import NoCommunityAccess, V3SysName
 from labkit.domain.grading import GraderRegistry
 from labkit.models.evidence import Evidence
-from labkit.models.instance import InstancePlan
+from tests.graders.evidence import PLAN, make_evidence
 
 T = datetime(2026, 11, 28, tzinfo=UTC)
-PLAN = InstancePlan(name="x", lab_id="l", lab_dir="/", topology_id="t", seed=0, params={}, nodes=[],
-                    segments={}, links={})
 
 
-def ev(kind: str, parsed: Any, *, ok: bool = True, error: str | None = None, **meta: Any) -> Evidence:
-    return Evidence(id=f"e{id(parsed)}", kind=kind, source=meta.pop("source", "v-hq"),  # type: ignore[arg-type]
-                    target=meta.pop("target", "10.0.0.1"), action="a", started_at=T, ended_at=T, ok=ok,
-                    error=error, parsed=parsed, meta=meta)
+def ev(kind: str, parsed: Any, **kw: Any) -> Evidence:
+    return make_evidence(kind, parsed, **{"source": "v-hq", "at": T, **kw})
 
 
 def test_registry_knows_every_builtin_grader() -> None:

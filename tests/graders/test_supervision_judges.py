@@ -22,20 +22,13 @@ from graders.supervision import (
 from labkit.adapters.probes.ntp import NTP_EPOCH, parse_ntp_reply
 from labkit.domain.grading import GraderRegistry
 from labkit.models.evidence import Evidence
-from labkit.models.instance import InstancePlan
+from tests.graders.evidence import PLAN, make_evidence
 
 T = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)
-PLAN = InstancePlan(name="x", lab_id="l", lab_dir="/", topology_id="t", seed=0, params={}, nodes=[],
-                    segments={}, links={})
-_n = 0
 
 
-def ev(kind: str, parsed: Any, *, ok: bool = True, error: str | None = None, **meta: Any) -> Evidence:
-    global _n
-    _n += 1
-    return Evidence(id=f"e{_n}", kind=kind, source=meta.pop("source", "v-a"),  # type: ignore[arg-type]
-                    target=meta.pop("target", "10.0.0.10:9090"), action="a", started_at=T, ended_at=T, ok=ok,
-                    error=error, parsed=parsed, meta=meta)
+def ev(kind: str, parsed: Any, **kw: Any) -> Evidence:
+    return make_evidence(kind, parsed, **{"target": "10.0.0.10:9090", "at": T, **kw})
 
 
 def prom(data: Any, **meta: Any) -> Evidence:
