@@ -11,25 +11,29 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def pss_kib(inodes: set[int], comms: set[str] | None = None) -> tuple[int, int]:
-    """Sum of PSS (KiB) and count of the processes living in these namespaces (optionally
-    only those whose command name is in ``comms``)."""
-    total, count = 0, 0
+def _pss_per_process(inodes: set[int]) -> list[tuple[str, int]]:
+    """(command name, PSS in KiB) of each process living in these network namespaces."""
+    out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             if os.stat(f"/proc/{pid}/ns/net").st_ino not in inodes:
                 continue
-            if comms is not None and Path(f"/proc/{pid}/comm").read_text().strip() not in comms:
-                continue
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-                    count += 1
+                    out.append((comm, int(line.split()[1])))
         except OSError:
             continue
-    return total, count
+    return out
+
+
+def pss_kib(inodes: set[int], comms: set[str] | None = None) -> tuple[int, int]:
+    """Sum of PSS (KiB) and count of the processes living in these namespaces (optionally
+    only those whose command name is in ``comms``)."""
+    kib = [k for comm, k in _pss_per_process(inodes) if comms is None or comm in comms]
+    return sum(kib), len(kib)
 
 
 def ns_inodes(name: str) -> set[int]:
@@ -50,16 +54,6 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 def pss_by_comm(inodes: set[int]) -> dict[str, float]:
     """PSS (MiB) per process name, for the processes living in these namespaces, largest first."""
     out: dict[str, float] = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino not in inodes:
-                continue
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    out[comm] = round(out.get(comm, 0.0) + int(line.split()[1]) / 1024, 1)
-        except OSError:
-            continue
+    for comm, kib in _pss_per_process(inodes):
+        out[comm] = round(out.get(comm, 0.0) + kib / 1024, 1)
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
