@@ -112,13 +112,19 @@ def namespace_inodes(name: str) -> NsSnapshot:
 
 
 # -- the end-to-end shape every lab's test shares ---------------------------------------------
-def lab_variants(lab: str) -> list[Any]:
-    """``pytest.param(variant, declared_fails, id=variant)`` for each faulty variant of ``lab``."""
+def lab_variants(lab: str, section: str = "variants") -> list[Any]:
+    """``pytest.param(variant, declared_fails, id=variant)`` for each faulty variant of ``lab``
+    (``section="cheats"``: for each of its cheats)."""
     from labkit.settings import load_settings
     from labkit.usecases.lifecycle import Context, load_lab_checked
 
     spec = load_lab_checked(Context(load_settings()), lab).spec
-    return [pytest.param(v.id, frozenset(v.fails), id=v.id) for v in spec.variants]
+    return [pytest.param(v.id, frozenset(v.fails), id=v.id) for v in getattr(spec, section)]
+
+
+def lab_cheats(lab: str) -> list[Any]:
+    """``pytest.param(cheat, targeted_checks, id=cheat)`` for each cheat variant of ``lab``."""
+    return lab_variants(lab, "cheats")
 
 
 def down_leaves_nothing(lab_env: LabEnv, name: str) -> None:

@@ -70,7 +70,7 @@ def load_demo() -> LoadedLab:
 
 def referenced_playbooks(lab_file: Path) -> list[str]:
     data = yaml.safe_load(lab_file.read_text())
-    return [data["solution"]["playbook"]] + [v["playbook"] for v in data.get("variants", [])]
+    return [data["solution"]["playbook"]] + [v["playbook"] for v in data.get("variants", []) + data.get("cheats", [])]
 
 
 @pytest.fixture(scope="module")
@@ -369,7 +369,7 @@ PROBLEM_KINDS = {
     "variant fails unknown check": ("variant-unknown-check", "expects unknown check 'pong' to fail"),
     "duplicate parameter": ("duplicate-ids", "parameter 'lana' is declared twice"),
     "duplicate check": ("duplicate-ids", "check 'ping' is declared twice"),
-    "duplicate variant": ("duplicate-ids", "variant 'no-route' is declared twice"),
+    "duplicate variant": ("duplicate-ids", "variant or cheat 'no-route' is declared twice"),
     "duplicate vantage": ("duplicate-ids", "vantage point 'v1' is declared twice"),
     "solution playbook missing": ("playbook-missing",
                                   "the solution playbook playbooks/demo/solution.yml does not exist"),

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
+from labkit.adapters.netns.nodefs import NodeFS
 from labkit.adapters.providers.base import Provider
 from labkit.errors import ProviderError
 from labkit.models.evidence import Evidence, EvidenceKind
@@ -186,6 +187,11 @@ class CheckContext:
         return Evidence(id=ev_id, check=self.check.id, kind=kind, source=source, target=target or node,
                         action=action, started_at=started, ended_at=utcnow(), ok=True, raw=raw, parsed=parsed,
                         meta=meta)
+
+    def node_fs(self, node: str) -> NodeFS:
+        """The node's files read by the grader's own code (never the node's binaries); use
+        it ``with ctx.node_fs(node) as fs:``. Raises ProviderError if the node is gone."""
+        return self.provider.node_fs(self.state, node)
 
     def parallel(self, calls: list[Callable[[], Evidence]]) -> list[Evidence]:
         """Run independent probes side by side; results in the order of ``calls``."""

@@ -70,6 +70,7 @@ class LabSummary:
     checks: int = 0
     max_points: int = 0
     variants: int = 0
+    cheats: int = 0
     problems: list[Issue] = field(default_factory=list)
 
 
@@ -127,6 +128,7 @@ def list_labs(settings: Settings) -> list[LabSummary]:
                 checks=len(s.checks),
                 max_points=sum(c.points for c in s.checks),
                 variants=len(s.variants),
+                cheats=len(s.cheats),
             )
         )
     return rows
@@ -417,7 +419,9 @@ class _Validator:
             )
         self.duplicates(doc, "parameter", [(("parameters", i, "name"), p.name) for i, p in enumerate(spec.parameters)])
         self.duplicates(doc, "check", [(("checks", i, "id"), c.id) for i, c in enumerate(spec.checks)])
-        self.duplicates(doc, "variant", [(("variants", i, "id"), v.id) for i, v in enumerate(spec.variants)])
+        self.duplicates(doc, "variant or cheat",
+                        [(("variants", i, "id"), v.id) for i, v in enumerate(spec.variants)]
+                        + [(("cheats", i, "id"), v.id) for i, v in enumerate(spec.cheats)])
         self.duplicates(doc, "vantage point", [(("vantage", i, "name"), v.name) for i, v in enumerate(spec.vantage)])
 
         check_ids = [c.id for c in spec.checks]
@@ -445,15 +449,16 @@ class _Validator:
                 "the checks' points add up to 0, so no grade can be computed",
                 "give at least one check some points",
             )
-        for i, variant in enumerate(spec.variants):
-            for j, failing in enumerate(variant.fails):
-                if failing not in check_ids:
-                    self.add(
-                        doc,
-                        ("variants", i, "fails", j),
-                        f"variant '{variant.id}' expects unknown check '{failing}' to fail",
-                        _choices_hint(failing, check_ids, "checks"),
-                    )
+        for section, kind, items in (("variants", "variant", spec.variants), ("cheats", "cheat", spec.cheats)):
+            for i, variant in enumerate(items):
+                for j, failing in enumerate(variant.fails):
+                    if failing not in check_ids:
+                        self.add(
+                            doc,
+                            (section, i, "fails", j),
+                            f"{kind} '{variant.id}' expects unknown check '{failing}' to fail",
+                            _choices_hint(failing, check_ids, "checks"),
+                        )
         for i, ready in enumerate(spec.ready):
             if ready not in check_ids:
                 self.add(doc, ("ready", i), f"'ready' names unknown check '{ready}'",
@@ -463,6 +468,8 @@ class _Validator:
             self.playbook(doc, ("setup", "playbook"), "setup", spec.setup.playbook)
         for i, variant in enumerate(spec.variants):
             self.playbook(doc, ("variants", i, "playbook"), f"variant '{variant.id}'", variant.playbook)
+        for i, cheat in enumerate(spec.cheats):
+            self.playbook(doc, ("cheats", i, "playbook"), f"cheat '{cheat.id}'", cheat.playbook)
 
         params_ok = True
         for i, p in enumerate(spec.parameters):

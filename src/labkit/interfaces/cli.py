@@ -77,7 +77,7 @@ def validate(paths: tuple[str, ...]) -> None:
             err.print(f"[red]✗[/] {p}: {exc}", markup=True)
         else:
             out.print(f"✓ {lab.lab_file}: {lab.spec.id}, {len(lab.spec.checks)} checks, "
-                      f"{len(lab.spec.variants)} variants")
+                      f"{len(lab.spec.variants)} variants, {len(lab.spec.cheats)} cheats")
     if failed:
         sys.exit(1)
 
@@ -225,10 +225,10 @@ def down(name: str | None, all_: bool) -> None:
 # ------------------------------------------------------------- grading
 @cli.command()
 @click.argument("name")
-@click.option("--variant", help="Apply a faulty variant instead of the reference solution.")
+@click.option("--variant", help="Apply a faulty variant or a cheat instead of the reference solution.")
 @click.option("--no-wait", is_flag=True, help="Do not wait for routing to settle.")
 def solve(name: str, variant: str | None, no_wait: bool) -> None:
-    """Apply the reference solution (or a faulty variant) to an instance."""
+    """Apply the reference solution (or a faulty variant, or a cheat) to an instance."""
     from labkit.usecases.solve import solve as do_solve
 
     res = do_solve(_ctx(), name, variant=variant, wait=0 if no_wait else 60)

@@ -58,6 +58,9 @@ class PlaybookRef(Strict):
 
 
 class VariantSpec(Strict):
+    """A playbook that must make the listed checks fail: an honest mistake (``variants``)
+    or a determined candidate's attempt to get the points without the work (``cheats``)."""
+
     id: Name
     title: I18n
     playbook: str
@@ -82,6 +85,13 @@ class LabSpec(Strict):
     ready: list[Name] = Field(default_factory=list)
     solution: PlaybookRef
     variants: list[VariantSpec] = Field(default_factory=list)
+    # cheats: forged binaries, forged answers, exemptions for the probe, work skipped but its
+    # traces faked; each must fail the checks it targets, like a faulty variant
+    cheats: list[VariantSpec] = Field(default_factory=list)
 
     def check(self, check_id: str) -> CheckSpec | None:
         return next((c for c in self.checks if c.id == check_id), None)
+
+    def variant(self, variant_id: str) -> VariantSpec | None:
+        """A faulty variant or a cheat, by id (the two share one namespace of ids)."""
+        return next((v for v in [*self.variants, *self.cheats] if v.id == variant_id), None)

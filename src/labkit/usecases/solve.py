@@ -25,10 +25,11 @@ def playbook_for(ctx: Context, lab: LoadedLab, variant: str | None) -> Path:
     if variant is None:
         rel = lab.spec.solution.playbook
     else:
-        v = next((v for v in lab.spec.variants if v.id == variant), None)
+        v = lab.spec.variant(variant)
         if v is None:
-            known = ", ".join(v.id for v in lab.spec.variants) or "none"
-            raise UnknownVariantError(f"lab {lab.spec.id!r} has no variant {variant!r}; its variants are: {known}.")
+            known = ", ".join(v.id for v in [*lab.spec.variants, *lab.spec.cheats]) or "none"
+            raise UnknownVariantError(f"lab {lab.spec.id!r} has no variant or cheat {variant!r}; "
+                                      f"choose one of: {known}.")
         rel = v.playbook
     return ctx.settings.playbooks / rel
 
@@ -56,6 +57,7 @@ def solve(ctx: Context, name: str, *, variant: str | None = None, wait: float = 
     if wait > 0:
         from labkit.usecases.grade import wait_ready
 
-        declared = next((v.fails for v in lab.spec.variants if v.id == variant), []) if variant else []
+        applied = lab.spec.variant(variant) if variant else None
+        declared = applied.fails if applied else []
         converged = wait_ready(ctx, name, timeout=wait, checks=[c for c in lab.spec.ready if c not in declared])
     return SolveOutcome(name, variant, str(book), duration, converged)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from labkit.adapters.netns.nodefs import NodeFS, init_pid_of
 from labkit.adapters.netns.nsutil import run_in_netns
 from labkit.errors import MissingDependencyError, NotRootError, ProviderError, UnknownNodeError
 from labkit.models.instance import ExecResult, InstancePlan, InstanceState, InstanceStatus, NodeStatus
@@ -508,6 +509,12 @@ class NetnsProvider:
         else:
             raise UnknownNodeError(f"instance {state.name!r} has no vantage point or node {where!r}.")
         return run_in_netns(ns, fn, timeout=timeout)
+
+    def node_fs(self, state: InstanceState, node: str) -> NodeFS:
+        """The node's files, read by the grader's own code (nothing runs in the node)."""
+        self._check_node(state, node)
+        _, _, pid = self._ns_files(state.name, node)
+        return NodeFS(Path(f"/proc/{init_pid_of(pid)}/root"))
 
     def ansible_host_vars(self, state: InstanceState, node: str) -> dict[str, str]:
         mnt, uts, pid = self._ns_files(state.name, node)

@@ -15,6 +15,7 @@ import importlib
 from collections.abc import Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
+from labkit.adapters.netns.nodefs import NodeFS
 from labkit.errors import UserError
 from labkit.models.instance import ExecResult, InstancePlan, InstanceState, InstanceStatus
 
@@ -50,6 +51,10 @@ class Provider(Protocol):
     def run_at(self, state: InstanceState, where: str, fn: Callable[[], T], timeout: float) -> T:
         """Run ``fn`` with its sockets opened at ``where``: a vantage point, a node, or
         ``segment:NAME`` (the LAN itself, for passive capture)."""
+
+    def node_fs(self, state: InstanceState, node: str) -> NodeFS:
+        """The node's files, read by the grader's own code with symlinks resolved inside the
+        node (see :mod:`labkit.adapters.netns.nodefs`); nothing is executed in the node."""
 
     def ansible_host_vars(self, state: InstanceState, node: str) -> dict[str, str]:
         """Connection variables that let Ansible reach ``node``."""
