@@ -28,6 +28,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from labkit.adapters.netns.nodefs import NodeFS
+from labkit.adapters.probes.echo import EchoPair
 from labkit.adapters.providers.base import Provider
 from labkit.errors import ProviderError
 from labkit.models.evidence import Evidence, EvidenceKind
@@ -187,6 +188,45 @@ class CheckContext:
         return Evidence(id=ev_id, check=self.check.id, kind=kind, source=source, target=target or node,
                         action=action, started_at=started, ended_at=utcnow(), ok=True, raw=raw, parsed=parsed,
                         meta=meta)
+
+    def _echo(self, src: str, dst: str, action: str, run: Callable[[EchoPair], dict[str, Any]],
+              meta: dict[str, Any] | None) -> Evidence:
+        target = self.plan.vantage_point(dst)
+        ev_id = self.eid(f"{src}-{dst}")
+        started = utcnow()
+        base_meta = {"target_name": dst, **(meta or {})}
+        try:
+            if target is None or self.plan.vantage_point(src) is None:
+                raise ProviderError(f"grader echo runs between vantage points only ({src!r} → {dst!r})")
+
+            def open_at(where: str, fn: Callable[[], Any]) -> Any:
+                return self.provider.run_at(self.state, where, fn, 10.0)
+
+            with EchoPair.open(open_at, src, dst, target.ip) as pair:
+                parsed = run(pair)
+        except Exception as exc:  # noqa: BLE001 - a probe that cannot run is a result
+            return Evidence(id=ev_id, check=self.check.id, kind="udp", source=src,
+                            target=target.ip if target else dst, action=action, started_at=started,
+                            ended_at=utcnow(), ok=False, error=f"{type(exc).__name__}: {exc}", meta=base_meta)
+        raw = (f"{parsed.get('verified', int(parsed['reachable']))} verified repl(ies) from {dst} "
+               f"({target.ip}:{parsed['port']}), {parsed['forged']} forged, "
+               f"{parsed['responder_received']} nonce(s) received by the far probe")
+        return Evidence(id=ev_id, check=self.check.id, kind="udp", source=src, target=target.ip, action=action,
+                        started_at=started, ended_at=utcnow(), ok=True, raw=raw, parsed=parsed, meta=base_meta)
+
+    def echo(self, src: str, dst: str, *, count: int = 3, timeout: float = 1.0,
+             meta: dict[str, Any] | None = None) -> Evidence:
+        """Grader-to-grader echo between two vantage points (see :mod:`labkit.adapters.probes.echo`):
+        only replies carrying this call's HMAC of a fresh nonce count. Never raises."""
+        return self._echo(src, dst, f"nonce echo ×{count} to {dst} (UDP, HMAC-verified)",
+                          lambda pair: pair.exchange(count=count, timeout=timeout), meta)
+
+    def wait_echo(self, src: str, dst: str, deadline_s: float, interval: float = 0.2,
+                  meta: dict[str, Any] | None = None) -> Evidence:
+        """Like :meth:`echo`, until the first verified reply or ``deadline_s``;
+        ``parsed['first_reply_after_s']`` is None if none came."""
+        return self._echo(src, dst, f"nonce echo to {dst} until a verified reply (≤ {deadline_s:g} s)",
+                          lambda pair: pair.wait(deadline_s, interval), meta)
 
     def node_fs(self, node: str) -> NodeFS:
         """The node's files read by the grader's own code (never the node's binaries); use
