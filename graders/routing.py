@@ -28,26 +28,29 @@ def _vantage_ip(ctx: CheckContext, name: str) -> str:
 
 def _ping_matrix(ctx: CheckContext, vantage: list[str], hosts: dict[str, str] | None = None,
                  phase: str = "") -> list[Evidence]:
-    """Every vantage point pings every other vantage point and every host not on its LAN."""
+    """Every vantage point reaches every other one with a grader-to-grader nonce echo (only
+    the far probe can answer it), and pings every host not on its LAN (ICMP: a host's own
+    answer, supporting evidence that the workstations are reachable too)."""
     calls = []
+    extra = {"phase": phase} if phase else {}
     for src in vantage:
         src_seg = ctx.plan.vantage_point(src).segment  # type: ignore[union-attr]
-        targets = [(dst, _vantage_ip(ctx, dst)) for dst in vantage if dst != src]
+        for dst in vantage:
+            if dst != src:
+                calls.append(partial(ctx.echo, src, dst, count=PING_COUNT, timeout=PING_TIMEOUT, meta=extra))
         for host, ip in (hosts or {}).items():
             node = ctx.plan.node(host)
             if node is None or all(i.segment != src_seg for i in node.interfaces):
-                targets.append((host, ip))
-        for name, ip in targets:
-            probe = partial(icmp.ping, ip, source=src, check=ctx.check.id, count=PING_COUNT,
-                            interval=PING_INTERVAL, timeout=PING_TIMEOUT)
-            meta = {"target_name": name, **({"phase": phase} if phase else {})}
-            calls.append(ctx.deferred(src, "icmp", ip, f"ping {ip}", probe, meta=meta))
+                probe = partial(icmp.ping, ip, source=src, check=ctx.check.id, count=PING_COUNT,
+                                interval=PING_INTERVAL, timeout=PING_TIMEOUT)
+                calls.append(ctx.deferred(src, "icmp", ip, f"ping {ip}", probe,
+                                          meta={"target_name": host, **extra}))
     return ctx.parallel(calls)
 
 
 def _unreachable(evidence: list[Evidence]) -> list[str]:
     return [f"{e.source} → {e.meta.get('target_name', e.target)} ({e.target})"
-            for e in evidence if e.kind == "icmp" and not (e.parsed or {}).get("reachable")]
+            for e in evidence if e.kind in ("icmp", "udp") and not (e.parsed or {}).get("reachable")]
 
 
 class LanReachability:
@@ -61,7 +64,14 @@ class LanReachability:
             return err
         if not evidence:
             return Verdict.errored("Aucune mesure n'a été faite.", "No measurement was made.")
+        if len(args.get("vantage") or []) > 1 and not any(e.kind == "udp" for e in evidence):
+            return Verdict.errored("Aucun échange entre sondes de l'évaluateur n'a été fait.",
+                                   "No exchange between the grader's probes was made.")
         missing = _unreachable(evidence)
+        forged = sum(int((e.parsed or {}).get("forged") or 0) for e in evidence if e.kind == "udp")
+        if missing and forged:
+            missing.append(f"{forged} réponse(s) falsifiée(s) reçue(s) à la place des sondes / "
+                           f"{forged} forged repl(ies) received instead of the probes'")
         if missing:
             return Verdict.failed(
                 f"{len(missing)} chemin(s) sur {len(evidence)} sans réponse : " + "; ".join(missing) + ".",
