@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv demo test test-fast bench bench-labs lint clean
+.PHONY: deps venv demo test test-fast bench bench-labs bench-probes lint clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -36,6 +36,9 @@ bench: deps venv
 
 bench-labs: deps venv
 	$(VENV)/bin/python bench/labs.py
+
+bench-probes: deps venv
+	$(VENV)/bin/python bench/probes.py
 
 clean:
 	-$(VENV)/bin/labkit down --all

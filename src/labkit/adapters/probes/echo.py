@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import select
 import socket
@@ -64,6 +65,7 @@ class EchoPair:
     peers: set[str] = field(default_factory=set)  # source addresses the responder saw
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _wake: tuple[int, int] | None = None  # a pipe that ends the responder's wait at once
 
     @classmethod
     def open(cls, open_at: Callable[[str, Callable[[], socket.socket]], socket.socket], src: str, dst: str,
@@ -86,9 +88,10 @@ class EchoPair:
 
     # ------------------------------------------------------------ responder
     def _serve(self) -> None:
+        assert self._wake is not None
         while not self._stop.is_set():
-            readable, _, _ = select.select([self.responder], [], [], 0.05)
-            if not readable:
+            readable, _, _ = select.select([self.responder, self._wake[0]], [], [], 1.0)
+            if self.responder not in readable:
                 continue
             try:
                 data, addr = self.responder.recvfrom(2048)
@@ -104,14 +107,21 @@ class EchoPair:
                 pass
 
     def __enter__(self) -> EchoPair:
+        self._wake = os.pipe()
         self._thread = threading.Thread(target=self._serve, name="echo-responder", daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        if self._wake is not None:
+            os.write(self._wake[1], b"x")
         if self._thread is not None:
             self._thread.join(2)
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
         self.sender.close()
         self.responder.close()
 
