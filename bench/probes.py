@@ -60,7 +60,7 @@ def main() -> None:
         echo_ms: list[float] = []  # one whole call: open both sockets, exchange, close
         for i in range(rounds):
             t0 = time.perf_counter()
-            ev = run_in_netns(A, lambda: ping(B_IP, ev_id=f"p{i}", source="a", check="bench", count=1,
+            ev = run_in_netns(A, lambda i=i: ping(B_IP, ev_id=f"p{i}", source="a", check="bench", count=1,
                                               interval=0.01, timeout=1.0))
             icmp_ms.append((time.perf_counter() - t0) * 1000)
             assert ev.parsed["reachable"], ev.error

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -31,7 +32,7 @@ def _ping_matrix(ctx: CheckContext, vantage: list[str], hosts: dict[str, str] | 
     """Every vantage point reaches every other one with a grader-to-grader nonce echo (only
     the far probe can answer it), and pings every host not on its LAN (ICMP: a host's own
     answer, supporting evidence that the workstations are reachable too)."""
-    calls = []
+    calls: list[Callable[[], Evidence]] = []
     extra = {"phase": phase} if phase else {}
     for src in vantage:
         src_seg = ctx.plan.vantage_point(src).segment  # type: ignore[union-attr]

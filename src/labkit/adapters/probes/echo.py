@@ -90,8 +90,9 @@ class EchoPair:
     def _serve(self) -> None:
         assert self._wake is not None
         while not self._stop.is_set():
-            readable, _, _ = select.select([self.responder, self._wake[0]], [], [], 1.0)
-            if self.responder not in readable:
+            fd = self.responder.fileno()
+            readable, _, _ = select.select([fd, self._wake[0]], [], [], 1.0)
+            if fd not in readable:
                 continue
             try:
                 data, addr = self.responder.recvfrom(2048)
