@@ -29,7 +29,7 @@ from labkit.domain.params import (
     render,
 )
 from labkit.errors import Issue, LabDefinitionError, UnknownLabError, UserError
-from labkit.models.common import IFACE_RE, NAME_RE, PARAM_RE, I18n, is_name
+from labkit.models.common import IFACE_RE, NAME_RE, PARAM_RE, I18n, is_iface, is_name
 from labkit.models.instance import IfacePlan, InstancePlan, NodePlan, RoutePlan, VantagePlan, VolumePlan
 from labkit.models.lab import CheckSpec, LabSpec
 from labkit.models.topology import TopologySpec
@@ -37,6 +37,13 @@ from labkit.settings import Settings
 
 LAB_FILE = "lab.yaml"
 VALIDATION_SEEDS = (0, 1)
+
+# Bounds on a lab or topology file, which is input (labkit runs as root): the biggest lab of
+# the project is about 30 KiB and 2 000 YAML values.
+MAX_FILE_BYTES = 1 << 20
+MAX_YAML_VALUES = 100_000  # values once aliases are expanded
+MAX_YAML_ALIASES = 200
+MAX_YAML_DEPTH = 64
 
 Loc = tuple[str | int, ...]
 
@@ -258,7 +265,17 @@ class _Validator:
         shown = self.shown(path)
         self.ranks.setdefault(shown, len(self.ranks))
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as f:
+                raw = f.read(MAX_FILE_BYTES + 1)
+            if len(raw) > MAX_FILE_BYTES:
+                self.add(
+                    shown,
+                    None,
+                    f"the {what} file is larger than {MAX_FILE_BYTES // (1 << 20)} MiB, which no {what} needs",
+                    "check that this is the right file; split out or remove the bulk data it holds",
+                )
+                return None
+            text = raw.decode("utf-8")
         except FileNotFoundError:
             self.add(shown, None, f"the {what} file does not exist", "check the path or the lab id")
             return None
@@ -268,7 +285,21 @@ class _Validator:
             return None
         loader = yaml.SafeLoader(text)
         try:
-            root = loader.get_single_node()
+            try:
+                root = loader.get_single_node()
+            except RecursionError:
+                self.add(
+                    shown,
+                    None,
+                    f"the {what} file nests lists or mappings more than {MAX_YAML_DEPTH} levels deep",
+                    "flatten the structure; a lab file needs a few levels only",
+                )
+                return None
+            shape = _yaml_shape(root, what)
+            if shape is not None:
+                line, message, hint = shape
+                self.add(shown, line, message, hint)
+                return None
             data = loader.construct_document(root) if root is not None else None
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
@@ -384,7 +415,7 @@ class _Validator:
         used: dict[str, str] = {}  # "node:iface" -> where it is used, for messages
         for loc, owner, endpoint in _endpoints(topo):
             node, _, iface = endpoint.partition(":")
-            if not (is_name(node) and re.match(IFACE_RE, iface)):
+            if not (is_name(node) and is_iface(iface)):
                 self.add(
                     doc,
                     loc,
@@ -814,7 +845,7 @@ def _wired_ifaces(topo: TopologySpec) -> dict[str, list[str]]:
     wired: dict[str, list[str]] = {}
     for _, _, ep in _endpoints(topo):
         node, _, iface = ep.partition(":")
-        if not (is_name(node) and re.match(IFACE_RE, iface)):
+        if not (is_name(node) and is_iface(iface)):
             continue
         wired.setdefault(node, [])
         if iface not in wired[node]:
@@ -979,14 +1010,84 @@ def _child(node: Node | None, part: str | int) -> tuple[Node, Node] | None:
 
 
 def _duplicate_keys(root: Node | None) -> Iterator[ScalarNode]:
-    if isinstance(root, MappingNode):
-        seen: set[str] = set()
-        for k, v in root.value:
-            if isinstance(k, ScalarNode) and k.value != "<<":
-                if k.value in seen:
-                    yield k
-                seen.add(k.value)
-            yield from _duplicate_keys(v)
-    elif isinstance(root, SequenceNode):
-        for item in root.value:
-            yield from _duplicate_keys(item)
+    """Keys written twice in one mapping; each node is visited once (aliases share nodes)."""
+    seen_nodes: set[int] = set()
+    stack: list[Node] = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, MappingNode):
+            seen: set[str] = set()
+            for k, v in node.value:
+                if isinstance(k, ScalarNode) and k.value != "<<":
+                    if k.value in seen:
+                        yield k
+                    seen.add(k.value)
+            stack.extend(v for _, v in reversed(node.value))
+        elif isinstance(node, SequenceNode):
+            stack.extend(reversed(node.value))
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [n for kv in node.value for n in kv]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _yaml_shape(root: Node | None, what: str) -> tuple[int, str, str] | None:
+    """(line, message, hint) when a composed YAML tree is refused: it refers to itself, nests
+    too deeply, uses too many aliases or expands (aliases repeat their anchor's whole value)
+    to too many values. Iterative and memoised: linear in the size of the text."""
+    if root is None:
+        return None
+    size: dict[int, int] = {}  # expanded number of values under a finished node
+    on_path: set[int] = set()
+    aliases = 0
+    # (node, depth, children not yet visited or None before the first visit)
+    stack: list[tuple[Node, int, list[Node] | None]] = [(root, 1, None)]
+    while stack:
+        node, depth, todo = stack.pop()
+        if todo is None:
+            if depth > MAX_YAML_DEPTH:
+                return (
+                    node.start_mark.line + 1,
+                    f"the {what} file nests lists or mappings more than {MAX_YAML_DEPTH} levels deep",
+                    "flatten the structure; a lab file needs a few levels only",
+                )
+            on_path.add(id(node))
+            todo = _children(node)
+        if todo:
+            child = todo.pop()
+            stack.append((node, depth, todo))
+            if id(child) in on_path:
+                return (
+                    child.start_mark.line + 1,
+                    f"the {what} file has a value that contains itself through a YAML alias",
+                    "replace the alias '*name' inside its own anchor '&name' with the data it should hold",
+                )
+            if id(child) in size:
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    return (
+                        child.start_mark.line + 1,
+                        f"the {what} file uses more than {MAX_YAML_ALIASES} YAML aliases",
+                        "write the repeated parts out instead of '*name' aliases",
+                    )
+                continue
+            stack.append((child, depth + 1, None))
+            continue
+        on_path.discard(id(node))
+        total = 1 + sum(size[id(c)] for c in _children(node))
+        if total > MAX_YAML_VALUES:
+            return (
+                node.start_mark.line + 1,
+                f"the {what} file expands to more than {MAX_YAML_VALUES} values once its YAML aliases "
+                "are repeated",
+                "write the repeated parts out, or use fewer '*name' aliases of large anchors",
+            )
+        size[id(node)] = total
+    return None

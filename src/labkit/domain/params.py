@@ -29,6 +29,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import StrictUndefined, Undefined
+from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError
 
 from labkit.models.addressing import AddressingError, nth_host
 from labkit.models.lab import LabSpec, ParameterSpec
@@ -203,6 +204,8 @@ class _LabUndefined(StrictUndefined):
 
     @property
     def _undefined_message(self) -> str:
+        if self._undefined_exception is SecurityError:
+            return f"the template reaches for '{self._undefined_name}', which lab templates may not use"
         if isinstance(self._undefined_obj, Params):
             return f"unknown parameter 'p.{self._undefined_name}'"
         if self._undefined_obj is jinja2.utils.missing:
@@ -256,9 +259,32 @@ def netmask_filter(value: Any) -> str:
     return str(_as_interface(value).network.netmask)
 
 
+# Upper bounds on what one template expression may build (a lab file is input, not code).
+MAX_TEMPLATE_TEXT = 1 << 20  # characters or items made by '*'
+MAX_POWER_BITS = 4096  # bits of a result of '**'
+
+
+class LabSandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox: no attribute whose name starts with '_', no mutating
+    method, no unsafe callable; and '*' / '**' cannot build huge values."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_TEMPLATE_TEXT:
+                    raise SecurityError(f"'*' would build {len(seq) * n} characters or items")
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+            if abs(left) > 1 and right * max(abs(left).bit_length(), 1) > MAX_POWER_BITS:
+                raise SecurityError("'**' would build a number too large to use")
+        return super().call_binop(context, operator, left, right)
+
+
 def template_env() -> jinja2.Environment:
-    """The environment for every lab template: strict about unknown names, never escaping."""
-    env = jinja2.Environment(undefined=_LabUndefined, autoescape=False, keep_trailing_newline=True)
+    """The environment for every lab template: sandboxed (lab files are input, and labkit runs
+    as root), strict about unknown names, never escaping."""
+    env = LabSandbox(undefined=_LabUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters.update(
         host=host_filter,
         cidr=cidr_filter,
@@ -270,8 +296,8 @@ def template_env() -> jinja2.Environment:
 
 
 _ENV = template_env()
-_UNKNOWN_PARAM = re.compile(r"^unknown parameter 'p\.(.+)'$")
-_UNKNOWN_VAR = re.compile(r"^unknown variable '(.+)'$")
+_UNKNOWN_PARAM = re.compile(r"unknown parameter 'p\.(.+)'")
+_UNKNOWN_VAR = re.compile(r"unknown variable '(.+)'")
 
 
 def render(text: str, params: dict[str, Any] | Params) -> str:
@@ -287,13 +313,13 @@ def render(text: str, params: dict[str, Any] | Params) -> str:
         ) from None
     except jinja2.UndefinedError as e:
         msg = str(e.message or e)
-        m = _UNKNOWN_PARAM.match(msg)
+        m = _UNKNOWN_PARAM.fullmatch(msg)
         if m:
             raise RenderError(
                 f"the template uses unknown parameter 'p.{m.group(1)}'",
                 _known_hint(m.group(1), p.names()),
             ) from None
-        m = _UNKNOWN_VAR.match(msg)
+        m = _UNKNOWN_VAR.fullmatch(msg)
         if m:
             raise RenderError(
                 f"the template uses unknown variable '{m.group(1)}'",
@@ -302,10 +328,50 @@ def render(text: str, params: dict[str, Any] | Params) -> str:
         raise RenderError(f"the template fails: {msg}", "see the template's names") from None
     except ParamError as e:
         raise RenderError(e.message, e.hint) from None
+    except SecurityError as e:
+        raise RenderError(_security_message(e), _SANDBOX_HINT, _template_lineno(e)) from None
     except jinja2.TemplateError as e:
         raise RenderError(f"the template fails: {e.message}", "check the filters and their arguments") from None
+    except OverflowError as e:
+        if "range" in str(e).lower():
+            raise RenderError(
+                f"the template asks for a range of more than {MAX_RANGE} numbers",
+                "lab templates may count up to that many; use a smaller range",
+            ) from None
+        raise RenderError("the template computes a number too large to use",
+                          "check the arithmetic in the template") from None
     except (TypeError, ValueError, ArithmeticError, AttributeError, LookupError) as e:
         raise RenderError(f"the template fails: {e}", "check the filters and their arguments") from None
+
+
+_SANDBOX_HINT = ("lab templates may use p.NAME, the filters host, cidr, prefixlen, network and netmask, "
+                 "and plain Jinja2 expressions; remove the rest")
+_UNSAFE_ATTR = re.compile(r"access to attribute '(.+)' of '(.+)' object is unsafe\.?")
+
+
+def _template_lineno(exc: BaseException) -> int | None:
+    """The template line a runtime error happened on (Jinja2 rewrites its traceback so that
+    the template's own frames carry the template's line numbers)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _security_message(e: SecurityError) -> str:
+    """One sentence for a sandbox refusal, without Python's own wording."""
+    msg = " ".join(str(e.message or e).split())
+    m = _UNSAFE_ATTR.fullmatch(msg)
+    if m:
+        return f"the template reaches for '{m.group(1)}' of a value, which lab templates may not use"
+    if msg.startswith("the template reaches for"):
+        return msg
+    if "'*' would build" in msg or "'**' would build" in msg:
+        return f"the template is refused: {msg}"
+    return "the template calls something lab templates may not use"
 
 
 def _known_hint(name: str, known: list[str]) -> str:

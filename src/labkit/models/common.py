@@ -5,6 +5,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+# Patterns are written ^...$ because pydantic (Rust regex) and JSON Schema (ECMAScript) read
+# '$' as the end of the text; Python's re.match would also accept a trailing newline after
+# '$', so Python code checks them with re.fullmatch only (is_name, is_iface).
 NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_RE)]
 PARAM_RE = r"^[a-z][a-z0-9_]{0,30}$"
@@ -30,4 +33,10 @@ class I18n(Strict):
 
 
 def is_name(value: str) -> bool:
-    return re.match(NAME_RE, value) is not None
+    """A node, segment, lab or instance name: the whole text, no trailing newline."""
+    return isinstance(value, str) and re.fullmatch(NAME_RE, value) is not None
+
+
+def is_iface(value: str) -> bool:
+    """An interface name: the whole text, no trailing newline."""
+    return isinstance(value, str) and re.fullmatch(IFACE_RE, value) is not None

@@ -75,7 +75,7 @@ _MAX_LISTED = 6  # files named in one integrity message
 
 def is_safe_name(name: str) -> bool:
     """A portable file name stem: letters, digits, ``.``, ``_``, ``-``; starts alphanumeric."""
-    return bool(_SAFE_NAME.match(name))
+    return isinstance(name, str) and _SAFE_NAME.fullmatch(name) is not None
 
 
 def new_run_id(instance: str, now: datetime) -> str:

@@ -26,7 +26,7 @@ INSTANCE_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
 def check_instance_name(name: str) -> str:
-    if not INSTANCE_RE.match(name):
+    if not isinstance(name, str) or not INSTANCE_RE.fullmatch(name):
         raise UserError(
             f"{name!r} is not a valid instance name; use 1 to 31 lowercase letters, digits "
             "and dashes, starting with a letter (for example 'cand-07')."
@@ -54,7 +54,7 @@ class InstanceStore:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and INSTANCE_RE.match(p.name))
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and INSTANCE_RE.fullmatch(p.name))
 
     def load(self, name: str) -> InstanceState:
         path = self.state_file(name)
