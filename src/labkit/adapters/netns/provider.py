@@ -479,8 +479,13 @@ class NetnsProvider:
 
     def exec(self, state: InstanceState, node: str, argv: list[str], *, input: str | None = None,
              timeout: float = 60.0) -> ExecResult:
+        """Run ``argv`` in the node with a minimal environment (PATH, HOME, LANG). It is
+        cleared on the host, before nsenter, by the host's own env: nothing of labkit's
+        environment (LABKIT_*, SSH_AUTH_SOCK, tokens) reaches any binary of the node."""
         self._check_node(state, node)
-        full = [*self.node_enter_argv(state.name, node), *argv]
+        clean_env = ["/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                     "HOME=/root", "LANG=C.UTF-8"]
+        full = [*clean_env, *self.node_enter_argv(state.name, node), *argv]
         t0 = time.monotonic()
         try:
             proc = run_bounded(full, input=input, timeout=timeout)
@@ -490,11 +495,15 @@ class NetnsProvider:
                           duration=time.monotonic() - t0)
 
     def console_argv(self, state: InstanceState, node: str) -> list[str]:
+        """A root login shell in the node, with the same minimal environment as ``exec`` plus
+        TERM, cleared on the host before nsenter (the node's own ``env`` never sees labkit's)."""
         self._check_node(state, node)
-        term = os.environ.get("TERM", "xterm")
-        return [*self.node_enter_argv(state.name, node), "--wd=/root", "env", "-i", "HOME=/root",
-                f"TERM={term}", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "/bin/bash", "-l"]
+        term = os.environ.get("TERM") or "xterm"
+        if not term.replace("-", "").replace(".", "").replace("+", "").isalnum():
+            term = "xterm"
+        return ["/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "HOME=/root", "LANG=C.UTF-8", f"TERM={term}",
+                *self.node_enter_argv(state.name, node), "--wd=/root", "/bin/bash", "-l"]
 
     # -------------------------------------------------------------- grading
     def run_at(self, state: InstanceState, where: str, fn: Callable[[], T], timeout: float) -> T:
