@@ -2,12 +2,19 @@
 
 User errors (:class:`labkit.errors.LabkitError`) print one sentence on stderr and exit
 non-zero without a traceback; anything else is a bug and keeps its traceback.
+
+Much of what is printed comes from outside labkit: lab files, rosters, and above all the
+candidate's systems (sysName, alert names, banners quoted in check messages). So the consoles
+never interpret rich markup or emoji codes (``[/]``, ``[link=...]``, ``:smile:`` print as
+they are), styles are applied with :class:`rich.text.Text` only, and control characters
+(terminal escape sequences) are shown as ``\\xNN`` instead of reaching the terminal.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,13 +22,22 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from labkit import __version__
 from labkit.errors import LabkitError, UserError
 from labkit.models.results import GradeSummary
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(value: Any) -> str:
+    """``value`` as text safe for a terminal: control characters (escape sequences, carriage
+    returns) become ``\\xNN``; newlines and tabs stay. Markup is never interpreted anyway."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
 
 STATUS_STYLE = {"pass": "green", "fail": "red", "error": "yellow"}
 STATUS_WORD = {"fr": {"pass": "réussi", "fail": "échoué", "error": "erreur"},
@@ -39,7 +55,7 @@ def _print_json(data: Any) -> None:
 
 
 def print_score_table(summary: GradeSummary, lang: str = "fr", hints: dict[str, str] | None = None) -> None:
-    t = Table(title=f"{summary.lab_id} — {summary.instance} — {summary.score}/{summary.max_score}")
+    t = Table(title=plain(f"{summary.lab_id} — {summary.instance} — {summary.score}/{summary.max_score}"))
     t.add_column("check")
     t.add_column("verdict")
     t.add_column("points", justify="right")
@@ -48,10 +64,10 @@ def print_score_table(summary: GradeSummary, lang: str = "fr", hints: dict[str, 
         msg = c.message.get(lang)
         if hints and c.status != "pass" and c.id in hints:
             msg += f"\n→ {hints[c.id]}"
-        t.add_row(c.id, f"[{STATUS_STYLE[c.status]}]{STATUS_WORD[lang][c.status]}[/]",
-                  f"{c.points}/{c.max_points}", msg)
+        t.add_row(plain(c.id), Text(STATUS_WORD[lang][c.status], style=STATUS_STYLE[c.status]),
+                  f"{c.points}/{c.max_points}", plain(msg))
     out.print(t)
-    out.print(f"run: {summary.run_id}")
+    out.print(plain(f"run: {summary.run_id}"))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,10 +90,10 @@ def validate(paths: tuple[str, ...]) -> None:
             lab = load_lab_checked(ctx, p)
         except LabkitError as exc:
             failed += 1
-            err.print(f"[red]✗[/] {p}: {exc}", markup=True)
+            err.print(Text.assemble(("✗", "red"), plain(f" {p}: {exc}")))
         else:
-            out.print(f"✓ {lab.lab_file}: {lab.spec.id}, {len(lab.spec.checks)} checks, "
-                      f"{len(lab.spec.variants)} variants, {len(lab.spec.cheats)} cheats")
+            out.print(plain(f"✓ {lab.lab_file}: {lab.spec.id}, {len(lab.spec.checks)} checks, "
+                            f"{len(lab.spec.variants)} variants, {len(lab.spec.cheats)} cheats"))
     if failed:
         sys.exit(1)
 
@@ -88,7 +104,15 @@ def labs_cmd() -> None:
     from labkit.domain.labs import list_labs
 
     for row in list_labs(_ctx().settings):
-        out.print(" ".join(str(v) for v in (row.values() if isinstance(row, dict) else [row])))
+        if row.ok:
+            title = row.title.get("en") if row.title else ""
+            out.print(plain(f"{row.id}  {title}  ({row.topology}; {row.checks} checks, {row.max_points} points, "
+                            f"{row.variants} variants, {row.cheats} cheats)"))
+        else:
+            n = len(row.problems)
+            out.print(Text.assemble(plain(f"{row.id}  "), ("invalid", "red"),
+                                    plain(f": {n} problem{'s' if n != 1 else ''}; "
+                                          f"labkit validate {row.lab_file} lists them")))
 
 
 @cli.command()
@@ -106,7 +130,7 @@ def criteria(as_json: bool, lang: str) -> None:
     for col in ("id", "certification", "code", "text"):
         t.add_column(col)
     for r in rows:
-        t.add_row(*(str(r.get(k, "")) for k in ("id", "certification", "code", "text")))
+        t.add_row(*(plain(r.get(k, "")) for k in ("id", "certification", "code", "text")))
     out.print(t)
 
 
@@ -133,7 +157,7 @@ def schema(out_dir: Path | None) -> None:
 
     written = export_schemas(out_dir) if out_dir else write_project_schemas(_ctx().settings.project)
     for path in written:
-        out.print(f"wrote {path}")
+        out.print(plain(f"wrote {path}"))
 
 
 # ------------------------------------------------------------- lifecycle
@@ -148,8 +172,8 @@ def up(lab: str, instance: str | None, seed: int | None, candidate: str | None, 
     from labkit.usecases import lifecycle
 
     state = lifecycle.up(_ctx(), lab, instance=instance, seed=seed, candidate=candidate, provider=provider)
-    out.print(f"instance {state.name} is up ({len(state.plan.nodes)} nodes, seed {state.plan.seed}); "
-              f"brief: labkit brief {state.name}; shell: labkit console {state.name} NODE")
+    out.print(plain(f"instance {state.name} is up ({len(state.plan.nodes)} nodes, seed {state.plan.seed}); "
+                    f"brief: labkit brief {state.name}; shell: labkit console {state.name} NODE"))
 
 
 @cli.command()
@@ -167,14 +191,14 @@ def status(name: str | None, as_json: bool) -> None:
     if not items:
         out.print("no instance")
     for s in items:
-        t = Table(title=f"{s.name} ({s.lab_id}, {s.provider}, {s.phase})")
+        t = Table(title=plain(f"{s.name} ({s.lab_id}, {s.provider}, {s.phase})"))
         t.add_column("node")
         t.add_column("present")
         t.add_column("processes", justify="right")
         t.add_column("services")
         for n in s.nodes:
             svc = " ".join(f"{k}:{'up' if v else 'DOWN'}" for k, v in n.services.items())
-            t.add_row(n.name, "yes" if n.present else "NO", str(n.processes), svc)
+            t.add_row(plain(n.name), "yes" if n.present else "NO", str(n.processes), plain(svc))
         out.print(t)
 
 
@@ -219,7 +243,7 @@ def down(name: str | None, all_: bool) -> None:
     else:
         raise UserError("give an instance name or --all (not both); 'labkit status' lists instances.")
     for n, removed in done.items():
-        out.print(f"instance {n} removed ({len(removed)} items)")
+        out.print(plain(f"instance {n} removed ({len(removed)} items)"))
 
 
 # ------------------------------------------------------------- grading
@@ -233,7 +257,7 @@ def solve(name: str, variant: str | None, no_wait: bool) -> None:
 
     res = do_solve(_ctx(), name, variant=variant, wait=0 if no_wait else 60)
     settled = "" if res.converged_after is None else f", routing settled after {res.converged_after:.1f} s"
-    out.print(f"applied {variant or 'reference solution'} to {name} in {res.duration:.1f} s{settled}")
+    out.print(plain(f"applied {variant or 'reference solution'} to {name} in {res.duration:.1f} s{settled}"))
 
 
 def _grade(name: str, as_json: bool, lang: str, checks: tuple[str, ...], mode: str,
@@ -296,7 +320,7 @@ def report(run: str, fmt: str, lang: str, output: Path | None) -> None:
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
-        out.print(f"report written to {output}")
+        out.print(plain(f"report written to {output}"))
     else:
         click.echo(text)
 
@@ -307,11 +331,11 @@ def cohort() -> None:
 
 
 def _print_cohort(c: Any) -> None:
-    t = Table(title=f"cohort {c.name} — {c.lab} — seed {c.seed}")
+    t = Table(title=plain(f"cohort {c.name} — {c.lab} — seed {c.seed}"))
     for col in ("candidate", "instance", "seed", "status", "score", "detail"):
         t.add_column(col)
     for s in c.seats:
-        t.add_row(s.candidate, s.instance, str(s.seed), s.status, s.score or "", s.detail)
+        t.add_row(*(plain(v) for v in (s.candidate, s.instance, s.seed, s.status, s.score or "", s.detail)))
     out.print(t)
 
 
@@ -371,7 +395,7 @@ def runs() -> None:
     from labkit.adapters.storage.runs import list_runs
 
     for r in list_runs(_ctx().settings.runs):
-        out.print("  ".join(str(r.get(k, "")) for k in ("id", "lab", "instance", "candidate", "score", "max", "date")))
+        out.print(plain("  ".join(str(r.get(k, "")) for k in ("id", "lab", "instance", "candidate", "score", "max", "date"))))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     except LabkitError as exc:
-        err.print(f"labkit: error: {exc}", markup=False)
+        err.print(plain(f"labkit: error: {exc}"))
         return exc.exit_code
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
