@@ -1,17 +1,21 @@
-"""Routing checks: reachability between LANs, OSPF adjacencies, OSPF-learned routes, and
-resilience to the loss of a WAN link. Observation is from the grader's side (ICMP it sends
-itself, kernel routing tables it reads over netlink) except ``ospf_adjacency``, which reads
-the routers' own OSPF state over SSH and says so in the lab's check documentation."""
+"""Routing checks: reachability between LANs, OSPF adjacencies, OSPF-advertised LANs, and
+resilience to the loss of a WAN link. Observation is from the grader's side: nonce echoes
+between its own vantage points, OSPF packets captured on the grader-owned bridge every WAN
+link passes through, and faults injected on that bridge. The routers' kernel tables (netlink)
+are supporting evidence only."""
 
 from __future__ import annotations
 
 import ipaddress
 import itertools
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from labkit.adapters.probes import icmp, netlink, ssh
+from labkit.adapters.probes import capture, icmp, netlink, ospf
 from labkit.domain.grading import CheckContext, error_if_unrun
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
@@ -84,59 +88,114 @@ class LanReachability:
         )
 
 
-OSPF_CMDS = ["vtysh -c 'show ip ospf neighbor json'", "vtysh -c 'show ip ospf interface json'"]
+# --------------------------------------------------------------------------- OSPF on the wire
+# Every point-to-point link passes through a grader-owned bridge (namespace ``link:NAME``,
+# ports p1/p2 facing the link's two endpoints): the grader captures OSPF there and injects
+# faults there, where the candidate can neither see nor undo them.
+
+LINK_PORTS = ("p1", "p2")
+BACKBONE = "0.0.0.0"
+
+
+def _capture(ctx: CheckContext, link: str, duration_s: float, *, phase: str,
+             ready: threading.Event | None = None, stop: threading.Event | None = None) -> Callable[[], Evidence]:
+    probe = partial(ospf.capture_ospf, source=f"link:{link}", check=ctx.check.id, duration_s=duration_s,
+                    max_frames=5000, ready=ready, stop=stop)
+    return ctx.deferred(f"link:{link}", "capture", link, f"OSPF capture on {link} (grader bridge)", probe,
+                        timeout=duration_s + 10, meta={"link": link, "phase": phase})
+
+
+def _hellos_by_src(evidence: list[Evidence]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(link, source address) -> hellos seen on that link's bridge."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for ev in evidence:
+        if ev.kind != "capture" or not ev.ok:
+            continue
+        for h in (ev.parsed or {}).get("hellos") or []:
+            out.setdefault((str(ev.meta.get("link")), str(h.get("src"))), []).append(h)
+    return out
+
+
+def _router_ids(evidence: list[Evidence], links: dict[str, dict[str, str]]) -> dict[str, set[str]]:
+    """Router name -> router ids it used in the hellos it sent from its own address on each
+    WAN link (the address is the plan's, the hello is on the grader's bridge)."""
+    by_src = _hellos_by_src(evidence)
+    rids: dict[str, set[str]] = {}
+    for link, ends in links.items():
+        for router, addr in ends.items():
+            for h in by_src.get((link, addr), []):
+                rids.setdefault(router, set()).add(str(h.get("router_id")))
+    return rids
+
+
+def _two(problems: list[tuple[str, str]]) -> Verdict:
+    problems = list(dict.fromkeys(problems))
+    return Verdict.failed("; ".join(p[0] for p in problems) + ".", "; ".join(p[1] for p in problems) + ".")
 
 
 class OspfAdjacency:
+    """OSPF seen on the wire: each WAN link's bridge is captured for ``capture_s`` seconds
+    (lab settled, no fault). On every link, both routers send hellos from their planned
+    address, in the backbone area, with the brief's hello and dead intervals; each lists the
+    other's router id (two-way); DR and BDR are 0.0.0.0 in every hello of the capture (a
+    point-to-point interface elects none; a broadcast one has elected a DR once its wait
+    timer, the dead interval, has run)."""
+
     name = "routing.ospf_adjacency"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        calls = []
-        for router, vantage in args["routers"].items():
-            seg = ctx.plan.vantage_point(vantage).segment  # type: ignore[union-attr]
-            addr = ctx.address(router, seg)
-            probe = partial(ssh.ssh_run, addr, OSPF_CMDS, key_file=ctx.ssh_key, source=vantage,
-                            check=ctx.check.id, timeout=5.0)
-            calls.append(ctx.deferred(vantage, "ssh", addr, "; ".join(OSPF_CMDS), probe,
-                                      meta={"target_name": router}))
-        return ctx.parallel(calls)
+        dur = float(args.get("capture_s", 3.5))
+        return ctx.parallel([_capture(ctx, link, dur, phase="steady") for link in args["links"]])
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         if (err := error_if_unrun(evidence)) is not None:
             return err
-        by_router = {e.meta.get("target_name"): e for e in evidence}
+        links: dict[str, dict[str, str]] = args["links"]
+        captured = {str(e.meta.get("link")) for e in evidence if e.kind == "capture"}
+        if not captured >= set(links):
+            return Verdict.errored("Les liens WAN n'ont pas tous été observés.", "Not every WAN link was captured.")
+        want_hello, want_dead = int(args.get("hello", 1)), int(args.get("dead", 4))
+        area = str(args.get("area", BACKBONE))
+        by_src = _hellos_by_src(evidence)
+        rids = _router_ids(evidence, links)
         problems: list[tuple[str, str]] = []
-        for link, ends in args["links"].items():
-            for router, iface in ends.items():
-                ev = by_router.get(router)
-                if ev is None:
-                    problems.append((f"{router} : état OSPF non collecté", f"{router}: OSPF state not collected"))
+        for link, ends in links.items():
+            for router, addr in ends.items():
+                hellos = by_src.get((link, addr), [])
+                where = f"{router} ({addr}, {link})"
+                if not hellos:
+                    problems.append((f"{where} : aucun hello OSPF vu sur le lien",
+                                     f"{where}: no OSPF hello seen on the link"))
                     continue
-                neigh, ifaces = (c.get("json") for c in ev.parsed)
-                if not isinstance(ifaces, dict) or not isinstance(neigh, dict):
-                    problems.append((f"{router} : OSPF ne répond pas", f"{router}: OSPF does not answer"))
-                    continue
-                info = (ifaces.get("interfaces") or {}).get(iface)
-                if info is None:
-                    problems.append((f"{router} {iface} ({link}) : interface absente d'OSPF",
-                                     f"{router} {iface} ({link}): interface not in OSPF"))
-                    continue
-                if info.get("networkType") != "POINTOPOINT":
-                    problems.append((
-                        f"{router} {iface} ({link}) : type de réseau {info.get('networkType')}, point-à-point attendu",
-                        f"{router} {iface} ({link}): network type {info.get('networkType')}, point-to-point expected"))
-                full = [n for lst in (neigh.get("neighbors") or {}).values() for n in lst
-                        if str(n.get("ifaceName", "")).split(":")[0] == iface
-                        and str(n.get("state", n.get("nbrState", ""))).startswith("Full")]
-                if not full:
-                    problems.append((f"{router} {iface} ({link}) : aucun voisin OSPF en état Full",
-                                     f"{router} {iface} ({link}): no OSPF neighbour in Full state"))
+                areas = sorted({str(h["area"]) for h in hellos})
+                if areas != [area]:
+                    problems.append((f"{where} : hellos en zone {'/'.join(areas)}, zone {area} attendue",
+                                     f"{where}: hellos in area {'/'.join(areas)}, area {area} expected"))
+                timers = sorted({(int(h["hello"]), int(h["dead"])) for h in hellos})
+                if timers != [(want_hello, want_dead)]:
+                    seen = ", ".join(f"{a}/{b} s" for a, b in timers)
+                    problems.append((f"{where} : hello/dead {seen}, {want_hello}/{want_dead} s attendus",
+                                     f"{where}: hello/dead {seen}, {want_hello}/{want_dead} s expected"))
+                elected = sorted({f"DR {h['dr']} BDR {h['bdr']}" for h in hellos
+                                  if h["dr"] != "0.0.0.0" or h["bdr"] != "0.0.0.0"})
+                if elected:
+                    problems.append((f"{where} : élection DR/BDR ({'; '.join(elected)}), le lien n'est pas en "
+                                     "point-à-point", f"{where}: DR/BDR elected ({'; '.join(elected)}), the link "
+                                     "is not point-to-point"))
+                peers = [p for p in ends if p != router]
+                for peer in peers:
+                    peer_rids = rids.get(peer, set())
+                    if not any(set(h.get("neighbors") or []) & peer_rids for h in hellos):
+                        problems.append((f"{where} : ne liste pas {peer} comme voisin dans ses hellos",
+                                         f"{where}: does not list {peer} as a neighbour in its hellos"))
         if problems:
-            problems = list(dict.fromkeys(problems))
-            return Verdict.failed("; ".join(p[0] for p in problems) + ".", "; ".join(p[1] for p in problems) + ".")
-        n = sum(len(e) for e in args["links"].values())
-        return Verdict.passed(f"Les {n} extrémités WAN ont un voisin OSPF Full en point-à-point.",
-                              f"All {n} WAN ends have a Full point-to-point OSPF neighbour.")
+            return _two(problems)
+        n = sum(len(e) for e in links.values())
+        return Verdict.passed(
+            f"Sur chaque lien WAN, les {n} extrémités émettent des hellos OSPF (zone {area}, hello {want_hello} s, "
+            f"dead {want_dead} s, sans DR/BDR) et se voient mutuellement.",
+            f"On every WAN link, all {n} ends send OSPF hellos (area {area}, hello {want_hello} s, dead "
+            f"{want_dead} s, no DR/BDR) and see each other.")
 
 
 def _route_net(route: dict[str, Any]) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
@@ -154,88 +213,195 @@ def _routes(ev_id: str, *, source: str, check: str) -> Evidence:
     return netlink.routes(ev_id=ev_id, source=source, check=check)
 
 
-def _set_link(ev_id: str, *, iface: str, up: bool, check: str) -> Evidence:
-    return netlink.set_link_state(iface, up, ev_id=ev_id, source="grader", check=check)
+def _port(ev_id: str, *, port: str, up: bool, source: str, check: str) -> Evidence:
+    return netlink.set_link_state(port, up, ev_id=ev_id, source=source, check=check)
 
 
-def _wait(ev_id: str, *, ip: str, source: str, check: str, deadline_s: float) -> Evidence:
-    return icmp.wait_reachable(ip, deadline_s=deadline_s, ev_id=ev_id, source=source, check=check, interval=0.2)
+def _block(ev_id: str, *, block: bool, source: str, check: str) -> Evidence:
+    return capture.bridge_block(block, ev_id=ev_id, source=source, check=check)
+
+
+def _pull(ctx: CheckContext, link: str, up: bool, meta: dict[str, Any]) -> list[Evidence]:
+    """Set the grader's two ports of ``link`` down (a cable pull: both routers lose
+    carrier) or up again."""
+    out = []
+    for port in LINK_PORTS:
+        ev = ctx.probe(f"link:{link}", "fault", f"{link}/{port}",
+                       f"ip link set {port} {'up' if up else 'down'} ({link}, grader bridge)",
+                       partial(_port, port=port, up=up, source=f"link:{link}", check=ctx.check.id))
+        ev.meta.update({"link": link, **meta})
+        out.append(ev)
+    return out
+
+
+def _lan_advertised(lsas: list[dict[str, Any]], prefix: str) -> bool:
+    """A router-LSA link that carries ``prefix``: a stub network (id = network, data = mask;
+    FRR encodes a passive or neighbourless LAN so), or a transit link whose own interface
+    address (data) lies in the prefix."""
+    net = ipaddress.ip_network(prefix)
+    for lsa in lsas:
+        for ln in lsa.get("links") or []:
+            try:
+                if ln.get("type") == "stub" and ipaddress.ip_network(f"{ln['id']}/{ln['data']}") == net:
+                    return True
+                if ln.get("type") == "transit" and ipaddress.ip_address(ln["data"]) in net:
+                    return True
+            except ValueError:
+                continue
+    return False
 
 
 class OspfRoutes:
+    """Each site's LAN advertised in OSPF by its own router, seen in the LSAs on the wire.
+
+    Routers flood router-LSAs only when something changes, so the grader makes them: while it
+    captures every WAN link's bridge, it pulls the cable of the ``pulls`` links in turn (both
+    grader ports down for ``down_s``, then up again): each router on a pulled link re-originates
+    its router-LSA at once and floods it on its other links. A router is known by the router
+    id in the hellos it sends from its planned WAN address. Then the grader waits (bounded)
+    until every vantage point reaches every other one again. Each router's kernel routing table
+    (netlink, read from the grader) is supporting evidence only: it can take the points away
+    (a route to another site's LAN installed by a static route) but never gives them."""
+
     name = "routing.ospf_routes"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        calls = [
+        links: dict[str, dict[str, str]] = args["links"]
+        pulls: list[str] = list(args.get("pulls") or [])
+        down_s = float(args.get("down_s", 1.5))
+        gap_s = float(args.get("gap_s", 1.5))
+        total = len(pulls) * (down_s + gap_s) + 2.5
+        stop = threading.Event()
+        readies = {link: threading.Event() for link in links}
+        evidence: list[Evidence] = []
+        with ThreadPoolExecutor(max_workers=len(links)) as pool:
+            futures = [pool.submit(_capture(ctx, link, total + 5, phase="lsa", ready=readies[link], stop=stop))
+                       for link in links]
+            try:
+                for r in readies.values():
+                    r.wait(5)
+                for link in pulls:
+                    pulled: list[Evidence] = []
+                    try:
+                        pulled = _pull(ctx, link, False, {"phase": "pull"})
+                        evidence += pulled
+                        time.sleep(down_s)
+                    finally:
+                        evidence += _pull(ctx, link, True, {"phase": "restore"})
+                    time.sleep(gap_s)
+                time.sleep(2.5)
+            finally:
+                stop.set()
+            evidence = [f.result() for f in futures] + evidence
+        vantage: list[str] = list(args.get("vantage") or [])
+        settle = float(args.get("settle_s", 20))
+        evidence += ctx.parallel([partial(ctx.wait_echo, s, d, settle, meta={"phase": "settle"})
+                                  for s, d in itertools.permutations(vantage, 2)])
+        evidence += ctx.parallel([
             ctx.deferred(r, "netlink", r, "ip route show (netlink)",
                          partial(_routes, source=r, check=ctx.check.id), meta={"target_name": r})
-            for r in args["routers"]
-        ]
-        return ctx.parallel(calls)
+            for r in args.get("routers") or []
+        ])
+        return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
-        if (err := error_if_unrun(evidence)) is not None:
+        captures = [e for e in evidence if e.kind == "capture"]
+        faults = [e for e in evidence if e.kind == "fault"]
+        if (err := error_if_unrun(captures + faults)) is not None:
             return err
+        if not captures:
+            return Verdict.errored("Aucune capture OSPF n'a été faite.", "No OSPF capture was made.")
+        links: dict[str, dict[str, str]] = args["links"]
         prefixes: dict[str, str] = args["prefixes"]
+        rids = _router_ids(captures, links)
+        lsas = [lsa for e in captures for lsa in (e.parsed or {}).get("lsas") or [] if lsa.get("type") == 1]
         problems: list[tuple[str, str]] = []
+        for owner, prefix in prefixes.items():
+            mine = rids.get(owner, set())
+            if not mine:
+                problems.append((f"{owner} n'émet aucun hello OSPF sur ses liens WAN : {prefix} n'est pas annoncé "
+                                 "en OSPF par son routeur", f"{owner} sends no OSPF hello on its WAN links: {prefix} "
+                                 "is not advertised in OSPF by its router"))
+                continue
+            own = [lsa for lsa in lsas if lsa.get("adv_router") in mine]
+            if not own:
+                problems.append((f"aucun router-LSA de {owner} (id {', '.join(sorted(mine))}) vu sur les liens WAN",
+                                 f"no router-LSA of {owner} (id {', '.join(sorted(mine))}) seen on the WAN links"))
+            elif not _lan_advertised(own, prefix):
+                problems.append((f"les router-LSA de {owner} n'annoncent pas son LAN {prefix}",
+                                 f"{owner}'s router-LSAs do not advertise its LAN {prefix}"))
+        # supporting evidence: the routers' own kernel tables (can take points away, never give them)
         for ev in evidence:
+            if ev.kind != "netlink" or not ev.ok:
+                continue
             router = ev.meta.get("target_name", ev.target)
-            routes = ev.parsed or []
             for owner, prefix in prefixes.items():
                 if owner == router:
                     continue
                 net = ipaddress.ip_network(prefix)
-                matching = [r for r in routes if _route_net(r) == net]
-                protos = sorted({str(r.get("protocol")) for r in matching})
-                if not matching:
-                    problems.append((f"{router} n'a pas de route vers {prefix}", f"{router} has no route to {prefix}"))
-                elif "ospf" not in protos:
-                    problems.append((f"{router} joint {prefix} par une route {'/'.join(protos)}, pas par OSPF",
-                                     f"{router} reaches {prefix} through a {'/'.join(protos)} route, not OSPF"))
-                elif any(p in ("static", "boot") for p in protos):
-                    problems.append((f"{router} a aussi une route statique vers {prefix}",
-                                     f"{router} also has a static route to {prefix}"))
+                protos = sorted({str(r.get("protocol")) for r in ev.parsed or [] if _route_net(r) == net})
+                if any(p in ("static", "boot") for p in protos):
+                    problems.append((f"{router} joint {prefix} par une route statique (table de routage)",
+                                     f"{router} reaches {prefix} through a static route (routing table)"))
         if problems:
-            return Verdict.failed("; ".join(p[0] for p in problems) + ".", "; ".join(p[1] for p in problems) + ".")
-        return Verdict.passed("Chaque routeur apprend les LAN des autres sites par OSPF.",
-                              "Every router learns the other sites' LANs through OSPF.")
+            return _two(problems)
+        return Verdict.passed(
+            f"Les {len(prefixes)} LAN sont annoncés dans les router-LSA de leur propre routeur, vus sur les liens WAN.",
+            f"All {len(prefixes)} LANs are advertised in their own router's router-LSAs, seen on the WAN links.")
+
+
+FAULTS = {
+    "silent-cut": ("coupure silencieuse (porteuse conservée)", "silent cut (carrier kept)"),
+    "cable-pull": ("câble débranché (perte de porteuse)", "cable pull (carrier lost)"),
+}
 
 
 class WanResilience:
-    """Cut a WAN link (both ends down), measure the time until every site reaches every
-    other again, restore the link. The fault is recorded as evidence of kind ``fault``."""
+    """Two faults on the grader's bridge of one WAN link, one after the other: a silent cut
+    (nftables drops what the bridge forwards; both routers keep carrier, only OSPF's dead
+    interval can notice) and a cable pull (the grader's two ports down: both routers lose
+    carrier). After each, the time until every vantage point reaches every other one again
+    (grader-to-grader nonce echoes) is measured against ``within``; the link is always restored
+    in a ``finally``, then the lab is given ``settle_s`` (bounded) to settle again."""
 
     name = "routing.wan_resilience"
+
+    def _recovery(self, ctx: CheckContext, vantage: list[str], deadline: float, phase: str) -> list[Evidence]:
+        return ctx.parallel([partial(ctx.wait_echo, s, d, deadline, meta={"phase": phase})
+                             for s, d in itertools.permutations(vantage, 2)])
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         vantage: list[str] = args["vantage"]
         within = float(args.get("within", 10))
-        ends: dict[str, str] = args["cut"]["ends"]
+        settle = float(args.get("settle_s", 20))
         link = args["cut"]["link"]
         evidence = _ping_matrix(ctx, vantage, phase="before")
         if _unreachable(evidence) or any(not e.ok for e in evidence):
             return evidence  # nothing to measure: the judge says why
-        cut: list[tuple[str, str]] = []
-        try:
-            for router, iface in ends.items():
-                ev = ctx.probe(router, "fault", f"{router}:{iface}", f"ip link set {iface} down ({link})",
-                               partial(_set_link, iface=iface, up=False, check=ctx.check.id))
-                evidence.append(ev)
-                if ev.ok:
-                    cut.append((router, iface))
-            calls = []
-            for src, dst in itertools.permutations(vantage, 2):
-                ip = _vantage_ip(ctx, dst)
-                calls.append(ctx.deferred(
-                    src, "icmp", ip, f"wait for {ip}",
-                    partial(_wait, ip=ip, source=src, check=ctx.check.id, deadline_s=within),
-                    timeout=within + 5, meta={"target_name": dst, "phase": "after-cut"}))
-            evidence += ctx.parallel(calls)
-        finally:
-            for router, iface in cut:
-                evidence.append(ctx.probe(router, "fault", f"{router}:{iface}", f"ip link set {iface} up ({link})",
-                                          partial(_set_link, iface=iface, up=True, check=ctx.check.id)))
-        evidence += _ping_matrix(ctx, vantage, phase="restored")
+        for fault in args.get("faults") or list(FAULTS):
+            applied: list[Evidence] = []
+            try:
+                if fault == "silent-cut":
+                    ev = ctx.probe(f"link:{link}", "fault", link, f"silent cut of {link} (nftables, grader bridge)",
+                                   partial(_block, block=True, source=f"link:{link}", check=ctx.check.id))
+                    ev.meta.update({"link": link, "fault": fault, "phase": "apply"})
+                    applied = [ev]
+                else:
+                    applied = _pull(ctx, link, False, {"fault": fault, "phase": "apply"})
+                evidence += applied
+                if all(e.ok for e in applied):
+                    evidence += self._recovery(ctx, vantage, within, f"after-{fault}")
+            finally:
+                if fault == "silent-cut":
+                    ev = ctx.probe(f"link:{link}", "fault", link, f"end of the silent cut of {link}",
+                                   partial(_block, block=False, source=f"link:{link}", check=ctx.check.id))
+                    ev.meta.update({"link": link, "fault": fault, "phase": "restore"})
+                    evidence.append(ev)
+                else:
+                    evidence += _pull(ctx, link, True, {"fault": fault, "phase": "restore"})
+            # the restored link forms its adjacency again before the next fault
+            time.sleep(float(args.get("restore_s", 3)))
+            evidence += self._recovery(ctx, vantage, settle, f"restored-{fault}")
         return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
@@ -243,6 +409,8 @@ class WanResilience:
         before = [e for e in evidence if e.meta.get("phase") == "before"]
         if (err := error_if_unrun(before)) is not None:
             return err
+        if not before:
+            return Verdict.errored("Aucune mesure avant la coupure.", "No measurement before the cut.")
         if _unreachable(before):
             return Verdict.failed(
                 "Avant la coupure, les sites ne se joignent déjà pas tous : " + "; ".join(_unreachable(before)) + ".",
@@ -253,27 +421,35 @@ class WanResilience:
         if not faults or any(not e.ok for e in faults):
             bad = next((e for e in faults if not e.ok), None)
             reason = bad.error if bad else "no fault recorded"
-            return Verdict.errored(f"La coupure du lien n'a pas pu être faite : {reason}.",
-                                   f"The link could not be cut: {reason}.")
-        after = [e for e in evidence if e.meta.get("phase") == "after-cut"]
-        if (err := error_if_unrun(after)) is not None:
-            return err
-        late = [f"{e.source} → {e.meta.get('target_name')}" for e in after
-                if (e.parsed or {}).get("first_reply_after_s") is None
-                or float(e.parsed["first_reply_after_s"]) > within]
-        worst = max((float((e.parsed or {}).get("first_reply_after_s") or 0) for e in after), default=0.0)
+            return Verdict.errored(f"La panne n'a pas pu être provoquée ou levée : {reason}.",
+                                   f"The fault could not be made or undone: {reason}.")
         link = args["cut"]["link"]
-        if late:
-            return Verdict.failed(
-                f"Lien {link} coupé : {len(late)} chemin(s) sans réponse après {within:g} s : " + "; ".join(late) + ".",
-                f"Link {link} cut: {len(late)} path(s) without an answer after {within:g} s: " + "; ".join(late) + ".",
-            )
+        done = list(dict.fromkeys(str(e.meta.get("fault")) for e in faults))
+        problems: list[tuple[str, str]] = []
+        worst: dict[str, float] = {}
+        for fault in done:
+            after = [e for e in evidence if e.meta.get("phase") == f"after-{fault}"]
+            if (err := error_if_unrun(after)) is not None:
+                return err
+            if not after:
+                return Verdict.errored(f"Aucune mesure après la panne {fault}.", f"No measurement after the {fault}.")
+            fr, en = FAULTS.get(fault, (fault, fault))
+            late = [f"{e.source} → {e.meta.get('target_name')}" for e in after
+                    if (e.parsed or {}).get("first_reply_after_s") is None
+                    or float(e.parsed["first_reply_after_s"]) > within]
+            worst[fault] = max(float((e.parsed or {}).get("first_reply_after_s") or 0) for e in after)
+            if late:
+                problems.append((f"{link}, {fr} : {len(late)} chemin(s) sans réponse après {within:g} s : "
+                                 + ", ".join(late),
+                                 f"{link}, {en}: {len(late)} path(s) without an answer after {within:g} s: "
+                                 + ", ".join(late)))
+        if problems:
+            return _two(problems)
+        fr = "; ".join(f"{FAULTS.get(f, (f, f))[0]} : {worst[f]:.2f} s" for f in done)
+        en = "; ".join(f"{FAULTS.get(f, (f, f))[1]}: {worst[f]:.2f} s" for f in done)
         return Verdict.passed(
-            f"Lien {link} coupé : tous les sites se joignent de nouveau après {worst:.2f} s au plus "
-            f"(exigé : {within:g} s).",
-            f"Link {link} cut: every site reaches the others again after at most {worst:.2f} s "
-            f"(required: {within:g} s).",
-        )
+            f"Lien {link} : tous les sites se joignent de nouveau au plus tard après ({fr}) ; exigé : {within:g} s.",
+            f"Link {link}: every site reaches the others again at worst after ({en}); required: {within:g} s.")
 
 
 GRADERS = [LanReachability(), OspfAdjacency(), OspfRoutes(), WanResilience()]

@@ -1,13 +1,21 @@
 """SNMP checks, observed from the grader's vantage points: SNMPv3 authPriv answers with the
-right sysName, and no v1/v2c community is answered."""
+right sysName, and no v1/v2c community is answered, even from an address nobody could know
+in advance."""
 
 from __future__ import annotations
 
+import ipaddress
+import random
+import socket
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.adapters.probes import snmp
+from labkit.adapters.probes._common import evidence as make_ev
+from labkit.adapters.probes._common import utcnow
 from labkit.domain.grading import CheckContext, error_if_unrun
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
@@ -72,32 +80,188 @@ def _agent_listens(ev: Evidence) -> bool:
     return bool(p.get("answered")) or p.get("error_indication_type") not in NO_ANSWER
 
 
+# ------------------------------------------------------------ requests from a fresh address
+# Hand-encoded BER: the v1/v2c GET and the v3 engine discovery are a few bytes each, and a
+# socket of our own can be bound to the fresh source address (the pysnmp probe cannot).
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + body
+
+
+def _int(v: int) -> bytes:
+    return _tlv(0x02, v.to_bytes(max(1, (v.bit_length() + 8) // 8), "big", signed=True))
+
+
+def _oid(dotted: str) -> bytes:
+    parts = [int(x) for x in dotted.split(".")]
+    out = bytes([40 * parts[0] + parts[1]])
+    for n in parts[2:]:
+        enc = [n & 0x7F]
+        n >>= 7
+        while n:
+            enc.insert(0, 0x80 | (n & 0x7F))
+            n >>= 7
+        out += bytes(enc)
+    return _tlv(0x06, out)
+
+
+def community_get_packet(community: str, version: str, request_id: int, oid: str = SYS_DESCR) -> bytes:
+    """An SNMPv1 (version "1") or v2c GetRequest for ``oid``."""
+    varbinds = _tlv(0x30, _tlv(0x30, _oid(oid) + b"\x05\x00"))
+    pdu = _tlv(0xA0, _int(request_id) + _int(0) + _int(0) + varbinds)
+    return _tlv(0x30, _int(0 if version == "1" else 1) + _tlv(0x04, community.encode()) + pdu)
+
+
+def v3_discovery_packet(msg_id: int) -> bytes:
+    """An SNMPv3 engine-discovery request (noAuthNoPriv, empty user, reportable): any agent
+    that speaks SNMPv3 to this source answers it with a Report."""
+    usm = _tlv(0x30, _tlv(0x04, b"") + _int(0) + _int(0) + _tlv(0x04, b"") + _tlv(0x04, b"") + _tlv(0x04, b""))
+    header = _tlv(0x30, _int(msg_id) + _int(65507) + _tlv(0x04, b"\x04") + _int(3))
+    scoped = _tlv(0x30, _tlv(0x04, b"") + _tlv(0x04, b"") + _tlv(0xA0, _int(msg_id) + _int(0) + _int(0)
+                                                                     + _tlv(0x30, b"")))
+    return _tlv(0x30, _int(3) + header + _tlv(0x04, usm) + scoped)
+
+
+def _exchange(host: str, src_ip: str, packet: bytes, marker: bytes, *, kind_label: str, ev_id: str, source: str,
+              check: str | None, timeout: float, meta: dict[str, Any]) -> Evidence:
+    """Send ``packet`` to ``host``:161 from ``src_ip``; answered = a datagram came back from
+    host:161 carrying ``marker`` (the request id / message id encoding)."""
+    netns = assert_in_lab_netns()
+    started = utcnow()
+    base = partial(make_ev, ev_id=ev_id, check=check, kind="snmp", source=source, target=f"{host}:161",
+                   action=f"{kind_label} from {src_ip}")
+    meta = {"netns": netns, "source_address": src_ip, **meta}
+    replies = 0
+    answered = False
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((src_ip, 0))
+            sock.settimeout(0.2)
+            sock.sendto(packet, (host, 161))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not answered:
+                try:
+                    data, peer = sock.recvfrom(65535)
+                except TimeoutError:
+                    continue
+                if peer == (host, 161):
+                    replies += 1
+                    answered = data[:1] == b"\x30" and marker in data
+    except OSError as exc:
+        return base(started_at=started, ok=False, error=str(exc), meta=meta)
+    parsed = {"answered": answered, "replies": replies, "source_address": src_ip}
+    return base(started_at=started, ok=True, parsed=parsed, meta=meta,
+                raw=f"{kind_label} from {src_ip}: " + ("answered" if answered else "no answer"))
+
+
+def _source_address(cidr: str, add: bool, *, ev_id: str, source: str, check: str | None) -> Evidence:
+    """Add (or remove) ``cidr`` on this vantage namespace's eth0."""
+    from pyroute2 import IPRoute
+
+    netns = assert_in_lab_netns()
+    started = utcnow()
+    ip, plen = cidr.split("/")
+    base = partial(make_ev, ev_id=ev_id, check=check, kind="netlink", source=source, target=f"{source}/eth0",
+                   action=f"ip addr {'add' if add else 'del'} {cidr} dev eth0 (grader probe)")
+    try:
+        with IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname="eth0")[0]
+            ipr.addr("add" if add else "del", index=idx, address=ip, prefixlen=int(plen))
+    except Exception as exc:  # noqa: BLE001 - the probe could not run
+        return base(started_at=started, ok=False, error=str(exc), meta={"netns": netns})
+    return base(started_at=started, ok=True, parsed={"address": cidr, "added": add}, raw=cidr,
+                meta={"netns": netns, "purpose": "fresh-source"})
+
+
+def fresh_address(prefix: str, taken: set[str], rng: random.Random) -> str:
+    """A host address of ``prefix`` that is in no plan (not a node's, not a probe's)."""
+    net = ipaddress.ip_network(prefix, strict=False)
+    for _ in range(1000):
+        cand = net.network_address + rng.randrange(2, net.num_addresses - 1)
+        if str(cand) not in taken:
+            return f"{cand}/{net.prefixlen}"
+    raise ValueError(f"no free address left in {prefix}")
+
+
 class NoCommunityAccess:
     """v1/v2c communities get no answer while the agent does answer SNMPv3 on the LAN: an
-    agent that listens nowhere would refuse v2c vacuously and earns nothing."""
+    agent that listens nowhere would refuse v2c vacuously and earns nothing.
+
+    The v1/v2c requests leave from a fresh random address of the vantage point's LAN, added
+    to the grader's vantage namespace for this run only (so no rule can exempt the probe
+    in advance), together with a v3 engine discovery from that same address (the agent must
+    answer it: an agent that ignores unknown sources refuses v2c vacuously too). The usual
+    v3 authPriv liveness request from the vantage point's own address is kept."""
 
     name = "snmp.no_community_access"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
+        rng = random.SystemRandom()
+        taken = {a.split("/")[0] for n in ctx.plan.nodes for i in n.interfaces for a in i.addresses}
+        taken |= {v.ip for v in ctx.plan.vantage}
+        targets = _router_targets(ctx, args["routers"])
+        fresh: dict[str, str] = {}
+        evidence: list[Evidence] = []
+        for vantage in dict.fromkeys(v for _, v, _ in targets):
+            vp = ctx.plan.vantage_point(vantage)
+            fresh[vantage] = fresh_address(vp.address, taken, rng)  # type: ignore[union-attr]
+            taken.add(fresh[vantage].split("/")[0])
+        added: list[str] = []
+        try:
+            for vantage, cidr in fresh.items():
+                ev = ctx.probe(vantage, "netlink", f"{vantage}/eth0", f"ip addr add {cidr}",
+                               partial(_source_address, cidr, True, source=vantage, check=ctx.check.id))
+                evidence.append(ev)
+                if ev.ok:
+                    added.append(vantage)
+            if len(added) == len(fresh):
+                time.sleep(0.1)
+                evidence += ctx.parallel(self._requests(ctx, args, targets, fresh, rng))
+        finally:
+            for vantage in added:
+                cidr = fresh[vantage]
+                evidence.append(ctx.probe(vantage, "netlink", f"{vantage}/eth0", f"ip addr del {cidr}",
+                                          partial(_source_address, cidr, False, source=vantage,
+                                                  check=ctx.check.id)))
+        return evidence
+
+    def _requests(self, ctx: CheckContext, args: dict[str, Any], targets: list[tuple[str, str, str]],
+                  fresh: dict[str, str], rng: random.Random) -> list[Callable[[], Evidence]]:
         calls = []
-        for router, vantage, addr in _router_targets(ctx, args["routers"]):
+        for router, vantage, addr in targets:
+            src = fresh[vantage].split("/")[0]
             calls.append(ctx.deferred(vantage, "snmp", addr, f"snmpget v3 {SYS_NAME}",
                                       _v3_probe(ctx, args, addr, vantage),
                                       meta={"target_name": router, "purpose": "v3-liveness"}))
+            msg_id = rng.randrange(1 << 16, 1 << 30)
+            calls.append(ctx.deferred(vantage, "snmp", addr, f"SNMPv3 discovery from {src}",
+                                      partial(_exchange, addr, src, v3_discovery_packet(msg_id), _int(msg_id),
+                                              kind_label="SNMPv3 engine discovery", check=ctx.check.id,
+                                              source=vantage, timeout=2.0, meta={"version": "3"}),
+                                      meta={"target_name": router, "purpose": "v3-fresh-source"}))
             for community in args.get("communities", ["public"]):
                 for version in ("1", "2c"):
-                    probe = partial(snmp.snmp_get_community, addr, [SYS_DESCR], community=community,
-                                    version=version, source=vantage, check=ctx.check.id, timeout=1.0, retries=0)
-                    calls.append(ctx.deferred(vantage, "snmp", addr, f"snmpget v{version} {SYS_DESCR}", probe,
-                                              meta={"target_name": router, "community_label": community}))
-        return ctx.parallel(calls)
+                    req = rng.randrange(1 << 16, 1 << 30)
+                    probe = partial(_exchange, addr, src, community_get_packet(community, version, req), _int(req),
+                                    kind_label=f"snmpget -v {version} -c <community> {SYS_DESCR}",
+                                    check=ctx.check.id, source=vantage, timeout=1.5, meta={"version": version})
+                    calls.append(ctx.deferred(vantage, "snmp", addr, f"snmpget v{version} {SYS_DESCR} from {src}",
+                                              probe, meta={"target_name": router, "community_label": community}))
+        return calls
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         if (err := error_if_unrun(evidence)) is not None:
             return err
+        if not any(e.meta.get("community_label") for e in evidence):
+            return Verdict.errored("Aucune requête v1/v2c n'a été envoyée.", "No v1/v2c request was sent.")
         silent = sorted({str(e.meta.get("target_name")) for e in evidence
-                         if e.meta.get("purpose") == "v3-liveness" and not _agent_listens(e)})
-        evidence = [e for e in evidence if e.meta.get("purpose") != "v3-liveness"]
+                         if (e.meta.get("purpose") == "v3-liveness" and not _agent_listens(e))
+                         or (e.meta.get("purpose") == "v3-fresh-source" and not (e.parsed or {}).get("answered"))})
+        evidence = [e for e in evidence if e.kind == "snmp" and e.meta.get("community_label")]
         open_ = sorted({f"{e.meta.get('target_name')} (v{e.meta.get('version', '?')}, "
                         f"« {e.meta.get('community_label')} »)" for e in evidence if (e.parsed or {}).get("answered")})
         if open_:
@@ -106,9 +270,11 @@ class NoCommunityAccess:
                                   + "; ".join(open_).replace("« ", "'").replace(" »", "'") + ".")
         if silent:
             return Verdict.failed(
-                "L'agent SNMP ne répond pas du tout depuis le LAN (ni v3) sur : " + ", ".join(silent)
+                "L'agent SNMP ne répond pas du tout depuis le LAN (ni v3, ou pas à une adresse neuve du LAN) sur : "
+                + ", ".join(silent)
                 + " ; le refus de v1/v2c ne peut pas être constaté.",
-                "The SNMP agent does not answer at all from the LAN (not even v3) on: " + ", ".join(silent)
+                "The SNMP agent does not answer at all from the LAN (not even v3, or not to a fresh LAN address) on: "
+                + ", ".join(silent)
                 + "; the refusal of v1/v2c cannot be observed.",
             )
         return Verdict.passed(f"Aucune des {len(evidence)} requêtes v1/v2c n'a reçu de réponse.",

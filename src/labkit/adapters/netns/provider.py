@@ -106,6 +106,15 @@ def vantage_ns(instance: str, vantage: str) -> str:
     return f"lk-{instance}.v.{vantage}"
 
 
+def link_ns(instance: str, link: str) -> str:
+    """The grader-owned namespace a point-to-point link passes through (bridge ``br0``)."""
+    return f"lk-{instance}.w.{link}"
+
+
+# The ports of a link's bridge, facing the link's first and second endpoint.
+LINK_PORTS = ("p1", "p2")
+
+
 def run_bounded(argv: list[str], *, input: str | None = None, timeout: float) -> subprocess.CompletedProcess[str]:
     """``subprocess.run`` in a process group of its own; on timeout the whole group is
     killed (``nsenter --pid`` forks: killing nsenter alone would leave the command running
@@ -225,18 +234,17 @@ class NetnsProvider:
         self._ensure_private_run_dir()
         self._inst_run_dir(name).mkdir(mode=0o700, exist_ok=False)
         for seg in plan.segments:
-            ns = switch_ns(name, seg)
-            _run(["ip", "netns", "add", ns])
-            _run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge", "stp_state", "0",
-                  "forward_delay", "0"])
-            _run(["ip", "-n", ns, "link", "set", "br0", "up"])
+            self._bridge_ns(switch_ns(name, seg))
+        for link in plan.links:
+            self._bridge_ns(link_ns(name, link))
         for node in plan.nodes:
             self._create_node(state, node.name)
-        for a, b in plan.links.values():
-            na, ia = a.split(":")
-            nb, ib = b.split(":")
-            _run(["ip", "link", "add", "name", ia, "netns", node_ns(name, na), "type", "veth",
-                  "peer", "name", ib, "netns", node_ns(name, nb)])
+        # a point-to-point link passes through a bridge the grader owns (veth - br0 - veth),
+        # so it can be watched and cut where the candidate cannot undo it
+        for link, ends in plan.links.items():
+            for port, end in zip(LINK_PORTS, ends, strict=True):
+                n, i = end.split(":")
+                self._plug(link_ns(name, link), port, node_ns(name, n), i)
         port = 0
         for seg, members in plan.segments.items():
             sw = switch_ns(name, seg)
@@ -269,6 +277,12 @@ class NetnsProvider:
             "run_dir": str(self._inst_run_dir(name)),
             "namespaces": sorted(p.name for p in NETNS_DIR.glob(ns_prefix(name) + "*")),
         }
+
+    def _bridge_ns(self, ns: str) -> None:
+        _run(["ip", "netns", "add", ns])
+        _run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge", "stp_state", "0",
+              "forward_delay", "0"])
+        _run(["ip", "-n", ns, "link", "set", "br0", "up"])
 
     def _plug(self, sw: str, port: str, ns: str, iface: str) -> None:
         _run(["ip", "link", "add", "name", iface, "netns", ns, "type", "veth",
@@ -507,10 +521,14 @@ class NetnsProvider:
 
     # -------------------------------------------------------------- grading
     def run_at(self, state: InstanceState, where: str, fn: Callable[[], T], timeout: float) -> T:
-        """``where``: a vantage point, a node (read its kernel state, cut its links), or
-        ``segment:NAME``, the LAN's switch namespace, where a grader may capture on ``br0``."""
+        """``where``: a vantage point, a node (read its kernel state, cut its links),
+        ``segment:NAME``, the LAN's switch namespace, or ``link:NAME``, the namespace a
+        point-to-point link passes through (ports ``p1``/``p2`` facing its two endpoints),
+        where a grader may capture on ``br0`` or cut the link."""
         if where.startswith("segment:") and where[8:] in state.plan.segments:
             ns = switch_ns(state.name, where[8:])
+        elif where.startswith("link:") and where[5:] in state.plan.links:
+            ns = link_ns(state.name, where[5:])
         elif state.plan.vantage_point(where):
             ns = vantage_ns(state.name, where)
         elif state.plan.node(where):

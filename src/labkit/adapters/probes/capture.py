@@ -9,12 +9,17 @@ flow sent when they are a protocol greeting (``SSH-2.0-...``, ``@RSYNCD:``), and
 every payload for the given markers (also across segment boundaries, in arrival order).
 Markers are never written to the evidence: hits name the marker by its index only.
 Bounded by ``duration_s``, ``max_bytes`` and an optional ``stop`` event.
+
+:func:`bridge_block` is the grader's silent cut of the same grader-owned layer 2: an
+nftables ``bridge`` table in the (switch or link) namespace that drops what ``br0``
+forwards, so both ends keep carrier and only protocol timers can notice.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+import subprocess
 import threading
 import time
 from functools import partial
@@ -25,7 +30,7 @@ from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, utcnow
 
-__all__ = ["capture", "parse_frame"]
+__all__ = ["BLOCK_TABLE", "bridge_block", "capture", "parse_frame"]
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -199,3 +204,37 @@ def capture(
                   "marker_hits": hits, "markers_searched": len(needles), "non_ip_frames": non_ip,
                   "ip_other": ip_other}
     return base(started_at=started, ok=True, raw="\n".join(lines), parsed=parsed_out, meta=meta)
+
+
+BLOCK_TABLE = "labkit_cut"
+
+
+def bridge_block(block: bool, *, ev_id: str, source: str, check: str | None = None) -> Evidence:
+    """Drop (``block``) or let through again everything ``br0`` forwards in this thread's
+    namespace, with an nftables ``bridge`` table (``nft`` runs as a child of this thread, so
+    in its namespace). The ports keep carrier. kind "fault"; parsed: {``requested``
+    (block/unblock), ``table``, ``ruleset`` (what ``nft list ruleset`` shows afterwards),
+    ``changed_at``}."""
+    netns = assert_in_lab_netns()  # refuse to touch the host's namespace
+    started = utcnow()
+    want = "block" if block else "unblock"
+    base = partial(evidence, ev_id=ev_id, check=check, kind="fault", source=source, target=f"netns:{netns}/br0",
+                   action=(f"nft: bridge table {BLOCK_TABLE}, forward hook, policy drop" if block
+                           else f"nft delete table bridge {BLOCK_TABLE}"))
+    meta = {"netns": netns}
+    script = (f"table bridge {BLOCK_TABLE} {{\n chain cut {{\n  type filter hook forward priority 0; policy drop;\n"
+              f" }}\n}}\n" if block else f"delete table bridge {BLOCK_TABLE}\n")
+    changed_at = utcnow()
+    try:
+        proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=10,
+                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        listing = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True, timeout=10,
+                                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return base(started_at=started, ok=False, error=describe_exc(exc), meta=meta)
+    present = f"table bridge {BLOCK_TABLE}" in listing
+    ok = proc.returncode == 0 and present == block
+    parsed = {"requested": want, "table": BLOCK_TABLE, "ruleset": listing[-2000:], "changed_at": changed_at.isoformat()}
+    return base(started_at=started, ok=ok, raw=f"$ nft -f - ({want})\n{proc.stderr.strip()}\n{listing}",
+                parsed=parsed, meta=meta,
+                error=None if ok else f"nft {want} failed: {(proc.stderr or 'table state unchanged').strip()}")
