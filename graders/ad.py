@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import codecs
+import secrets
+import string
 import struct
 from functools import partial
 from typing import Any
@@ -218,6 +220,41 @@ def _dept_ou(args: dict[str, Any], department: str) -> str:
     return norm_dn(f"OU={department},OU={args['ou_root']},{base_dn(args['realm'])}")
 
 
+USER_CLASSES = ["top", "person", "organizationalPerson", "user"]
+UAC_NORMAL_ACCOUNT = 0x200
+
+
+def _probe_login() -> str:
+    """A fresh account name for the grader's own test accounts (deleted after the check)."""
+    return f"lkprobe{secrets.token_hex(4)}"
+
+
+def _complex_password(length: int) -> str:
+    """``length`` random characters with upper and lower case letters, digits and a symbol."""
+    if length < 4:
+        raise ValueError("a complex password needs at least 4 characters")
+    pool = string.ascii_letters + string.digits
+    chars = [secrets.choice(string.ascii_uppercase), secrets.choice(string.ascii_lowercase),
+             secrets.choice(string.digits), secrets.choice("-_.!")]
+    chars += [secrets.choice(pool) for _ in range(length - 4)]
+    secrets.SystemRandom().shuffle(chars)
+    return "".join(chars)
+
+
+def _add_user_op(name: str, dn: str, login: str, password: str) -> dict[str, Any]:
+    return {"name": name, "op": "add", "dn": dn, "object_class": USER_CLASSES, "password": password,
+            "attributes": {"sAMAccountName": login, "userAccountControl": UAC_NORMAL_ACCOUNT}}
+
+
+def _ldap_write(ctx: CheckContext, args: dict[str, Any], ops: list[dict[str, Any]], purpose: str,
+                **meta: Any) -> Any:
+    dc = args["dc"]
+    probe = partial(ldap.ldap_modify, dc, ops, bind_user=_admin_user(args), password=args["admin"]["password"],
+                    source=args["vantage"], check=ctx.check.id, timeout=5.0)
+    return ctx.deferred(args["vantage"], "ldap", f"{dc}:636", f"ldaps write ({len(ops)} operations)", probe,
+                        meta={"purpose": purpose, **meta})
+
+
 # --------------------------------------------------------------------------- graders
 
 
@@ -374,8 +411,11 @@ class Groups:
 
 
 class MemberServer:
-    """The file server's computer account exists (enabled workstation trust), and a domain
-    account opens an authenticated (non-guest) SMB session on the server."""
+    """The file server's computer account exists (enabled workstation trust), and the server
+    accepts a Kerberos SMB session: the grader gets a TGT for a domain account from the DC,
+    then a service ticket for ``cifs/<server>.<realm>``, and the server must decrypt it (and
+    sign with its key) to set the session up. A server with local accounts, or a computer
+    object without the machine's keys on the server, cannot."""
 
     name = "ad.member_server"
 
@@ -385,13 +425,13 @@ class MemberServer:
         computer = {"name": "computer", "base": base_dn(args["realm"]), "scope": "sub",
                     "filter": f"(&(objectClass=computer)(sAMAccountName={escape_filter_chars(account)}))",
                     "attributes": ["sAMAccountName", "dNSHostName", "userAccountControl"]}
-        user = f"{args['domain']}\\{args['user']['login']}"
-        probe = partial(smb.smb_share_access, server["address"], "IPC$", username=user,
-                        password=args["user"]["password"], source=args["vantage"], check=ctx.check.id,
+        login = args["user"]["login"]
+        probe = partial(kerberos.smb_kerberos, args["dc"], args["realm"], login, args["user"]["password"],
+                        server["address"], server["name"], "IPC$", source=args["vantage"], check=ctx.check.id,
                         write_test=False, timeout=5.0)
         return ctx.parallel([
             _ldap_call(ctx, args, [computer], "directory"),
-            ctx.deferred(args["vantage"], "smb", f"\\\\{server['address']}\\IPC$", f"smb logon {user}", probe,
+            ctx.deferred(args["vantage"], "smb", f"\\\\{server['address']}\\IPC$", f"smb kerberos {login}", probe,
                          meta={"purpose": "smb-logon"}),
         ])
 
@@ -404,6 +444,8 @@ class MemberServer:
         if (refused := _bind_refused(directory)) is not None:
             return refused
         name = args["server"]["name"].upper()
+        host = args["server"]["name"]
+        who = args["user"]["login"]
         problems: Problems = []
         computers = _entries(directory, "computer")
         if not computers:
@@ -417,40 +459,93 @@ class MemberServer:
             elif not uac & UAC_WORKSTATION_TRUST:
                 problems.append((f"{name}$ n'est pas un compte de serveur membre (userAccountControl {uac})",
                                  f"{name}$ is not a member server account (userAccountControl {uac})"))
-        state = (logon.parsed or {}).get("logon")
-        who = args["user"]["login"]
-        if state != "ok":
-            problems.append((f"{args['server']['name']} refuse la session SMB du compte du domaine {who} ({state})",
-                             f"{args['server']['name']} refuses the SMB session of domain account {who} ({state})"))
-        host = args["server"]["name"]
+        p = logon.parsed or {}
+        if p.get("kinit") != "ticket":
+            problems.append((f"le contrôleur refuse un ticket à {who} ({p.get('kinit')}) : session Kerberos "
+                             f"sur {host} impossible",
+                             f"the controller refuses {who} a ticket ({p.get('kinit')}): no Kerberos session "
+                             f"on {host} possible"))
+        elif p.get("logon") != "ok" or p.get("tree") != "ok":
+            state = p.get("logon") if p.get("logon") != "ok" else p.get("tree")
+            problems.append((f"{host} refuse la session SMB Kerberos de {who} ({state}) : il ne détient pas les "
+                             "clés de son compte du domaine",
+                             f"{host} refuses the Kerberos SMB session of {who} ({state}): it does not hold the "
+                             "keys of its domain account"))
+        service = f"cifs/{host.lower()}.{args['realm'].lower()}@{args['realm'].upper()}"
+        tickets = (p.get("service_tickets") or []) if p.get("logon") == "ok" else [service]
+        if service.lower() not in {t.lower() for t in tickets}:
+            problems.append((f"aucun ticket de service {service} délivré par le contrôleur",
+                             f"no service ticket {service} issued by the controller"))
         return Verdict.from_problems(
             problems,
-            f"{name}$ est un compte ordinateur actif et {who} ouvre une session SMB sur {host}.",
-            f"{name}$ is an enabled computer account and {who} opens an SMB session on {host}.")
+            f"{name}$ est un compte ordinateur actif, le contrôleur délivre un ticket pour {service} et "
+            f"{host} l'accepte (session SMB Kerberos signée de {who}).",
+            f"{name}$ is an enabled computer account, the controller issues a ticket for {service} and "
+            f"{host} accepts it (signed Kerberos SMB session of {who}).")
 
 
 class ShareAccess:
-    """For every share: the department's account creates, writes, reads back and deletes a
-    file; an account of another department is refused (tree connect or file creation)."""
+    """For every share, over Kerberos SMB sessions the grader opens itself: the department's
+    account creates, writes, reads back and deletes a file; an account of another department is
+    refused (tree connect or file creation); and an account the grader has just created and put
+    in the department's group (and only there) reads and writes too, which proves the access is
+    granted by the group, not by a list of users. The grader deletes its accounts afterwards."""
 
     name = "ad.share_access"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        calls = []
+        base = base_dn(args["realm"])
+        names = "".join(f"(sAMAccountName={escape_filter_chars(spec['group'])})" for spec in args["shares"])
+        groups = {"name": "groups", "base": base, "scope": "sub", "filter": f"(&(objectClass=group)(|{names}))",
+                  "attributes": ["sAMAccountName"]}
+        evidence = ctx.parallel([_ldap_call(ctx, args, [groups], "groups")])
+        dn_of = {str(_first(e["attributes"], "sAMAccountName")).lower(): e["dn"]
+                 for e in (_entries(evidence[0], "groups") if evidence[0].ok else [])}
+        temps: list[dict[str, str]] = []
+        ops: list[dict[str, Any]] = []
         for spec in args["shares"]:
-            for role in ("allowed", "refused"):
-                user = f"{args['domain']}\\{spec[role]['login']}"
-                probe = partial(smb.smb_share_access, args["server"], spec["share"], username=user,
-                                password=spec[role]["password"], source=args["vantage"], check=ctx.check.id,
-                                write_test=True, timeout=5.0)
-                calls.append(ctx.deferred(args["vantage"], "smb", f"\\\\{args['server']}\\{spec['share']}",
-                                          f"smb {user} write test", probe,
-                                          meta={"purpose": role, "share": spec["share"], "login": spec[role]["login"]}))
-        return ctx.parallel(calls)
+            group_dn = dn_of.get(spec["group"].lower())
+            if group_dn is None:
+                continue
+            login = _probe_login()
+            temp = {"share": spec["share"], "login": login, "password": _complex_password(24),
+                    "dn": f"CN={login},CN=Users,{base}", "group": spec["group"]}
+            temps.append(temp)
+            ops += [_add_user_op(f"add {login}", temp["dn"], login, temp["password"]),
+                    {"name": f"join {login}", "op": "add_member", "dn": group_dn, "member": temp["dn"]}]
+        if ops:
+            evidence += ctx.parallel([_ldap_write(ctx, args, ops, "temp-users")])
+        made = ((evidence[-1].parsed or {}).get("ops") or {}) if ops else {}
+
+        def smb_call(spec_share: str, login: str, password: str, purpose: str) -> Any:
+            probe = partial(kerberos.smb_kerberos, args["dc"], args["realm"], login, password, args["server"],
+                            args["server_name"], spec_share, source=args["vantage"], check=ctx.check.id,
+                            write_test=True, timeout=5.0)
+            return ctx.deferred(args["vantage"], "smb", f"\\\\{args['server']}\\{spec_share}",
+                                f"smb kerberos {login} write test", probe,
+                                meta={"purpose": purpose, "share": spec_share, "login": login})
+
+        calls = [smb_call(spec["share"], spec[role]["login"], spec[role]["password"], role)
+                 for spec in args["shares"] for role in ("allowed", "refused")]
+        calls += [smb_call(t["share"], t["login"], t["password"], "group-member") for t in temps
+                  if all((made.get(f"{step} {t['login']}") or {}).get("result") == "success"
+                         for step in ("add", "join"))]
+        evidence += ctx.parallel(calls)
+        if temps:
+            cleanup = [{"name": f"delete {t['login']}", "op": "delete", "dn": t["dn"]} for t in temps]
+            evidence += ctx.parallel([_ldap_write(ctx, args, cleanup, "cleanup")])
+        return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         if (err := error_if_unrun(evidence)) is not None:
             return err
+        groups_read = _one(evidence, "groups")
+        if groups_read is None:
+            return _missing("groups")
+        if (refused := _bind_refused(groups_read)) is not None:
+            return refused
+        found = {str(_first(e["attributes"], "sAMAccountName")).lower() for e in _entries(groups_read, "groups")}
+        made = ((_one(evidence, "temp-users") or groups_read).parsed or {}).get("ops") or {}
         problems: Problems = []
         for spec in args["shares"]:
             share = spec["share"]
@@ -458,37 +553,99 @@ class ShareAccess:
                 ev = next((e for e in _by_purpose(evidence, role) if e.meta.get("share") == share), None)
                 if ev is None:
                     return _missing(f"{share}/{role}")
-                p = ev.parsed or {}
-                login = ev.meta.get("login")
-                if p.get("logon") != "ok":
-                    problems.append((f"{share} : session SMB de {login} refusée ({p.get('logon')})",
-                                     f"{share}: SMB session of {login} refused ({p.get('logon')})"))
-                    continue
-                steps = {k: p.get(k) for k in ("tree", "write", "read", "delete")}
-                if role == "allowed" and (any(v != "ok" for v in steps.values()) or not p.get("read_matches")):
-                    failed = ", ".join(f"{k}={v}" for k, v in steps.items() if v != "ok") or "relecture différente"
-                    failed_en = ", ".join(f"{k}={v}" for k, v in steps.items() if v != "ok") or "read-back differs"
-                    problems.append((f"{share} : {login} (du service) ne peut pas lire et écrire ({failed})",
-                                     f"{share}: {login} (of the department) cannot read and write ({failed_en})"))
-                if role == "refused" and steps["tree"] == "ok" and steps["write"] == "ok":
-                    problems.append((f"{share} : {login} (d'un autre service) y écrit",
-                                     f"{share}: {login} (of another department) writes there"))
+                problems += _share_problems(ev, share, role)
+            group = spec["group"]
+            member = next((e for e in _by_purpose(evidence, "group-member") if e.meta.get("share") == share), None)
+            if group.lower() not in found:
+                problems.append((f"{share} : groupe {group} introuvable, l'accès par groupe ne peut pas être prouvé",
+                                 f"{share}: group {group} not found, access by group cannot be proven"))
+            elif member is None:
+                why = "; ".join(f"{k}: {v.get('result')}" for k, v in made.items() if v.get("result") != "success")
+                problems.append((f"{share} : le contrôleur refuse le compte témoin de la sonde dans {group} ({why})",
+                                 f"{share}: the controller refuses the probe's own account in {group} ({why})"))
+            else:
+                p = member.parsed or {}
+                steps = {k: p.get(k) for k in ("kinit", "logon", "tree", "write", "read", "delete")}
+                if any(v not in ("ok", "ticket") for v in steps.values()) or not p.get("read_matches"):
+                    failed = ", ".join(f"{k}={v}" for k, v in steps.items() if v not in ("ok", "ticket"))
+                    problems.append((f"{share} : un compte que la sonde vient d'ajouter à {group} n'y lit ni n'écrit "
+                                     f"({failed or 'relecture différente'}) : l'accès n'est pas donné par le groupe",
+                                     f"{share}: an account the probe has just added to {group} cannot read and write "
+                                     f"there ({failed or 'read-back differs'}): access is not granted by the group"))
         n = len(args["shares"])
         return Verdict.from_problems(
             problems,
-            f"Les {n} partages s'ouvrent en écriture au service et refusent les autres.",
-            f"All {n} shares open for writing to their department and refuse the others.")
+            f"Les {n} partages s'ouvrent en écriture au groupe du service (y compris à un compte que la sonde "
+            "vient d'y ajouter) et refusent les autres services.",
+            f"All {n} shares open for writing to their department's group (including an account the probe has "
+            "just added to it) and refuse the other departments.")
+
+
+def _share_problems(ev: Evidence, share: str, role: str) -> Problems:
+    p = ev.parsed or {}
+    login = ev.meta.get("login")
+    if p.get("kinit") != "ticket":
+        return [(f"{share} : le contrôleur refuse un ticket Kerberos à {login} ({p.get('kinit')})",
+                 f"{share}: the controller refuses {login} a Kerberos ticket ({p.get('kinit')})")]
+    if p.get("logon") != "ok":
+        return [(f"{share} : session SMB Kerberos de {login} refusée ({p.get('logon')})",
+                 f"{share}: Kerberos SMB session of {login} refused ({p.get('logon')})")]
+    steps = {k: p.get(k) for k in ("tree", "write", "read", "delete")}
+    if role == "allowed" and (any(v != "ok" for v in steps.values()) or not p.get("read_matches")):
+        failed = ", ".join(f"{k}={v}" for k, v in steps.items() if v != "ok")
+        return [(f"{share} : {login} (du service) ne peut pas lire et écrire ({failed or 'relecture différente'})",
+                 f"{share}: {login} (of the department) cannot read and write ({failed or 'read-back differs'})")]
+    if role == "refused" and steps["tree"] == "ok" and steps["write"] == "ok":
+        return [(f"{share} : {login} (d'un autre service) y écrit",
+                 f"{share}: {login} (of another department) writes there")]
+    return []
+
+
+PSO_ATTRS = ["msDS-PSOAppliesTo", "msDS-MinimumPasswordLength", "msDS-PasswordHistoryLength",
+             "msDS-PasswordComplexityEnabled", "msDS-LockoutThreshold"]
 
 
 class PasswordPolicy:
-    """The domain object's password policy attributes equal the required values."""
+    """The domain's password policy, proven by effect on accounts the grader creates itself
+    over LDAPS and then deletes: a password one character shorter than the minimum is refused,
+    a long password without complexity is refused, a compliant password of exactly the minimum
+    length is accepted; that account then gets a Kerberos ticket after threshold-1 wrong
+    passwords, and is locked (KDC: credentials revoked) after threshold more. The history length
+    (admin resets skip it) and the domain object's values are read over LDAPS, with any
+    fine-grained policy (PSO) that would weaken them for some accounts."""
 
     name = "ad.password_policy"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        query = {"name": "domain", "base": base_dn(args["realm"]), "scope": "base", "filter": "(objectClass=*)",
+        base = base_dn(args["realm"])
+        query = {"name": "domain", "base": base, "scope": "base", "filter": "(objectClass=*)",
                  "attributes": ["minPwdLength", "pwdHistoryLength", "lockoutThreshold", "pwdProperties"]}
-        return ctx.parallel([_ldap_call(ctx, args, [query], "directory")])
+        psos = {"name": "pso", "base": f"CN=Password Settings Container,CN=System,{base}", "scope": "one",
+                "filter": "(objectClass=msDS-PasswordSettings)", "attributes": PSO_ATTRS}
+        evidence = ctx.parallel([_ldap_call(ctx, args, [query, psos], "directory")])
+        min_len, threshold = int(args["min_length"]), int(args["lockout_threshold"])
+        trials = {"right": _complex_password(max(min_len, 4))}
+        if min_len > 4:
+            trials["short"] = _complex_password(min_len - 1)
+        if bool(args.get("complexity", True)):
+            trials["simple"] = "".join(secrets.choice(string.ascii_lowercase) for _ in range(min_len + 2))
+        logins = {kind: _probe_login() for kind in trials}
+        dns = {kind: f"CN={login},CN=Users,{base}" for kind, login in logins.items()}
+        ops = [_add_user_op(kind, dns[kind], logins[kind], pw) for kind, pw in sorted(trials.items())]
+        evidence += ctx.parallel([_ldap_write(ctx, args, ops, "trial", logins=logins)])
+        made = (evidence[-1].parsed or {}).get("ops") or {}
+        if (made.get("right") or {}).get("result") == "success" and 0 < threshold <= 19:
+            wrong = _complex_password(16)
+            attempts = ([(f"wrong-{i}", wrong) for i in range(1, threshold)] + [("right-1", trials["right"])]
+                        + [(f"wrong-{i}", wrong) for i in range(threshold, 2 * threshold)]
+                        + [("right-2", trials["right"])])
+            probe = partial(kerberos.kinit_attempts, args["dc"], args["realm"], logins["right"], attempts,
+                            source=args["vantage"], check=ctx.check.id, timeout=5.0)
+            evidence += ctx.parallel([ctx.deferred(args["vantage"], "kerberos", f"{args['dc']}:88",
+                                                   f"kinit {logins['right']} x{len(attempts)}", probe,
+                                                   meta={"purpose": "lockout", "threshold": threshold})])
+        cleanup = [{"name": f"delete {kind}", "op": "delete", "dn": dn} for kind, dn in sorted(dns.items())]
+        return evidence + ctx.parallel([_ldap_write(ctx, args, cleanup, "cleanup")])
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         directory = _directory(evidence)
@@ -498,6 +655,10 @@ class PasswordPolicy:
         if not entries:
             return Verdict.failed(f"L'objet domaine {base_dn(args['realm'])} est introuvable.",
                                   f"The domain object {base_dn(args['realm'])} cannot be found.")
+        trial = _one(evidence, "trial")
+        if trial is None:
+            return _missing("trial")
+        min_len, threshold = int(args["min_length"]), int(args["lockout_threshold"])
         attrs = entries[0]["attributes"]
         problems: Problems = []
         wanted = {"minPwdLength": ("longueur minimale", "minimum length", args["min_length"]),
@@ -511,12 +672,75 @@ class PasswordPolicy:
         if bool(args.get("complexity", True)) != complex_on:
             state_fr, state_en = ("activée", "on") if complex_on else ("désactivée", "off")
             problems.append((f"complexité {state_fr}", f"complexity {state_en}"))
+        problems += _pso_problems(directory, args)
+        made = (trial.parsed or {}).get("ops") or {}
+        if (made.get("short") or {}).get("result") == "success":
+            problems.append((f"le contrôleur accepte un mot de passe de {min_len - 1} caractères",
+                             f"the controller accepts a password of {min_len - 1} characters"))
+        if (made.get("simple") or {}).get("result") == "success":
+            problems.append((f"le contrôleur accepte un mot de passe de {min_len + 2} minuscules (sans complexité)",
+                             f"the controller accepts a password of {min_len + 2} lower-case letters (no complexity)"))
+        right = made.get("right") or {}
+        if right.get("result") != "success":
+            why = f"{right.get('result')} {right.get('message', '')}".strip()
+            problems.append((f"le contrôleur refuse un mot de passe conforme de {min_len} caractères ({why})",
+                             f"the controller refuses a compliant password of {min_len} characters ({why})"))
+        else:
+            problems += _lockout_problems(_one(evidence, "lockout"), threshold)
         return Verdict.from_problems(
             problems,
-            f"Longueur {args['min_length']}, historique {args['history']}, verrouillage après "
-            f"{args['lockout_threshold']} échecs, complexité : conforme.",
-            f"Length {args['min_length']}, history {args['history']}, lockout after "
-            f"{args['lockout_threshold']} failures, complexity: as required.")
+            f"Vérifié par effet sur un compte de la sonde : moins de {min_len} caractères ou sans complexité "
+            f"refusé, {min_len} caractères accepté, verrouillage au {threshold}e échec ; historique "
+            f"{args['history']} (lu en LDAPS) : conforme.",
+            f"Proven by effect on a probe account: shorter than {min_len} or without complexity refused, "
+            f"{min_len} characters accepted, locked at failure {threshold}; history {args['history']} "
+            "(read over LDAPS): as required.")
+
+
+def _pso_problems(directory: Evidence, args: dict[str, Any]) -> Problems:
+    """Fine-grained password policies that apply to someone and are weaker than required."""
+    problems: Problems = []
+    for pso in _entries(directory, "pso"):
+        attrs = pso["attributes"]
+        targets = _values(attrs, "msDS-PSOAppliesTo")
+        if not targets:
+            continue
+        weak = []
+        if int(_first(attrs, "msDS-MinimumPasswordLength") or 0) < int(args["min_length"]):
+            weak.append(f"minimum {_first(attrs, 'msDS-MinimumPasswordLength')}")
+        if int(_first(attrs, "msDS-PasswordHistoryLength") or 0) < int(args["history"]):
+            weak.append(f"history {_first(attrs, 'msDS-PasswordHistoryLength')}")
+        complexity = str(_first(attrs, "msDS-PasswordComplexityEnabled")).upper() == "TRUE"
+        if bool(args.get("complexity", True)) and not complexity:
+            weak.append("complexity off")
+        lockout = int(_first(attrs, "msDS-LockoutThreshold") or 0)
+        if lockout == 0 or lockout > int(args["lockout_threshold"]):
+            weak.append(f"lockout {lockout}")
+        if weak:
+            name = pso["dn"].split(",", 1)[0].split("=", 1)[-1]
+            problems.append((f"la stratégie fine {name} ({', '.join(weak)}) affaiblit la politique pour "
+                             f"{len(targets)} objet(s)",
+                             f"fine-grained policy {name} ({', '.join(weak)}) weakens the policy for "
+                             f"{len(targets)} object(s)"))
+    return problems
+
+
+def _lockout_problems(lockout: Evidence | None, threshold: int) -> Problems:
+    if lockout is None:
+        return [("verrouillage non mesuré", "lockout not measured")]
+    outcome = {a.get("label"): a.get("outcome") for a in (lockout.parsed or {}).get("attempts") or []}
+    problems: Problems = []
+    first, second = outcome.get("right-1"), outcome.get("right-2")
+    if first != "ticket":
+        problems.append((f"le compte de la sonde n'obtient pas de ticket après {threshold - 1} échecs ({first})",
+                         f"the probe's account gets no ticket after {threshold - 1} failures ({first})"))
+    if second == "ticket":
+        problems.append((f"le compte de la sonde n'est pas verrouillé après {threshold} échecs",
+                         f"the probe's account is not locked after {threshold} failures"))
+    elif second != "revoked":
+        problems.append((f"après {threshold} échecs, le contrôleur répond {second}, verrouillage attendu",
+                         f"after {threshold} failures the controller answers {second}, lockout expected"))
+    return problems
 
 
 def _sysvol_paths(realm: str, guid: str) -> dict[str, str]:

@@ -197,58 +197,119 @@ def _computer(uac: int) -> dict[str, Any]:
             "attributes": {"sAMAccountName": ["FS1$"], "userAccountControl": [uac]}}
 
 
-def _logon(state: str) -> Evidence:
-    return ev("smb", {"logon": state, "tree": "ok" if state == "ok" else None}, purpose="smb-logon")
+SERVICE = "cifs/fs1.acme37.lan@ACME37.LAN"
+
+
+def _logon(state: str, kinit: str = "ticket", tickets: list[str] | None = None) -> Evidence:
+    parsed = {"kinit": kinit, "logon": state if kinit == "ticket" else None,
+              "tree": "ok" if state == "ok" and kinit == "ticket" else None,
+              "service_tickets": [SERVICE] if tickets is None else tickets}
+    return ev("smb", parsed, purpose="smb-logon")
 
 
 def test_member_server_pass_fail_error() -> None:
     j = MemberServer()
-    assert j.judge([ldap_ev({"computer": [_computer(4096)]}), _logon("ok")], MEMBER_ARGS, PLAN).status == "pass"
+    computer = ldap_ev({"computer": [_computer(4096)]})
+    v = j.judge([computer, _logon("ok")], MEMBER_ARGS, PLAN)
+    assert v.status == "pass" and SERVICE in v.message.en
     v = j.judge([ldap_ev({"computer": []}), _logon("ok")], MEMBER_ARGS, PLAN)
     assert v.status == "fail" and "no computer account FS1$" in v.message.en
     assert "disabled" in j.judge([ldap_ev({"computer": [_computer(4098)]}), _logon("ok")], MEMBER_ARGS,
                                  PLAN).message.en
-    v = j.judge([ldap_ev({"computer": [_computer(4096)]}), _logon("STATUS_LOGON_FAILURE")], MEMBER_ARGS, PLAN)
-    assert v.status == "fail" and "STATUS_LOGON_FAILURE" in v.message.en
-    assert j.judge([ldap_ev({"computer": [_computer(4096)]}), _logon("GUEST")], MEMBER_ARGS, PLAN).status == "fail"
     down = ev("smb", None, ok=False, error="cannot connect to 10.9.9.20:445", purpose="smb-logon")
-    assert j.judge([ldap_ev({"computer": [_computer(4096)]}), down], MEMBER_ARGS, PLAN).status == "error"
+    assert j.judge([computer, down], MEMBER_ARGS, PLAN).status == "error"
+
+
+def test_member_server_a_computer_object_without_the_keys_on_the_server_fails() -> None:
+    """Cheat fs1-standalone: FS1$ exists in the directory, fs1 answers NTLM with local copies of
+    the accounts, but cannot accept the Kerberos service ticket the DC issues for it."""
+    j = MemberServer()
+    computer = ldap_ev({"computer": [_computer(4096)]})
+    v = j.judge([computer, _logon("STATUS_INVALID_PARAMETER")], MEMBER_ARGS, PLAN)
+    assert v.status == "fail" and "does not hold the keys" in v.message.en
+    v = j.judge([computer, _logon("ok", tickets=[])], MEMBER_ARGS, PLAN)
+    assert v.status == "fail" and f"no service ticket {SERVICE}" in v.message.en
+    v = j.judge([computer, _logon("ok", kinit="wrong-password")], MEMBER_ARGS, PLAN)
+    assert v.status == "fail" and "refuses chloe.simon a ticket (wrong-password)" in v.message.en
 
 
 # --------------------------------------------------------------------------- shares
 
-SHARE_ARGS = {"vantage": "v-lan", "server": "10.9.9.20", "domain": "ACME37",
-              "shares": [{"share": "compta", "allowed": {"login": "alice.martin", "password": "a"},
+SHARE_ARGS = {**COMMON, "server": "10.9.9.20", "server_name": "fs1", "domain": "ACME37",
+              "shares": [{"share": "compta", "group": "GG_Compta",
+                          "allowed": {"login": "alice.martin", "password": "a"},
                           "refused": {"login": "chloe.simon", "password": "c"}}]}
-OK_STEPS = {"logon": "ok", "tree": "ok", "write": "ok", "read": "ok", "delete": "ok", "read_matches": True}
+OK_STEPS = {"kinit": "ticket", "logon": "ok", "tree": "ok", "write": "ok", "read": "ok", "delete": "ok",
+            "read_matches": True}
+DENIED_TREE = {"tree": "STATUS_ACCESS_DENIED", "write": None, "read": None, "delete": None, "read_matches": False}
+GROUPS = ldap_ev({"groups": [{"dn": f"CN=GG_Compta,OU=Compta,OU=Societe,{BASE}",
+                              "attributes": {"sAMAccountName": ["GG_Compta"]}}]}, purpose="groups")
 
 
 def _share(role: str, **steps: Any) -> Evidence:
-    login = "alice.martin" if role == "allowed" else "chloe.simon"
+    login = {"allowed": "alice.martin", "refused": "chloe.simon"}.get(role, "lkprobe0a1b2c3d")
     return ev("smb", {**OK_STEPS, **steps}, purpose=role, share="compta", login=login)
+
+
+def _made(add: str = "success", join: str = "success") -> Evidence:
+    ops = {"add lkprobe0a1b2c3d": {"op": "add", "result": add},
+           "join lkprobe0a1b2c3d": {"op": "add_member", "result": join}}
+    return ev("ldap", {"bound": True, "bind_result": "success", "ops": ops}, purpose="temp-users")
+
+
+def _shares(*evidence: Evidence, member: Evidence | None = None) -> list[Evidence]:
+    return [GROUPS, _made(), *evidence, member or _share("group-member")]
 
 
 def test_share_access_pass_and_refusal_forms() -> None:
     j = ShareAccess()
-    denied_tree = _share("refused", tree="STATUS_ACCESS_DENIED", write=None, read=None, delete=None)
-    assert j.judge([_share("allowed"), denied_tree], SHARE_ARGS, PLAN).status == "pass"
+    v = j.judge(_shares(_share("allowed"), _share("refused", **DENIED_TREE)), SHARE_ARGS, PLAN)
+    assert v.status == "pass" and "account the probe has just added" in v.message.en
     denied_file = _share("refused", write="STATUS_ACCESS_DENIED", read=None, delete=None)
-    assert j.judge([_share("allowed"), denied_file], SHARE_ARGS, PLAN).status == "pass"
+    assert j.judge(_shares(_share("allowed"), denied_file), SHARE_ARGS, PLAN).status == "pass"
 
 
 def test_share_access_fail_and_error() -> None:
     j = ShareAccess()
-    denied = _share("refused", tree="STATUS_ACCESS_DENIED", write=None, read=None, delete=None)
-    v = j.judge([_share("allowed"), _share("refused")], SHARE_ARGS, PLAN)
+    denied = _share("refused", **DENIED_TREE)
+    v = j.judge(_shares(_share("allowed"), _share("refused")), SHARE_ARGS, PLAN)
     assert v.status == "fail" and "chloe.simon (of another department) writes there" in v.message.en
-    v = j.judge([_share("allowed", write="STATUS_ACCESS_DENIED", read=None, delete=None), denied], SHARE_ARGS, PLAN)
+    v = j.judge(_shares(_share("allowed", write="STATUS_ACCESS_DENIED", read=None, delete=None), denied),
+                SHARE_ARGS, PLAN)
     assert v.status == "fail" and "write=STATUS_ACCESS_DENIED" in v.message.en
-    v = j.judge([_share("allowed", read_matches=False), denied], SHARE_ARGS, PLAN)
+    v = j.judge(_shares(_share("allowed", read_matches=False), denied), SHARE_ARGS, PLAN)
     assert v.status == "fail" and "read-back differs" in v.message.en
-    v = j.judge([_share("allowed"), _share("refused", logon="STATUS_LOGON_FAILURE", tree=None)], SHARE_ARGS, PLAN)
-    assert v.status == "fail" and "SMB session of chloe.simon refused" in v.message.en
+    v = j.judge(_shares(_share("allowed"), _share("refused", logon="STATUS_LOGON_FAILURE", tree=None)),
+                SHARE_ARGS, PLAN)
+    assert v.status == "fail" and "Kerberos SMB session of chloe.simon refused" in v.message.en
+    v = j.judge(_shares(_share("allowed", kinit="wrong-password"), denied), SHARE_ARGS, PLAN)
+    assert v.status == "fail" and "refuses alice.martin a Kerberos ticket" in v.message.en
     down = ev("smb", None, ok=False, error="cannot connect", purpose="allowed", share="compta")
-    assert j.judge([down, denied], SHARE_ARGS, PLAN).status == "error"
+    assert j.judge(_shares(down, denied), SHARE_ARGS, PLAN).status == "error"
+
+
+def test_share_access_granted_to_a_list_of_accounts_fails() -> None:
+    """Cheat share-user-list: the CSV's accounts get exactly the right access, but an account
+    the grader adds to the department's group is refused."""
+    j = ShareAccess()
+    ok = [_share("allowed"), _share("refused", **DENIED_TREE)]
+    v = j.judge(_shares(*ok, member=_share("group-member", **DENIED_TREE)), SHARE_ARGS, PLAN)
+    assert v.status == "fail" and "access is not granted by the group" in v.message.en
+    # the group is missing: nothing proves access by group
+    v = j.judge([ldap_ev({"groups": []}, purpose="groups"), *ok], SHARE_ARGS, PLAN)
+    assert v.status == "fail" and "group GG_Compta not found" in v.message.en
+    # the controller refused the probe's account: not a pass either
+    v = j.judge([GROUPS, _made(join="insufficientAccessRights"), *ok], SHARE_ARGS, PLAN)
+    assert v.status == "fail" and "insufficientAccessRights" in v.message.en
+
+
+def test_share_access_standalone_server_fails() -> None:
+    """Cheat fs1-standalone: every Kerberos session is refused by a server without the keys."""
+    j = ShareAccess()
+    no = {"logon": "STATUS_INVALID_PARAMETER", "tree": None, "write": None, "read": None, "delete": None}
+    v = j.judge(_shares(_share("allowed", **no), _share("refused", **no), member=_share("group-member", **no)),
+                SHARE_ARGS, PLAN)
+    assert v.status == "fail" and "STATUS_INVALID_PARAMETER" in v.message.en
 
 
 # --------------------------------------------------------------------------- password policy
@@ -256,23 +317,58 @@ def test_share_access_fail_and_error() -> None:
 POLICY_ARGS = {**COMMON, "min_length": "12", "history": "24", "lockout_threshold": "5", "complexity": True}
 
 
-def _domain(min_len: int = 12, history: int = 24, lockout: int = 5, props: int = 1) -> Evidence:
+def _domain(min_len: int = 12, history: int = 24, lockout: int = 5, props: int = 1,
+            psos: list[dict[str, Any]] | None = None) -> Evidence:
     return ldap_ev({"domain": [{"dn": BASE, "attributes": {
         "minPwdLength": [min_len], "pwdHistoryLength": [history], "lockoutThreshold": [lockout],
-        "pwdProperties": [props]}}]})
+        "pwdProperties": [props]}}], "pso": psos or []})
 
 
-@pytest.mark.parametrize("domain,status,needle", [
-    (_domain(), "pass", "as required"),
-    (_domain(min_len=7), "fail", "minimum length: 7, 12 required"),
-    (_domain(history=0), "fail", "history: 0, 24 required"),
-    (_domain(lockout=0), "fail", "lockout threshold: 0, 5 required"),
-    (_domain(props=0), "fail", "complexity off"),
-    (ldap_ev({"domain": []}), "fail", "cannot be found"),
-    (unreachable(), "error", "Connection refused"),
+def _trial(short: str = "constraintViolation", simple: str = "constraintViolation",
+           right: str = "success") -> Evidence:
+    ops = {"short": {"result": short}, "simple": {"result": simple}, "right": {"result": right, "message": "m"}}
+    return ev("ldap", {"bound": True, "bind_result": "success", "ops": ops}, purpose="trial")
+
+
+def _lockout(first: str = "ticket", second: str = "revoked") -> Evidence:
+    attempts = [{"label": f"wrong-{i}", "outcome": "wrong-password"} for i in range(1, 5)]
+    attempts += [{"label": "right-1", "outcome": first}]
+    attempts += [{"label": f"wrong-{i}", "outcome": "wrong-password"} for i in range(5, 10)]
+    attempts += [{"label": "right-2", "outcome": second}]
+    return ev("kerberos", {"attempts": attempts}, purpose="lockout")
+
+
+WEAK_PSO = {"dn": f"CN=confort,CN=Password Settings Container,CN=System,{BASE}", "attributes": {
+    "msDS-PSOAppliesTo": [f"CN=GG_Compta,OU=Compta,OU=Societe,{BASE}"], "msDS-MinimumPasswordLength": ["4"],
+    "msDS-PasswordHistoryLength": ["0"], "msDS-PasswordComplexityEnabled": ["FALSE"],
+    "msDS-LockoutThreshold": ["0"]}}
+STRONG_PSO = {"dn": f"CN=admins,CN=Password Settings Container,CN=System,{BASE}", "attributes": {
+    **WEAK_PSO["attributes"], "msDS-MinimumPasswordLength": ["16"], "msDS-PasswordHistoryLength": ["24"],
+    "msDS-PasswordComplexityEnabled": ["TRUE"], "msDS-LockoutThreshold": ["3"]}}
+
+
+@pytest.mark.parametrize("evidence,status,needle", [
+    ([_domain(), _trial(), _lockout()], "pass", "Proven by effect"),
+    ([_domain(psos=[STRONG_PSO]), _trial(), _lockout()], "pass", "as required"),
+    ([_domain(min_len=7), _trial(), _lockout()], "fail", "minimum length: 7, 12 required"),
+    ([_domain(history=0), _trial(), _lockout()], "fail", "history: 0, 24 required"),
+    ([_domain(lockout=0), _trial(), _lockout()], "fail", "lockout threshold: 0, 5 required"),
+    ([_domain(props=0), _trial(), _lockout()], "fail", "complexity off"),
+    # the directory reads right, the controller does otherwise (a forged or stale answer)
+    ([_domain(), _trial(short="success"), _lockout()], "fail", "accepts a password of 11 characters"),
+    ([_domain(), _trial(simple="success"), _lockout()], "fail", "14 lower-case letters (no complexity)"),
+    ([_domain(), _trial(right="constraintViolation")], "fail", "refuses a compliant password of 12"),
+    ([_domain(), _trial(), _lockout(second="ticket")], "fail", "not locked after 5 failures"),
+    ([_domain(), _trial(), _lockout(first="revoked")], "fail", "gets no ticket after 4 failures"),
+    ([_domain(), _trial()], "fail", "lockout not measured"),
+    # cheat pso-weak-accounts: the domain object is right, a weak PSO applies to the groups
+    ([_domain(psos=[WEAK_PSO]), _trial(), _lockout()], "fail", "fine-grained policy confort (minimum 4"),
+    ([ldap_ev({"domain": []}), _trial()], "fail", "cannot be found"),
+    ([_domain()], "error", "Measurement 'trial' is missing"),
+    ([unreachable()], "error", "Connection refused"),
 ])
-def test_password_policy(domain: Evidence, status: str, needle: str) -> None:
-    v = PasswordPolicy().judge([domain], POLICY_ARGS, PLAN)
+def test_password_policy(evidence: list[Evidence], status: str, needle: str) -> None:
+    v = PasswordPolicy().judge(evidence, POLICY_ARGS, PLAN)
     assert v.status == status and needle in v.message.en, v.message.en
 
 
