@@ -1,214 +1,98 @@
-"""Backup and restore checks: an encrypted repository on the backup server, backups that
-travel encrypted, a recent snapshot, a schedule, a retention policy, a proven restore, and
-no password login on the backup server.
+"""Backup and restore checks, proven by effect: an encrypted repository that the grader
+decrypts itself, a recent snapshot, a schedule that makes a new snapshot when run, a retention
+policy seen in what the repository keeps, backups that travel inside the SSH session between
+the file server and the backup server, a restore proven with data that can only have come from
+the repository, and no password login on the backup server.
 
 What is observed where:
 
-- from the grader's side: the LAN capture (a raw packet socket on the segment's bridge, in
-  the switch namespace) while the grader runs the candidate's backup, and the SSH password
-  attempt sent from the grader's vantage point;
-- node state, read through the provider (``nsenter`` into the node, read-only commands):
-  the repository files and snapshot list on the backup server, crontabs and scripts on the
-  file server, and the sha256 manifest of the business data. The lab's check docs say so;
-- actions of the grader in a node: it runs the candidate's backup and restore scripts, and
-  damages the data for the restore test (recorded as ``fault`` evidence, always undone from
-  a copy the grader took just before).
+- the grader's own code reads and writes node files through ``ctx.node_fs`` (openat2
+  RESOLVE_IN_ROOT, nothing runs in the node): it plants fresh random "proof" files in the data
+  before it runs the candidate's backup, damages the data for the restore test, hashes every
+  restored file, reads the crontabs, and copies the repository out of the backup server;
+- the repository copy is read by the HOST's ``/usr/bin/restic`` or ``/usr/bin/borg`` with a
+  clean environment and the brief's password (never the node's binaries);
+- the LAN capture (a raw packet socket on the segment's bridge, in the switch namespace) while
+  the grader runs the candidate's backup, and the SSH password attempt from the grader's
+  vantage point;
+- the candidate's own scripts are run in the node, as cron would (that is the work graded).
 """
 
 from __future__ import annotations
 
-import json
+import base64
+import hashlib
+import os
 import re
 import shlex
+import shutil
+import stat
+import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from labkit.adapters.netns.nodefs import NodeFS
+from labkit.adapters.probes import backuprepo as br
 from labkit.adapters.probes import capture as capture_probe
-from labkit.adapters.probes import sshauth
+from labkit.adapters.probes import nodetree, sshauth
 from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
-from labkit.models.evidence import Evidence
+from labkit.models.evidence import Evidence, EvidenceKind
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
 
 # The environment cron gives a job (cron(8)); the grader runs the candidate's scripts with it.
 CRON_ENV = ["env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root",
             "SHELL=/bin/sh", "LOGNAME=root", "USER=root", "LANG=C.UTF-8"]
-# Read-only programs run with the node's own Python, isolated from labkit's environment.
-NODE_PY = [*CRON_ENV, "/usr/bin/python3", "-I", "-c"]
-NODE_SH = [*CRON_ENV, "/bin/sh", "-c"]
 OUTPUT_MAX = 16_000
+PROOF_PREFIX = "labkit-preuve-"
+PROOF_BYTES = 256 << 10  # random base64 text: incompressible enough that the wire must carry it
+HOST_CRON = "/usr/sbin/cron"
 
-# --- node-side read-only programs (run with the node's python3, input on stdin) -------------
 
-MANIFEST_PY = r"""
-import hashlib, json, os, sys
-root = sys.argv[1]
-out = {"root": root, "exists": os.path.isdir(root), "files": {}, "bytes": 0}
-for d, dirs, files in os.walk(root):
-    dirs.sort()
-    for f in sorted(files):
-        p = os.path.join(d, f)
-        if os.path.islink(p) or not os.path.isfile(p):
-            continue
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        out["files"][os.path.relpath(p, root)] = h.hexdigest()
-        out["bytes"] += os.path.getsize(p)
-json.dump(out, sys.stdout)
-"""
+def proof_content() -> bytes:
+    """A fresh proof file: random bytes as base64 text (so it can be searched as a marker)."""
+    return base64.b64encode(os.urandom(PROOF_BYTES * 3 // 4)) + b"\n"
 
-REPO_SCAN_PY = r"""
-import json, os, sys
-req = json.load(sys.stdin)
-root, needles, limit = req["repo"], [m.encode() for m in req["markers"] if m], req["max_bytes"]
-out = {"repo": root, "exists": os.path.isdir(root), "kind": "missing", "files": 0, "bytes": 0,
-       "scanned_bytes": 0, "hits": [], "truncated": False}
-if out["exists"]:
-    cfg = os.path.join(root, "config")
-    readme = os.path.join(root, "README")
-    if os.path.isfile(cfg) and os.path.isdir(os.path.join(root, "keys")) and os.path.isdir(os.path.join(root, "data")):
-        out["kind"] = "restic"
-    elif os.path.isfile(readme) and open(readme, "rb").read(64).startswith(b"This is a Borg Backup repository"):
-        out["kind"] = "borg"
-    keep = max((len(n) for n in needles), default=1) - 1
-    for d, dirs, files in os.walk(root):
-        dirs.sort()
-        for f in sorted(files):
-            p = os.path.join(d, f)
-            if os.path.islink(p) or not os.path.isfile(p):
-                continue
-            out["files"] += 1
-            out["bytes"] += os.path.getsize(p)
-            if out["scanned_bytes"] >= limit:
-                out["truncated"] = True
-                continue
-            tail = b""
-            with open(p, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    out["scanned_bytes"] += len(chunk)
-                    window = tail + chunk
-                    for i, n in enumerate(needles):
-                        hit = {"marker": i, "file": os.path.relpath(p, root)}
-                        if n in window and hit not in out["hits"] and len(out["hits"]) < 50:
-                            out["hits"].append(hit)
-                    tail = window[-keep:] if keep else b""
-    if out["kind"] == "missing":
-        out["kind"] = "empty" if out["files"] == 0 else "other"
-json.dump(out, sys.stdout)
-"""
 
-CRON_READ_PY = r"""
-import glob, json, os, re, sys
-req = json.load(sys.stdin)
-out = {"entries": [], "files": {}, "daemon": None, "scripts": {}}
-def entries(path, text, system):
-    for n, line in enumerate(text.splitlines(), 1):
-        s = line.strip()
-        if not s or s.startswith("#") or re.match(r"^[A-Za-z_][A-Za-z0-9_]*\s*=", s):
-            continue
-        if s.startswith("@"):
-            parts = s.split(None, 2 if system else 1)
-            spec, rest = [parts[0]], parts[1:]
-        else:
-            parts = s.split(None, 6 if system else 5)
-            spec, rest = parts[:5], parts[5:]
-        user = rest[0] if system and rest else None
-        cmd = (rest[1] if len(rest) > 1 else "") if system else (rest[0] if rest else "")
-        out["entries"].append({"file": path, "line": n, "schedule": spec, "user": user, "command": cmd})
-for path in ["/etc/crontab"] + sorted(glob.glob("/etc/cron.d/*")):
-    if os.path.isfile(path) and not path.endswith((".dpkg-dist", ".dpkg-old")) and "e2scrub" not in path:
-        text = open(path, errors="replace").read()
-        out["files"][path] = text
-        entries(path, text, True)
-for path in sorted(glob.glob("/var/spool/cron/crontabs/*")):
-    text = open(path, errors="replace").read()
-    out["files"][path] = text
-    entries(path, text, False)
-try:
-    pid = int(open("/run/crond.pid").read().split()[0])
-    out["daemon"] = {"pid": pid, "exe": os.readlink("/proc/%d/exe" % pid)}
-except (OSError, ValueError, IndexError) as exc:
-    out["daemon"] = {"error": str(exc)}
-for path in req.get("scripts", []):
+def proof_needles(content: bytes) -> list[str]:
+    """Three 40-character pieces of a proof file, searched in raw repository files and on the wire."""
+    n = len(content)
+    return [content[i:i + 40].decode() for i in (0, n // 2, max(0, n - 60))]
+
+
+# --- evidence helpers ------------------------------------------------------------------------
+
+def _grader_step(ctx: CheckContext, label: str, action: str, target: str,
+                 fn: Callable[[], tuple[dict[str, Any], str]], *, kind: EvidenceKind = "exec",
+                 meta: dict[str, Any] | None = None) -> Evidence:
+    """Something the grader does itself (its own code, its own tools); an exception (node gone,
+    host tool missing) becomes evidence with ok=False."""
+    started = utcnow()
     try:
-        out["scripts"][path] = {"text": open(path, errors="replace").read(200000),
-                                "executable": os.access(path, os.X_OK)}
-    except OSError as exc:
-        out["scripts"][path] = {"error": str(exc)}
-json.dump(out, sys.stdout)
-"""
-
-DAMAGE_PY = r"""
-import json, os, shutil, sys
-root = sys.argv[1]
-def count(d):
-    return sum(len(f) for _, _, f in os.walk(d))
-top = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-out = {"deleted_folder": None, "deleted_files": 0, "corrupted": [], "note": None}
-if top:
-    name = max(top, key=lambda d: (count(os.path.join(root, d)), d))  # the biggest folder
-    out["deleted_folder"] = name
-    out["deleted_files"] = count(os.path.join(root, name))
-    shutil.rmtree(os.path.join(root, name))
-files = []
-for d, dirs, names in os.walk(root):
-    dirs.sort()
-    files += [os.path.join(d, n) for n in sorted(names)]
-dumps = [p for p in files if p.endswith(".sql")]  # the database dump is always hit
-for p in (dumps + [p for p in files[::7] if p not in dumps])[:40]:
-    with open(p, "r+b") as fh:
-        fh.write(b"\x8f\x1b CHIFFRE PAR RANCONGICIEL \x00\xff" * 4)
-    out["corrupted"].append(os.path.relpath(p, root))
-note = os.path.join(root, "LISEZ-MOI-RANCON.txt")
-with open(note, "w") as fh:
-    fh.write("Vos fichiers sont chiffres (simulation labkit).\n")
-out["note"] = os.path.basename(note)
-json.dump(out, sys.stdout)
-"""
-
-
-def _snapshot_list_sh(repo: str) -> list[str]:
-    """List snapshots of a restic or borg repository, locally on the backup server; the
-    password comes on stdin (never on a command line)."""
-    script = (
-        'IFS= read -r P; export RESTIC_PASSWORD="$P" BORG_PASSPHRASE="$P"; '
-        'if [ -f "$1/config" ] && [ -d "$1/keys" ]; then echo restic; '
-        'exec restic -r "$1" --no-lock --no-cache --json snapshots; '
-        'elif [ -f "$1/README" ] && grep -q "Borg Backup" "$1/README"; then echo borg; '
-        'exec borg list --bypass-lock --json "$1"; '
-        'else echo none; exit 3; fi'
-    )
-    return [*NODE_SH, script, "sh", repo]
-
-
-# --- I/O helpers ---------------------------------------------------------------------------
-
-def node_exec(ctx: CheckContext, node: str, argv: list[str], *, whole_output: bool = False,
-              **kw: Any) -> Evidence:
-    """:meth:`CheckContext.node_exec` with stdout read as JSON when it is JSON (``parsed["json"]``),
-    and the whole of stdout kept with ``whole_output``."""
-    return ctx.node_exec(node, argv, parse_json=True, output_max=None if whole_output else OUTPUT_MAX, **kw)
+        parsed, raw = fn()
+    except Exception as exc:  # noqa: BLE001 - a step that cannot run is a result, not a crash
+        return Evidence(id=ctx.eid(label), check=ctx.check.id, kind=kind, source="grader", target=target,
+                        action=action, started_at=started, ended_at=utcnow(), ok=False,
+                        error=f"{type(exc).__name__}: {exc}", meta=dict(meta or {}))
+    return Evidence(id=ctx.eid(label), check=ctx.check.id, kind=kind, source="grader", target=target, action=action,
+                    started_at=started, ended_at=utcnow(), ok=True, raw=raw, parsed=parsed, meta=dict(meta or {}))
 
 
 def _run_script(ctx: CheckContext, node: str, command: str, timeout: float, *,
                 meta: dict[str, Any] | None = None, label: str = "run") -> Evidence:
-    """Run a candidate command as cron would (``/bin/sh -c``, cron's environment), bounded by
-    ``timeout`` seconds (then TERM to its process group, KILL 5 s later)."""
+    """Run a candidate command in its node as cron would (``/bin/sh -c``, cron's environment),
+    bounded by ``timeout`` seconds (then TERM to its process group, KILL 5 s later)."""
     argv = [*CRON_ENV, "timeout", "-k", "5", f"{timeout:g}", "/bin/sh", "-c", command]
-    ev = node_exec(ctx, node, argv, action=f"{command} (as cron would, at most {timeout:g} s)", timeout=timeout + 20,
-                   meta={"timeout_s": timeout, **(meta or {})}, label=label)
+    ev = ctx.node_exec(node, argv, action=f"{command} (as cron would, at most {timeout:g} s)", timeout=timeout + 20,
+                       meta={"timeout_s": timeout, **(meta or {})}, label=label, output_max=OUTPUT_MAX)
     if ev.ok and ev.parsed["rc"] in (124, 137):
         ev.parsed["timed_out"] = True
     return ev
-
-
-def _json_of(ev: Evidence | None) -> Any:
-    return (ev.parsed or {}).get("json") if ev is not None and ev.ok and isinstance(ev.parsed, dict) else None
 
 
 def _phase(evidence: list[Evidence], phase: str) -> Evidence | None:
@@ -221,127 +105,376 @@ def _err_text(ev: Evidence) -> str:
     return text[-1][:200] if text else f"rc={p.get('rc')}"
 
 
-# --- repository encrypted --------------------------------------------------------------------
+def _first_unrun(evidence: list[Evidence]) -> Verdict | None:
+    return error_if_unrun(evidence)
+
+
+# --- the repository, read by the grader -------------------------------------------------------
+
+class Workdir:
+    """A private directory of the grader for repository copies, removed afterwards."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="labkit-backup-"))
+        os.chmod(self.path, 0o700)
+
+    def __enter__(self) -> Workdir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def read_repository(fs: NodeFS, repo: str, password: str, work: Path, tag: str, *,
+                    before: list[str] | None = None, proofs: dict[str, bytes] | None = None,
+                    needles: list[str] | None = None, dump_newest: str | None = None) -> dict[str, Any]:
+    """Copy the repository out of the node and read it with the host's tool.
+
+    ``before``: snapshot ids seen earlier (the others are "new"); ``proofs``: {path: bytes}
+    looked for in the new snapshots (or, for a plain copy, as files of the repository);
+    ``needles``: strings searched in the raw files; ``dump_newest``: a path whose content in
+    the newest snapshot is returned as its sha256 and size, with whether it holds
+    ``needles[0]``."""
+    out: dict[str, Any] = {"repo": repo, "kind": "missing", "files": 0, "bytes": 0, "snapshots": [], "error": None}
+    local = work / tag
+    st = nodetree.lstat(fs, repo)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return out
+    out.update(nodetree.copy_out(fs, repo, local))
+    out["kind"] = kind = br.kind_of(local)
+    if needles:
+        out["raw_hits"] = br.raw_hits(local, [n.encode() for n in needles])
+    env = br.clean_env(work, password)
+    snaps: list[dict[str, Any]] = []
+    if kind in ("restic", "borg"):
+        try:
+            snaps = br.snapshots(kind, local, env)
+        except br.ToolError as exc:
+            out["error"] = str(exc)
+    out["snapshots"] = [{k: s[k] for k in ("id", "time", "host", "paths", "tags", "name")} for s in snaps]
+    if before is not None:
+        out["new"] = [s["id"] for s in snaps if s["id"] not in set(before)]
+    if proofs is not None:
+        found: dict[str, str | None] = {}
+        new = [s for s in reversed(snaps) if before is None or s["id"] not in set(before)]
+        for path, content in proofs.items():
+            found[path] = None
+            for s in new[:5]:
+                if br.dump(kind, local, env, s, path) == content:
+                    found[path] = f"snapshot {str(s['id'])[:8]}"
+                    break
+            if found[path] is None and kind not in ("restic", "borg"):
+                # a plain copy of the data: is the proof file there, byte for byte?
+                for p in local.rglob(Path(path).name):
+                    if p.is_file() and p.read_bytes() == content:
+                        found[path] = f"plain file {p.relative_to(local)}"
+                        break
+        out["proofs_found"] = found
+    if dump_newest and snaps:
+        data = br.dump(kind, local, env, snaps[-1], dump_newest)
+        out["newest_file"] = None if data is None else {
+            "path": dump_newest, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "holds_marker": bool(needles) and (needles or [""])[0].encode() in data}
+    return out
+
+
+def _repo_raw(p: dict[str, Any]) -> str:
+    lines = [f"repository {p.get('repo')}: {p.get('kind')}, {p.get('files')} files, {p.get('bytes')} bytes "
+             f"(copied out by the grader, read with the host's tool)"]
+    if p.get("error"):
+        lines.append(f"tool: {p['error']}")
+    snaps = p.get("snapshots") or []
+    lines.append(f"{len(snaps)} snapshot(s)" + (f", newest {snaps[-1]['time']}" if snaps else ""))
+    if "new" in p:
+        lines.append(f"new since the grader's first look: {len(p['new'])}")
+    for path, where in (p.get("proofs_found") or {}).items():
+        lines.append(f"grader's proof file {path}: " + (f"found ({where})" if where else "NOT found"))
+    if "raw_hits" in p:
+        lines.append(f"raw files holding data in clear: {len({h['file'] for h in p['raw_hits']})}")
+    return "\n".join(lines)
+
+
+def _read_repo_ev(ctx: CheckContext, args: dict[str, Any], work: Path, phase: str, **kw: Any) -> Evidence:
+    node, repo = args["repo_node"], args["repo"]
+
+    def go() -> tuple[dict[str, Any], str]:
+        with ctx.node_fs(node) as fs:
+            p = read_repository(fs, repo, str(args["password"]), work, f"{phase}-{ctx.eid('copy')[-6:]}", **kw)
+        return p, _repo_raw(p)
+
+    return _grader_step(ctx, f"repo-{phase}", f"copy {node}:{repo} out with the grader's code and read it with "
+                        "the host's restic/borg (clean environment, the brief's password)", f"{node}:{repo}", go,
+                        meta={"phase": phase})
+
+
+def _plant_proofs(ctx: CheckContext, node: str, paths: list[str],
+                  phase: str = "plant") -> tuple[Evidence, dict[str, bytes]]:
+    proofs = {p: proof_content() for p in paths}
+
+    def go() -> tuple[dict[str, Any], str]:
+        with ctx.node_fs(node) as fs:
+            for path, content in proofs.items():
+                nodetree.write_file(fs, path, content, mode=0o644, uid=0, gid=0)
+        info: dict[str, dict[str, Any]] = {path: {"bytes": len(c), "sha256": hashlib.sha256(c).hexdigest()}
+                                           for path, c in proofs.items()}
+        return {"proofs": info}, "\n".join(f"wrote {p} ({i['bytes']} random bytes, sha256 {i['sha256'][:16]}…)"
+                                           for p, i in info.items())
+
+    ev = _grader_step(ctx, "plant", f"write fresh random proof files in {node} (grader's code)", node, go,
+                      kind="fault", meta={"phase": phase})
+    return ev, proofs
+
+
+def _remove_proofs(ctx: CheckContext, node: str, paths: list[str]) -> Evidence:
+    def go() -> tuple[dict[str, Any], str]:
+        with ctx.node_fs(node) as fs:
+            n = sum(nodetree.remove(fs, p) for p in paths)
+        return {"removed": n}, f"removed {n} proof file(s)"
+
+    return _grader_step(ctx, "unplant", f"remove the grader's proof files from {node}", node, go, kind="fault",
+                        meta={"phase": "unplant"})
+
+
+def _proof_path(data_root: str) -> str:
+    return f"{data_root.rstrip('/')}/{PROOF_PREFIX}{os.urandom(6).hex()}.txt"
+
+
+def _proof_backup(ctx: CheckContext, args: dict[str, Any], command: str, work: Path, *,
+                  extra: dict[str, Any] | None = None) -> list[Evidence]:
+    """First look at the repository; a fresh proof file in the data; the candidate's command run
+    as cron would; second look: the proof file must be in a new snapshot."""
+    evidence = [_read_repo_ev(ctx, args, work, "before")]
+    before = [s["id"] for s in (evidence[0].parsed or {}).get("snapshots", [])] if evidence[0].ok else []
+    path = _proof_path(args["data_root"])
+    plant, proofs = _plant_proofs(ctx, args["node"], [path])
+    evidence.append(plant)
+    if not plant.ok:
+        return evidence
+    try:
+        evidence.append(_run_script(ctx, args["node"], command, float(args.get("run_timeout", 110)),
+                                    meta={"phase": "run", **(extra or {})}, label="backup"))
+        evidence.append(_read_repo_ev(ctx, args, work, "after", before=before, proofs=proofs,
+                                      needles=[*args.get("markers", []), *proof_needles(proofs[path])]))
+    finally:
+        evidence.append(_remove_proofs(ctx, args["node"], [path]))
+    return evidence
+
+
+def _proof_found(ev: Evidence | None) -> tuple[bool, str | None]:
+    found = ((ev.parsed or {}).get("proofs_found") or {}) if ev is not None else {}
+    where = next(iter(found.values()), None) if found else None
+    return bool(found) and all(found.values()), where
+
+
+def _repo_unreadable(p: dict[str, Any], repo: str) -> Verdict | None:
+    kind = p.get("kind")
+    if kind in ("missing", "empty"):
+        return Verdict.failed(f"Aucun dépôt de sauvegarde dans {repo}.", f"No backup repository in {repo}.")
+    if kind not in ("restic", "borg"):
+        return Verdict.failed(f"{repo} n'est ni un dépôt restic ni un dépôt borg.",
+                              f"{repo} is neither a restic nor a borg repository.")
+    if p.get("error"):
+        return Verdict.failed(f"L'outil de l'évaluateur ne peut pas ouvrir le dépôt avec le mot de passe de la "
+                              f"consigne ({p['error']}).",
+                              f"The grader's tool cannot open the repository with the brief's password "
+                              f"({p['error']}).")
+    return None
+
+
+# --- repository encrypted ---------------------------------------------------------------------
 
 class RepositoryEncrypted:
-    """The repository exists on the backup server, is a restic or borg repository, and no
-    business-data marker can be read in any of its files."""
+    """The grader plants a fresh proof file, runs the candidate's backup script, then decrypts
+    the repository itself (host restic/borg, the brief's password) and finds the proof file in
+    a new snapshot, while no raw file of the repository holds the business marker or any piece
+    of the proof file."""
 
     name = "backup.repository_encrypted"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        req = json.dumps({"repo": args["repo"], "markers": args["markers"],
-                          "max_bytes": int(args.get("max_bytes", 512 << 20))})
-        return [node_exec(ctx, args["node"], [*NODE_PY, REPO_SCAN_PY], input=req,
-                          action=f"read-only scan of {args['repo']} for the business-data markers",
-                          target=f"{args['node']}:{args['repo']}", timeout=120, label="scan")]
+        with Workdir() as w:
+            return _proof_backup(ctx, args, args["backup_script"], w.path)
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         if (err := error_if_unrun(evidence)) is not None:
             return err
-        scan = _json_of(evidence[-1] if evidence else None)
-        if not isinstance(scan, dict):
+        after = _phase(evidence, "after")
+        if after is None:
             return Verdict.errored("Le dépôt n'a pas pu être examiné.", "The repository could not be examined.")
+        p = after.parsed or {}
         repo = args["repo"]
-        if not scan.get("exists") or scan.get("kind") in ("missing", "empty"):
-            return Verdict.failed(f"Aucun dépôt de sauvegarde dans {repo} sur {args['node']}.",
-                                  f"No backup repository in {repo} on {args['node']}.")
-        hits = scan.get("hits") or []
+        hits = p.get("raw_hits") or []
         if hits:
             names = sorted({h["file"] for h in hits})
-            n = f"{len(names)}" if len(hits) < 50 else f"≥ {len(names)}"
             files = ", ".join(names[:3])
             return Verdict.failed(
-                f"Des données métier sont lisibles en clair dans le dépôt ({n} fichier(s), ex. {files}) : "
-                "il n'est pas chiffré.",
-                f"Business data is readable in clear in the repository ({n} file(s), e.g. {files}): "
+                f"Des données sont lisibles en clair dans les fichiers du dépôt ({len(names)} fichier(s), ex. "
+                f"{files}) : il n'est pas chiffré.",
+                f"Data is readable in clear in the repository's files ({len(names)} file(s), e.g. {files}): "
                 "it is not encrypted.")
-        if scan.get("kind") not in ("restic", "borg"):
-            return Verdict.failed(f"{repo} n'est ni un dépôt restic ni un dépôt borg.",
-                                  f"{repo} is neither a restic nor a borg repository.")
-        note_fr = " (examen limité aux premiers octets)" if scan.get("truncated") else ""
-        note_en = " (scan limited to the first bytes)" if scan.get("truncated") else ""
+        if (bad := _repo_unreadable(p, repo)) is not None:
+            return bad
+        found, where = _proof_found(after)
+        if not found:
+            run = _phase(evidence, "run")
+            rc = (run.parsed or {}).get("rc") if run is not None else None
+            return Verdict.failed(
+                f"Après la sauvegarde lancée par l'évaluateur (code {rc}), le fichier témoin qu'il venait d'écrire "
+                "n'est dans aucun nouvel instantané déchiffré.",
+                f"After the backup the grader ran (exit {rc}), the proof file it had just written is in no new "
+                "decrypted snapshot.")
         return Verdict.passed(
-            f"Dépôt {scan['kind']} présent ({scan['files']} fichiers, {scan['bytes']} octets) ; aucun marqueur des "
-            f"données métier n'y est lisible{note_fr}.",
-            f"{scan['kind']} repository present ({scan['files']} files, {scan['bytes']} bytes); no business-data "
-            f"marker is readable in it{note_en}.")
+            f"Dépôt {p['kind']} déchiffré par l'évaluateur avec le mot de passe de la consigne : le fichier témoin "
+            f"frais y est ({where}) ; aucun des {p['files']} fichiers bruts ne contient de donnée en clair.",
+            f"{p['kind']} repository decrypted by the grader with the brief's password: the fresh proof file is "
+            f"in it ({where}); none of its {p['files']} raw files holds data in clear.")
 
 
-# --- recent snapshot -----------------------------------------------------------------------
+# --- recent snapshot -------------------------------------------------------------------------
 
-def _parse_time(text: str) -> datetime | None:
-    """restic (nanoseconds, offset) and borg (naive, taken as UTC) timestamps."""
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", text.strip())
-    if not m:
+def _age_hours(snap_time: str, at: datetime) -> float | None:
+    t = br.parse_time(snap_time)
+    if t is None:
         return None
-    frac = (m.group(2) or ".0")[:7]
-    tz = m.group(3) or "+00:00"
-    dt = datetime.fromisoformat(m.group(1) + frac + ("+00:00" if tz == "Z" else tz))
-    return dt.astimezone(UTC)
-
-
-def snapshot_times(ev: Evidence) -> tuple[str | None, list[datetime]]:
-    """(tool, snapshot times) from a snapshot listing's evidence."""
-    p = ev.parsed if isinstance(ev.parsed, dict) else {}
-    out = str(p.get("stdout") or "")
-    first, _, rest = out.partition("\n")
-    tool = first.strip() or None
-    try:
-        data = json.loads(rest) if rest.strip() else None
-    except ValueError:
-        data = None
-    items: list[Any] = []
-    if tool == "restic" and isinstance(data, list):
-        items = [s.get("time") for s in data if isinstance(s, dict)]
-    elif tool == "borg" and isinstance(data, dict):
-        items = [a.get("time") or a.get("start") for a in data.get("archives", []) if isinstance(a, dict)]
-    times = [t for t in (_parse_time(str(i)) for i in items if i) if t is not None]
-    return tool, sorted(times)
+    if t.tzinfo is None:
+        t = t.astimezone()  # borg: naive local time
+    return (at.astimezone(UTC) - t.astimezone(UTC)).total_seconds() / 3600
 
 
 class RecentSnapshot:
-    """A snapshot exists that is newer than the recovery point objective (RPO)."""
+    """The repository, decrypted by the grader before any backup of this grading, holds a
+    snapshot newer than the RPO, and that snapshot holds the business data."""
 
     name = "backup.recent_snapshot"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        return [node_exec(ctx, args["node"], _snapshot_list_sh(args["repo"]), input=str(args["password"]) + "\n",
-                          action=f"list the snapshots of {args['repo']} (restic snapshots / borg list, read-only)",
-                          target=f"{args['node']}:{args['repo']}", timeout=60, label="snapshots")]
+        with Workdir() as w:
+            return [_read_repo_ev(ctx, args, w.path, "repo", needles=list(args.get("markers", [])),
+                                  dump_newest=args["probe_file"])]
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         if (err := error_if_unrun(evidence)) is not None:
             return err
-        if not evidence:
+        ev = _phase(evidence, "repo")
+        if ev is None:
             return Verdict.errored("Aucune mesure n'a été faite.", "No measurement was made.")
-        ev = evidence[-1]
+        p = ev.parsed or {}
+        if (bad := _repo_unreadable(p, args["repo"])) is not None:
+            return bad
+        snaps = p.get("snapshots") or []
+        if not snaps:
+            return Verdict.failed("Aucun instantané dans le dépôt.", "No snapshot in the repository.")
         rpo = float(args["rpo_hours"])
-        tool, times = snapshot_times(ev)
-        if tool not in ("restic", "borg"):
-            return Verdict.failed(f"Pas de dépôt restic ou borg lisible dans {args['repo']} : aucun instantané.",
-                                  f"No readable restic or borg repository in {args['repo']}: no snapshot.")
-        if not times:
-            why = _err_text(ev)
-            return Verdict.failed(f"Aucun instantané dans le dépôt ({why}).", f"No snapshot in the repository ({why}).")
-        age_h = (ev.ended_at.astimezone(UTC) - times[-1]).total_seconds() / 3600
-        if age_h > rpo:
+        age = _age_hours(str(snaps[-1]["time"]), ev.ended_at)
+        if age is None:
+            return Verdict.errored("Date d'instantané illisible.", "Unreadable snapshot time.")
+        if age > rpo:
             return Verdict.failed(
-                f"Le dernier instantané date de {age_h:.1f} h, au-delà du RPO de {rpo:g} h "
-                f"({len(times)} instantané(s)).",
-                f"The newest snapshot is {age_h:.1f} h old, beyond the {rpo:g} h RPO ({len(times)} snapshot(s)).")
+                f"Le dernier instantané date de {age:.1f} h, au-delà du RPO de {rpo:g} h ({len(snaps)} instantané(s)).",
+                f"The newest snapshot is {age:.1f} h old, beyond the {rpo:g} h RPO ({len(snaps)} snapshot(s)).")
+        newest = p.get("newest_file")
+        if not newest or not newest.get("holds_marker"):
+            return Verdict.failed(
+                f"Le dernier instantané ne contient pas les données métier ({args['probe_file']} absent ou autre).",
+                f"The newest snapshot does not hold the business data ({args['probe_file']} missing or different).")
         return Verdict.passed(
-            f"Dernier instantané il y a {age_h:.2f} h (RPO {rpo:g} h) ; {len(times)} instantané(s) dans le dépôt.",
-            f"Newest snapshot {age_h:.2f} h old (RPO {rpo:g} h); {len(times)} snapshot(s) in the repository.")
+            f"Dernier instantané il y a {age:.2f} h (RPO {rpo:g} h), déchiffré par l'évaluateur : il contient les "
+            f"données métier ; {len(snaps)} instantané(s).",
+            f"Newest snapshot {age:.2f} h old (RPO {rpo:g} h), decrypted by the grader: it holds the business data; "
+            f"{len(snaps)} snapshot(s).")
 
 
 # --- schedule ------------------------------------------------------------------------------
+
+_CRON_D_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
 
 def _tokens(command: str) -> list[str]:
     try:
         return shlex.split(command, comments=True)
     except ValueError:
         return command.split()
+
+
+def cron_entries(path: str, text: str, system: bool) -> list[dict[str, Any]]:
+    """The job lines of a crontab (system ones have a user field); cron's ``%`` ends the command."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith("#") or re.match(r"^[A-Za-z_][A-Za-z0-9_]*\s*=", s):
+            continue
+        if s.startswith("@"):
+            parts = s.split(None, 2 if system else 1)
+            spec, rest = [parts[0]], parts[1:]
+        else:
+            parts = s.split(None, 6 if system else 5)
+            spec, rest = parts[:5], parts[5:]
+        user = rest[0] if system and rest else None
+        cmd = (rest[1] if len(rest) > 1 else "") if system else (rest[0] if rest else "")
+        cmd = re.split(r"(?<!\\)%", cmd, maxsplit=1)[0]
+        out.append({"file": path, "line": n, "schedule": spec, "user": user, "command": cmd})
+    return out
+
+
+def read_crontabs(fs: NodeFS) -> dict[str, Any]:
+    """The crontabs cron loads (Debian rules: /etc/cron.d names made of letters, digits, - and
+    _, regular files not writable by group or others), read with the grader's code."""
+    out: dict[str, Any] = {"entries": [], "ignored": []}
+    paths: list[tuple[str, bool]] = [("/etc/crontab", True)]
+    for d, system in (("/etc/cron.d", True), ("/var/spool/cron/crontabs", False)):
+        try:
+            paths += [(f"{d}/{n}", system) for n in fs.listdir(d)]
+        except OSError:
+            pass
+    for path, system in paths:
+        st = nodetree.lstat(fs, path)
+        if st is None:
+            continue
+        name = path.rsplit("/", 1)[-1]
+        why = None
+        if not stat.S_ISREG(st.st_mode):
+            why = "not a regular file"
+        elif st.st_mode & 0o022:
+            why = "writable by group or others (cron refuses it)"
+        elif path.startswith("/etc/cron.d/") and not _CRON_D_NAME.fullmatch(name):
+            why = "name cron ignores"
+        elif system and st.st_uid != 0:
+            why = "not owned by root (cron refuses it)"
+        if why:
+            out["ignored"].append({"file": path, "why": why})
+            continue
+        out["entries"] += cron_entries(path, fs.read_text(path, 1 << 20), system)
+    return out
+
+
+def genuine_cron_running(fs: NodeFS) -> dict[str, Any]:
+    """Whether a process of the node runs the genuine cron binary: the bytes of each node
+    process's executable (/proc/PID/exe, from the host) against the host's /usr/sbin/cron."""
+    m = re.match(r"^/proc/(\d+)/root$", str(fs.root))
+    if not m:
+        return {"error": f"unexpected node root {fs.root}"}
+    init = m.group(1)
+    want_ns = os.stat(f"/proc/{init}/ns/pid").st_ino
+    want_size = os.stat(HOST_CRON).st_size
+    with open(HOST_CRON, "rb") as fh:
+        want = hashlib.sha256(fh.read()).hexdigest()
+    seen = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry.name}/ns/pid").st_ino != want_ns:
+                continue
+            seen += 1
+            exe = f"/proc/{entry.name}/exe"
+            if os.stat(exe).st_size != want_size:
+                continue
+            with open(exe, "rb") as fh:
+                if hashlib.sha256(fh.read()).hexdigest() == want:
+                    return {"running": True, "processes_seen": seen}
+        except OSError:
+            continue
+    return {"running": False, "processes_seen": seen}
 
 
 def backup_entries(cron: dict[str, Any], script: str) -> list[dict[str, Any]]:
@@ -356,133 +489,246 @@ def backup_entries(cron: dict[str, Any], script: str) -> list[dict[str, Any]]:
 
 
 def _field_matches(field: str, value: int) -> bool:
-    for part in field.split(","):
-        if part.isdigit() and int(part) == value:
-            return True
-    return False
+    return any(part.isdigit() and int(part) == value for part in field.split(","))
+
+
+def _daily_at(e: dict[str, Any], hour: int, minute: int) -> bool:
+    spec = e.get("schedule") or []
+    return len(spec) == 5 and spec[2:] == ["*", "*", "*"] and _field_matches(spec[0], minute) \
+        and _field_matches(spec[1], hour)
 
 
 class Schedule:
-    """A cron entry on the file server runs the backup every day at the brief's time, cron
-    runs in that node, and the entry's command succeeds when the grader runs it."""
+    """A crontab that cron loads holds a daily entry at the brief's time that runs the backup,
+    the genuine cron runs in the node, and when the grader runs that entry's command the
+    grader's fresh proof file appears in a new snapshot of the repository."""
 
     name = "backup.schedule"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         node = args["node"]
-        read = node_exec(ctx, node, [*NODE_PY, CRON_READ_PY], input=json.dumps({"scripts": []}),
-                         action="read the crontabs (/etc/crontab, /etc/cron.d, /var/spool/cron/crontabs), "
-                                "/run/crond.pid",
-                         meta={"phase": "crontab"}, label="crontab")
-        evidence = [read]
-        cron = _json_of(read)
-        entries = backup_entries(cron, args["backup_script"]) if isinstance(cron, dict) else []
-        if entries:
-            evidence.append(_run_script(ctx, node, entries[0]["command"], float(args.get("run_timeout", 120)),
-                                        meta={"phase": "run", "entry": f"{entries[0]['file']}:{entries[0]['line']}"}))
+
+        def read() -> tuple[dict[str, Any], str]:
+            with ctx.node_fs(node) as fs:
+                cron = read_crontabs(fs)
+                cron["daemon"] = genuine_cron_running(fs)
+            lines = [f"{e['file']}:{e['line']}: {' '.join(e['schedule'])} {e['command']}" for e in cron["entries"]]
+            lines += [f"ignored by cron: {i['file']} ({i['why']})" for i in cron["ignored"]]
+            lines.append(f"genuine cron running in the node: {cron['daemon'].get('running')}")
+            return cron, "\n".join(lines)
+
+        ev = _grader_step(ctx, "crontab", "read the crontabs with the grader's code; compare the node's running "
+                          f"executables with the host's {HOST_CRON}", node, read, meta={"phase": "crontab"})
+        evidence = [ev]
+        if not ev.ok:
+            return evidence
+        hour, minute = int(args["hour"]), int(args["minute"])
+        entries = [e for e in backup_entries(ev.parsed, args["backup_script"]) if _daily_at(e, hour, minute)]
+        if entries and ev.parsed["daemon"].get("running"):
+            e = entries[0]
+            with Workdir() as w:
+                evidence += _proof_backup(ctx, args, e["command"], w.path, extra={"entry": f"{e['file']}:{e['line']}"})
         return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         if (err := error_if_unrun(evidence)) is not None:
             return err
-        cron = _json_of(_phase(evidence, "crontab"))
-        if not isinstance(cron, dict):
+        cron_ev = _phase(evidence, "crontab")
+        if cron_ev is None or not isinstance(cron_ev.parsed, dict):
             return Verdict.errored("Les tables cron n'ont pas pu être lues.", "The crontabs could not be read.")
+        cron = cron_ev.parsed
+        hour, minute = int(args["hour"]), int(args["minute"])
         entries = backup_entries(cron, args["backup_script"])
         if not entries:
-            return Verdict.failed("Aucune entrée cron ne lance la sauvegarde.", "No cron entry runs the backup.")
-        daemon = cron.get("daemon") or {}
-        if not str(daemon.get("exe", "")).endswith("/cron"):
-            return Verdict.failed("Le démon cron ne tourne pas sur le serveur : la planification ne s'exécutera pas.",
-                                  "The cron daemon does not run on the server: the schedule will not run.")
-        hour, minute = int(args["hour"]), int(args["minute"])
-        e = entries[0]
-        spec = e.get("schedule") or []
-        where = f"{e['file']}:{e['line']}"
-        daily = len(spec) == 5 and spec[2:] == ["*", "*", "*"]
-        if not (daily and _field_matches(spec[0], minute) and _field_matches(spec[1], hour)):
+            return Verdict.failed("Aucune entrée cron (chargée par cron) ne lance la sauvegarde.",
+                                  "No cron entry (that cron loads) runs the backup.")
+        daily = [e for e in entries if _daily_at(e, hour, minute)]
+        if not daily:
+            e = entries[0]
             return Verdict.failed(
-                f"L'entrée cron {where} ({' '.join(spec)}) ne lance pas la sauvegarde chaque jour à "
-                f"{hour:02d}:{minute:02d}.",
-                f"Cron entry {where} ({' '.join(spec)}) does not run the backup every day at {hour:02d}:{minute:02d}.")
-        run = _phase(evidence, "run")
-        if run is None:
+                f"L'entrée cron {e['file']}:{e['line']} ({' '.join(e['schedule'])}) ne lance pas la sauvegarde "
+                f"chaque jour à {hour:02d}:{minute:02d}.",
+                f"Cron entry {e['file']}:{e['line']} ({' '.join(e['schedule'])}) does not run the backup every day "
+                f"at {hour:02d}:{minute:02d}.")
+        if not (cron.get("daemon") or {}).get("running"):
+            return Verdict.failed("Le vrai démon cron ne tourne pas sur le serveur : la planification ne s'exécutera "
+                                  "pas.", "The genuine cron daemon does not run on the server: the schedule will "
+                                  "not run.")
+        run, after = _phase(evidence, "run"), _phase(evidence, "after")
+        if run is None or after is None:
             return Verdict.errored("La commande planifiée n'a pas été lancée.", "The scheduled command was not run.")
         p = run.parsed or {}
         if p.get("timed_out"):
-            return Verdict.errored(f"La commande planifiée ne s'est pas terminée en {p.get('duration_s')} s.",
-                                   f"The scheduled command did not finish within {p.get('duration_s')} s.")
-        if p.get("rc") != 0:
-            return Verdict.failed(f"La commande planifiée échoue (code {p.get('rc')} : {_err_text(run)}).",
-                                  f"The scheduled command fails (exit {p.get('rc')}: {_err_text(run)}).")
+            return Verdict.errored(f"La commande planifiée ne s'est pas terminée en {run.meta.get('timeout_s')} s.",
+                                   f"The scheduled command did not finish within {run.meta.get('timeout_s')} s.")
+        where = run.meta.get("entry")
+        found, at = _proof_found(after)
+        if not found:
+            return Verdict.failed(
+                f"La commande de {where}, lancée par l'évaluateur (code {p.get('rc')}), n'a pas sauvegardé le fichier "
+                "témoin qu'il venait d'écrire : aucun nouvel instantané ne le contient.",
+                f"The command of {where}, run by the grader (exit {p.get('rc')}), did not back up the proof file the "
+                "grader had just written: no new snapshot holds it.")
         return Verdict.passed(
-            f"{where} lance la sauvegarde chaque jour à {hour:02d}:{minute:02d}, cron tourne, et la commande réussit "
-            f"({p.get('duration_s')} s).",
-            f"{where} runs the backup every day at {hour:02d}:{minute:02d}, cron runs, and the command succeeds "
-            f"({p.get('duration_s')} s).")
+            f"{where} lance la sauvegarde chaque jour à {hour:02d}:{minute:02d}, le vrai cron tourne, et la commande "
+            f"lancée par l'évaluateur a sauvegardé son fichier témoin ({at}).",
+            f"{where} runs the backup every day at {hour:02d}:{minute:02d}, the genuine cron runs, and the command "
+            f"run by the grader backed up its proof file ({at}).")
 
 
 # --- retention -----------------------------------------------------------------------------
 
-_KEEP = {
-    "daily": (r"--keep-daily(?:=|\s+)(\d+)", r"(?:^|\s)-d\s*(\d+)"),
-    "weekly": (r"--keep-weekly(?:=|\s+)(\d+)", r"(?:^|\s)-w\s*(\d+)"),
-}
+RETENTION_TAG = "labkit-retention"
 
 
-def retention_of(text: str) -> dict[str, Any]:
-    """The keep-daily / keep-weekly numbers of the restic ``forget`` or borg ``prune`` lines
-    of a shell script (comments ignored)."""
-    lines = [ln.split("#", 1)[0] for ln in text.replace("\\\n", " ").splitlines()]
-    policy: dict[str, Any] = {"lines": []}
-    for ln in lines:
-        restic = re.search(r"\brestic\b.*\bforget\b", ln)
-        borg = re.search(r"\bborg\b.*\bprune\b", ln)
-        if not (restic or borg):
-            continue
-        policy["lines"].append(ln.strip())
-        for key, (long_re, short_re) in _KEEP.items():
-            m = re.search(long_re, ln) or (re.search(short_re, ln) if borg else None)
-            if m:
-                policy[key] = int(m.group(1))
-        policy["tool"] = "restic" if restic else "borg"
-    return policy
+def sync_back(fs: NodeFS, repo: str, local: Path, before: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """Make the node's repository match what the grader's tool changed in the local copy:
+    new or changed files written (owned like the repository's top directory), removed ones
+    removed."""
+    top = nodetree.lstat(fs, repo)
+    uid, gid = (top.st_uid, top.st_gid) if top is not None else (0, 0)
+    now = br.tree_digest(local)
+    written = removed = 0
+    for rel in sorted(now):
+        if before.get(rel) != now[rel]:
+            parent = os.path.dirname(rel)
+            if parent:
+                nodetree.makedirs(fs, f"{repo}/{parent}", mode=0o700, uid=uid, gid=gid)
+            nodetree.write_file(fs, f"{repo}/{rel}", (local / rel).read_bytes(), mode=0o600, uid=uid, gid=gid)
+            written += 1
+    for rel in sorted(set(before) - set(now)):
+        removed += nodetree.remove(fs, f"{repo}/{rel}")
+    return {"written": written, "removed": removed}
+
+
+def retention_times(daily: int, weekly: int, now: datetime) -> list[datetime]:
+    """Noon of each of the last ``daily + 2`` days, then one day a week further back, for
+    ``weekly + 2`` weeks: enough old snapshots for both rules to keep and to drop some."""
+    noon = now.replace(hour=12, minute=0, second=0, microsecond=0)
+    days = list(range(1, daily + 3)) + [7 * k for k in range(daily // 7 + 2, daily // 7 + weekly + 4)]
+    return sorted(noon - timedelta(days=d) for d in days)
+
+
+def _same_group(tool: str, s: dict[str, Any], host: str, paths: list[str]) -> bool:
+    return tool == "borg" or (s.get("host") == host and sorted(s.get("paths") or []) == paths)
 
 
 class Retention:
-    """The backup script applies the brief's retention (restic forget / borg prune)."""
+    """The grader adds old snapshots (dated over past days and weeks) to the repository, runs
+    the candidate's backup script, and reads which of them the repository still keeps: exactly
+    those the brief's --keep-daily / --keep-weekly keep."""
 
     name = "backup.retention"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        return [node_exec(ctx, args["node"], [*NODE_PY, CRON_READ_PY],
-                          input=json.dumps({"scripts": [args["backup_script"]]}),
-                          action=f"read {args['backup_script']} and the crontabs", label="script")]
+        node, repo = args["repo_node"], args["repo"]
+        daily, weekly = int(args["keep_daily"]), int(args["keep_weekly"])
+        with Workdir() as w:
+            def seed() -> tuple[dict[str, Any], str]:
+                local = w.path / "seed"
+                env = br.clean_env(w.path, str(args["password"]))
+                with ctx.node_fs(node) as fs:
+                    st = nodetree.lstat(fs, repo)
+                    if st is None or not stat.S_ISDIR(st.st_mode):
+                        return {"kind": "missing", "repo": repo}, "no repository"
+                    nodetree.copy_out(fs, repo, local)
+                    kind = br.kind_of(local)
+                    out: dict[str, Any] = {"kind": kind, "repo": repo, "error": None}
+                    if kind not in ("restic", "borg"):
+                        return out, f"not a restic or borg repository ({kind})"
+                    try:
+                        s0 = br.snapshots(kind, local, env)
+                    except br.ToolError as exc:
+                        out["error"] = str(exc)
+                        return out, str(exc)
+                    mine = [s for s in s0 if args["data_root"] in (s.get("paths") or [])] or s0
+                    host = str(mine[-1]["host"]) if mine else "srv1"
+                    paths = [args["data_root"]]
+                    digest = br.tree_digest(local)
+                    br.add_old_snapshots(kind, local, env, data_dir=args["data_root"], host=host,
+                                         times=retention_times(daily, weekly, datetime.now()), tag=RETENTION_TAG)
+                    s1 = br.snapshots(kind, local, env)
+                    synthetic = [s for s in s1 if s["id"] not in {x["id"] for x in s0}]
+                    out.update({"before": s0, "synthetic": synthetic, "host": host, "paths": paths,
+                                **sync_back(fs, repo, local, digest)})
+                return out, (f"{len(s0)} snapshot(s) in the repository; the grader added {len(synthetic)} old ones "
+                             f"(from {synthetic[0]['time']} to {synthetic[-1]['time']}), host {host}, "
+                             f"paths {paths}" if synthetic else "no snapshot added")
+
+            evidence = [_grader_step(ctx, "seed", f"add old snapshots to {node}:{repo} (host restic/borg on a copy, "
+                                     "files written back with the grader's code)", f"{node}:{repo}", seed,
+                                     kind="fault", meta={"phase": "seed"})]
+            synthetic = (evidence[0].parsed or {}).get("synthetic") if evidence[0].ok else None
+            if not synthetic:
+                return evidence
+            evidence.append(_run_script(ctx, args["node"], args["backup_script"], float(args.get("run_timeout", 110)),
+                                        meta={"phase": "run"}, label="backup"))
+            after = _read_repo_ev(ctx, args, w.path, "after")
+            evidence.append(after)
+            left = {s["id"] for s in (after.parsed or {}).get("snapshots", [])} if after.ok else set()
+
+            def cleanup() -> tuple[dict[str, Any], str]:
+                survivors = [s for s in synthetic if s["id"] in left]
+                if not survivors:
+                    return {"removed_snapshots": 0}, "none of the grader's snapshots left"
+                local = w.path / "cleanup"
+                env = br.clean_env(w.path, str(args["password"]))
+                with ctx.node_fs(node) as fs:
+                    nodetree.copy_out(fs, repo, local)
+                    digest = br.tree_digest(local)
+                    br.forget(br.kind_of(local), local, env, survivors)
+                    res = sync_back(fs, repo, local, digest)
+                return {"removed_snapshots": len(survivors), **res}, \
+                    f"removed the {len(survivors)} snapshot(s) the grader had added and the repository kept"
+
+            evidence.append(_grader_step(ctx, "cleanup", f"remove the grader's old snapshots from {node}:{repo}",
+                                         f"{node}:{repo}", cleanup, kind="fault", meta={"phase": "cleanup"}))
+        return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
-        if (err := error_if_unrun(evidence)) is not None:
+        seed = _phase(evidence, "seed")
+        if seed is None or not seed.ok:
+            return error_if_unrun(evidence) or Verdict.errored("Aucune mesure.", "No measurement.")
+        s = seed.parsed or {}
+        if (bad := _repo_unreadable(s, args["repo"])) is not None:
+            return bad
+        if (err := error_if_unrun([e for e in evidence if e.meta.get("phase") != "cleanup"])) is not None:
             return err
-        data = _json_of(evidence[-1] if evidence else None)
-        if not isinstance(data, dict):
-            return Verdict.errored("Le script de sauvegarde n'a pas pu être lu.",
-                                   "The backup script could not be read.")
-        script = args["backup_script"]
-        texts = [str((data.get("scripts") or {}).get(script, {}).get("text") or "")]
-        texts += [str(e.get("command", "")) for e in data.get("entries") or []]
-        policy = retention_of("\n".join(texts))
-        want = {"daily": int(args["keep_daily"]), "weekly": int(args["keep_weekly"])}
-        if not policy["lines"]:
-            return Verdict.failed(f"Aucune politique de rétention (restic forget / borg prune) dans {script}.",
-                                  f"No retention policy (restic forget / borg prune) in {script}.")
-        got = {k: policy.get(k) for k in want}
-        if got != want:
+        after = _phase(evidence, "after")
+        if after is None:
+            return Verdict.errored("Le dépôt n'a pas été relu.", "The repository was not read again.")
+        if (bad := _repo_unreadable(after.parsed or {}, args["repo"])) is not None:
+            return bad
+        tool = s["kind"]
+        daily, weekly = int(args["keep_daily"]), int(args["keep_weekly"])
+        before = s.get("before") or []
+        synthetic = s.get("synthetic") or []
+        syn_ids = {x["id"] for x in synthetic}
+        now = after.parsed.get("snapshots") or []
+        now_ids = {x["id"] for x in now}
+        new = [x for x in now if x["id"] not in syn_ids and x["id"] not in {b["id"] for b in before}]
+        group = [x for x in [*before, *synthetic, *new] if _same_group(tool, x, s.get("host", ""), s.get("paths", []))]
+        expected = br.kept_by_policy(tool, group, daily, weekly) & syn_ids
+        kept = syn_ids & now_ids
+        if kept == expected:
+            return Verdict.passed(
+                f"Sur {len(synthetic)} instantanés anciens ajoutés par l'évaluateur, le dépôt garde exactement les "
+                f"{len(kept)} que garde la rétention demandée ({daily} quotidiennes, {weekly} hebdomadaires).",
+                f"Of {len(synthetic)} old snapshots the grader added, the repository keeps exactly the {len(kept)} the "
+                f"required retention keeps ({daily} daily, {weekly} weekly).")
+        if kept == syn_ids:
             return Verdict.failed(
-                f"Rétention appliquée : {got['daily']} quotidienne(s), {got['weekly']} hebdomadaire(s) ; "
-                f"attendu : {want['daily']} et {want['weekly']}.",
-                f"Retention applied: {got['daily']} daily, {got['weekly']} weekly; "
-                f"expected {want['daily']} and {want['weekly']}.")
-        return Verdict.passed(f"Rétention conforme : {want['daily']} quotidiennes, {want['weekly']} hebdomadaires.",
-                              f"Retention as required: {want['daily']} daily, {want['weekly']} weekly.")
+                f"Après la sauvegarde, le dépôt garde les {len(synthetic)} instantanés anciens ajoutés par "
+                f"l'évaluateur : aucune rétention n'est appliquée (attendu : {len(expected)} gardés).",
+                f"After the backup, the repository keeps all {len(synthetic)} old snapshots the grader added: no "
+                f"retention is applied ({len(expected)} expected to be kept).")
+        return Verdict.failed(
+            f"Le dépôt garde {len(kept)} des {len(synthetic)} instantanés anciens ajoutés par l'évaluateur ; la "
+            f"rétention demandée ({daily} quotidiennes, {weekly} hebdomadaires) en garde {len(expected)} "
+            f"({len(kept - expected)} en trop, {len(expected - kept)} supprimé(s) à tort).",
+            f"The repository keeps {len(kept)} of the {len(synthetic)} old snapshots the grader added; the required "
+            f"retention ({daily} daily, {weekly} weekly) keeps {len(expected)} ({len(kept - expected)} too many, "
+            f"{len(expected - kept)} wrongly removed).")
 
 
 # --- backups travel encrypted --------------------------------------------------------------
@@ -499,19 +745,39 @@ def ssh_flows(flows: list[dict[str, Any]]) -> set[frozenset[tuple[str, int]]]:
             if str(f.get("greeting") or "").startswith("SSH-")}
 
 
+def backup_session(flows: list[dict[str, Any]], client: str, server: str) -> dict[str, Any]:
+    """The SSH sessions from ``client`` to ``server``:22 in a capture: both sides' greetings
+    and the payload bytes each way."""
+    up = [f for f in flows if f.get("proto") == "tcp" and f["src"] == client and f["dst"] == server
+          and f["dport"] == 22]
+    down = [f for f in flows if f.get("proto") == "tcp" and f["src"] == server and f["dst"] == client
+            and f["sport"] == 22]
+    greet = lambda fs: any(str(f.get("greeting") or "").startswith("SSH-") for f in fs)  # noqa: E731
+    return {"client_greeting": greet(up), "server_greeting": greet(down),
+            "bytes_up": sum(int(f.get("payload_bytes") or 0) for f in up),
+            "bytes_down": sum(int(f.get("payload_bytes") or 0) for f in down)}
+
+
 class TransportEncrypted:
-    """The grader captures on the LAN while it runs the candidate's backup script: no marker
-    of the business data may cross in clear, and the backup traffic is SSH only."""
+    """The grader writes a fresh random proof file in the data, then captures on the LAN while
+    it runs the candidate's backup script: the backup must be an SSH session from the file
+    server to the backup server's port 22 (both greetings seen) carrying at least the proof
+    file's size, no other flow may carry data, and no piece of the data may cross in clear."""
 
     name = "backup.transport_encrypted"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
+        path = _proof_path(args["data_root"])
+        plant, proofs = _plant_proofs(ctx, args["node"], [path])
+        if not plant.ok:
+            return [plant]
+        plant.meta["proof_bytes"] = len(proofs[path])
         ready, stop = threading.Event(), threading.Event()
         duration = float(args.get("capture_s", 120))
         where = f"segment:{args['segment']}"
         cap = ctx.deferred(where, "capture", "br0", "capture", partial(
-            _capture, markers=args["markers"], source=where, check=ctx.check.id, duration_s=duration,
-            max_bytes=int(args.get("max_bytes", 64 << 20)), ready=ready, stop=stop),
+            _capture, markers=[*args["markers"], *proof_needles(proofs[path])], source=where, check=ctx.check.id,
+            duration_s=duration, max_bytes=int(args.get("max_bytes", 64 << 20)), ready=ready, stop=stop),
             timeout=duration + 10, meta={"phase": "capture"})
 
         def backup() -> Evidence:
@@ -528,29 +794,29 @@ class TransportEncrypted:
             finally:
                 stop.set()
 
-        return ctx.parallel([cap, backup])
+        try:
+            evidence = [plant, *ctx.parallel([cap, backup])]
+        finally:
+            removal = _remove_proofs(ctx, args["node"], [path])
+        return [*evidence, removal]
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         if (err := error_if_unrun(evidence)) is not None:
             return err
-        cap, run = _phase(evidence, "capture"), _phase(evidence, "backup")
-        if cap is None or run is None:
+        cap, run, plant = _phase(evidence, "capture"), _phase(evidence, "backup"), _phase(evidence, "plant")
+        if cap is None or run is None or plant is None:
             return Verdict.errored("Capture ou sauvegarde manquante.", "Capture or backup missing.")
         p = run.parsed or {}
         if p.get("timed_out"):
             return Verdict.errored(f"Le script de sauvegarde ne s'est pas terminé en {p.get('duration_s')} s.",
                                    f"The backup script did not finish within {p.get('duration_s')} s.")
-        if p.get("rc") != 0:
-            return Verdict.failed(
-                f"Le script de sauvegarde {args['backup_script']} échoue (code {p.get('rc')} : {_err_text(run)}).",
-                f"The backup script {args['backup_script']} fails (exit {p.get('rc')}: {_err_text(run)}).")
         c = cap.parsed or {}
         flows = c.get("flows") or []
         hits = c.get("marker_hits") or []
         if hits:
             where = "; ".join(sorted({h["flow"] for h in hits})[:3])
-            return Verdict.failed(f"Des données métier ont circulé en clair sur le LAN ({where}).",
-                                  f"Business data crossed the LAN in clear ({where}).")
+            return Verdict.failed(f"Des données ont circulé en clair sur le LAN ({where}).",
+                                  f"Data crossed the LAN in clear ({where}).")
         ssh = ssh_flows(flows)
         clear = [f for f in flows if f.get("payload_bytes") and
                  frozenset({(f["src"], f["sport"]), (f["dst"], f["dport"])}) not in ssh]
@@ -562,15 +828,27 @@ class TransportEncrypted:
                 f"La sauvegarde emprunte un canal non chiffré : {len(clear)} flux hors SSH, dont {what}.",
                 f"The backup uses an unencrypted channel: {len(clear)} non-SSH flow(s), e.g. "
                 + what.replace("« ", "'").replace(" »", "'") + ".")
-        moved = sum(int(f.get("payload_bytes") or 0) for f in flows)
-        if not ssh or moved == 0:
-            return Verdict.failed("Aucun trafic de sauvegarde n'a été vu sur le LAN pendant la sauvegarde.",
-                                  "No backup traffic was seen on the LAN during the backup.")
+        node, srv = plan.node(args["node"]), plan.node(args["repo_node"])
+        client = node.first_address(args["segment"]) if node else None
+        server = srv.first_address(args["segment"]) if srv else None
+        sess = backup_session(flows, str(client), str(server))
+        need = int(plant.meta.get("proof_bytes") or PROOF_BYTES)
+        if not (sess["client_greeting"] and sess["server_greeting"]) or sess["bytes_up"] < need:
+            return Verdict.failed(
+                f"Pendant la sauvegarde lancée par l'évaluateur, aucune session SSH de {args['node']} vers "
+                f"{args['repo_node']}:22 n'a porté les données ({sess['bytes_up']} octets montants, au moins {need} "
+                f"attendus pour le seul fichier témoin ; poignées de main SSH : {sess['client_greeting']}/"
+                f"{sess['server_greeting']}).",
+                f"During the backup the grader ran, no SSH session from {args['node']} to {args['repo_node']}:22 "
+                f"carried the data ({sess['bytes_up']} bytes up, at least {need} expected for the proof file alone; "
+                f"SSH greetings: {sess['client_greeting']}/{sess['server_greeting']}).")
         return Verdict.passed(
-            f"Pendant la sauvegarde ({p.get('duration_s')} s), {moved} octets ont circulé, uniquement en SSH, "
-            f"sans aucun marqueur des données en clair.",
-            f"During the backup ({p.get('duration_s')} s), {moved} bytes crossed the LAN, SSH only, with no "
-            f"data marker in clear.")
+            f"Pendant la sauvegarde ({p.get('duration_s')} s), la session SSH {args['node']} → {args['repo_node']}:22 "
+            f"a porté {sess['bytes_up']} octets (fichier témoin frais : {need}), aucun autre flux de données, aucun "
+            "morceau des données en clair.",
+            f"During the backup ({p.get('duration_s')} s), the SSH session {args['node']} → {args['repo_node']}:22 "
+            f"carried {sess['bytes_up']} bytes (fresh proof file: {need}), no other data flow, no piece of the data "
+            "in clear.")
 
 
 # --- restore test ----------------------------------------------------------------------------
@@ -584,17 +862,59 @@ def compare_manifests(baseline: dict[str, str], after: dict[str, str]) -> dict[s
             "missing_files": missing[:50], "mismatched_files": mismatched[:50], "extra_files": extra[:20]}
 
 
+RANSOM = b"\x8f\x1b CHIFFRE PAR RANCONGICIEL \x00\xff" * 4
+RANSOM_NOTE = "LISEZ-MOI-RANCON.txt"
+
+
+def manifest(fs: NodeFS, root: str) -> dict[str, Any]:
+    """sha256 of every regular file below ``root``, computed by the grader's own code."""
+    if nodetree.lstat(fs, root) is None:
+        return {"root": root, "exists": False, "files": {}, "bytes": 0}
+    tree = fs.hash_tree(root)
+    return {"root": root, "exists": True, "files": {k: v.sha256 for k, v in sorted(tree.items())},
+            "bytes": sum(v.size for v in tree.values())}
+
+
+def damage(fs: NodeFS, root: str) -> dict[str, Any]:
+    """The simulated ransomware, with the grader's code: the biggest top folder deleted, the
+    database dump and every 7th file overwritten at their start, a ransom note."""
+    tree = fs.hash_tree(root)
+    tops: dict[str, int] = {}
+    for rel in tree:
+        if "/" in rel:
+            tops[rel.split("/", 1)[0]] = tops.get(rel.split("/", 1)[0], 0) + 1
+    out: dict[str, Any] = {"deleted_folder": None, "deleted_files": 0, "corrupted": [], "note": RANSOM_NOTE}
+    if tops:
+        name = max(tops, key=lambda d: (tops[d], d))
+        out["deleted_folder"] = name
+        out["deleted_files"] = nodetree.remove(fs, f"{root}/{name}")
+    files = sorted(rel for rel in tree if not (out["deleted_folder"] and rel.startswith(out["deleted_folder"] + "/")))
+    hit = [f for f in files if f.endswith(".sql") or f.startswith(PROOF_PREFIX)]
+    for rel in (hit + [f for f in files[::7] if f not in hit])[:40]:
+        nodetree.overwrite_start(fs, f"{root}/{rel}", RANSOM)
+        out["corrupted"].append(rel)
+    nodetree.write_file(fs, f"{root}/{RANSOM_NOTE}", b"Vos fichiers sont chiffres (simulation labkit).\n")
+    return out
+
+
 class RestoreTest:
-    """Simulated ransomware, then the candidate's restore script, then every file's sha256
-    against the manifest recorded at ``up``; the recovery time is measured."""
+    """Fresh proof files written by the grader and backed up by the candidate's own backup
+    script (run by the grader), then a simulated ransomware (grader's code), then the
+    candidate's restore script; every file's sha256 (grader's code) against the manifest
+    recorded at ``up`` plus the proof files, which can only come back from the repository."""
 
     name = "backup.restore_test"
 
     def _manifest(self, ctx: CheckContext, args: dict[str, Any], phase: str) -> Evidence:
-        return node_exec(ctx, args["node"], [*NODE_PY, MANIFEST_PY, args["data_root"]],
-                         action=f"sha256 of every file under {args['data_root']} (read-only)",
-                         target=f"{args['node']}:{args['data_root']}", timeout=120, meta={"phase": phase},
-                         label=f"manifest-{phase}")
+        node, root = args["node"], args["data_root"]
+
+        def go() -> tuple[dict[str, Any], str]:
+            with ctx.node_fs(node) as fs:
+                m = manifest(fs, root)
+            return {"json": m}, f"{len(m['files'])} files, {m['bytes']} bytes under {root}"
+
+        return _grader_step(ctx, f"manifest-{phase}", f"sha256 of every file under {root} (grader's code)",
+                            f"{node}:{root}", go, meta={"phase": phase})
 
     def baseline(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         return [self._manifest(ctx, args, "manifest")]
@@ -602,35 +922,60 @@ class RestoreTest:
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         node, root, script = args["node"], args["data_root"], args["restore_script"]
         target = f"{node}:{root}"
-        evidence = [node_exec(ctx, node, [*NODE_SH, 'ls -l -- "$1"; test -f "$1" && test -x "$1"', "sh", script],
-                              action=f"test -x {script}", meta={"phase": "script"}, label="script")]
-        if not evidence[0].ok or evidence[0].parsed["rc"] != 0 or not ctx.baseline:
+
+        def check_script() -> tuple[dict[str, Any], str]:
+            with ctx.node_fs(node) as fs:
+                try:
+                    fd = fs.open(script)
+                except OSError as exc:
+                    return {"executable": False, "why": exc.strerror}, f"{script}: {exc.strerror}"
+                try:
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+            ok = stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
+            return {"executable": ok, "mode": oct(stat.S_IMODE(st.st_mode))}, f"{script}: mode {oct(st.st_mode)}"
+
+        evidence = [_grader_step(ctx, "script", f"stat {script} (grader's code)", f"{node}:{script}", check_script,
+                                 meta={"phase": "script"})]
+        if not evidence[0].ok or not evidence[0].parsed["executable"] or not ctx.baseline:
             return evidence
-        # A copy of the data as it is now, kept in the grader's memory, to undo the damage.
-        stash = node_exec(ctx, node, [*NODE_SH, 'tar -C "$1" -czf - . | base64 -w0', "sh", root],
-                          action=f"tar -czf - {root} (the grader's copy, to undo the damage)", timeout=120,
-                          meta={"phase": "stash"}, label="stash", whole_output=True)
-        copy = (stash.parsed or {}).get("stdout", "") if stash.ok and stash.parsed["rc"] == 0 else ""
-        if not copy:
-            stash.ok, stash.error = False, stash.error or f"the grader could not copy the data ({_err_text(stash)})"
-            return [*evidence, stash]
-        stash.parsed["stdout"] = f"({len(copy)} base64 characters, kept in memory only)"
-        stash.raw = f"$ {stash.action}\n{stash.parsed['stdout']}"
-        evidence.append(stash)
-        damaged = False
+        stash: nodetree.TreeCopy | None = None
+
+        def take() -> tuple[dict[str, Any], str]:
+            nonlocal stash
+            with ctx.node_fs(node) as fs:
+                stash = nodetree.read_tree(fs, root)
+            return {"files": len(stash.files), "bytes": stash.size}, \
+                f"{len(stash.files)} files, {stash.size} bytes kept in the grader's memory only"
+
+        evidence.append(_grader_step(ctx, "stash", f"copy {root} into the grader's memory (to undo the damage)",
+                                     target, take, meta={"phase": "stash"}))
+        if stash is None:
+            return evidence
         try:
-            dmg = node_exec(ctx, node, [*NODE_PY, DAMAGE_PY, root], kind="fault", target=target,
-                            action=f"simulated ransomware on {root}: delete one folder, corrupt files, drop a note",
-                            meta={"phase": "damage"}, label="damage")
-            evidence.append(dmg)
-            damaged = True
-            if not dmg.ok or dmg.parsed["rc"] != 0:
+            tops = sorted({r.split("/", 1)[0] for r in stash.files if "/" in r},
+                          key=lambda d: (sum(r.startswith(d + "/") for r in stash.files), d))  # type: ignore[union-attr]
+            paths = [_proof_path(root)] + ([_proof_path(f"{root}/{tops[-1]}")] if tops else [])
+            plant, proofs = _plant_proofs(ctx, node, paths)
+            evidence.append(plant)
+            if not plant.ok:
                 return evidence
-            d = _json_of(dmg) or {}
-            dmg.raw = (f"deleted folder: {d.get('deleted_folder')} ({d.get('deleted_files')} files)\n"
-                       f"corrupted files: {len(d.get('corrupted') or [])}\n"
-                       + "".join(f"  {f}\n" for f in (d.get("corrupted") or [])[:10])
-                       + f"ransom note added: {d.get('note')}")
+            evidence.append(_run_script(ctx, node, args["backup_script"], float(args.get("timeout", 120)),
+                                        meta={"phase": "backup"}, label="backup"))
+
+            def hit() -> tuple[dict[str, Any], str]:
+                with ctx.node_fs(node) as fs:
+                    d = damage(fs, root)
+                return d, (f"deleted folder: {d['deleted_folder']} ({d['deleted_files']} files)\n"
+                           f"corrupted files: {len(d['corrupted'])}\n"
+                           + "".join(f"  {f}\n" for f in d["corrupted"][:10]) + f"ransom note added: {d['note']}")
+
+            dmg = _grader_step(ctx, "damage", f"simulated ransomware on {root}: delete one folder, corrupt files, "
+                               "drop a note (grader's code)", target, hit, kind="fault", meta={"phase": "damage"})
+            evidence.append(dmg)
+            if not dmg.ok:
+                return evidence
             timeout = float(args.get("timeout", 120))
             t0 = time.monotonic()
             run = _run_script(ctx, node, script, timeout, meta={"phase": "restore"}, label="restore")
@@ -638,48 +983,58 @@ class RestoreTest:
             run.meta["rto_s"] = rto
             evidence.append(run)
             after = self._manifest(ctx, args, "verify")
-            base = _json_of(ctx.baseline[-1]) or {}
-            now = _json_of(after) or {}
-            if isinstance(base, dict) and isinstance(now, dict) and isinstance(base.get("files"), dict):
-                cmp = compare_manifests(base["files"], now.get("files") or {})
+            base = (ctx.baseline[-1].parsed or {}).get("json") or {}
+            now = (after.parsed or {}).get("json") or {}
+            if after.ok and isinstance(base.get("files"), dict):
+                rel = {p[len(root.rstrip('/')) + 1:]: hashlib.sha256(c).hexdigest() for p, c in proofs.items()}
+                cmp = compare_manifests(base["files"], {k: v for k, v in now.get("files", {}).items()
+                                                       if k not in rel})
+                cmp["proofs"] = len(rel)
+                cmp["proofs_restored"] = sum(now.get("files", {}).get(k) == v for k, v in rel.items())
                 cmp["rto_s"] = rto
-                after.meta.update({k: cmp[k] for k in ("files_checked", "mismatched", "missing", "extra", "rto_s")})
+                after.meta.update({k: cmp[k] for k in ("files_checked", "mismatched", "missing", "extra", "rto_s",
+                                                       "proofs", "proofs_restored")})
                 after.parsed["comparison"] = cmp
+                after.parsed.pop("json", None)
                 after.raw = (f"files checked: {cmp['files_checked']}\nintact: {cmp['intact']}\n"
                              f"mismatched (sha256 differs): {cmp['mismatched']}\nmissing: {cmp['missing']}\n"
-                             f"extra files: {cmp['extra']}\ntime to restore (RTO): {rto:.2f} s\n"
+                             f"extra files: {cmp['extra']}\n"
+                             f"grader's proof files restored byte for byte: {cmp['proofs_restored']}/{cmp['proofs']}\n"
+                             f"time to restore (RTO): {rto:.2f} s\n"
                              + "".join(f"mismatched: {f}\n" for f in cmp["mismatched_files"][:5])
                              + "".join(f"missing: {f}\n" for f in cmp["missing_files"][:5]))
             evidence.append(after)
         finally:
-            if damaged:
-                evidence.append(node_exec(
-                    ctx, node, [*NODE_SH, 'rm -rf "$1" && mkdir -p "$1" && base64 -d | tar -C "$1" -xzf -',
-                                "sh", root],
-                    input=copy, kind="fault", target=target, timeout=120, meta={"phase": "undo"},
-                    action=f"restore {root} as it was before the test, from the grader's copy", label="undo"))
+            def undo() -> tuple[dict[str, Any], str]:
+                with ctx.node_fs(node) as fs:
+                    removed = nodetree.clear_dir(fs, root)
+                    written = nodetree.write_tree(fs, root, stash)  # type: ignore[arg-type]
+                return {"removed": removed, "written": written}, \
+                    f"{root} put back as it was before the test: {written} files from the grader's copy"
+
+            evidence.append(_grader_step(ctx, "undo", f"restore {root} as it was before the test, from the grader's "
+                                         "copy (grader's code)", target, undo, kind="fault", meta={"phase": "undo"}))
         return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         script = args["restore_script"]
-        # lifecycle marks baseline evidence with meta.phase == "baseline" when it stores it
         base = _phase(evidence, "baseline") or _phase(evidence, "manifest")
-        files = (_json_of(base) or {}).get("files") if base is not None else None
+        files = ((base.parsed or {}).get("json") or {}).get("files") if base is not None else None
         if not isinstance(files, dict) or not files:
             return Verdict.errored("Aucun manifeste de référence des données n'a été enregistré au démarrage.",
                                    "No reference manifest of the data was recorded at start-up.")
         chk = _phase(evidence, "script")
         if chk is None or not chk.ok:
             return Verdict.errored(f"Le script {script} n'a pas pu être examiné.", f"{script} could not be examined.")
-        if chk.parsed["rc"] != 0:
+        if not chk.parsed.get("executable"):
             return Verdict.failed(f"Pas de script de restauration exécutable en {script}.",
                                   f"No executable restore script at {script}.")
-        for phase in ("stash", "damage"):
+        for phase in ("stash", "plant", "damage"):
             ev = _phase(evidence, phase)
-            if ev is None or not ev.ok or (ev.parsed or {}).get("rc") != 0:
-                why = (ev.error or _err_text(ev)) if ev is not None else "not run"
-                return Verdict.errored(f"Le test n'a pas pu endommager les données ({phase} : {why}).",
-                                       f"The test could not damage the data ({phase}: {why}).")
+            if ev is None or not ev.ok:
+                why = (ev.error if ev is not None else None) or "not run"
+                return Verdict.errored(f"Le test n'a pas pu préparer l'attaque ({phase} : {why}).",
+                                       f"The test could not prepare the attack ({phase}: {why}).")
         run = _phase(evidence, "restore")
         if run is None or not run.ok:
             why = (run.error if run is not None else None) or "not run"
@@ -701,11 +1056,20 @@ class RestoreTest:
         if c["mismatched"] or c["missing"]:
             return Verdict.failed(f"Après restauration : {head_fr} (durée {rto:.2f} s).",
                                   f"After the restore: {head_en} (took {rto:.2f} s).")
+        if c.get("proofs_restored") != c.get("proofs"):
+            return Verdict.failed(
+                f"{head_fr}, mais {c.get('proofs_restored')}/{c.get('proofs')} des fichiers témoins frais, "
+                "sauvegardés juste avant l'attaque, sont revenus : la restauration ne vient pas du dépôt.",
+                f"{head_en}, but only {c.get('proofs_restored')}/{c.get('proofs')} of the fresh proof files, backed "
+                "up just before the attack, came back: the restore does not come from the repository.")
         if p.get("rc") != 0:
             return Verdict.failed(f"{head_fr}, mais le script a échoué (code {p.get('rc')}).",
                                   f"{head_en}, but the script failed (exit {p.get('rc')}).")
-        return Verdict.passed(f"Restauration probante : {head_fr} ; temps de restauration mesuré (RTO) {rto:.2f} s.",
-                              f"Restore proven: {head_en}; measured time to restore (RTO) {rto:.2f} s.")
+        return Verdict.passed(
+            f"Restauration probante : {head_fr}, {c['proofs']} fichier(s) témoin(s) frais revenu(s) du dépôt octet "
+            f"pour octet ; temps de restauration mesuré (RTO) {rto:.2f} s.",
+            f"Restore proven: {head_en}, {c['proofs']} fresh proof file(s) back from the repository byte for byte; "
+            f"measured time to restore (RTO) {rto:.2f} s.")
 
 
 # --- no password login on the backup server ------------------------------------------------
@@ -750,4 +1114,5 @@ GRADERS = [RepositoryEncrypted(), RecentSnapshot(), Schedule(), Retention(), Tra
            NoPasswordLogin()]
 
 __all__ = ["GRADERS", "NoPasswordLogin", "RecentSnapshot", "RepositoryEncrypted", "RestoreTest", "Retention",
-           "Schedule", "TransportEncrypted", "compare_manifests", "retention_of", "snapshot_times"]
+           "Schedule", "TransportEncrypted", "backup_entries", "backup_session", "compare_manifests", "cron_entries",
+           "damage", "manifest", "read_repository", "retention_times"]
