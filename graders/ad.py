@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import ipaddress
 import secrets
 import string
 import struct
@@ -258,23 +259,49 @@ def _ldap_write(ctx: CheckContext, args: dict[str, Any], ops: list[dict[str, Any
 # --------------------------------------------------------------------------- graders
 
 
+def dns_a_record(address: str, ttl: int = 60) -> bytes:
+    """A ``dnsRecord`` value (MS-DNSP DNS_RPC_RECORD) for an A record: data length, type 1,
+    version 5, rank 240 (zone), flags 0, serial 1, TTL (big-endian), reserved, timestamp 0
+    (static), then the IPv4 address."""
+    data = ipaddress.IPv4Address(address).packed
+    return (struct.pack("<HHBBHI", len(data), 1, 5, 240, 0, 1) + struct.pack(">I", ttl)
+            + struct.pack("<II", 0, 0) + data)
+
+
 class DnsSrv:
-    """SRV records of the domain, then the A record of every target they name."""
+    """SRV records of the domain, then the A record of every target they name; and the DNS
+    server must be the domain's own (directory-backed): a record the grader writes into the
+    realm's zone in the directory over LDAPS, under a random name with a random address, must
+    be answered at once on dc1:53 (and is deleted afterwards). A hand-written zone or a small
+    responder cannot answer it."""
 
     name = "ad.dns_srv"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         server, realm, vantage = args["server"], args["realm"].lower(), args["vantage"]
 
-        def query(qname: str, rdtype: str, purpose: str) -> Any:
+        def query(qname: str, rdtype: str, purpose: str, **meta: Any) -> Any:
             probe = partial(dns.dns_query, server, qname, rdtype, source=vantage, check=ctx.check.id, timeout=2.0)
             return ctx.deferred(vantage, "dns", f"{server}:53", f"{qname} {rdtype}", probe,
-                                meta={"purpose": purpose, "qname": qname})
+                                meta={"purpose": purpose, "qname": qname, **meta})
 
         evidence = ctx.parallel([query(f"{r}.{realm}", "SRV", "srv") for r in args["records"]])
         targets = sorted({a["target"] for e in evidence if e.ok for a in (e.parsed or {}).get("answers", [])
                           if isinstance(a, dict) and a.get("target")})
-        return evidence + ctx.parallel([query(t, "A", "a") for t in targets])
+        evidence += ctx.parallel([query(t, "A", "a") for t in targets])
+        if not args.get("admin"):
+            return evidence
+        label = _probe_login()
+        address = f"192.0.2.{secrets.randbelow(254) + 1}"  # TEST-NET-1: never a real host
+        node_dn = f"DC={label},DC={realm},CN=MicrosoftDNS,DC=DomainDnsZones,{base_dn(realm)}"
+        write = {"name": "record", "op": "add", "dn": node_dn, "object_class": ["top", "dnsNode"],
+                 "attributes": {"dnsRecord": dns_a_record(address)}}
+        evidence += ctx.parallel([_ldap_write(ctx, args, [write], "dns-write", written=address)])
+        if ((evidence[-1].parsed or {}).get("ops", {}).get("record") or {}).get("result") == "success":
+            evidence += ctx.parallel([query(f"{label}.{realm}", "A", "dns-proof", written=address)])
+            cleanup = {"name": "record", "op": "delete", "dn": node_dn}
+            evidence += ctx.parallel([_ldap_write(ctx, args, [cleanup], "dns-cleanup")])
+        return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         if (err := error_if_unrun(evidence)) is not None:
@@ -303,10 +330,42 @@ class DnsSrv:
                 targets = ", ".join(str(a.get("target")) for a in answers)
                 problems.append((f"{qname} : la cible {targets} ne se résout pas en {expect}",
                                  f"{qname}: target {targets} does not resolve to {expect}"))
+        if args.get("admin"):
+            problems += _dns_backing_problems(evidence, realm)
         return Verdict.from_problems(
             problems,
-            f"Les enregistrements SRV {', '.join(args['records'])} désignent {expect}.",
-            f"The SRV records {', '.join(args['records'])} point to {expect}.")
+            f"Les enregistrements SRV {', '.join(args['records'])} désignent {expect}, et le DNS de dc1 sert "
+            "la zone de l'annuaire (un enregistrement écrit par la sonde en LDAPS y est aussitôt servi).",
+            f"The SRV records {', '.join(args['records'])} point to {expect}, and dc1's DNS serves the "
+            "directory's zone (a record the probe wrote over LDAPS is served at once).")
+
+
+def _dns_backing_problems(evidence: list[Evidence], realm: str) -> Problems:
+    write = _one(evidence, "dns-write")
+    if write is None:
+        return [("enregistrement témoin non écrit", "probe record not written")]
+    p = write.parsed or {}
+    if not p.get("bound"):
+        return [(f"le contrôleur refuse la connexion LDAPS de l'administrateur ({p.get('bind_result')}) : la zone "
+                 "de l'annuaire ne peut pas être vérifiée",
+                 f"the controller refuses the administrator's LDAPS bind ({p.get('bind_result')}): the directory's "
+                 "zone cannot be checked")]
+    result = ((p.get("ops") or {}).get("record") or {}).get("result")
+    if result != "success":
+        return [(f"la zone {realm} n'est pas dans l'annuaire (ajout d'un enregistrement : {result})",
+                 f"zone {realm} is not in the directory (adding a record: {result})")]
+    proof = _one(evidence, "dns-proof")
+    if proof is None:
+        return [("enregistrement témoin non interrogé", "probe record not queried")]
+    written = proof.meta.get("written")
+    got = sorted(str(a.get("address")) for a in (proof.parsed or {}).get("answers", []))
+    if written not in got:
+        rcode = (proof.parsed or {}).get("rcode")
+        return [(f"le DNS de dc1 ne sert pas un enregistrement que la sonde vient d'écrire dans la zone de "
+                 f"l'annuaire ({rcode}, {', '.join(got) or 'aucune réponse'}) : ce n'est pas le DNS du domaine",
+                 f"dc1's DNS does not serve a record the probe has just written to the directory's zone "
+                 f"({rcode}, {', '.join(got) or 'no answer'}): it is not the domain's DNS")]
+    return []
 
 
 class Users:
@@ -896,4 +955,4 @@ class DomainAdmins:
 GRADERS = [DnsSrv(), Users(), Groups(), MemberServer(), ShareAccess(), PasswordPolicy(), Gpo(), DomainAdmins()]
 
 __all__ = ["GRADERS", "DnsSrv", "DomainAdmins", "Gpo", "Groups", "MemberServer", "PasswordPolicy", "ShareAccess",
-           "Users", "base_dn", "gplink_entries", "parse_gpttmpl", "parse_registry_pol"]
+           "Users", "base_dn", "dns_a_record", "gplink_entries", "parse_gpttmpl", "parse_registry_pol"]

@@ -19,6 +19,7 @@ from graders.ad import (
     ShareAccess,
     Users,
     base_dn,
+    dns_a_record,
     gplink_entries,
     parse_gpttmpl,
     parse_registry_pol,
@@ -77,7 +78,22 @@ def test_base_dn_and_gplink_parsing() -> None:
 # --------------------------------------------------------------------------- DNS
 
 DNS_ARGS = {"vantage": "v-lan", "server": DC, "realm": REALM, "records": ["_ldap._tcp", "_kerberos._tcp"],
-            "expect_address": DC}
+            "expect_address": DC, "dc": DC, "admin": ADMIN}
+WRITTEN = "192.0.2.77"
+
+
+def _dns_write(result: str = "success", bound: bool = True) -> Evidence:
+    return ev("ldap", {"bound": bound, "bind_result": "success" if bound else "invalidCredentials",
+                       "ops": {"record": {"op": "add", "result": result}} if bound else {}},
+              purpose="dns-write", written=WRITTEN)
+
+
+def _dns_proof(address: str | None = WRITTEN) -> Evidence:
+    parsed = {"rcode": "NOERROR" if address else "NXDOMAIN", "answers": [{"address": address}] if address else []}
+    return ev("dns", parsed, purpose="dns-proof", written=WRITTEN, qname="lkprobe01020304.acme37.lan")
+
+
+BACKED = [_dns_write(), _dns_proof()]
 
 
 def _srv(record: str, port: int, target: str = "dc1.acme37.lan", answers: bool = True) -> Evidence:
@@ -92,19 +108,43 @@ def _a(name: str, address: str) -> Evidence:
 
 def test_dns_srv_pass_fail_error() -> None:
     j = DnsSrv()
-    good = [_srv("_ldap._tcp", 389), _srv("_kerberos._tcp", 88), _a("dc1.acme37.lan", DC)]
+    good = [_srv("_ldap._tcp", 389), _srv("_kerberos._tcp", 88), _a("dc1.acme37.lan", DC), *BACKED]
     assert j.judge(good, DNS_ARGS, PLAN).status == "pass"
-    missing = [_srv("_ldap._tcp", 389), _srv("_kerberos._tcp", 88, answers=False), _a("dc1.acme37.lan", DC)]
+    missing = [_srv("_ldap._tcp", 389), _srv("_kerberos._tcp", 88, answers=False), _a("dc1.acme37.lan", DC),
+               *BACKED]
     v = j.judge(missing, DNS_ARGS, PLAN)
     assert v.status == "fail" and "_kerberos._tcp" in v.message.en and "NXDOMAIN" in v.message.en
-    elsewhere = [_srv("_ldap._tcp", 389), _srv("_kerberos._tcp", 88), _a("dc1.acme37.lan", "10.9.9.99")]
+    elsewhere = [_srv("_ldap._tcp", 389), _srv("_kerberos._tcp", 88), _a("dc1.acme37.lan", "10.9.9.99"), *BACKED]
     assert j.judge(elsewhere, DNS_ARGS, PLAN).status == "fail"
-    wrong_port = [_srv("_ldap._tcp", 3268), _srv("_kerberos._tcp", 88), _a("dc1.acme37.lan", DC)]
+    wrong_port = [_srv("_ldap._tcp", 3268), _srv("_kerberos._tcp", 88), _a("dc1.acme37.lan", DC), *BACKED]
     assert "3268" in j.judge(wrong_port, DNS_ARGS, PLAN).message.en
     silent = [ev("dns", None, ok=False, error="no DNS answer from 10.9.9.10 within 2.0 s", purpose="srv",
                  qname=f"_ldap._tcp.{REALM}")]
     v = j.judge(silent, DNS_ARGS, PLAN)
     assert v.status == "error" and "no DNS answer" in v.message.en
+
+
+def test_dns_srv_right_answers_from_a_responder_that_is_not_the_directory_fail() -> None:
+    """Cheat dns-hand-zone: the SRV and A answers are right, but a record the grader writes
+    into the directory's zone is not served."""
+    j = DnsSrv()
+    answers = [_srv("_ldap._tcp", 389), _srv("_kerberos._tcp", 88), _a("dc1.acme37.lan", DC)]
+    v = j.judge([*answers, _dns_write(), _dns_proof(None)], DNS_ARGS, PLAN)
+    assert v.status == "fail" and "it is not the domain's DNS" in v.message.en and "NXDOMAIN" in v.message.en
+    v = j.judge([*answers, _dns_write(), _dns_proof("192.0.2.1")], DNS_ARGS, PLAN)
+    assert v.status == "fail" and "192.0.2.1" in v.message.en
+    v = j.judge([*answers, _dns_write("noSuchObject")], DNS_ARGS, PLAN)
+    assert v.status == "fail" and "zone acme37.lan is not in the directory (adding a record: noSuchObject)" \
+        in v.message.en
+    v = j.judge([*answers, _dns_write(bound=False)], DNS_ARGS, PLAN)
+    assert v.status == "fail" and "refuses the administrator's LDAPS bind" in v.message.en
+    assert j.judge(answers, DNS_ARGS, PLAN).status == "fail"  # no proof at all is not a pass
+
+
+def test_dns_a_record_blob() -> None:
+    blob = dns_a_record("192.0.2.77", ttl=60)
+    assert blob[:4] == struct.pack("<HH", 4, 1) and blob[4:6] == bytes([5, 240])
+    assert blob[12:16] == struct.pack(">I", 60) and blob[-4:] == bytes([192, 0, 2, 77]) and len(blob) == 28
 
 
 # --------------------------------------------------------------------------- users
@@ -338,12 +378,13 @@ def _lockout(first: str = "ticket", second: str = "revoked") -> Evidence:
     return ev("kerberos", {"attempts": attempts}, purpose="lockout")
 
 
+APPLIES_TO = [f"CN=GG_Compta,OU=Compta,OU=Societe,{BASE}"]
 WEAK_PSO = {"dn": f"CN=confort,CN=Password Settings Container,CN=System,{BASE}", "attributes": {
-    "msDS-PSOAppliesTo": [f"CN=GG_Compta,OU=Compta,OU=Societe,{BASE}"], "msDS-MinimumPasswordLength": ["4"],
+    "msDS-PSOAppliesTo": APPLIES_TO, "msDS-MinimumPasswordLength": ["4"],
     "msDS-PasswordHistoryLength": ["0"], "msDS-PasswordComplexityEnabled": ["FALSE"],
     "msDS-LockoutThreshold": ["0"]}}
 STRONG_PSO = {"dn": f"CN=admins,CN=Password Settings Container,CN=System,{BASE}", "attributes": {
-    **WEAK_PSO["attributes"], "msDS-MinimumPasswordLength": ["16"], "msDS-PasswordHistoryLength": ["24"],
+    "msDS-PSOAppliesTo": APPLIES_TO, "msDS-MinimumPasswordLength": ["16"], "msDS-PasswordHistoryLength": ["24"],
     "msDS-PasswordComplexityEnabled": ["TRUE"], "msDS-LockoutThreshold": ["3"]}}
 
 
