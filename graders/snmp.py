@@ -160,9 +160,9 @@ def _exchange(host: str, src_ip: str, packet: bytes, marker: bytes, *, kind_labe
 
 def _source_address(cidr: str, add: bool, *, ev_id: str, source: str, check: str | None) -> Evidence:
     """Add (or remove) ``cidr`` on this vantage namespace's eth0."""
+    netns = assert_in_lab_netns()  # before anything is opened
     from pyroute2 import IPRoute
 
-    netns = assert_in_lab_netns()
     started = utcnow()
     ip, plen = cidr.split("/")
     base = partial(make_ev, ev_id=ev_id, check=check, kind="netlink", source=source, target=f"{source}/eth0",

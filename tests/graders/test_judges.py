@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from graders.routing import LanReachability, OspfAdjacency, OspfRoutes, WanResilience
-from graders.snmp import NoCommunityAccess, V3SysName
+from graders.snmp import NoCommunityAccess, V3SysName, community_get_packet, fresh_address, v3_discovery_packet
 from labkit.domain.grading import GraderRegistry
 from labkit.models.evidence import Evidence
 from tests.graders.evidence import PLAN, make_evidence
@@ -37,70 +37,134 @@ def test_reachability_pass_fail_error() -> None:
     assert j.judge([], {}, PLAN).status == "error"
 
 
-def _ospf(neigh_state: str = "Full/-", net_type: str = "POINTOPOINT") -> list[dict[str, Any]]:
-    return [
-        {"cmd": "n", "json": {"neighbors": {"1.1.1.1": [{"state": neigh_state, "ifaceName": "eth1:172.16.0.1"}]}}},
-        {"cmd": "i", "json": {"interfaces": {"eth1": {"networkType": net_type}}}},
+# --------------------------------------------------------------- OSPF seen on the wire
+A1, A2 = "172.16.0.1", "172.16.0.2"  # r-hq and r-br1 on wan-a
+RID_HQ, RID_BR1 = "10.1.0.1", "10.2.0.1"
+ADJ_ARGS = {"links": {"wan-a": {"r-hq": A1, "r-br1": A2}}, "area": "0.0.0.0", "hello": 1, "dead": 4}
+
+
+def hello(src: str, rid: str, neighbors: list[str], *, area: str = "0.0.0.0", h: int = 1, d: int = 4,
+          dr: str = "0.0.0.0", bdr: str = "0.0.0.0") -> dict[str, Any]:
+    return {"src": src, "router_id": rid, "area": area, "hello": h, "dead": d, "mask": "255.255.255.252",
+            "priority": 1, "dr": dr, "bdr": bdr, "neighbors": neighbors, "count": 3, "first_s": 0.1, "last_s": 2.1}
+
+
+def cap(hellos: list[dict[str, Any]], lsas: list[dict[str, Any]] | None = None, link: str = "wan-a",
+        **kw: Any) -> Evidence:
+    return ev("capture", {"hellos": hellos, "lsas": lsas or []}, link=link, source=f"link:{link}", **kw)
+
+
+GOOD_HELLOS = [hello(A1, RID_HQ, [RID_BR1]), hello(A2, RID_BR1, [RID_HQ])]
+
+
+def test_ospf_adjacency_from_hellos_on_the_wire() -> None:
+    j = OspfAdjacency()
+    assert j.judge([cap(GOOD_HELLOS)], ADJ_ARGS, PLAN).status == "pass"
+    # default timers, a wrong area, a DR elected (broadcast), one-way: each fails and says where
+    cases = [
+        ([hello(A1, RID_HQ, [RID_BR1], h=10, d=40), hello(A2, RID_BR1, [RID_HQ], h=10, d=40)], "10/40"),
+        ([hello(A1, RID_HQ, [RID_BR1]), hello(A2, RID_BR1, [RID_HQ], area="0.0.0.1")], "area 0.0.0.1"),
+        ([hello(A1, RID_HQ, [RID_BR1], dr=A1), hello(A2, RID_BR1, [RID_HQ], dr=A1, bdr=A2)], "DR/BDR"),
+        ([hello(A1, RID_HQ, []), hello(A2, RID_BR1, [RID_HQ])], "does not list r-br1"),
     ]
+    for hellos, needle in cases:
+        v = j.judge([cap(hellos)], ADJ_ARGS, PLAN)
+        assert v.status == "fail" and needle in v.message.en, (needle, v.message.en)
 
 
-ADJ_ARGS = {"links": {"wan-a": {"r-hq": "eth1"}}}
+def test_ospf_adjacency_a_silent_router_fails_whatever_its_vtysh_says() -> None:
+    # forged-vtysh: r-br1 runs no ospfd; only r-hq's hellos are on the wire
+    v = OspfAdjacency().judge([cap([hello(A1, RID_HQ, [])])], ADJ_ARGS, PLAN)
+    assert v.status == "fail" and "r-br1" in v.message.en and "no OSPF hello" in v.message.en
+    # hellos sent from an address that is not the router's planned one do not count for it
+    v = OspfAdjacency().judge([cap([hello(A1, RID_HQ, [RID_BR1]), hello("172.16.0.9", RID_BR1, [RID_HQ])])],
+                              ADJ_ARGS, PLAN)
+    assert v.status == "fail" and "r-br1" in v.message.en
 
 
-@pytest.mark.parametrize("state,net,status", [
-    ("Full/-", "POINTOPOINT", "pass"),
-    ("ExStart/-", "POINTOPOINT", "fail"),
-    ("Full/DR", "BROADCAST", "fail"),
+def test_ospf_adjacency_error_when_a_link_was_not_captured() -> None:
+    assert OspfAdjacency().judge([cap([], ok=False, error="netns gone")], ADJ_ARGS, PLAN).status == "error"
+    other = {"links": {**ADJ_ARGS["links"], "wan-b": {"r-hq": "172.16.0.5"}}}
+    assert OspfAdjacency().judge([cap(GOOD_HELLOS)], other, PLAN).status == "error"
+
+
+def router_lsa(adv: str, links: list[tuple[str, str, str]]) -> dict[str, Any]:
+    return {"type": 1, "lsid": adv, "adv_router": adv, "seq": "80000005", "age": 1,
+            "links": [{"type": t, "id": i, "data": d, "metric": 10} for t, i, d in links]}
+
+
+ROUTE_ARGS = {"links": ADJ_ARGS["links"], "prefixes": {"r-hq": "10.1.0.0/24", "r-br1": "10.2.0.0/24"}}
+LSA_HQ = router_lsa(RID_HQ, [("stub", "10.1.0.0", "255.255.255.0"), ("p2p", RID_BR1, A1)])
+LSA_BR1 = router_lsa(RID_BR1, [("stub", "10.2.0.0", "255.255.255.0"), ("p2p", RID_HQ, A2)])
+
+
+@pytest.mark.parametrize("lsas,routes,status,needle", [
+    ([LSA_HQ, LSA_BR1], [{"dst": "10.2.0.0/24", "prefixlen": 24, "protocol": "ospf"}], "pass", ""),
+    # missing-lan-network: r-br1's router-LSA has no stub for its LAN
+    ([LSA_HQ, router_lsa(RID_BR1, [("p2p", RID_HQ, A2)])], [], "fail", "do not advertise its LAN 10.2.0.0/24"),
+    # no router-LSA of r-br1 seen at all
+    ([LSA_HQ], [], "fail", "no router-LSA of r-br1"),
+    # r-hq advertising branch 1's LAN in its own LSA does not make r-br1 advertise it
+    ([router_lsa(RID_HQ, [("stub", "10.1.0.0", "255.255.255.0"), ("stub", "10.2.0.0", "255.255.255.0")]),
+      router_lsa(RID_BR1, [("p2p", RID_HQ, A2)])], [], "fail", "r-br1's router-LSAs"),
+    # the wire is right, but the kernel table shows a static route: supporting evidence takes the points
+    ([LSA_HQ, LSA_BR1], [{"dst": "10.2.0.0/24", "prefixlen": 24, "protocol": "static"}], "fail", "static route"),
 ])
-def test_ospf_adjacency(state: str, net: str, status: str) -> None:
-    v = OspfAdjacency().judge([ev("ssh", _ospf(state, net), target_name="r-hq")], ADJ_ARGS, PLAN)
-    assert v.status == status
+def test_ospf_routes_from_lsas_on_the_wire(lsas: list[dict[str, Any]], routes: list[dict[str, Any]], status: str,
+                                           needle: str) -> None:
+    evidence = [cap(GOOD_HELLOS, lsas), ev("netlink", routes, target_name="r-hq")]
+    v = OspfRoutes().judge(evidence, ROUTE_ARGS, PLAN)
+    assert v.status == status and needle in v.message.en, v.message.en
 
 
-def test_ospf_adjacency_daemon_not_running_is_fail() -> None:
-    parsed = [{"cmd": "n", "json": None, "stdout": "ospfd is not running"}, {"cmd": "i", "json": None}]
-    v = OspfAdjacency().judge([ev("ssh", parsed, target_name="r-hq")], ADJ_ARGS, PLAN)
-    assert v.status == "fail" and "OSPF" in v.message.en
+def test_ospf_routes_proto_ospf_in_the_kernel_gives_nothing() -> None:
+    # proto-ospf-static: routes tagged "proto ospf" by hand, no OSPF from r-br1 on the wire
+    forged = [{"dst": "10.1.0.0/24", "prefixlen": 24, "protocol": "ospf"}]
+    v = OspfRoutes().judge([cap([hello(A1, RID_HQ, [])], [LSA_HQ]), ev("netlink", forged, target_name="r-br1")],
+                           ROUTE_ARGS, PLAN)
+    assert v.status == "fail" and "r-br1 sends no OSPF hello" in v.message.en
+    # a netlink read alone is no evidence at all
+    v = OspfRoutes().judge([ev("netlink", forged, target_name="r-br1")], ROUTE_ARGS, PLAN)
+    assert v.status == "error"
 
 
-ROUTE_ARGS = {"prefixes": {"r-hq": "10.1.0.0/24", "r-br1": "10.2.0.0/24"}}
+RES_ARGS = {"cut": {"link": "wan-a"}, "within": 10}
 
 
-@pytest.mark.parametrize("routes,status", [
-    ([{"dst": "10.2.0.0/24", "prefixlen": 24, "protocol": "ospf"}], "pass"),
-    ([{"dst": "10.2.0.0", "prefixlen": 24, "protocol": "ospf"}], "pass"),
-    ([{"dst": "10.2.0.0/24", "prefixlen": 24, "protocol": "static"}], "fail"),
-    ([{"dst": "10.2.0.0/24", "prefixlen": 24, "protocol": "ospf"},
-      {"dst": "10.2.0.0/24", "prefixlen": 24, "protocol": "boot"}], "fail"),
-    ([], "fail"),
-])
-def test_ospf_routes(routes: list[dict[str, Any]], status: str) -> None:
-    v = OspfRoutes().judge([ev("netlink", routes, target_name="r-hq")], ROUTE_ARGS, PLAN)
-    assert v.status == status
+def echo(phase: str, after_s: float | None = 0.1, reachable: bool = True, **kw: Any) -> Evidence:
+    return ev("udp", {"reachable": reachable and (after_s is not None), "first_reply_after_s": after_s,
+                      "forged": 0}, phase=phase, target_name="v-br1", **kw)
 
 
-RES_ARGS = {"cut": {"link": "wan-a", "ends": {"r-hq": "eth1"}}, "within": 10}
+def fault(name: str, phase: str, ok: bool = True) -> Evidence:
+    return ev("fault", {}, ok=ok, error=None if ok else "EPERM", fault=name, phase=phase, link="wan-a",
+              source="link:wan-a")
 
 
-def _resilience(after_s: float | None, before_ok: bool = True, fault_ok: bool = True) -> list[Evidence]:
+def _resilience(silent: float | None, pull: float | None, *, before_ok: bool = True,
+                fault_ok: bool = True) -> list[Evidence]:
     return [
-        ev("icmp", {"reachable": before_ok}, phase="before"),
-        ev("fault", {"iface": "eth1"}, ok=fault_ok, error=None if fault_ok else "EPERM"),
-        ev("icmp", {"reachable": after_s is not None, "first_reply_after_s": after_s}, phase="after-cut",
-           target_name="v-br1"),
-        ev("fault", {"iface": "eth1"}),
-        ev("icmp", {"reachable": True}, phase="restored"),
+        echo("before", reachable=before_ok),
+        fault("silent-cut", "apply", fault_ok), echo("after-silent-cut", silent),
+        fault("silent-cut", "restore"), echo("restored-silent-cut"),
+        fault("cable-pull", "apply"), fault("cable-pull", "apply"), echo("after-cable-pull", pull),
+        fault("cable-pull", "restore"), fault("cable-pull", "restore"), echo("restored-cable-pull"),
     ]
 
 
 def test_resilience_verdicts() -> None:
     j = WanResilience()
-    assert j.judge(_resilience(2.5), RES_ARGS, PLAN).status == "pass"
-    assert j.judge(_resilience(None), RES_ARGS, PLAN).status == "fail"
-    assert j.judge(_resilience(12.0), RES_ARGS, PLAN).status == "fail"
-    before = j.judge(_resilience(1.0, before_ok=False), RES_ARGS, PLAN)
+    v = j.judge(_resilience(4.2, 0.4), RES_ARGS, PLAN)
+    assert v.status == "pass" and "4.20" in v.message.en and "0.40" in v.message.en
+    # default timers: the silent cut is noticed only after the dead interval (40 s)
+    v = j.judge(_resilience(None, 0.4), RES_ARGS, PLAN)
+    assert v.status == "fail" and "silent cut" in v.message.en and "cable pull" not in v.message.en
+    assert j.judge(_resilience(4.0, 12.0), RES_ARGS, PLAN).status == "fail"
+    before = j.judge(_resilience(1.0, 1.0, before_ok=False), RES_ARGS, PLAN)
     assert before.status == "fail" and "before" in before.message.en.lower()
-    assert j.judge(_resilience(1.0, fault_ok=False), RES_ARGS, PLAN).status == "error"
+    assert j.judge(_resilience(1.0, 1.0, fault_ok=False), RES_ARGS, PLAN).status == "error"
+    # no fault made at all: nothing was tested
+    assert j.judge([echo("before")], RES_ARGS, PLAN).status == "error"
 
 
 SNMP_ARGS = {"routers": {"r-hq": "v-hq"}}
@@ -123,9 +187,38 @@ def test_no_community_access() -> None:
                target_name="r-hq", purpose="v3-liveness")
     silent = ev("snmp", {"answered": False, "error_indication_type": "RequestTimedOut"},
                 target_name="r-hq", purpose="v3-liveness")
+    fresh_ok = ev("snmp", {"answered": True, "source_address": "10.1.0.77"}, target_name="r-hq",
+                  purpose="v3-fresh-source")
+    fresh_silent = ev("snmp", {"answered": False, "source_address": "10.1.0.77"}, target_name="r-hq",
+                      purpose="v3-fresh-source")
     closed = ev("snmp", {"answered": False}, target_name="r-hq", version="2c", community_label="public")
     opened = ev("snmp", {"answered": True}, target_name="r-hq", version="2c", community_label="public")
-    assert j.judge([alive, closed], SNMP_ARGS, PLAN).status == "pass"
-    assert j.judge([alive, opened], SNMP_ARGS, PLAN).status == "fail"
+    assert j.judge([alive, fresh_ok, closed], SNMP_ARGS, PLAN).status == "pass"
+    assert j.judge([alive, fresh_ok, opened], SNMP_ARGS, PLAN).status == "fail"
     # an agent that listens nowhere refuses v2c vacuously: no credit
-    assert j.judge([silent, closed], SNMP_ARGS, PLAN).status == "fail"
+    assert j.judge([silent, fresh_ok, closed], SNMP_ARGS, PLAN).status == "fail"
+    # nor one that ignores every address but the probe's: the fresh address must get v3 answers
+    v = j.judge([alive, fresh_silent, closed], SNMP_ARGS, PLAN)
+    assert v.status == "fail" and "fresh" in v.message.en
+    # no v1/v2c request sent: nothing observed
+    assert j.judge([alive, fresh_ok], SNMP_ARGS, PLAN).status == "error"
+
+
+def test_snmp_requests_are_well_formed_ber() -> None:
+    # what net-snmp's snmpget -v2c -c public sends for sysDescr.0 with request id 123456
+    assert community_get_packet("public", "2c", 123456).hex() == (
+        "302802010104067075626c6963a01b020301e240020100020100300e300c06082b060102010101000500")
+    assert community_get_packet("public", "1", 1)[4] == 0  # version 0 = SNMPv1
+    pkt = v3_discovery_packet(123456)
+    assert pkt[0] == 0x30 and pkt[2:5] == b"\x02\x01\x03"  # a SEQUENCE starting with msgVersion 3
+    assert bytes.fromhex("020301e240") in pkt  # the message id the reply must carry
+
+
+def test_fresh_address_avoids_every_planned_address() -> None:
+    import random
+
+    rng = random.Random(1)
+    taken = {f"10.1.0.{i}" for i in range(1, 255) if i != 77}
+    assert fresh_address("10.1.0.5/24", taken, rng) == "10.1.0.77/24"
+    with pytest.raises(ValueError):
+        fresh_address("10.1.0.5/24", taken | {"10.1.0.77"}, rng)

@@ -23,7 +23,7 @@ from labkit.adapters.ansible.runner import ansible_env
 PROJECT = Path(__file__).resolve().parents[3]
 BOOKS = PROJECT / "playbooks" / "routing-multisite"
 LAB = PROJECT / "labs" / "routing-multisite" / "lab.yaml"
-VARIANTS = ["missing-lan-network", "wrong-area", "static-routes", "snmp-v2c-open", "snmp-authnopriv"]
+VARIANTS = ["missing-lan-network", "wrong-area", "static-routes", "snmp-v2c-open", "snmp-authnopriv", "default-timers"]
 ROUTERS = ["r-hq", "r-br1", "r-br2"]
 
 P = {
@@ -221,6 +221,15 @@ def test_wrong_area(rendered: dict[Any, Any]) -> None:
     assert _changes(rendered, "wrong-area") == {
         ("r-br2", "frr.conf"): ([" network 172.16.0.8/30 area 0"], [" network 172.16.0.8/30 area 1"]),
     }
+
+
+def test_default_timers(rendered: dict[Any, Any]) -> None:
+    changes = _changes(rendered, "default-timers")
+    assert set(changes) == {(r, "frr.conf") for r in ROUTERS}
+    for router in ROUTERS:
+        removed, added = changes[(router, "frr.conf")]
+        assert sorted(set(removed)) == [" ip ospf dead-interval 4", " ip ospf hello-interval 1"]
+        assert sorted(set(added)) == [" ip ospf dead-interval 40", " ip ospf hello-interval 10"]
 
 
 def test_static_routes(rendered: dict[Any, Any]) -> None:

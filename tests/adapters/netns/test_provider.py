@@ -36,8 +36,14 @@ def test_up_exec_down_leaves_nothing(lab_env: LabEnv) -> None:
     key_node = lab_env.labkit("exec", "pv1", "r-hq", "--", "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout
     key_other = lab_env.labkit("exec", "pv1", "r-br1", "--", "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout
     assert key_node != key_other
+    # every point-to-point link passes through a grader-owned bridge: node veth - br0 - node veth
+    ports = subprocess.run(["ip", "-n", "lk-pv1.w.wan-a", "-o", "link", "show", "master", "br0"],
+                           capture_output=True, text=True, check=True).stdout
+    assert [line.split(":")[1].strip().split("@")[0] for line in ports.splitlines()] == ["p1", "p2"]
+    carrier = lab_env.labkit("exec", "pv1", "r-hq", "--", "cat", "/sys/class/net/eth1/carrier").stdout
+    assert carrier.strip() == "1"
     inodes = namespace_inodes("pv1")
-    assert len(inodes) == 6 + 3 + 3  # nodes, switches, vantage points
+    assert len(inodes) == 6 + 3 + 3 + 3  # nodes, switches, vantage points, WAN link bridges
     lab_env.labkit("down", "pv1")
     assert leftovers(lab_env.settings, "pv1", inodes) == []
 
