@@ -1,20 +1,19 @@
 """The backup-restore lab end to end on the netns provider: the reference solution gets full
 marks with a proven restore in its evidence, the data is left as it was, every faulty
-variant fails exactly the checks it declares, and nothing is left after ``down``."""
+variant and every cheat fails exactly the checks it declares, and nothing is left after
+``down``."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from graders.backup import MANIFEST_PY
+from graders.backup import manifest
 from labkit.adapters.storage.runs import open_run
 from labkit.domain.report import render_html, render_json
 from labkit.usecases.grade import grade
-from labkit.usecases.lifecycle import Context, exec_in, up
+from labkit.usecases.lifecycle import Context, up
 from labkit.usecases.solve import solve
-from tests.conftest import LabEnv, down_leaves_nothing, lab_variants, variant_fails_what_it_declares
+from tests.conftest import LabEnv, down_leaves_nothing, lab_cheats, lab_variants, variant_fails_what_it_declares
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -22,9 +21,10 @@ LAB = "backup-restore"
 
 
 def _manifest(ctx: Context, name: str, root: str) -> dict[str, str]:
-    res = exec_in(ctx, name, "srv1", ["python3", "-c", MANIFEST_PY, root], timeout=60)
-    assert res.rc == 0, res.stderr
-    files: dict[str, str] = json.loads(res.stdout)["files"]
+    """The data's sha256 manifest, read with the grader's own code (not the node's python3)."""
+    state = ctx.store.load(name)
+    with ctx.provider(state.provider).node_fs(state, "srv1") as fs:
+        files: dict[str, str] = manifest(fs, root)["files"]
     return files
 
 
@@ -47,6 +47,11 @@ def test_reference_solution_gets_full_marks_and_a_proven_restore(lab_env: LabEnv
     verify = next(e for e in run.evidence.values() if e.meta.get("phase") == "verify")
     assert verify.meta["files_checked"] == len(baseline[0].parsed["json"]["files"])
     assert verify.meta["mismatched"] == 0 and verify.meta["missing"] == 0 and verify.meta["rto_s"] > 0
+    assert verify.meta["proofs"] == verify.meta["proofs_restored"] == 2
+    # the probe's address is drawn per instance, never the .250 the brief once announced
+    vantage = state.plan.vantage_point("v-lan")
+    assert vantage is not None and not vantage.ip.endswith(".250")
+    assert vantage.ip.endswith(f".{state.plan.params['probe_lan']}")
     secrets = [str(state.plan.params[k]) for k in ("marker", "repo_password", "legacy_password")]
     for ev in run.evidence.values():
         text = ev.model_dump_json()
@@ -67,3 +72,8 @@ def test_faulty_variant_fails_exactly_what_it_declares(lab_env: LabEnv, variant:
                                                        declared: frozenset[str]) -> None:
     variant_fails_what_it_declares(lab_env, LAB, f"bkv-{variant}"[:31], variant, declared,
                                    seed=32, wait=0)
+
+
+@pytest.mark.parametrize("cheat,targeted", lab_cheats(LAB))
+def test_cheat_fails_what_it_targets(lab_env: LabEnv, cheat: str, targeted: frozenset[str]) -> None:
+    variant_fails_what_it_declares(lab_env, LAB, f"bkc-{cheat}"[:31], cheat, targeted, seed=33, wait=0)
