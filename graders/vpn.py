@@ -1,31 +1,36 @@
 """VPN checks, observed from the grader's side: a marker sent between the LANs' vantage
 points while the grader captures on the Internet; TCP scans from a vantage point on the
-Internet; a VPN restart the grader makes itself (recorded as ``fault``) and the recovery it
-measures; pings from inside the laptop's namespace; an OpenVPN session opening the grader
-sends itself; and an impostor OpenVPN client of the grader's, with a fresh key.
+Internet; the tunnel daemon killed by the grader itself (``fault``) and the recovery it
+measures with grader-to-grader nonce echoes; the grader's own OpenVPN clients: one with the
+laptop's identity in a vantage point in the laptop's place (its tunnel carries the scope
+probes), one with the same identity from the Internet (the positive control), and an
+impostor with a fresh key.
 
-Two checks use a candidate node: ``laptop_scope`` probes from the laptop's network namespace
-(the grader's own raw ICMP, not the node's commands), and ``restart_recovery`` runs the
-brief's restart command in the gateway through the provider. ``impostor_refused`` reads the
-CA's public certificate that the brief asks the candidate to publish. Each lab check's ``doc``
-says so.
+Node state the grader reads, each lab check's ``doc`` says so: the CA published on gw-a and
+the laptop's certificate and key, read with the grader's own code (``ctx.node_fs``, nothing
+runs in the node); the interface a gateway routes the far LAN through (the kernel, over
+netlink); the processes holding that TUN device (the host's ``/proc``). The candidate's own
+start command is run only to restore a tunnel that did not come back, never to judge.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
 from functools import partial
 from typing import Any
 
-from labkit.adapters.probes import capture, icmp, tcp, vpn
-from labkit.domain.grading import CheckContext, error_if_unrun
+from labkit.adapters.probes import capture, tcp, vpn
+from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
+from labkit.errors import ProviderError
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
 
 READY_WAIT_S = 5.0
+MAX_PEM = 64 << 10  # bytes read of a certificate or key file
 
 
 def _ports(specs: list[str]) -> set[tuple[str, int]]:
@@ -164,94 +169,377 @@ class ExposedPorts:
                               f"None of the {len(evidence)} TCP ports tried is open ({summary}).")
 
 
+# ------------------------------------------------------------------- node files
+def _read_node_files(ctx: CheckContext, node: str, paths: dict[str, str], role: str) -> tuple[Evidence, dict[str, str]]:
+    """Read ``paths`` ({name: path}) in ``node`` with the grader's own code (``ctx.node_fs``:
+    nothing runs in the node). The evidence keeps each file's presence, size and sha256,
+    never its content (a private key is among them); the contents are returned apart."""
+    started = utcnow()
+    ev_id = ctx.eid(f"{node}-{role}")
+    action = "read with the grader's own code (openat2 in the node's root): " + ", ".join(paths.values())
+    contents: dict[str, str] = {}
+    files: dict[str, dict[str, Any]] = {}
+    try:
+        with ctx.node_fs(node) as fs:
+            for name, path in paths.items():
+                try:
+                    data = fs.read_bytes(path, limit=MAX_PEM)
+                except OSError as exc:
+                    files[name] = {"path": path, "present": False, "error": exc.strerror or str(exc)}
+                    continue
+                text = data.decode("utf-8", "replace")
+                contents[name] = text
+                files[name] = {"path": path, "present": True, "size": len(data),
+                               "sha256": hashlib.sha256(data).hexdigest(), "pem": "-----BEGIN " in text}
+    except Exception as exc:  # noqa: BLE001 - a node that cannot be read is a result
+        return Evidence(id=ev_id, check=ctx.check.id, kind="artifact", source="grader", target=node, action=action,
+                        started_at=started, ended_at=utcnow(), ok=False, error=f"{type(exc).__name__}: {exc}",
+                        meta={"role": role, "node": node}), {}
+    raw = "\n".join(f"{f['path']}: " + (f"{f['size']} bytes, sha256 {f['sha256'][:16]}…" if f["present"]
+                                         else f"absent ({f['error']})") for f in files.values())
+    return Evidence(id=ev_id, check=ctx.check.id, kind="artifact", source="grader", target=node, action=action,
+                    started_at=started, ended_at=utcnow(), ok=True, raw=raw, parsed={"files": files},
+                    meta={"role": role, "node": node}), contents
+
+
+def _missing_files(evidence: list[Evidence]) -> list[tuple[str, str]]:
+    out = []
+    for e in evidence:
+        if e.kind != "artifact":
+            continue
+        for f in ((e.parsed or {}).get("files") or {}).values():
+            if not f.get("present") or not f.get("pem"):
+                what = "absent" if not f.get("present") else "not PEM"
+                out.append((f"{e.target}:{f['path']} {'absent' if what == 'absent' else 'pas au format PEM'}",
+                            f"{e.target}:{f['path']} {what}"))
+    return out
+
+
+# ---------------------------------------------------------- the legitimate client
+def _legit_client(ctx: CheckContext, args: dict[str, Any]) -> tuple[list[Evidence], str | None]:
+    """The positive control: the grader's own OpenVPN client, from its Internet vantage
+    point, with the laptop's certificate and key, trusting only the CA published on the
+    server's gateway. Returns the evidence and the published CA (None if unreadable)."""
+    ca_ev, ca = _read_node_files(ctx, args["ca_node"], {"ca": args["ca_path"]}, "published-ca")
+    cl_ev, cl = _read_node_files(ctx, args["client_node"],
+                                 {"cert": args["client_cert"], "key": args["client_key"]}, "client-identity")
+    evidence = [ca_ev, cl_ev]
+    if "ca" not in ca or not {"cert", "key"} <= set(cl):
+        return evidence, None
+    issued, line = vpn.cert_issued_by(cl["cert"], ca["ca"])
+    cl_ev.parsed = {**(cl_ev.parsed or {}), "issued_by_published_ca": issued, "openssl_verify": line}
+    src, server, port = args["source"], args["server"], int(args["port"])
+    wait = float(args.get("wait", 8))
+    client = vpn.OpenvpnClient()
+    start = partial(client.start, server, port, ca_pem=ca["ca"], cert_pem=cl["cert"], key_pem=cl["key"],
+                    source=src, check=ctx.check.id, wait_s=wait, label="control")
+    try:
+        evidence.append(ctx.deferred(src, "exec", f"{server}:{port}", "openvpn legitimate client", start,
+                                     timeout=wait + 30, meta={"role": "control"})())
+    finally:
+        client.stop()
+    return evidence, ca["ca"]
+
+
+def _legit_problems(evidence: list[Evidence], args: dict[str, Any]) -> list[tuple[str, str]]:
+    """Why the legitimate client's session does not stand (empty: it does)."""
+    target = f"{args['server']}:{args['port']}/udp"
+    if missing := _missing_files(evidence):
+        return [(f"fichier attendu {fr}", f"expected file {en}") for fr, en in missing]
+    ident = next((e for e in evidence if e.meta.get("role") == "client-identity"), None)
+    control = next((e for e in evidence if e.meta.get("role") == "control"), None)
+    if ident is None or control is None:
+        return [("le client légitime de l'évaluateur n'a pas été lancé", "the grader's legitimate client was not run")]
+    p = control.parsed or {}
+    problems: list[tuple[str, str]] = []
+    if not (ident.parsed or {}).get("issued_by_published_ca"):
+        line = (ident.parsed or {}).get("openssl_verify", "")
+        problems.append((f"le certificat du laptop n'est pas signé par l'AC publiée ({line})",
+                         f"the laptop's certificate is not signed by the published CA ({line})"))
+    if not p.get("server_answered"):
+        problems.append((f"aucun serveur OpenVPN TLS ne répond sur {target} au client légitime de l'évaluateur",
+                         f"no OpenVPN TLS server answers the grader's legitimate client on {target}"))
+    elif p.get("client_refused_server") or not p.get("server_verified"):
+        problems.append(("le certificat du serveur n'est pas signé par l'AC publiée (le client légitime le refuse)",
+                         "the server's certificate is not signed by the published CA (the legitimate client "
+                         "refuses it)"))
+    elif not p.get("accepted"):
+        problems.append(("le serveur n'ouvre pas de session au client légitime (certificat du laptop)",
+                         "the server opens no session for the legitimate client (the laptop's certificate)"))
+    return problems
+
+
+# ------------------------------------------------------------------------ remote access
+class OpenvpnTls:
+    """The grader sends an OpenVPN client hard reset (a TLS-mode server answers, a
+    static-key one stays silent), then its own client with the laptop's certificate, trusting
+    the published CA, must get a session."""
+
+    name = "vpn.openvpn_tls"
+
+    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
+        src, server, port = args["source"], args["server"], int(args["port"])
+        reset = ctx.deferred(src, "udp", f"{server}:{port}", "openvpn hard reset",
+                             partial(vpn.openvpn_hard_reset, server, port, source=src, check=ctx.check.id),
+                             meta={"role": "hard-reset"})()
+        legit, _ = _legit_client(ctx, args)
+        return [reset, *legit]
+
+    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
+        if (err := error_if_unrun(evidence)) is not None:
+            return err
+        reset = next((e for e in evidence if e.meta.get("role") == "hard-reset"), None)
+        if reset is None:
+            return Verdict.errored("Aucune mesure n'a été faite.", "No measurement was made.")
+        p = reset.parsed or {}
+        target = f"{args['server']}:{args['port']}/udp"
+        if p.get("port_unreachable"):
+            return Verdict.failed(f"Rien n'écoute sur {target}.", f"Nothing listens on {target}.")
+        if not p.get("answered"):
+            return Verdict.failed(
+                f"{target} ne répond pas à une ouverture de session OpenVPN TLS (clé statique, tls-auth/tls-crypt, "
+                "ou port filtré).",
+                f"{target} does not answer an OpenVPN TLS session opening (static key, tls-auth/tls-crypt, "
+                "or a filtered port).")
+        return Verdict.from_problems(
+            _legit_problems(evidence, args),
+            f"{target} ouvre une session OpenVPN en mode TLS ; le client de l'évaluateur, avec le certificat du "
+            "laptop et l'AC publiée, obtient une session.",
+            f"{target} opens an OpenVPN session in TLS mode; the grader's client, with the laptop's certificate "
+            "and the published CA, gets a session.")
+
+
+class ImpostorRefused:
+    """Positive control first: the grader's client with the laptop's certificate, trusting
+    the published CA, must get a session (so the server answers and its certificate is the
+    published CA's). Then a grader client with a fresh self-signed key must be answered by
+    that same server, authenticate it, and get no session."""
+
+    name = "vpn.impostor_refused"
+
+    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
+        evidence, ca = _legit_client(ctx, args)
+        control = next((e for e in evidence if e.meta.get("role") == "control"), None)
+        if ca is None or control is None or not (control.parsed or {}).get("accepted"):
+            return evidence  # no positive control: the judge says why, the impostor proves nothing
+        src, server, port = args["source"], args["server"], int(args["port"])
+        wait = float(args.get("wait", 8))
+        evidence.append(ctx.deferred(src, "exec", f"{server}:{port}", "openvpn impostor",
+                                     partial(vpn.openvpn_impostor, server, port, ca_pem=ca, source=src,
+                                             check=ctx.check.id, wait_s=wait),
+                                     timeout=wait + 30, meta={"role": "impostor"})())
+        return evidence
+
+    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
+        if (err := error_if_unrun(evidence)) is not None:
+            return err
+        if not evidence:
+            return Verdict.errored("Aucune mesure n'a été faite.", "No measurement was made.")
+        if problems := _legit_problems(evidence, args):
+            fr = "; ".join(p[0] for p in problems)
+            en = "; ".join(p[1] for p in problems)
+            return Verdict.failed(f"Témoin positif en échec, le refus de l'imposteur ne prouve rien : {fr}.",
+                                  f"The positive control fails, so refusing the impostor proves nothing: {en}.")
+        imp = next((e for e in evidence if e.meta.get("role") == "impostor"), None)
+        if imp is None:
+            return Verdict.errored("Le client imposteur n'a pas été lancé.", "The impostor client was not started.")
+        p = imp.parsed or {}
+        if p.get("accepted"):
+            return Verdict.failed(
+                "Le serveur a ouvert une session au client imposteur de l'évaluateur (clé neuve et certificat "
+                "auto-signé, identifiants inventés).",
+                "The server opened a session for the grader's impostor client (fresh key and self-signed "
+                "certificate, made-up credentials).")
+        if not p.get("server_answered"):
+            return Verdict.failed("Le serveur, qui a répondu au client légitime, ne répond pas à l'imposteur : "
+                                  "un refus doit venir du serveur lui-même.",
+                                  "The server, which answered the legitimate client, does not answer the impostor: "
+                                  "a refusal must come from the server itself.")
+        if p.get("client_refused_server") or not p.get("server_verified"):
+            return Verdict.failed("L'imposteur n'a pas pu authentifier le serveur avec l'AC publiée : ce n'est pas "
+                                  "le serveur qui l'a refusé.",
+                                  "The impostor could not authenticate the server with the published CA: the "
+                                  "server is not what refused it.")
+        how = "erreur TLS" if p.get("tls_failed") else "aucune session"
+        how_en = "TLS error" if p.get("tls_failed") else "no session"
+        return Verdict.passed(
+            f"Le client légitime (certificat du laptop) obtient une session, puis le client imposteur (clé neuve) "
+            f"est refusé par ce même serveur ({how}, {p.get('exit')}).",
+            f"The legitimate client (the laptop's certificate) gets a session, then the impostor client (fresh key) "
+            f"is refused by the same server ({how_en}, {p.get('exit')}).")
+
+
 # --------------------------------------------------------------------------- recovery
+def _init_pid(ctx: CheckContext, node: str) -> int:
+    """The host pid of the node's init, from the root the provider hands to ``node_fs``
+    (``/proc/<pid>/root``)."""
+    with ctx.node_fs(node) as fs:
+        root = fs.root
+    if root.name != "root" or not root.parent.name.isdigit():
+        raise ProviderError(f"this provider does not show node {node!r}'s processes to the grader")
+    return int(root.parent.name)
+
+
+def _holders_evidence(ctx: CheckContext, node: str, phase: str) -> Evidence:
+    """The node's processes that hold a TUN device, read by the grader from the host's /proc."""
+    ev_id, started = ctx.eid(f"{node}-tun-holders"), utcnow()
+    action = "read the host's /proc: processes of the node's PID namespace holding a TUN device (fdinfo iff)"
+    try:
+        holders = vpn.tun_holders(_init_pid(ctx, node))
+    except Exception as exc:  # noqa: BLE001 - a probe that cannot run is a result
+        return Evidence(id=ev_id, check=ctx.check.id, kind="artifact", source="grader", target=node, action=action,
+                        started_at=started, ended_at=utcnow(), ok=False, error=f"{type(exc).__name__}: {exc}",
+                        meta={"phase": phase})
+    raw = "\n".join(f"pid {h['pid']} (in node {h['nspid']}) {h['comm']}: {', '.join(h['iff'])}"  # type: ignore[arg-type]
+                    for h in holders) or "no process holds a TUN device"
+    return Evidence(id=ev_id, check=ctx.check.id, kind="artifact", source="grader", target=node, action=action,
+                    started_at=started, ended_at=utcnow(), ok=True, raw=raw, parsed={"holders": holders},
+                    meta={"phase": phase})
+
+
 class RestartRecovery:
-    """The grader restarts the gateway's VPN with the brief's command (``fault``), then
-    measures how long until both LANs reach each other again."""
+    """The grader itself ends the tunnel daemon on ``node`` with SIGKILL: the processes of
+    that node that hold the TUN interface the node routes the far probe's address through
+    (the kernel's route over netlink, the holders from the host's /proc), by pid. The
+    tunnel must come back by itself (a supervisor the candidate configured) within
+    ``within`` s, measured with grader-to-grader nonce echoes between the two LAN probes."""
 
     name = "vpn.restart_recovery"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         within = float(args.get("within", 15))
-        node, argv = args["node"], [str(a) for a in args["command"]]
-        paths = [(args["source"], args["target"]), (args["back_source"], args["back_target"])]
+        node, near, far = args["node"], args["near"], args["far"]
+        paths = [(far, near), (near, far)]
         evidence = ctx.parallel([
-            ctx.deferred(src, "icmp", ip, f"ping {ip}", partial(icmp.ping, ip, source=src, check=ctx.check.id,
-                                                               count=3, interval=0.2, timeout=1.0),
-                         meta={"phase": "before"})
-            for src, ip in paths])
+            partial(ctx.echo, s, d, count=3, meta={"phase": "before"}) for s, d in paths])
         if any(not e.ok or not (e.parsed or {}).get("reachable") for e in evidence):
-            return evidence  # nothing to restart from: the judge says why
-        fault = ctx.node_exec(node, argv, source="grader", kind="fault", label="restart", timeout=30,
-                              meta={"phase": "fault", "what": f"VPN restarted by the grader on {node}"})
-        evidence.append(fault)
+            return evidence  # nothing to recover from: the judge says why
+        far_vp = ctx.plan.vantage_point(far)
+        far_ip = far_vp.ip if far_vp else far
+        route = ctx.deferred(node, "netlink", far_ip, f"route get {far_ip}",
+                             partial(vpn.route_oif, far_ip, source=node, check=ctx.check.id),
+                             meta={"phase": "route"})()
+        holders = _holders_evidence(ctx, node, "daemons")
+        evidence += [route, holders]
+        oif = (route.parsed or {}).get("oif")
+        pids = [int(h["pid"]) for h in (holders.parsed or {}).get("holders") or [] if oif in h["iff"]]
+        if not route.ok or not holders.ok or not pids:
+            return evidence  # no tunnel daemon carries the route: the judge says so
+        started = utcnow()
+        res = vpn.kill_pids(pids)
+        evidence.append(Evidence(
+            id=ctx.eid(f"{node}-sigkill"), check=ctx.check.id, kind="fault", source="grader", target=node,
+            action=f"SIGKILL (pidfd) to the processes of {node} holding {oif}: host pids {pids}",
+            started_at=started, ended_at=utcnow(), ok=not res["errors"],
+            error="; ".join(res["errors"]) or None,  # type: ignore[arg-type]
+            raw=f"killed {res['killed']}, all ended: {res['gone']}", parsed=res,
+            meta={"phase": "fault", "what": f"tunnel daemon of {node} killed by the grader", "oif": oif}))
         evidence += ctx.parallel([
-            ctx.deferred(src, "icmp", ip, f"wait for {ip}",
-                         partial(icmp.wait_reachable, ip, deadline_s=within, source=src, check=ctx.check.id,
-                                 interval=0.2),
-                         timeout=within + 5, meta={"phase": "after"})
-            for src, ip in paths])
+            partial(ctx.wait_echo, s, d, within, meta={"phase": "after"}) for s, d in paths])
+        evidence.append(_holders_evidence(ctx, node, "restarted"))
         late = [e for e in evidence if e.meta.get("phase") == "after" and not (e.parsed or {}).get("reachable")]
-        if not fault.ok or (fault.parsed or {}).get("rc") != 0 or late:
-            # undo: a restart that left the tunnel down is followed by a start, recorded too
-            start = [a if a != "restart" else "start" for a in argv]
-            evidence.append(ctx.node_exec(node, start, source="grader", kind="fault", label="restore", timeout=30,
-                                          meta={"phase": "restore"}))
+        if late and args.get("restore"):
+            # leave the lab as it was for the next checks (the candidate's own start command:
+            # used to restore, never to judge)
+            evidence.append(ctx.node_exec(node, [str(a) for a in args["restore"]], source="grader", kind="fault",
+                                          label="restore", timeout=30, meta={"phase": "restore"}))
         return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         within = float(args.get("within", 15))
+        node = args["node"]
         before = [e for e in evidence if e.meta.get("phase") == "before"]
+        if not before:
+            return Verdict.errored("Aucune mesure n'a été faite.", "No measurement was made.")
         if (err := error_if_unrun(before)) is not None:
             return err
-        down = [f"{e.source} → {e.target}" for e in before if not (e.parsed or {}).get("reachable")]
+        down = [f"{e.source} → {e.meta.get('target_name', e.target)}" for e in before
+                if not (e.parsed or {}).get("reachable")]
         if down:
-            return Verdict.failed("Avant le redémarrage, les LAN ne se joignent déjà pas : " + "; ".join(down) + ".",
-                                  "Before the restart, the LANs already do not reach each other: "
+            return Verdict.failed("Avant la panne, les sondes des deux LAN ne se joignent déjà pas : "
+                                  + "; ".join(down) + ".",
+                                  "Before the fault, the two LANs' probes already do not reach each other: "
                                   + "; ".join(down) + ".")
+        route = next((e for e in evidence if e.meta.get("phase") == "route"), None)
+        holders = next((e for e in evidence if e.meta.get("phase") == "daemons"), None)
+        if route is None or holders is None:
+            return Verdict.errored("Le démon du tunnel n'a pas été cherché.", "The tunnel daemon was not looked for.")
+        if (err := error_if_unrun([route, holders])) is not None:
+            return err
+        oif = (route.parsed or {}).get("oif")
+        carrying = [h for h in (holders.parsed or {}).get("holders") or [] if oif in h["iff"]]
+        if not carrying:
+            return Verdict.failed(
+                f"Sur {node}, la route vers l'autre LAN passe par {oif or 'aucune interface'}, qu'aucun démon de "
+                "tunnel (périphérique TUN : wireguard-go, OpenVPN) ne tient.",
+                f"On {node}, the route to the other LAN goes through {oif or 'no interface'}, which no tunnel "
+                "daemon (TUN device: wireguard-go, OpenVPN) holds.")
         fault = next((e for e in evidence if e.meta.get("phase") == "fault"), None)
-        if fault is None or not fault.ok:
-            why = fault.error if fault else "no restart recorded"
-            return Verdict.errored(f"Le redémarrage n'a pas pu être lancé : {why}.",
-                                   f"The restart could not be run: {why}.")
-        cmd = " ".join(str(a) for a in args["command"])
-        rc = (fault.parsed or {}).get("rc")
-        if rc != 0:
-            lines = str((fault.parsed or {}).get("stderr", "")).strip().splitlines()
-            tail = lines[-1] if lines else f"exit {rc}"
-            return Verdict.failed(f"« {cmd} » a échoué sur {args['node']} ({tail}).",
-                                  f"'{cmd}' failed on {args['node']} ({tail}).")
+        if fault is None or not fault.ok or not (fault.parsed or {}).get("gone"):
+            why = (fault.error if fault else None) or "the daemon did not end"
+            return Verdict.errored(f"L'évaluateur n'a pas pu arrêter le démon du tunnel : {why}.",
+                                   f"The grader could not end the tunnel daemon: {why}.")
         after = [e for e in evidence if e.meta.get("phase") == "after"]
+        if not after:
+            return Verdict.errored("Le retour du tunnel n'a pas été mesuré.", "The tunnel's return was not measured.")
         if (err := error_if_unrun(after)) is not None:
             return err
+        comms = ", ".join(sorted({str(h["comm"]) for h in carrying}))
         times = [(e, (e.parsed or {}).get("first_reply_after_s")) for e in after]
-        late = [f"{e.source} → {e.target}" for e, t in times if t is None or float(t) > within]
+        late = [f"{e.source} → {e.meta.get('target_name', e.target)}" for e, t in times
+                if t is None or float(t) > within]
         if late:
-            return Verdict.failed(f"Après « {cmd} », pas de retour en {within:g} s : " + "; ".join(late) + ".",
-                                  f"After '{cmd}', no recovery within {within:g} s: " + "; ".join(late) + ".")
+            return Verdict.failed(
+                f"Après l'arrêt brutal du démon du tunnel de {node} ({comms}, {oif}), pas de retour en {within:g} s : "
+                + "; ".join(late) + ".",
+                f"After the tunnel daemon of {node} ({comms}, {oif}) was killed, no recovery within {within:g} s: "
+                + "; ".join(late) + ".")
         worst = max(float(t or 0) for _, t in times)
-        return Verdict.passed(f"Après « {cmd} » sur {args['node']}, les LAN se joignent de nouveau après {worst:.2f} s "
-                              f"(exigé : {within:g} s).",
-                              f"After '{cmd}' on {args['node']}, the LANs reach each other again after {worst:.2f} s "
-                              f"(required: {within:g} s).")
+        return Verdict.passed(
+            f"Démon du tunnel de {node} ({comms}, {oif}) tué par l'évaluateur ; les sondes des deux LAN se joignent "
+            f"de nouveau après {worst:.2f} s (exigé : {within:g} s).",
+            f"The tunnel daemon of {node} ({comms}, {oif}) killed by the grader; the two LANs' probes reach each "
+            f"other again after {worst:.2f} s (required: {within:g} s).")
 
 
 # ----------------------------------------------------------------------------- laptop
 class LaptopScope:
-    """From inside the laptop's network namespace (a candidate node), the grader's own ICMP
-    reaches every ``allowed`` address and none of the ``denied`` ones."""
+    """The laptop's remote access, measured with the grader's own packets: an OpenVPN client
+    of the grader's in its ``client_vantage`` namespace, with the laptop's certificate, key
+    and CA (read from the laptop with the grader's own code), whose tunnel the grader
+    routes both LANs into itself. Nonce echoes from there must reach every ``allowed`` probe
+    and none of the ``denied`` ones; and from ``internet_vantage`` (the Internet, outside any
+    tunnel) none of the ``denied`` ones either."""
 
     name = "vpn.laptop_scope"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        node = args["node"]
-        calls = []
-        for verdict in ("allowed", "denied"):
-            for name, ip in args[verdict].items():
-                probe = partial(icmp.ping, ip, source=node, check=ctx.check.id, count=3, interval=0.2, timeout=1.0)
-                calls.append(ctx.deferred(node, "icmp", ip, f"ping {ip}", probe,
-                                          meta={"target_name": name, "expect": verdict}))
-        return ctx.parallel(calls)
+        node, vp = args["node"], args["client_vantage"]
+        files, cl = _read_node_files(ctx, node, {"ca": args["ca_path"], "cert": args["cert_path"],
+                                                 "key": args["key_path"]}, "client-identity")
+        evidence = [files]
+        # outside any tunnel, from the Internet
+        evidence += [ctx.echo(args["internet_vantage"], d, count=3, meta={"expect": "denied", "path": "internet"})
+                     for d in args["denied"]]
+        if not {"ca", "cert", "key"} <= set(cl):
+            return evidence
+        server, port = args["server"], int(args["port"])
+        wait = float(args.get("wait", 8))
+        client = vpn.OpenvpnClient()
+        start = partial(client.start, server, port, ca_pem=cl["ca"], cert_pem=cl["cert"], key_pem=cl["key"],
+                        source=vp, check=ctx.check.id, wait_s=wait, dev="tun",
+                        routes=[str(r) for r in args["tunnel_routes"]], label="session")
+        try:
+            session = ctx.deferred(vp, "exec", f"{server}:{port}", "openvpn client with the laptop's identity",
+                                   start, timeout=wait + 30, meta={"role": "session"})()
+            evidence.append(session)
+            if session.ok and (session.parsed or {}).get("accepted"):
+                for verdict in ("allowed", "denied"):
+                    evidence += [ctx.echo(vp, d, count=3, meta={"expect": verdict, "path": "tunnel"})
+                                 for d in args[verdict]]
+        finally:
+            client.stop()
+        return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         if (err := error_if_unrun(evidence)) is not None:
@@ -259,87 +547,37 @@ class LaptopScope:
         if not evidence:
             return Verdict.errored("Aucune mesure n'a été faite.", "No measurement was made.")
         problems: list[tuple[str, str]] = []
-        for e in evidence:
+        for fr, en in _missing_files(evidence):
+            problems.append((f"identité du laptop : {fr}", f"the laptop's identity: {en}"))
+        session = next((e for e in evidence if e.meta.get("role") == "session"), None)
+        echoes = [e for e in evidence if e.kind == "udp" and e.meta.get("expect")]
+        if session is not None:
+            p = session.parsed or {}
+            if not p.get("accepted"):
+                how = p.get("exit")
+                problems.append((f"le client de l'évaluateur, avec le certificat du laptop, n'obtient pas de session "
+                                 f"({how})",
+                                 f"the grader's client, with the laptop's certificate, gets no session ({how})"))
+            elif set(p.get("routes_set") or []) != {str(r) for r in args["tunnel_routes"]}:
+                return Verdict.errored("L'évaluateur n'a pas pu router les LAN dans son tunnel.",
+                                       "The grader could not route the LANs into its tunnel.")
+        elif not problems:
+            return Verdict.errored("Le client de l'évaluateur n'a pas été lancé.", "The grader's client was not run.")
+        for e in echoes:
             reached = bool((e.parsed or {}).get("reachable"))
             who = f"{e.meta.get('target_name')} ({e.target})"
+            via_fr = "par le tunnel" if e.meta.get("path") == "tunnel" else "depuis Internet, hors tunnel"
+            via_en = "through the tunnel" if e.meta.get("path") == "tunnel" else "from the Internet, outside the tunnel"
             if e.meta.get("expect") == "allowed" and not reached:
-                problems.append((f"{who} injoignable depuis {e.source}", f"{who} unreachable from {e.source}"))
+                problems.append((f"{who} injoignable {via_fr}", f"{who} unreachable {via_en}"))
             if e.meta.get("expect") == "denied" and reached:
-                problems.append((f"{who} joignable depuis {e.source}", f"{who} reachable from {e.source}"))
+                problems.append((f"{who} joignable {via_fr}", f"{who} reachable {via_en}"))
         return Verdict.from_problems(
             problems,
-            f"Depuis {args['node']} : site A joignable, site B non ({len(evidence)} mesures).",
-            f"From {args['node']}: site A reachable, site B not ({len(evidence)} measurements).")
-
-
-# ------------------------------------------------------------------------ remote access
-class OpenvpnTls:
-    """The grader sends an OpenVPN client hard reset: a TLS-mode server answers."""
-
-    name = "vpn.openvpn_tls"
-
-    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        src, server, port = args["source"], args["server"], int(args["port"])
-        return [ctx.probe(src, "udp", f"{server}:{port}", "openvpn hard reset",
-                          partial(vpn.openvpn_hard_reset, server, port, source=src, check=ctx.check.id))]
-
-    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
-        if (err := error_if_unrun(evidence)) is not None:
-            return err
-        if not evidence:
-            return Verdict.errored("Aucune mesure n'a été faite.", "No measurement was made.")
-        p = evidence[0].parsed or {}
-        target = f"{args['server']}:{args['port']}/udp"
-        if p.get("answered"):
-            return Verdict.passed(f"{target} ouvre une session OpenVPN en mode TLS.",
-                                  f"{target} opens an OpenVPN session in TLS mode.")
-        if p.get("port_unreachable"):
-            return Verdict.failed(f"Rien n'écoute sur {target}.", f"Nothing listens on {target}.")
-        return Verdict.failed(
-            f"{target} ne répond pas à une ouverture de session OpenVPN TLS (clé statique, tls-auth/tls-crypt, "
-            "ou port filtré).",
-            f"{target} does not answer an OpenVPN TLS session opening (static key, tls-auth/tls-crypt, "
-            "or a filtered port).")
-
-
-class ImpostorRefused:
-    """A grader-made OpenVPN client with a fresh self-signed key must get no session."""
-
-    name = "vpn.impostor_refused"
-
-    def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        ca = ctx.node_exec(args["ca_node"], ["cat", args["ca_path"]], source="grader", label="ca",
-                           meta={"role": "ca"})
-        pem = str((ca.parsed or {}).get("stdout", ""))
-        if not ca.ok or "BEGIN CERTIFICATE" not in pem:
-            return [ca]
-        src, server, port = args["source"], args["server"], int(args["port"])
-        wait = float(args.get("wait", 8))
-        return [ca, ctx.probe(src, "exec", f"{server}:{port}", "openvpn impostor",
-                              partial(vpn.openvpn_impostor, server, port, ca_pem=pem, source=src,
-                                      check=ctx.check.id, wait_s=wait), timeout=wait + 30)]
-
-    def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
-        if (err := error_if_unrun(evidence)) is not None:
-            return err
-        ca = next((e for e in evidence if e.meta.get("role") == "ca"), None)
-        if ca is None or "BEGIN CERTIFICATE" not in str((ca.parsed or {}).get("stdout", "")):
-            return Verdict.failed(f"Le certificat de l'AC n'est pas publié dans {args['ca_node']}:{args['ca_path']}.",
-                                  f"The CA certificate is not published as {args['ca_node']}:{args['ca_path']}.")
-        imp = [e for e in evidence if e.meta.get("role") != "ca"]
-        if not imp:
-            return Verdict.errored("Le client imposteur n'a pas été lancé.", "The impostor client was not started.")
-        p = imp[0].parsed or {}
-        if p.get("accepted"):
-            return Verdict.failed(
-                "Le serveur a ouvert une session au client imposteur de l'évaluateur (clé neuve et certificat "
-                "auto-signé, identifiants inventés).",
-                "The server opened a session for the grader's impostor client (fresh key and self-signed "
-                "certificate, made-up credentials).")
-        how = "erreur TLS" if p.get("tls_failed") else "aucune session"
-        how_en = "TLS error" if p.get("tls_failed") else "no session"
-        return Verdict.passed(f"Le client imposteur (clé neuve) est refusé ({how}, {p.get('exit')}).",
-                              f"The impostor client (fresh key) is refused ({how_en}, {p.get('exit')}).")
+            f"Client de l'évaluateur avec l'identité du laptop : site A joignable, site B non, même routé dans le "
+            f"tunnel ; site B injoignable hors tunnel ({len(echoes)} échanges vérifiés).",
+            f"The grader's client with the laptop's identity: site A reachable, site B not, even routed into the "
+            f"tunnel; site B unreachable outside the tunnel ({len(echoes)} verified exchanges).")
 
 
 GRADERS = [WireConfidentiality(), ExposedPorts(), RestartRecovery(), LaptopScope(), OpenvpnTls(), ImpostorRefused()]

@@ -1,8 +1,10 @@
 """The VPN probes and the capture probe together, in namespaces of this test's own
 (``lkt-vpn-<pid>-*``): a switch namespace with a bridge ``br0`` and two hosts on it. A UDP
 marker sent from one host to the other is counted where it arrives and seen by the capture;
-an OpenVPN session opening to a port where nothing listens gets no TLS answer. Nothing is
-added to the host's root namespace; teardown deletes exactly these namespaces."""
+an OpenVPN session opening to a port where nothing listens gets no TLS answer, nor does the
+grader's OpenVPN client; a process holding a TUN device in a test namespace is found from
+the host's /proc and killed by pid. Nothing is added to the host's root namespace;
+teardown deletes exactly these namespaces."""
 
 from __future__ import annotations
 
@@ -114,6 +116,78 @@ def test_probes_refuse_to_run_outside_a_lab_namespace() -> None:
         vpn.udp_send(B_IP, 9, marker="x", ev_id="s", source="host")
     with pytest.raises(NamespaceSafetyError):
         vpn.openvpn_impostor(B_IP, 1194, ca_pem="", ev_id="i", source="host")
+    with pytest.raises(NamespaceSafetyError):
+        vpn.route_oif(B_IP, ev_id="r", source="host")
+    with pytest.raises(NamespaceSafetyError):
+        vpn.run_bounded_ip(["route", "replace", "10.251.9.0/24", "dev", "lo"])
+
+
+def _pki(d: Path) -> tuple[str, str, str]:
+    """A CA, a client certificate it signed, and an unrelated CA (PEM texts)."""
+    def run(*argv: str) -> None:
+        subprocess.run(["openssl", *argv], cwd=d, check=True, capture_output=True, timeout=30)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca", "other"):
+        run("req", "-x509", *ec, "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "1", "-subj", f"/CN={ca}",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    run("req", *ec, "-keyout", "c.key", "-out", "c.csr", "-subj", "/CN=laptop")
+    (d / "c.ext").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    run("x509", "-req", "-in", "c.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+        "-extfile", "c.ext", "-out", "c.crt")
+    return (d / "ca.crt").read_text(), (d / "c.crt").read_text(), (d / "other.crt").read_text()
+
+
+def test_cert_issued_by_tells_the_signing_ca_from_an_unrelated_one(tmp_path: Path) -> None:
+    ca, cert, other = _pki(tmp_path)
+    assert vpn.cert_issued_by(cert, ca)[0] is True
+    ok, line = vpn.cert_issued_by(cert, other)
+    assert ok is False and line
+
+
+def test_grader_client_to_a_closed_port_sees_no_server_and_is_killed(lan: None, tmp_path: Path) -> None:
+    ca, _, _ = _pki(tmp_path)
+    client = vpn.OpenvpnClient()
+    ev = run_in_netns(A, lambda: client.start(B_IP, 1194, ca_pem=ca, cert_pem=None, key_pem=None, ev_id="c",
+                                              source="a", wait_s=2), timeout=30)
+    assert ev.ok and ev.parsed["server_answered"] is False and ev.parsed["accepted"] is False
+    assert client.proc is not None and client.proc.poll() is not None  # ended, by its pid
+    assert client.dir is None  # its folder (the fresh key) is gone
+
+
+def test_route_oif_reads_the_kernel_route(lan: None) -> None:
+    ev = run_in_netns(A, lambda: vpn.route_oif(B_IP, ev_id="r", source="a"), timeout=10)
+    assert ev.ok and ev.parsed["oif"] == "eth0"
+    ev = run_in_netns(A, lambda: vpn.route_oif("10.99.0.1", ev_id="r", source="a"), timeout=10)
+    assert ev.ok and ev.parsed["oif"] is None
+
+
+HOLD_TUN = """
+import fcntl, os, struct, sys, time
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", b"lkt0", 0x0001 | 0x1000))  # TUNSETIFF, IFF_TUN | IFF_NO_PI
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_tun_holders_are_found_from_the_host_proc_and_killed_by_pid(lan: None) -> None:
+    init = subprocess.Popen(["ip", "netns", "exec", A, "sleep", "60"])
+    holder = subprocess.Popen(["ip", "netns", "exec", A, "python3", "-c", HOLD_TUN], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        found = vpn.tun_holders(init.pid)
+        assert [(h["pid"], h["iff"]) for h in found] == [(holder.pid, ["lkt0"])]
+        res = vpn.kill_pids([holder.pid], wait_s=5)
+        assert res == {"killed": [holder.pid], "gone": True, "errors": []}
+        assert holder.wait(5) == -9
+        assert vpn.tun_holders(init.pid) == []
+    finally:
+        for p in (holder, init):
+            if p.poll() is None:
+                p.kill()
+            p.wait(5)
 
 
 def _icmp_echo_with(payload: bytes) -> None:
