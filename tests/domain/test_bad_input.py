@@ -110,6 +110,24 @@ def test_templates_cannot_build_huge_values(text: str, words: str) -> None:
     assert time.monotonic() - t0 < 2
 
 
+def test_slow_templates_are_stopped() -> None:
+    t0 = time.monotonic()
+    with pytest.raises(RenderError) as e:
+        render("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", PARAMS)
+    assert e.value.message == "the template takes more than 2 s to render"
+    assert time.monotonic() - t0 < 5
+    assert render("{{ p.lan | cidr(1) }}", PARAMS) == "10.1.2.1/24"  # the timer is gone afterwards
+    time.sleep(2.2)  # and no stray SIGALRM arrives later
+
+
+def test_huge_rendered_text_is_stopped() -> None:
+    t0 = time.monotonic()
+    with pytest.raises(RenderError) as e:
+        render("{% for i in range(100000) %}{{ 'x' * 1000000 }}{% endfor %}", PARAMS)
+    assert e.value.message == "the template renders to more than 1048576 characters"
+    assert time.monotonic() - t0 < 5
+
+
 def test_sandbox_fixture_reports_every_escape_with_file_and_line() -> None:
     issues = issues_of(FIXTURES / "broken" / "template-sandbox" / "lab.yaml", SETTINGS)
     refused = {(i.line, i.message.split(":")[0]) for i in issues if "lab templates may not use" in i.message}

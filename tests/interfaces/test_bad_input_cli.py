@@ -101,6 +101,15 @@ def test_validate_refuses_a_file_over_one_mib(tmp_path: Path) -> None:
                          "split out or remove the bulk data")
 
 
+def test_validate_stops_a_template_that_loops_for_ever(tmp_path: Path) -> None:
+    text = (BROKEN.parent / "labs" / "demo" / "lab.yaml").read_text().replace(
+        "      count: 3\n",
+        '      count: 3\n      spin: "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"\n')
+    proc, took = run_labkit("validate", str(_lab_dir(tmp_path, text)), tmp=tmp_path)
+    assert proc.returncode == 1
+    assert_clean_failure(proc, took, "checks[0].args.spin: the template takes more than 2 s to render")
+
+
 def test_labs_lists_a_hostile_lab_as_invalid_without_running_it(tmp_path: Path) -> None:
     """'labkit labs' renders every lab's templates: a walk in one lab is refused, not run."""
     project = tmp_path / "project"

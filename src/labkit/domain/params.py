@@ -22,9 +22,14 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import contextlib
+import functools
 import random
 import re
+import signal
 import string
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import jinja2
@@ -262,6 +267,33 @@ def netmask_filter(value: Any) -> str:
 # Upper bounds on what one template expression may build (a lab file is input, not code).
 MAX_TEMPLATE_TEXT = 1 << 20  # characters or items made by '*'
 MAX_POWER_BITS = 4096  # bits of a result of '**'
+MAX_RENDERED = 1 << 20  # characters one template may render to
+RENDER_SECONDS = 2.0  # wall time one template may take (loops), where a timer can be set
+
+
+class _RenderTimeout(BaseException):
+    """Raised by the render timer; a BaseException so that no handler inside Jinja2 eats it."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` (SIGALRM): only in the main thread and when no
+    other real-time timer is set; elsewhere the block runs unbounded in time (the output
+    bound still applies)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getitimer(signal.ITIMER_REAL)[0]:
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise _RenderTimeout()
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class LabSandbox(ImmutableSandboxedEnvironment):
@@ -300,11 +332,36 @@ _UNKNOWN_PARAM = re.compile(r"unknown parameter 'p\.(.+)'")
 _UNKNOWN_VAR = re.compile(r"unknown variable '(.+)'")
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(text: str) -> jinja2.Template:
+    """Compiling costs milliseconds; a lab renders the same texts for every seed and check."""
+    return _ENV.from_string(text)
+
+
 def render(text: str, params: dict[str, Any] | Params) -> str:
     """Render one template with ``p`` = the parameters; every failure becomes a RenderError."""
     p = params if isinstance(params, Params) else Params(params)
     try:
-        return _ENV.from_string(text).render(p=p)
+        template = _compiled(text)
+        chunks: list[str] = []
+        size = 0
+        with _deadline(RENDER_SECONDS):
+            for chunk in template.generate(p=p):
+                size += len(chunk)
+                if size > MAX_RENDERED:
+                    raise RenderError(
+                        f"the template renders to more than {MAX_RENDERED} characters",
+                        "lab templates fill in parameters; remove the loops or repetitions that make this text",
+                    )
+                chunks.append(chunk)
+        return "".join(chunks)
+    except RenderError:
+        raise
+    except _RenderTimeout:
+        raise RenderError(
+            f"the template takes more than {RENDER_SECONDS:g} s to render",
+            "lab templates fill in parameters; remove the loops that make it slow",
+        ) from None
     except jinja2.TemplateSyntaxError as e:
         raise RenderError(
             f"the template has a syntax error: {e.message}",
