@@ -73,7 +73,7 @@ def _lab_dir(tmp_path: Path, text: str) -> Path:
 
 def test_validate_refuses_a_600_byte_alias_bomb_quickly(tmp_path: Path) -> None:
     lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    for prev, c in zip("abcdefgh", "bcdefghi"):
+    for prev, c in zip("abcdefgh", "bcdefghi", strict=True):
         lines.append(f"{c}: &{c} [" + ",".join([f"*{prev}"] * 9) + "]")
     text = "id: bomb\ntitle: {fr: x, en: x}\n" + "\n".join(lines) + "\n" + "# padding " * 20 + "\n"
     assert 500 < len(text) < 700
@@ -104,7 +104,8 @@ def test_validate_refuses_a_file_over_one_mib(tmp_path: Path) -> None:
 def test_validate_stops_a_template_that_loops_for_ever(tmp_path: Path) -> None:
     text = (BROKEN.parent / "labs" / "demo" / "lab.yaml").read_text().replace(
         "      count: 3\n",
-        '      count: 3\n      spin: "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"\n')
+        "      count: 3\n      spin: \"{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}"
+        "{% endfor %}\"\n")
     proc, took = run_labkit("validate", str(_lab_dir(tmp_path, text)), tmp=tmp_path)
     assert proc.returncode == 1
     assert_clean_failure(proc, took, "checks[0].args.spin: the template takes more than 2 s to render")

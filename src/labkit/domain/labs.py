@@ -1020,7 +1020,7 @@ def _duplicate_keys(root: Node | None) -> Iterator[ScalarNode]:
         seen_nodes.add(id(node))
         if isinstance(node, MappingNode):
             seen: set[str] = set()
-            for k, v in node.value:
+            for k, _ in node.value:
                 if isinstance(k, ScalarNode) and k.value != "<<":
                     if k.value in seen:
                         yield k

@@ -395,7 +395,8 @@ def runs() -> None:
     from labkit.adapters.storage.runs import list_runs
 
     for r in list_runs(_ctx().settings.runs):
-        out.print(plain("  ".join(str(r.get(k, "")) for k in ("id", "lab", "instance", "candidate", "score", "max", "date"))))
+        keys = ("id", "lab", "instance", "candidate", "score", "max", "date")
+        out.print(plain("  ".join(str(r.get(k, "")) for k in keys)))
 
 
 def main(argv: list[str] | None = None) -> int:
