@@ -52,6 +52,9 @@ OUTPUT_MAX = 16_000
 PROOF_PREFIX = "labkit-preuve-"
 PROOF_BYTES = 256 << 10  # random base64 text: incompressible enough that the wire must carry it
 HOST_CRON = "/usr/sbin/cron"
+# Share of the proof files' size the capture must see on the wire: a raw packet socket may drop
+# frames of a burst under load, so not all of it; a cheat that moves no data moves a few kB.
+WIRE_SHARE = 0.4
 
 
 def proof_content() -> bytes:
@@ -368,6 +371,10 @@ class RecentSnapshot:
         age = _age_hours(str(snaps[-1]["time"]), ev.ended_at)
         if age is None:
             return Verdict.errored("Date d'instantané illisible.", "Unreadable snapshot time.")
+        if age < -0.25:
+            return Verdict.failed(
+                f"Le dernier instantané est daté de {-age:.1f} h dans le futur : sa date a été forcée.",
+                f"The newest snapshot is dated {-age:.1f} h in the future: its time was forced.")
         if age > rpo:
             return Verdict.failed(
                 f"Le dernier instantané date de {age:.1f} h, au-delà du RPO de {rpo:g} h ({len(snaps)} instantané(s)).",
@@ -832,22 +839,24 @@ class TransportEncrypted:
         client = node.first_address(args["segment"]) if node else None
         server = srv.first_address(args["segment"]) if srv else None
         sess = backup_session(flows, str(client), str(server))
-        need = int(plant.meta.get("proof_bytes") or PROOF_BYTES)
+        need = int(WIRE_SHARE * int(plant.meta.get("proof_bytes") or PROOF_BYTES))
         if not (sess["client_greeting"] and sess["server_greeting"]) or sess["bytes_up"] < need:
             return Verdict.failed(
                 f"Pendant la sauvegarde lancée par l'évaluateur, aucune session SSH de {args['node']} vers "
                 f"{args['repo_node']}:22 n'a porté les données ({sess['bytes_up']} octets montants, au moins {need} "
-                f"attendus pour le seul fichier témoin ; poignées de main SSH : {sess['client_greeting']}/"
+                f"attendus pour le seul fichier témoin frais ; poignées de main SSH : {sess['client_greeting']}/"
                 f"{sess['server_greeting']}).",
                 f"During the backup the grader ran, no SSH session from {args['node']} to {args['repo_node']}:22 "
                 f"carried the data ({sess['bytes_up']} bytes up, at least {need} expected for the proof file alone; "
                 f"SSH greetings: {sess['client_greeting']}/{sess['server_greeting']}).")
         return Verdict.passed(
             f"Pendant la sauvegarde ({p.get('duration_s')} s), la session SSH {args['node']} → {args['repo_node']}:22 "
-            f"a porté {sess['bytes_up']} octets (fichier témoin frais : {need}), aucun autre flux de données, aucun "
+            f"a porté {sess['bytes_up']} octets (fichier témoin frais : {plant.meta.get('proof_bytes')}), aucun autre "
+            "flux de données, aucun "
             "morceau des données en clair.",
             f"During the backup ({p.get('duration_s')} s), the SSH session {args['node']} → {args['repo_node']}:22 "
-            f"carried {sess['bytes_up']} bytes (fresh proof file: {need}), no other data flow, no piece of the data "
+            f"carried {sess['bytes_up']} bytes (fresh proof file: {plant.meta.get('proof_bytes')}), no other data "
+            "flow, no piece of the data "
             "in clear.")
 
 
@@ -977,11 +986,34 @@ class RestoreTest:
             if not dmg.ok:
                 return evidence
             timeout = float(args.get("timeout", 120))
-            t0 = time.monotonic()
-            run = _run_script(ctx, node, script, timeout, meta={"phase": "restore"}, label="restore")
-            rto = round(time.monotonic() - t0, 3)
-            run.meta["rto_s"] = rto
-            evidence.append(run)
+            ready, stop = threading.Event(), threading.Event()
+            where = f"segment:{args['segment']}"
+            cap = ctx.deferred(where, "capture", "br0", "capture", partial(
+                _capture, markers=[], source=where, check=ctx.check.id, duration_s=timeout + 15,
+                max_bytes=int(args.get("max_bytes", 128 << 20)), ready=ready, stop=stop),
+                timeout=timeout + 25, meta={"phase": "restore-capture"})
+
+            def restore() -> Evidence:
+                try:
+                    if not ready.wait(5):
+                        return Evidence(id=ctx.eid("restore-not-run"), check=ctx.check.id, kind="exec", source=node,
+                                        target=node, action="run the restore script", started_at=utcnow(),
+                                        ended_at=utcnow(), ok=False, error="the capture did not start within 5 s",
+                                        meta={"phase": "restore"})
+                    t0 = time.monotonic()
+                    ev = _run_script(ctx, node, script, timeout, meta={"phase": "restore"}, label="restore")
+                    ev.meta["rto_s"] = round(time.monotonic() - t0, 3)
+                    time.sleep(0.3)  # let the last frames cross the bridge
+                    return ev
+                finally:
+                    stop.set()
+
+            cap_ev, run = ctx.parallel([cap, restore])
+            evidence += [cap_ev, run]
+            if not run.ok:
+                return evidence
+            rto = float(run.meta["rto_s"])
+            cap_ev.meta["proof_bytes"] = sum(len(c) for c in proofs.values())
             after = self._manifest(ctx, args, "verify")
             base = (ctx.baseline[-1].parsed or {}).get("json") or {}
             now = (after.parsed or {}).get("json") or {}
@@ -1056,7 +1088,24 @@ class RestoreTest:
         if c["mismatched"] or c["missing"]:
             return Verdict.failed(f"Après restauration : {head_fr} (durée {rto:.2f} s).",
                                   f"After the restore: {head_en} (took {rto:.2f} s).")
-        if c.get("proofs_restored") != c.get("proofs"):
+        cap = _phase(evidence, "restore-capture")
+        if cap is None or not cap.ok:
+            why = (cap.error if cap is not None else None) or "not run"
+            return Verdict.errored(f"La capture pendant la restauration n'a pas pu être faite ({why}).",
+                                   f"The capture during the restore could not be made ({why}).")
+        src, dst = plan.node(args["repo_node"]), plan.node(args["node"])
+        server = src.first_address(args["segment"]) if src else None
+        client = dst.first_address(args["segment"]) if dst else None
+        down = sum(int(f.get("payload_bytes") or 0) for f in (cap.parsed or {}).get("flows") or []
+                   if f.get("src") == server and f.get("dst") == client)
+        need = int(WIRE_SHARE * int(cap.meta.get("proof_bytes") or 0))
+        if c.get("proofs_restored") != c.get("proofs") or down < need:
+            if c.get("proofs_restored") == c.get("proofs"):
+                return Verdict.failed(
+                    f"{head_fr}, mais seuls {down} octets sont venus de {args['repo_node']} pendant la restauration "
+                    f"(au moins {need} attendus pour les fichiers témoins) : la restauration ne vient pas du dépôt.",
+                    f"{head_en}, but only {down} bytes came from {args['repo_node']} during the restore (at least "
+                    f"{need} expected for the proof files): the restore does not come from the repository.")
             return Verdict.failed(
                 f"{head_fr}, mais {c.get('proofs_restored')}/{c.get('proofs')} des fichiers témoins frais, "
                 "sauvegardés juste avant l'attaque, sont revenus : la restauration ne vient pas du dépôt.",
@@ -1066,10 +1115,10 @@ class RestoreTest:
             return Verdict.failed(f"{head_fr}, mais le script a échoué (code {p.get('rc')}).",
                                   f"{head_en}, but the script failed (exit {p.get('rc')}).")
         return Verdict.passed(
-            f"Restauration probante : {head_fr}, {c['proofs']} fichier(s) témoin(s) frais revenu(s) du dépôt octet "
-            f"pour octet ; temps de restauration mesuré (RTO) {rto:.2f} s.",
-            f"Restore proven: {head_en}, {c['proofs']} fresh proof file(s) back from the repository byte for byte; "
-            f"measured time to restore (RTO) {rto:.2f} s.")
+            f"Restauration probante : {head_fr}, {c['proofs']} fichier(s) témoin(s) frais revenu(s) octet pour "
+            f"octet, {down} octets venus de {args['repo_node']} ; temps de restauration mesuré (RTO) {rto:.2f} s.",
+            f"Restore proven: {head_en}, {c['proofs']} fresh proof file(s) back byte for byte, {down} bytes from "
+            f"{args['repo_node']}; measured time to restore (RTO) {rto:.2f} s.")
 
 
 # --- no password login on the backup server ------------------------------------------------

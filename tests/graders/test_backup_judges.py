@@ -106,6 +106,7 @@ HOLDS = {"path": "/srv/d/base/gestion.sql", "bytes": 900, "sha256": "0" * 64, "h
 @pytest.mark.parametrize("kw,status,word", [
     ({"snapshots": [snap(30, "a"), snap(2, "b")], "newest_file": HOLDS}, "pass", "holds the business data"),
     ({"snapshots": [snap(13)], "newest_file": HOLDS}, "fail", "beyond the 12 h RPO"),
+    ({"snapshots": [snap(-30)], "newest_file": HOLDS}, "fail", "in the future"),
     ({"snapshots": [], "newest_file": None}, "fail", "No snapshot"),
     ({"snapshots": [snap(1)], "newest_file": None}, "fail", "does not hold the business data"),
     ({"snapshots": [snap(1)], "newest_file": {**HOLDS, "holds_marker": False}}, "fail", "business data"),
@@ -308,12 +309,14 @@ def test_transport_capture_that_could_not_run_is_error() -> None:
 
 # --- restore test -------------------------------------------------------------------------
 
-RS_ARGS = {"node": "srv1", "data_root": "/srv/d", "restore_script": "/usr/local/sbin/restauration.sh"}
+RS_ARGS = {"node": "srv1", "data_root": "/srv/d", "restore_script": "/usr/local/sbin/restauration.sh",
+           "repo_node": "bkp1", "segment": "lan"}
 FILES = {f"f{i}.txt": f"{i:064x}" for i in range(10)}
 
 
 def restore_evidence(after: dict[str, str] | None = None, rc: int = 0, *, timed_out: bool = False,
-                     executable: bool = True, damage_ok: bool = True, proofs_restored: int = 2) -> list[Evidence]:
+                     executable: bool = True, damage_ok: bool = True, proofs_restored: int = 2,
+                     down: int = 600_000) -> list[Evidence]:
     out = [ev("exec", {"json": {"files": FILES}}, phase="baseline"),
            ev("exec", {"executable": executable}, phase="script")]
     if not executable:
@@ -324,6 +327,8 @@ def restore_evidence(after: dict[str, str] | None = None, rc: int = 0, *, timed_
         return [*out, ev("fault", None, ok=False, error="PermissionError", phase="damage")]
     out.append(ev("fault", {"deleted_folder": "a"}, phase="damage"))
     job = run(124, timed_out=True) if timed_out else run(rc)
+    out.append(ev("capture", {"flows": [flow("10.0.0.20", 22, "10.0.0.10", 40000, down)],
+                              "marker_hits": []}, phase="restore-capture", proof_bytes=524290))
     out.append(ev("exec", job, phase="restore", timeout_s=120, rto_s=2.5))
     if not timed_out:
         cmp = compare_manifests(FILES, after if after is not None else FILES)
@@ -342,12 +347,14 @@ def test_compare_manifests_counts() -> None:
 
 
 @pytest.mark.parametrize("evidence,status,word", [
-    (restore_evidence(), "pass", "10 files checked, 0 mismatched, 0 missing, 2 fresh proof file(s)"),
+    (restore_evidence(), "pass", "0 missing, 2 fresh proof file(s) back byte for byte, 600000 bytes from bkp1"),
     (restore_evidence({**FILES, "f3.txt": "0" * 64}), "fail", "1 mismatched"),
     (restore_evidence({k: v for k, v in FILES.items() if k != "f4.txt"}), "fail", "1 missing"),
     # cheat restore-from-local-copy: the start-up data comes back, the grader's fresh files do not
     (restore_evidence(proofs_restored=0), "fail", "does not come from the repository"),
     (restore_evidence(proofs_restored=1), "fail", "only 1/2"),
+    # the proof files came back but nothing came from bkp1: a local mirror kept by the candidate
+    (restore_evidence(down=3000), "fail", "only 3000 bytes came from bkp1"),
     (restore_evidence(rc=1), "fail", "script failed"),
     (restore_evidence(timed_out=True), "error", "did not finish within 120 s"),
     (restore_evidence(executable=False), "fail", "No executable restore script"),
@@ -355,12 +362,12 @@ def test_compare_manifests_counts() -> None:
     (restore_evidence()[1:], "error", "No reference manifest"),
 ])
 def test_restore_test(evidence: list[Evidence], status: str, word: str) -> None:
-    v = RestoreTest().judge(evidence, RS_ARGS, PLAN)
+    v = RestoreTest().judge(evidence, RS_ARGS, NET_PLAN)
     assert v.status == status and word in v.message.en, v.message.en
 
 
 def test_restore_pass_reports_the_measured_rto() -> None:
-    v = RestoreTest().judge(restore_evidence(), RS_ARGS, PLAN)
+    v = RestoreTest().judge(restore_evidence(), RS_ARGS, NET_PLAN)
     assert "RTO" in v.message.en and "2.50 s" in v.message.en and "2.50 s" in v.message.fr
 
 
