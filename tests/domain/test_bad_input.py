@@ -90,6 +90,15 @@ def test_attribute_walks_are_refused_in_one_sentence(text: str, attr: str) -> No
     assert not ESCAPED.exists()
 
 
+@pytest.mark.parametrize("text", ["{% include '/etc/passwd' %}", "{% import '/etc/shadow' as x %}",
+                                  "{% extends '/etc/passwd' %}"])
+def test_templates_cannot_read_other_files(text: str) -> None:
+    with pytest.raises(RenderError) as e:
+        render(text, PARAMS)
+    assert e.value.message == ("the template includes, imports or extends another file, which lab templates "
+                               "may not do")
+
+
 def test_the_custom_filters_still_work_in_the_sandbox() -> None:
     text = ("{{ p.lan | cidr(1) }} {{ p.lan | host(-1) }} {{ p.lan | prefixlen }} {{ p.lan | network }} "
             "{{ p.lan | netmask }} {{ p.user | upper }} {% for i in range(2) %}{{ i }}{% endfor %} {{ 2 ** 8 }}")

@@ -398,6 +398,11 @@ def render(text: str, params: dict[str, Any] | Params) -> str:
         raise RenderError("the template computes a number too large to use",
                           "check the arithmetic in the template") from None
     except (TypeError, ValueError, ArithmeticError, AttributeError, LookupError) as e:
+        if "no loader" in str(e):
+            raise RenderError(
+                "the template includes, imports or extends another file, which lab templates may not do",
+                "write the text in the lab file itself",
+            ) from None
         raise RenderError(f"the template fails: {e}", "check the filters and their arguments") from None
 
 
