@@ -210,7 +210,7 @@ def _read_repo_ev(ctx: CheckContext, args: dict[str, Any], work: Path, phase: st
                         meta={"phase": phase})
 
 
-def _plant_proofs(ctx: CheckContext, node: str, paths: list[str],
+def _plant_proofs(ctx: CheckContext, node: str, root: str, paths: list[str],
                   phase: str = "plant") -> tuple[Evidence, dict[str, bytes]]:
     proofs = {p: proof_content() for p in paths}
 
@@ -223,19 +223,20 @@ def _plant_proofs(ctx: CheckContext, node: str, paths: list[str],
         return {"proofs": info}, "\n".join(f"wrote {p} ({i['bytes']} random bytes, sha256 {i['sha256'][:16]}…)"
                                            for p, i in info.items())
 
-    ev = _grader_step(ctx, "plant", f"write fresh random proof files in {node} (grader's code)", node, go,
+    ev = _grader_step(ctx, "plant", f"write fresh random proof files in {node}:{root} (grader's code)",
+                      f"{node}:{root}", go,
                       kind="fault", meta={"phase": phase})
     return ev, proofs
 
 
-def _remove_proofs(ctx: CheckContext, node: str, paths: list[str]) -> Evidence:
+def _remove_proofs(ctx: CheckContext, node: str, root: str, paths: list[str]) -> Evidence:
     def go() -> tuple[dict[str, Any], str]:
         with ctx.node_fs(node) as fs:
             n = sum(nodetree.remove(fs, p) for p in paths)
         return {"removed": n}, f"removed {n} proof file(s)"
 
-    return _grader_step(ctx, "unplant", f"remove the grader's proof files from {node}", node, go, kind="fault",
-                        meta={"phase": "unplant"})
+    return _grader_step(ctx, "unplant", f"restore {node}:{root} as it was: remove the grader's proof files",
+                        f"{node}:{root}", go, kind="fault", meta={"phase": "unplant"})
 
 
 def _proof_path(data_root: str) -> str:
@@ -249,7 +250,7 @@ def _proof_backup(ctx: CheckContext, args: dict[str, Any], command: str, work: P
     evidence = [_read_repo_ev(ctx, args, work, "before")]
     before = [s["id"] for s in (evidence[0].parsed or {}).get("snapshots", [])] if evidence[0].ok else []
     path = _proof_path(args["data_root"])
-    plant, proofs = _plant_proofs(ctx, args["node"], [path])
+    plant, proofs = _plant_proofs(ctx, args["node"], args["data_root"], [path])
     evidence.append(plant)
     if not plant.ok:
         return evidence
@@ -259,7 +260,7 @@ def _proof_backup(ctx: CheckContext, args: dict[str, Any], command: str, work: P
         evidence.append(_read_repo_ev(ctx, args, work, "after", before=before, proofs=proofs,
                                       needles=[*args.get("markers", []), *proof_needles(proofs[path])]))
     finally:
-        evidence.append(_remove_proofs(ctx, args["node"], [path]))
+        evidence.append(_remove_proofs(ctx, args["node"], args["data_root"], [path]))
     return evidence
 
 
@@ -688,7 +689,7 @@ class Retention:
                 return {"removed_snapshots": len(survivors), **res}, \
                     f"removed the {len(survivors)} snapshot(s) the grader had added and the repository kept"
 
-            evidence.append(_grader_step(ctx, "cleanup", f"remove the grader's old snapshots from {node}:{repo}",
+            evidence.append(_grader_step(ctx, "cleanup", f"restore {node}:{repo}: remove the grader's old snapshots",
                                          f"{node}:{repo}", cleanup, kind="fault", meta={"phase": "cleanup"}))
         return evidence
 
@@ -775,7 +776,7 @@ class TransportEncrypted:
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         path = _proof_path(args["data_root"])
-        plant, proofs = _plant_proofs(ctx, args["node"], [path])
+        plant, proofs = _plant_proofs(ctx, args["node"], args["data_root"], [path])
         if not plant.ok:
             return [plant]
         plant.meta["proof_bytes"] = len(proofs[path])
@@ -804,7 +805,7 @@ class TransportEncrypted:
         try:
             evidence = [plant, *ctx.parallel([cap, backup])]
         finally:
-            removal = _remove_proofs(ctx, args["node"], [path])
+            removal = _remove_proofs(ctx, args["node"], args["data_root"], [path])
         return [*evidence, removal]
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
@@ -966,7 +967,7 @@ class RestoreTest:
             tops = sorted({r.split("/", 1)[0] for r in stash.files if "/" in r},
                           key=lambda d: (sum(r.startswith(d + "/") for r in stash.files), d))  # type: ignore[union-attr]
             paths = [_proof_path(root)] + ([_proof_path(f"{root}/{tops[-1]}")] if tops else [])
-            plant, proofs = _plant_proofs(ctx, node, paths)
+            plant, proofs = _plant_proofs(ctx, node, root, paths)
             evidence.append(plant)
             if not plant.ok:
                 return evidence

@@ -76,3 +76,9 @@ def test_layout_alone_is_not_a_repository(tmp_path: Path) -> None:
     assert br.kind_of(plain) == "other" and br.raw_hits(plain, [b"CONFIDENTIEL-x"]) == [{"marker": 0, "file": "a.txt"}]
     shutil.rmtree(plain)
     assert br.kind_of(plain) == "missing"
+
+
+def test_borg_keeps_the_oldest_when_a_rule_falls_short() -> None:
+    snaps = [{"id": f"a{i}", "time": f"2026-11-30T0{i}:00:00"} for i in range(1, 4)]  # three on one day
+    assert br.kept_by_policy("borg", snaps, 1, 4) == {"a3", "a1"}  # daily: the newest; weekly: short, the oldest
+    assert br.kept_by_policy("restic", snaps, 1, 4) == {"a3"}

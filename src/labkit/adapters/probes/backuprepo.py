@@ -216,7 +216,8 @@ def kept_by_policy(tool: str, snaps: list[dict[str, Any]], daily: int, weekly: i
     restic: newest first, each rule keeps a snapshot whose period differs from the last
     period that rule kept, while it has counts left; a snapshot may count for both rules.
     borg (1.2): rules apply one after the other (daily, then weekly); a rule skips archives
-    an earlier rule kept, but still moves its period past them."""
+    an earlier rule kept, but still moves its period past them, and a rule that does not reach
+    its count keeps the oldest archive too."""
     dated = [(parse_time(str(s["time"])), str(s["id"])) for s in snaps]
     items = sorted(((t, i) for t, i in dated if t is not None), key=lambda x: x[0], reverse=True)
     keep: set[str] = set()
@@ -244,6 +245,10 @@ def kept_by_policy(tool: str, snaps: list[dict[str, Any]], daily: int, weekly: i
                     count += 1
                     if count == n:
                         break
+        else:
+            # borg >= 1.2.2: a rule that did not reach its count also keeps the oldest archive
+            if items and count < n:
+                keep.add(items[-1][1])
     return keep
 
 
