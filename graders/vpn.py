@@ -133,20 +133,24 @@ class WireConfidentiality:
 
 # --------------------------------------------------------------------------- exposure
 class ExposedPorts:
-    """TCP connections from a vantage point on the Internet to a bounded list of each
-    gateway's ports: none may open except ``allowed_tcp``."""
+    """TCP connections from vantage points on the Internet to a bounded list of each
+    gateway's ports: none may open except ``allowed_tcp``. ``sources`` maps each vantage
+    point to the gateways it scans (default: ``source`` scans every gateway), so that a
+    filter exempting one scanner's network is seen from another."""
 
     name = "vpn.exposed_ports"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         calls = []
-        src = args["source"]
-        for gw, ip in args["gateways"].items():
-            for port in sorted({int(p) for p in args["tcp_ports"]}):
-                probe = partial(tcp.tcp_connect, ip, port, source=src, check=ctx.check.id,
-                                timeout=float(args.get("timeout", 1.0)), read_banner=False)
-                calls.append(ctx.deferred(src, "tcp", f"{ip}:{port}", f"tcp connect {ip}:{port}", probe,
-                                          meta={"target_name": gw, "port": port}))
+        sources: dict[str, list[str]] = args.get("sources") or {args["source"]: list(args["gateways"])}
+        for src, gateways in sources.items():
+            for gw in gateways:
+                ip = args["gateways"][gw]
+                for port in sorted({int(p) for p in args["tcp_ports"]}):
+                    probe = partial(tcp.tcp_connect, ip, port, source=src, check=ctx.check.id,
+                                    timeout=float(args.get("timeout", 1.0)), read_banner=False)
+                    calls.append(ctx.deferred(src, "tcp", f"{ip}:{port}", f"tcp connect {ip}:{port}", probe,
+                                              meta={"target_name": gw, "port": port}))
         return ctx.parallel(calls)
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
@@ -155,7 +159,7 @@ class ExposedPorts:
         if not evidence:
             return Verdict.errored("Aucun port n'a été essayé.", "No port was tried.")
         allowed = {int(p) for p in args.get("allowed_tcp", [])}
-        open_ = [f"{e.meta.get('target_name')} {e.target}/tcp" for e in evidence
+        open_ = [f"{e.meta.get('target_name')} {e.target}/tcp ({e.source})" for e in evidence
                  if (e.parsed or {}).get("state") == "open" and int(e.meta.get("port", -1)) not in allowed]
         if open_:
             return Verdict.failed("Ports ouverts côté Internet : " + ", ".join(open_) + ".",
@@ -399,8 +403,9 @@ def _holders_evidence(ctx: CheckContext, node: str, phase: str) -> Evidence:
 
 class RestartRecovery:
     """The grader itself ends the tunnel daemon on ``node`` with SIGKILL: the processes of
-    that node that hold the TUN interface the node routes the far probe's address through
-    (the kernel's route over netlink, the holders from the host's /proc), by pid. The
+    that node that hold the TUN interface the node forwards the near probe's traffic to the
+    far probe through (the kernel's route over netlink, policy routing included; the holders
+    from the host's /proc), by pid. The
     tunnel must come back by itself (a supervisor the candidate configured) within
     ``within`` s, measured with grader-to-grader nonce echoes between the two LAN probes."""
 
@@ -414,10 +419,12 @@ class RestartRecovery:
             partial(ctx.echo, s, d, count=3, meta={"phase": "before"}) for s, d in paths])
         if any(not e.ok or not (e.parsed or {}).get("reachable") for e in evidence):
             return evidence  # nothing to recover from: the judge says why
-        far_vp = ctx.plan.vantage_point(far)
+        far_vp, near_vp = ctx.plan.vantage_point(far), ctx.plan.vantage_point(near)
         far_ip = far_vp.ip if far_vp else far
+        # the route the node forwards the near LAN's traffic to the far probe by
         route = ctx.deferred(node, "netlink", far_ip, f"route get {far_ip}",
-                             partial(vpn.route_oif, far_ip, source=node, check=ctx.check.id),
+                             partial(vpn.route_oif, far_ip, source=node, check=ctx.check.id,
+                                     from_addr=near_vp.ip if near_vp else None),
                              meta={"phase": "route"})()
         holders = _holders_evidence(ctx, node, "daemons")
         evidence += [route, holders]

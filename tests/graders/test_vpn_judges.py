@@ -92,6 +92,11 @@ def test_exposure_pass_fail_error() -> None:
     v = j.judge(_scan({22: "open", 80: "timeout"}), {}, PLAN)
     assert v.status == "fail" and "198.51.100.2:22" in v.message.en
     assert j.judge(_scan({22: "open"}), {"allowed_tcp": [22]}, PLAN).status == "pass"
+    # open to one scanner only (a filter that exempts the other scanner's network): still open
+    hidden = _scan({22: "timeout"}) + [ev("tcp", {"state": "open"}, source="v-ib", target="198.51.100.2:22",
+                                          target_name="gw-a", port=22)]
+    v = j.judge(hidden, {}, PLAN)
+    assert v.status == "fail" and "198.51.100.2:22/tcp (v-ib)" in v.message.en
     assert j.judge([ev("tcp", None, ok=False, error="netns gone")], {}, PLAN).status == "error"
     assert j.judge([], {}, PLAN).status == "error"
 

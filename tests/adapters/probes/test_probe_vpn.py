@@ -160,6 +160,9 @@ def test_route_oif_reads_the_kernel_route(lan: None) -> None:
     assert ev.ok and ev.parsed["oif"] == "eth0"
     ev = run_in_netns(A, lambda: vpn.route_oif("10.99.0.1", ev_id="r", source="a"), timeout=10)
     assert ev.ok and ev.parsed["oif"] is None
+    # as forwarded from B's side (A does not forward, the kernel says so: no route, no oif)
+    ev = run_in_netns(A, lambda: vpn.route_oif("10.99.0.1", ev_id="r", source="a", from_addr=B_IP), timeout=10)
+    assert ev.ok and ev.parsed["oif"] is None and ev.parsed["iif"] == "eth0"
 
 
 HOLD_TUN = """

@@ -372,27 +372,41 @@ def openvpn_impostor(server: str, port: int, *, ca_pem: str, ev_id: str, source:
 
 
 # ----------------------------------------------------------- tunnel daemons of a node
-def route_oif(target: str, *, ev_id: str, source: str, check: str | None = None) -> Evidence:
+def route_oif(target: str, *, ev_id: str, source: str, check: str | None = None,
+              from_addr: str | None = None) -> Evidence:
     """The interface the calling thread's namespace (a node) routes ``target`` through, read
-    from the kernel over netlink (nothing runs in the node). parsed: ``oif``, ``gateway``."""
+    from the kernel over netlink (nothing runs in the node). With ``from_addr``: the route a
+    packet from ``from_addr`` arriving on the interface facing it is forwarded by (policy
+    routing included), as the node forwards that LAN's traffic. parsed: ``oif``, ``iif``,
+    ``gateway``."""
     from pyroute2 import IPRoute
 
     netns = assert_in_lab_netns()
     started = utcnow()
-    base = partial(evidence, ev_id=ev_id, check=check, kind="netlink", source=source, target=target,
-                   action=f"netlink route get {target}")
+    action = f"netlink route get {target}" + (f" from {from_addr} (forwarded)" if from_addr else "")
+    base = partial(evidence, ev_id=ev_id, check=check, kind="netlink", source=source, target=target, action=action)
+    iif_name = None
     try:
         ip_literal(target)
         with IPRoute() as ipr:
-            msg = ipr.route("get", dst=target)[0]
-            oif = msg.get_attr("RTA_OIF")
-            name = ipr.get_links(oif)[0].get_attr("IFLA_IFNAME") if oif else None
+            def name(index: int | None) -> str | None:
+                return ipr.get_links(index)[0].get_attr("IFLA_IFNAME") if index else None
+
+            if from_addr:
+                ip_literal(from_addr)
+                iif = ipr.route("get", dst=from_addr)[0].get_attr("RTA_OIF")
+                iif_name = name(iif)
+                msg = ipr.route("get", dst=target, src=from_addr, iif=iif)[0]
+            else:
+                msg = ipr.route("get", dst=target)[0]
+            oif = name(msg.get_attr("RTA_OIF"))
             gw = msg.get_attr("RTA_GATEWAY")
     except Exception as exc:  # noqa: BLE001 - no route is an answer too
         return base(started_at=started, ok=True, raw=f"no route: {describe_exc(exc)}",
-                    parsed={"oif": None, "gateway": None, "error": describe_exc(exc)}, meta={"netns": netns})
-    return base(started_at=started, ok=True, raw=f"{target} via {gw or '-'} dev {name}",
-                parsed={"oif": name, "gateway": gw}, meta={"netns": netns})
+                    parsed={"oif": None, "iif": iif_name, "gateway": None, "error": describe_exc(exc)},
+                    meta={"netns": netns})
+    return base(started_at=started, ok=True, raw=f"{target} via {gw or '-'} dev {oif} (from {iif_name or 'here'})",
+                parsed={"oif": oif, "iif": iif_name, "gateway": gw}, meta={"netns": netns})
 
 
 def _ino(path: str) -> int | None:
