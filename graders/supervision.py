@@ -1,26 +1,33 @@
 """Supervision checks, observed from the grader's side: SNMPv3 answers the grader parses,
-Prometheus's own HTTP API read from a vantage point, alerts the grader provokes for real and
-receives on its own webhook, a log line it emits and looks for on the log server, and NTP
-answers to its own client requests.
+Prometheus's own HTTP API read from a vantage point (and proven to be a PromQL engine by a
+query with a fresh nonce, and to poll the devices by a capture of its SNMP traffic on the
+LAN's bridge), alerts the grader provokes for real and receives on its own webhook (matched
+against Prometheus's own ``ALERTS`` series and proven to come from the monitoring server's
+bridge port), a log line the grader makes srv2's sshd write (an SSH login attempt with a
+nonce user name) seen on the wire and in the log server's files, and NTP answers to its own
+client requests plus the clients' polls of the reference seen on the wire.
 
-Three checks touch candidate nodes and their ``doc`` says so: ``alert_fires`` breaks
-something itself (stops an agent by its pid file or fills a volume through the provider's
-exec in the node, or sets a link down over netlink in the node), always undoes it, and records
-both as ``fault`` evidence; ``syslog_forwarded`` runs ``logger`` in the emitting node and
-reads the log server's files (read-only ``grep``).
+Where a check touches candidate nodes its ``doc`` says so: ``alert_fires`` breaks something
+itself (stops an agent by its pid file or fills a volume through the provider's exec in the
+node, or cuts a link on the grader-owned bridge it passes through, else in the node), always
+undoes it, and records both as ``fault`` evidence; ``syslog_forwarded`` reads the log
+server's files with the grader's own code (``ctx.node_fs``: nothing runs in the node).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shlex
+import threading
 import time
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from labkit.adapters.probes import http, netlink, ntp, snmp
+from labkit.adapters.netns.nsutil import assert_in_lab_netns
+from labkit.adapters.probes import capture, http, netlink, ntp, snmp, sshauth
 from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
@@ -29,7 +36,6 @@ from labkit.models.results import Verdict
 SYS_NAME = "1.3.6.1.2.1.1.5.0"
 PROM_PORT = 9090
 FILL_FILE = ".labkit-grader-fill"
-
 
 
 def _prom_get(ctx: CheckContext, source: str, host: str, path: str, query: dict[str, str] | None = None,
@@ -49,6 +55,77 @@ def _prom_data(ev: Evidence) -> Any:
 def _names_device(text: str, address: str) -> bool:
     """``text`` (an instance label, a scrape URL) designates the device at ``address``."""
     return re.search(r"(?<![0-9.])" + re.escape(address) + r"(?![0-9])", text) is not None
+
+
+def _prom_nonce(ctx: CheckContext, source: str, host: str) -> Evidence:
+    """A PromQL query with two fresh random numbers: only an engine that evaluates PromQL
+    answers their sum (canned JSON cannot)."""
+    a, b = 1000 + secrets.randbelow(10**6), 1000 + secrets.randbelow(10**6)
+    return _prom_get(ctx, source, host, "/api/v1/query", {"query": f"vector({a}) + {b}"},
+                     meta={"phase": "nonce", "expect": a + b})
+
+
+def nonce_problem(evidence: list[Evidence]) -> tuple[str, str] | None:
+    """None when the nonce query (phase ``nonce``) was answered with the right sum. Pure."""
+    ev = next((e for e in evidence if e.meta.get("phase") == "nonce"), None)
+    if ev is None:
+        return ("la requête de contrôle PromQL n'a pas été faite", "the PromQL control query was not made")
+    data = _prom_data(ev)
+    try:
+        got = float(data["result"][0]["value"][1]) if data and data.get("resultType") == "vector" else None
+    except (KeyError, IndexError, TypeError, ValueError):
+        got = None
+    if got is None or got != float(ev.meta.get("expect", -1)):
+        return ("le serveur du port 9090 ne calcule pas une requête PromQL nouvelle (réponse toute faite ?) : "
+                "ce n'est pas Prometheus",
+                "the server on port 9090 does not evaluate a fresh PromQL query (a canned answer?): it is not "
+                "Prometheus")
+    return None
+
+
+def _veth_ends(only: str | None = None) -> list[tuple[str, int, int]]:
+    """(name, ifindex, peer ifindex) of the veth ends of this thread's namespace."""
+    assert_in_lab_netns()
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        out = []
+        for link in ipr.get_links():
+            name, peer = link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_LINK")
+            if peer and (only is None or name == only):
+                out.append((str(name), int(link["index"]), int(peer)))
+        return out
+
+
+def bridge_port_of(ctx: CheckContext, node: str, iface: str, segment: str) -> str:
+    """The port of ``segment``'s bridge that faces ``node``'s ``iface``: the veth whose peer is
+    that interface, both ways (ifindexes the candidate cannot choose)."""
+    mine = ctx.provider.run_at(ctx.state, node, partial(_veth_ends, iface), 5.0)
+    ports = ctx.provider.run_at(ctx.state, f"segment:{segment}", _veth_ends, 5.0)
+    match = [p[0] for p in ports for m in mine if p[2] == m[1] and m[2] == p[1]]
+    if len(match) != 1:
+        raise RuntimeError(f"no single port of {segment}'s bridge faces {node}:{iface} ({match})")
+    return match[0]
+
+
+def _flows(ev: Evidence | None) -> list[dict[str, Any]]:
+    return list(((ev.parsed or {}).get("flows") or []) if ev is not None else [])
+
+
+def _seen(flows: list[dict[str, Any]], proto: str, src: str, dst: str, dport: int | None = None,
+          sport: int | None = None) -> bool:
+    return any(f.get("proto") == proto and f.get("src") == src and f.get("dst") == dst
+               and (dport is None or f.get("dport") == dport) and (sport is None or f.get("sport") == sport)
+               and int(f.get("packets") or 0) > 0 for f in flows)
+
+
+def _capture_call(ctx: CheckContext, segment: str, seconds: float, markers: list[str] | None = None,
+                  stop: threading.Event | None = None, meta: dict[str, Any] | None = None):  # noqa: ANN202
+    where = f"segment:{segment}"
+    return ctx.deferred(where, "capture", "br0", "capture",
+                        partial(capture.capture, markers=markers or [], source=where, check=ctx.check.id,
+                                duration_s=seconds, max_bytes=32 << 20, stop=stop),
+                        timeout=seconds + 15, meta={"phase": "wire", "segment": segment, **(meta or {})})
 
 
 # ---------------------------------------------------------------------------------- SNMP
@@ -92,22 +169,35 @@ class SnmpV3Devices:
 # ------------------------------------------------------------------------------ targets
 class TargetsUp:
     """Prometheus's /api/v1/targets, read from a vantage point: every device is an active
-    target (named by its address in the instance label or the scrape URL) whose health is up."""
+    target (named by its address in the instance label or the scrape URL) whose health is up.
+    The answer must come from a PromQL engine (a nonce query), and the grader's own capture
+    on the LAN's bridge must show the monitoring server polling each device over SNMP (UDP
+    161) and each device answering it, within ``capture.seconds`` (the brief's 2 s scrape)."""
 
     name = "supervision.targets_up"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        return [_prom_get(ctx, args["source"], args["prometheus"], "/api/v1/targets", {"state": "active"})]
+        cap = args["capture"]
+        src, prom = args["source"], args["prometheus"]
+        return ctx.parallel([
+            _capture_call(ctx, cap["segment"], float(cap["seconds"])),
+            lambda: _prom_get(ctx, src, prom, "/api/v1/targets", {"state": "active"}, meta={"phase": "targets"}),
+            lambda: _prom_nonce(ctx, src, prom)])
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
-        if (err := error_if_unrun(evidence)) is not None:
+        if (err := error_if_unrun([e for e in evidence if e.meta.get("phase") == "wire"])) is not None:
             return err
-        data = _prom_data(evidence[0])
+        by_phase = {e.meta.get("phase"): e for e in evidence}
+        targets_ev = by_phase.get("targets")
+        data = _prom_data(targets_ev) if targets_ev is not None and targets_ev.ok else None
         if data is None:
             return Verdict.failed("Prometheus ne renvoie pas de liste de cibles.",
                                   "Prometheus returns no list of targets.")
-        targets = data.get("activeTargets") or []
         problems: list[tuple[str, str]] = []
+        if (fake := nonce_problem(evidence)) is not None:
+            problems.append(fake)
+        targets = data.get("activeTargets") or []
+        poller, flows = args.get("poller", args["prometheus"]), _flows(by_phase.get("wire"))
         for device, address in args["devices"].items():
             mine = [t for t in targets
                     if _names_device(str((t.get("labels") or {}).get("instance", "")), address)
@@ -118,10 +208,18 @@ class TargetsUp:
                 why = next((t.get("lastError") for t in mine if t.get("lastError")), "") or "down"
                 problems.append((f"la cible {device} ({address}) est en échec : {why}",
                                  f"target {device} ({address}) is failing: {why}"))
+            elif not _seen(flows, "udp", poller, address, dport=161):
+                problems.append((f"aucune requête SNMP de {poller} vers {device} ({address}) vue sur le LAN",
+                                 f"no SNMP request from {poller} to {device} ({address}) seen on the LAN"))
+            elif not _seen(flows, "udp", address, poller, sport=161):
+                problems.append((f"{device} ({address}) ne répond pas en SNMP à {poller} (vu sur le LAN)",
+                                 f"{device} ({address}) does not answer {poller}'s SNMP (seen on the LAN)"))
         return Verdict.from_problems(
             problems,
-            f"Les {len(args['devices'])} équipements sont des cibles actives et joignables.",
-            f"All {len(args['devices'])} devices are active targets and up.")
+            f"Les {len(args['devices'])} équipements sont des cibles actives et joignables, interrogées en SNMP "
+            "par le serveur de supervision (vu sur le LAN).",
+            f"All {len(args['devices'])} devices are active targets and up, polled over SNMP by the monitoring "
+            "server (seen on the LAN).")
 
 
 # -------------------------------------------------------------------------------- rules
@@ -145,16 +243,23 @@ class AlertRules:
     name = "supervision.alert_rules"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        return [_prom_get(ctx, args["source"], args["prometheus"], "/api/v1/rules", {"type": "alert"})]
+        return [_prom_get(ctx, args["source"], args["prometheus"], "/api/v1/rules", {"type": "alert"},
+                          meta={"phase": "rules"}),
+                _prom_nonce(ctx, args["source"], args["prometheus"])]
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
-        if (err := error_if_unrun(evidence)) is not None:
+        rules_ev = next((e for e in evidence if e.meta.get("phase", "rules") == "rules"), None)
+        if rules_ev is None:
+            return Verdict.errored("Mesure incomplète.", "Incomplete measurement.")
+        if (err := error_if_unrun([rules_ev])) is not None:
             return err
-        data = _prom_data(evidence[0])
+        data = _prom_data(rules_ev)
         if data is None:
             return Verdict.failed("Prometheus ne renvoie pas de règles.", "Prometheus returns no rules.")
         rules = [r for g in data.get("groups") or [] for r in g.get("rules") or [] if r.get("type") == "alerting"]
         problems: list[tuple[str, str]] = []
+        if (fake := nonce_problem(evidence)) is not None:
+            problems.append(fake)
         for alert, want in args["rules"].items():
             mine = [r for r in rules if r.get("name") == alert]
             if not mine:
@@ -180,33 +285,109 @@ class AlertRules:
 
 
 # ------------------------------------------------------------------------------- alerts
-def _alerts_in(post: dict[str, Any], alert: str, status: str) -> list[dict[str, Any]]:
+def _alerts_in(post: dict[str, Any], alert: str, status: str | None = None) -> list[dict[str, Any]]:
     doc = post.get("json")
     if not isinstance(doc, dict):
         return []
     return [a for a in doc.get("alerts") or [] if isinstance(a, dict)
-            and (a.get("labels") or {}).get("alertname") == alert and a.get("status") == status]
+            and (a.get("labels") or {}).get("alertname") == alert and (status is None or a.get("status") == status)]
 
 
 def _ts(text: Any) -> datetime | None:
     try:
-        return datetime.fromisoformat(str(text))
+        at = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
         return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def label_fingerprint(labels: dict[str, str]) -> str:
+    """Prometheus's ``LabelSet.Fingerprint`` (FNV-1a 64 over the sorted names and values,
+    each followed by byte 0xff), as Alertmanager prints it. Pure."""
+    h = 14695981039346656037
+    for name in sorted(labels):
+        for part in (name, str(labels[name])):
+            for byte in part.encode() + b"\xff":
+                h = ((h ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def alert_groups(hist: Evidence | None) -> list[dict[str, Any]]:
+    """Prometheus's ALERTS history (a matrix) per alert, i.e. per label set without
+    ``alertstate``: ``labels``, ``pending`` (first pending sample), ``firing`` and
+    ``last_firing`` (epoch seconds or None). Pure."""
+    groups: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    for series in ((_prom_data(hist) or {}).get("result") or []) if hist is not None else []:
+        metric = dict(series.get("metric") or {})
+        state = metric.pop("alertstate", None)
+        metric.pop("__name__", None)
+        stamps = [float(v[0]) for v in series.get("values") or []]
+        if not stamps:
+            continue
+        g = groups.setdefault(tuple(sorted(metric.items())),
+                              {"labels": metric, "pending": None, "firing": None, "last_firing": None})
+        if state == "pending":
+            g["pending"] = min(stamps) if g["pending"] is None else min(g["pending"], min(stamps))
+        elif state == "firing":
+            g["firing"] = min(stamps) if g["firing"] is None else min(g["firing"], min(stamps))
+            g["last_firing"] = max(stamps) if g["last_firing"] is None else max(g["last_firing"], max(stamps))
+    return list(groups.values())
+
+
+SLACK_S = 2.5
+
+
+def matching_group(alert: dict[str, Any], groups: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The alert Prometheus raised that a notified ``alert`` stands for: every label of the
+    ALERTS series is in the notification with the same value, the notification's fingerprint
+    (when given) is that of its labels, and its ``startsAt`` falls between the series' first
+    pending and first firing samples (± SLACK_S). Pure."""
+    labels = {str(k): str(v) for k, v in (alert.get("labels") or {}).items()}
+    if alert.get("fingerprint") and alert["fingerprint"] != label_fingerprint(labels):
+        return None
+    starts = _ts(alert.get("startsAt"))
+    for g in groups:
+        if g["firing"] is None or any(labels.get(k) != str(v) for k, v in g["labels"].items()):
+            continue
+        lo = (g["pending"] if g["pending"] is not None else g["firing"]) - SLACK_S
+        if starts is not None and lo <= starts.timestamp() <= g["firing"] + SLACK_S:
+            return g
+    return None
 
 
 class AlertFires:
     """The grader breaks something itself (``fault``: stop an agent, cut a link, fill a
     volume), waits for the brief's alert on its own webhook receiver within ``within_s``,
-    repairs (always), and waits for the resolution. Prometheus's ALERTS series gives the
-    monitoring server's own times (artifact ``alert-timeline``)."""
+    repairs (always), and waits for the resolution.
+
+    A notification counts only if it is proven to be the monitoring server's account of an
+    alert Prometheus itself raised after the fault: it comes from ``sender``'s address AND
+    its TCP connection entered the LAN through the bridge port facing ``sender`` (grader-owned
+    L2, watched for the whole check); each of its alerts matches a series of Prometheus's own
+    ``ALERTS`` (labels, fingerprint, ``startsAt`` between pending and firing) that started
+    after the fault; nothing for this alert reaches the helpdesk during the ``quiet_s``
+    before the fault. Any notification for this alert that breaks one of these fails the
+    check. Prometheus's ALERTS series also gives the ``alert-timeline`` artifact."""
 
     name = "supervision.alert_fires"
 
-    def _apply(self, ctx: CheckContext, fault: dict[str, Any], undo: bool) -> Evidence:
+    def _apply(self, ctx: CheckContext, fault: dict[str, Any], undo: bool, how: dict[str, Any]) -> Evidence:
         kind, node = fault["kind"], fault["node"]
         meta = {"phase": "restore" if undo else "fault"}
         if kind == "link-down":
+            # on the grader-owned bridge the link passes through, when there is one: the port
+            # facing ``node`` goes down, so ``node``'s interface loses carrier (admin still up)
+            if fault.get("link") and how.get("where") != "node":
+                where, iface = f"link:{fault['link']}", str(fault.get("port", "p2"))
+                probe = partial(netlink.set_link_state, iface, undo, source=where, check=ctx.check.id)
+                ev = ctx.probe(where, "fault", iface, f"ip link set dev {iface} {'up' if undo else 'down'}", probe,
+                               timeout=10.0)
+                if ev.ok or how.get("where") == "link":
+                    how["where"] = "link"
+                    ev.meta.update(meta, what=f"{fault['link']} bridge port {iface} (facing {node}) set "
+                                              f"{'up' if undo else 'down'} by the grader")
+                    return ev
+            how["where"] = "node"
             iface = fault["iface"]
             probe = partial(netlink.set_link_state, iface, undo, source=node, check=ctx.check.id)
             ev = ctx.probe(node, "fault", iface, f"ip link set dev {iface} {'up' if undo else 'down'}", probe,
@@ -235,47 +416,84 @@ class AlertFires:
                              meta={**meta, "what": what})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        alert, fault, rx = args["alert"], args["fault"], args["receiver"]
-        within = float(args["within_s"])
-        prom, source = args["prometheus"], rx["vantage"]
+        alert, fault, rx, sender = args["alert"], args["fault"], args["receiver"], args["sender"]
+        within, quiet = float(args["within_s"]), float(args.get("quiet_s", 3))
+        prom, source = args["prometheus"], args.get("source", rx["vantage"])
         evidence = [_prom_get(ctx, source, prom, "/api/v1/alerts", meta={"phase": "before"})]
+        lifetime = quiet + 3 * within + 30
+
+        def unrun(label: str, target: str, action: str, exc: BaseException, phase: str) -> Evidence:
+            return Evidence(id=ctx.eid(label), check=ctx.check.id, kind="tcp", source=source, target=target,
+                            action=action, started_at=utcnow(), ended_at=utcnow(), ok=False,
+                            error=f"{type(exc).__name__}: {exc}", meta={"phase": phase})
+
+        # the grader's witness of who really opens connections to the helpdesk: the bridge
+        # port facing the monitoring server, watched for the whole check
+        try:
+            port = bridge_port_of(ctx, sender["node"], sender["iface"], sender["segment"])
+        except Exception as exc:  # noqa: BLE001 - the check cannot be observed
+            evidence.append(unrun("sender-port", sender["node"], "find the bridge port facing the sender", exc,
+                                  "witness"))
+            return evidence
+        stop = threading.Event()
+        ready = threading.Event()
+        witness: list[Evidence] = []
+        where = f"segment:{sender['segment']}"
+        watch = threading.Thread(target=lambda: witness.append(ctx.probe(
+            where, "capture", port, f"TCP opens to the helpdesk through {port}",
+            partial(http.tcp_opens, port, rx["address"], int(rx["port"]), source=where, check=ctx.check.id,
+                    duration_s=min(lifetime, 300.0), stop=stop, ready=ready),
+            timeout=min(lifetime, 300.0) + 15)), name="webhook-witness", daemon=True)
+        watch.start()
+        ready.wait(5.0)
         receiver = http.WebhookReceiver(
-            rx["address"], int(rx["port"]), source=source, max_lifetime=3 * within + 30,
-            open_in=lambda fn: ctx.provider.run_at(ctx.state, source, fn, 5.0))
+            rx["address"], int(rx["port"]), source=rx["vantage"], max_lifetime=lifetime,
+            open_in=lambda fn: ctx.provider.run_at(ctx.state, rx["vantage"], fn, 5.0))
         try:
             receiver.start()
         except Exception as exc:  # noqa: BLE001 - the receiver could not listen: the check cannot run
-            evidence.append(Evidence(id=ctx.eid("webhook"), check=ctx.check.id, kind="tcp", source=source,
-                                     target=f"{rx['address']}:{rx['port']}", action="HTTP webhook receiver",
-                                     started_at=utcnow(), ended_at=utcnow(), ok=False,
-                                     error=f"{type(exc).__name__}: {exc}", meta={"phase": "receiver"}))
+            stop.set()
+            watch.join(20)
+            evidence.append(unrun("webhook", f"{rx['address']}:{rx['port']}", "HTTP webhook receiver", exc,
+                                  "receiver"))
             return evidence
+        from_sender = sender["address"]
+
+        def ours(status: str, since: datetime) -> Any:
+            return lambda p: (p.get("peer") == from_sender and bool(_alerts_in(p, alert, status))
+                              and (_ts(p["at"]) or since) >= since)
+
         fired: dict[str, Any] | None = None
         resolved: dict[str, Any] | None = None
-        repair: Evidence | None = None
+        how: dict[str, Any] = {}
+        t_quiet = utcnow()
+        time.sleep(quiet)  # nothing for this alert may reach the helpdesk before the fault
         try:
             t_fault = utcnow()
-            applied = self._apply(ctx, fault, undo=False)
+            applied = self._apply(ctx, fault, undo=False, how=how)
             evidence.append(applied)
             if applied.ok:
-                fired = receiver.wait_for(
-                    lambda p: bool(_alerts_in(p, alert, "firing")) and (_ts(p["at"]) or t_fault) >= t_fault, within)
+                fired = receiver.wait_for(ours("firing", t_fault), within)
         finally:
             t_repair = utcnow()
-            repair = self._apply(ctx, fault, undo=True)
+            repair = self._apply(ctx, fault, undo=True, how=how)
             evidence.append(repair)
         try:
             if fired is not None and repair.ok:
-                resolved = receiver.wait_for(
-                    lambda p: bool(_alerts_in(p, alert, "resolved")) and (_ts(p["at"]) or t_repair) >= t_repair,
-                    within)
+                resolved = receiver.wait_for(ours("resolved", t_repair), within)
         finally:
             receiver.stop()
-        rx_ev = receiver.evidence(ev_id=ctx.eid(f"{source}-webhook"), check=ctx.check.id)
-        rx_ev.meta.update(phase="receiver", fault_at=t_fault.isoformat(), repair_at=t_repair.isoformat())
+            stop.set()
+            watch.join(20)
+        rx_ev = receiver.evidence(ev_id=ctx.eid(f"{rx['vantage']}-webhook"), check=ctx.check.id)
+        rx_ev.meta.update(phase="receiver", quiet_from=t_quiet.isoformat(), fault_at=t_fault.isoformat(),
+                          repair_at=t_repair.isoformat())
         evidence.append(rx_ev)
+        if witness:
+            witness[0].meta.update(phase="witness", port=port)
+            evidence.append(witness[0])
         # the monitoring server's own account: its ALERTS series around the fault
-        start = t_fault.timestamp() - 2
+        start = t_quiet.timestamp() - 2
         hist = _prom_get(ctx, source, prom, "/api/v1/query_range",
                          {"query": f'ALERTS{{alertname="{alert}"}}', "start": f"{start:.3f}",
                           "end": f"{time.time():.3f}", "step": "1"}, meta={"phase": "history"})
@@ -286,17 +504,15 @@ class AlertFires:
     def _timeline(self, ctx: CheckContext, alert: str, fault: dict[str, Any], t_fault: datetime,
                   t_repair: datetime, fired: dict[str, Any] | None, resolved: dict[str, Any] | None,
                   hist: Evidence) -> Evidence:
-        firing_at = pending_at = last_firing = None
-        for series in (_prom_data(hist) or {}).get("result") or []:
-            state = (series.get("metric") or {}).get("alertstate")
-            stamps = [float(v[0]) for v in series.get("values") or []]
-            if not stamps:
-                continue
-            if state == "firing":
-                firing_at = min(stamps) if firing_at is None else min(firing_at, min(stamps))
-                last_firing = max(stamps) if last_firing is None else max(last_firing, max(stamps))
-            elif state == "pending":
-                pending_at = min(stamps) if pending_at is None else min(pending_at, min(stamps))
+        groups = alert_groups(hist)
+
+        def first(key: str) -> float | None:
+            stamps = [g[key] for g in groups if g[key] is not None]
+            return min(stamps) if stamps else None
+
+        firing_at, pending_at = first("firing"), first("pending")
+        last = [g["last_firing"] for g in groups if g["last_firing"] is not None]
+        last_firing = max(last) if last else None
 
         def delay(at: float | None, since: datetime) -> float | None:
             return None if at is None else round(at - since.timestamp(), 1)
@@ -321,12 +537,18 @@ class AlertFires:
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         alert, within = args["alert"], float(args["within_s"])
+        sender = args["sender"]
+        mon = sender["address"]
         by_phase = {e.meta.get("phase"): e for e in evidence}
-        rx = by_phase.get("receiver")
-        if rx is None or not rx.ok:
-            why = rx.error if rx else "no receiver"
-            return Verdict.errored(f"Le récepteur webhook n'a pas pu écouter : {why}.",
-                                   f"The webhook receiver could not listen: {why}.")
+        rx, witness = by_phase.get("receiver"), by_phase.get("witness")
+        for ev, what, what_en in (
+                (rx, "Le récepteur webhook n'a pas pu écouter", "The webhook receiver could not listen"),
+                (witness, "Le port du pont face au serveur de supervision n'a pas pu être observé",
+                 "The bridge port facing the monitoring server could not be watched")):
+            if ev is None or not ev.ok:
+                why = ev.error if ev else "not recorded"
+                return Verdict.errored(f"{what} : {why}.", f"{what_en}: {why}.")
+        assert rx is not None and witness is not None
         fault, repair = by_phase.get("fault"), by_phase.get("restore")
         for ev in (fault, repair):
             if ev is None or not ev.ok or (ev.parsed or {}).get("rc", 0) != 0:
@@ -340,17 +562,54 @@ class AlertFires:
             if already:
                 return Verdict.failed(f"« {alert} » était déjà active avant l'incident provoqué.",
                                       f"'{alert}' was already firing before the grader's fault.")
-        t_fault = _ts(rx.meta.get("fault_at"))
-        t_repair = _ts(rx.meta.get("repair_at"))
-        posts = (rx.parsed or {}).get("posts") or []
+        t_fault, t_repair = _ts(rx.meta.get("fault_at")), _ts(rx.meta.get("repair_at"))
         if t_fault is None or t_repair is None:
             return Verdict.errored("Horodatage de l'incident manquant.", "The fault's timestamps are missing.")
-        fired = [p for p in posts if _alerts_in(p, alert, "firing") and (_ts(p.get("at")) or t_fault) >= t_fault]
+        posts = (rx.parsed or {}).get("posts") or []
+        opens = {(o.get("src"), o.get("sport")) for o in (witness.parsed or {}).get("opens") or []}
+        groups = alert_groups(by_phase.get("history"))
+        mine = [p for p in posts if _alerts_in(p, alert)]
+        # 1. who sent it: the monitoring server's address, through its own bridge port
+        for p in mine:
+            if p.get("peer") != mon:
+                return Verdict.failed(
+                    f"Une notification « {alert} » est venue de {p.get('peer')}, pas du serveur de supervision "
+                    f"({mon}).",
+                    f"A '{alert}' notification came from {p.get('peer')}, not from the monitoring server ({mon}).")
+            if (p.get("peer"), p.get("peer_port")) not in opens:
+                return Verdict.failed(
+                    f"Une notification « {alert} » porte l'adresse {mon} sans être entrée sur le LAN par le port du "
+                    "serveur de supervision : adresse usurpée.",
+                    f"A '{alert}' notification carries {mon}'s address but did not enter the LAN through the "
+                    "monitoring server's port: a spoofed address.")
+        # 2. when: nothing before the fault
+        early = [p for p in mine if _alerts_in(p, alert, "firing") and (_ts(p.get("at")) or t_fault) < t_fault]
+        if early:
+            return Verdict.failed(
+                f"Le support a reçu « {alert} » avant l'incident provoqué par l'évaluateur : ce n'est pas une "
+                "alerte causée par l'incident.",
+                f"The helpdesk got '{alert}' before the grader's fault: it is not an alert caused by the fault.")
+        # 3. what: each notified alert is one Prometheus raised
+        for p in mine:
+            for a in _alerts_in(p, alert):
+                if matching_group(a, groups) is None:
+                    named = ", ".join(str(g["labels"].get("instance", "?")) for g in groups if g["firing"]) or "-"
+                    return Verdict.failed(
+                        f"Une notification « {alert} » ({a.get('status')}, labels {a.get('labels')}) ne correspond à "
+                        f"aucune alerte levée par Prometheus (série ALERTS ; levées : {named}).",
+                        f"A '{alert}' notification ({a.get('status')}, labels {a.get('labels')}) matches no alert "
+                        f"Prometheus raised (ALERTS series; raised: {named}).")
+        raised = [g for g in groups if g["firing"] is not None and g["firing"] >= t_fault.timestamp() - 1]
+        fired = [p for p in mine if _alerts_in(p, alert, "firing") and (_ts(p.get("at")) or t_fault) >= t_fault
+                 and any(matching_group(a, raised) for a in _alerts_in(p, alert, "firing"))]
         if not fired:
             other = sorted({str((a.get("labels") or {}).get("alertname")) for p in posts
-                            for a in ((p.get("json") or {}).get("alerts") or [])})
+                            for a in ((p.get("json") or {}).get("alerts") or []) if isinstance(a, dict)})
             seen = f" (reçu : {', '.join(other)})" if other else ""
             seen_en = f" (received: {', '.join(other)})" if other else ""
+            if not raised:
+                return Verdict.failed(f"Prometheus n'a pas levé « {alert} » après l'incident{seen}.",
+                                      f"Prometheus did not raise '{alert}' after the fault{seen_en}.")
             return Verdict.failed(f"Le support n'a reçu aucune alerte « {alert} » dans les {within:g} s{seen}.",
                                   f"The helpdesk got no '{alert}' alert within {within:g} s{seen_en}.")
         first = _ts(fired[0]["at"]) or t_fault
@@ -358,7 +617,8 @@ class AlertFires:
         if delay > within:
             return Verdict.failed(f"« {alert} » reçue après {delay:.1f} s (au plus {within:g} s demandé).",
                                   f"'{alert}' received after {delay:.1f} s (at most {within:g} s required).")
-        done = [p for p in posts if _alerts_in(p, alert, "resolved") and (_ts(p.get("at")) or t_repair) >= t_repair]
+        done = [p for p in mine if _alerts_in(p, alert, "resolved") and (_ts(p.get("at")) or t_repair) >= t_repair
+                and any(matching_group(a, raised) for a in _alerts_in(p, alert, "resolved"))]
         if not done:
             return Verdict.failed(
                 f"« {alert} » reçue après {delay:.1f} s, mais sa résolution n'est pas arrivée dans les {within:g} s "
@@ -368,97 +628,193 @@ class AlertFires:
         rdelay = ((_ts(done[0]["at"]) or t_repair) - t_repair).total_seconds()
         return Verdict.passed(
             f"« {alert} » reçue par le support {delay:.1f} s après l'incident, résolution {rdelay:.1f} s après la "
-            "réparation.",
+            "réparation ; notifications venues du serveur de supervision, conformes aux alertes de Prometheus.",
             f"'{alert}' reached the helpdesk {delay:.1f} s after the fault, its resolution {rdelay:.1f} s after the "
-            "repair.")
+            "repair; notifications from the monitoring server, matching Prometheus's own alerts.")
 
 
 # ------------------------------------------------------------------------------- syslog
+def _find_in_tree(fs: Any, directory: str, needle: bytes, max_files: int = 2000) -> list[str]:
+    """Files below ``directory`` (read by the grader, in the node's root) whose last 4 MiB
+    hold ``needle``."""
+    found = []
+    for rel, fd in fs.walk_files(directory, max_files):
+        size = os.fstat(fd).st_size
+        os.lseek(fd, max(0, size - (4 << 20)), os.SEEK_SET)
+        chunks, total = [], 0
+        while total < (4 << 20) and (chunk := os.read(fd, 1 << 20)):
+            chunks.append(chunk)
+            total += len(chunk)
+        if needle in b"".join(chunks):
+            found.append(f"{directory.rstrip('/')}/{rel}")
+    return found
+
+
 class SyslogForwarded:
-    """A unique line emitted with ``logger`` in the emitting node must show up in a file
-    under ``directory`` on the collector within ``within_s`` (read-only ``grep`` there)."""
+    """The grader makes the emitter's sshd write a line it can predict and nobody can guess:
+    an SSH login attempt, from its vantage point, as a fresh random user name (sshd logs
+    "Invalid user <nonce> from ..."). That line must cross the collector's LAN from the
+    emitter's address to the collector's syslog port (514, UDP or TCP), seen by the grader's
+    capture on the bridge, and land in a file under ``directory`` on the collector, read by
+    the grader's own code (``ctx.node_fs``; nothing runs in the node), within ``within_s``."""
 
     name = "supervision.syslog_forwarded"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        marker = f"labkit-grader-{secrets.token_hex(8)}"
+        nonce = f"lk{secrets.token_hex(6)}"
         emitter, collector, directory = args["emitter"], args["collector"], str(args["directory"])
         within = float(args.get("within_s", 10))
-        emit = ctx.node_exec(emitter, ["logger", "-t", "labkit-grader", "-p", "user.notice", marker],
-                             source="grader", label="logger", meta={"phase": "emit", "marker": marker})
-        evidence = [emit]
-        search: Evidence | None = None
+        stop = threading.Event()
+        wire: list[Evidence] = []
+        cap = _capture_call(ctx, args["segment"], within + 5, markers=[nonce], stop=stop)
+        watch = threading.Thread(target=lambda: wire.append(cap()), name="syslog-wire", daemon=True)
+        watch.start()
+        time.sleep(0.3)  # the capture socket is open before the line is provoked
+        v = args["vantage"]
+        attempt = ctx.probe(v, "ssh", f"{args['emitter_address']}:22",
+                            f"ssh login attempt as a nonce user on {emitter}",
+                            partial(sshauth.password_login, args["emitter_address"], user=nonce,
+                                    password=secrets.token_urlsafe(12), source=v, check=ctx.check.id, timeout=5.0),
+                            timeout=15.0)
+        attempt.meta.update(phase="emit")
+        evidence = [attempt]
+        found: list[str] = []
+        error: str | None = None
+        started = utcnow()
         end = time.monotonic() + within
         while True:
-            search = ctx.node_exec(collector, ["grep", "-rlF", "--", marker, directory], source="grader",
-                                   label="grep", meta={"phase": "search", "marker": marker})
-            if not search.ok or (search.parsed or {}).get("rc") == 0 or time.monotonic() > end:
+            try:
+                with ctx.node_fs(collector) as fs:
+                    found = _find_in_tree(fs, directory, nonce.encode())
+                error = None
+            except OSError as exc:
+                error = f"{type(exc).__name__}: {exc}"  # no such directory yet: keep looking
+            except Exception as exc:  # noqa: BLE001 - the node is gone: the read cannot run
+                error = f"{type(exc).__name__}: {exc}"
+                break
+            if found or time.monotonic() > end:
                 break
             time.sleep(0.5)
-        evidence.append(search)
+        stop.set()
+        watch.join(within + 20)
+        evidence.append(Evidence(
+            id=ctx.eid(f"{collector}-files"), check=ctx.check.id, kind="exec", source="grader", target=collector,
+            action=f"files under {directory} on {collector} read by the grader's own code (openat2 in the node's "
+                   "root; nothing run in the node), searched for the nonce user name",
+            started_at=started, ended_at=utcnow(), ok=error is None or "No such file" in error,
+            raw="\n".join(found) or (error or "not found"), parsed={"files": found, "error": error},
+            error=None if error is None or "No such file" in error else error, meta={"phase": "search"}))
+        if wire:
+            evidence.append(wire[0])
         return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
-        if (err := error_if_unrun(evidence)) is not None:
-            return err
         by_phase = {e.meta.get("phase"): e for e in evidence}
-        emit, search = by_phase.get("emit"), by_phase.get("search")
-        if emit is None or search is None:
+        emit, search, wire = by_phase.get("emit"), by_phase.get("search"), by_phase.get("wire")
+        if emit is None or search is None or wire is None:
             return Verdict.errored("Mesure incomplète.", "Incomplete measurement.")
-        if (emit.parsed or {}).get("rc") != 0:
-            return Verdict.errored(f"logger a échoué sur {args['emitter']}.", f"logger failed on {args['emitter']}.")
-        files = str((search.parsed or {}).get("stdout", "")).split()
-        if (search.parsed or {}).get("rc") != 0 or not files:
+        if (err := error_if_unrun([search, wire])) is not None:
+            return err
+        em, col = args["emitter"], args["collector"]
+        if not emit.ok or not (emit.parsed or {}).get("server_version"):
+            why = emit.error or "no SSH answer"
             return Verdict.failed(
-                f"La ligne émise sur {args['emitter']} n'est pas arrivée dans {args['directory']} sur "
-                f"{args['collector']} en {args.get('within_s', 10)} s.",
-                f"The line emitted on {args['emitter']} did not reach {args['directory']} on {args['collector']} "
-                f"within {args.get('within_s', 10)} s.")
-        return Verdict.passed(f"La ligne émise sur {args['emitter']} est arrivée sur {args['collector']} "
-                              f"({', '.join(files)}).",
-                              f"The line emitted on {args['emitter']} reached {args['collector']} "
-                              f"({', '.join(files)}).")
+                f"Le serveur SSH de {em} ne répond pas ({why}) : l'évaluateur n'a pas pu y provoquer de ligne de "
+                "journal.",
+                f"{em}'s SSH server does not answer ({why}): the grader could not make it log a line.")
+        problems: list[tuple[str, str]] = []
+        src, dst = args["emitter_address"], args["collector_address"]
+        hits = {h.get("flow", "") for h in (wire.parsed or {}).get("marker_hits") or []}
+        on_wire = [h for h in hits if re.fullmatch(rf"(tcp|udp) {re.escape(src)}:\d+ → {re.escape(dst)}:514", h)]
+        if not on_wire:
+            problems.append((f"la ligne provoquée sur {em} n'a pas traversé le LAN de {src} vers {dst}:514 (syslog)",
+                             f"the line provoked on {em} did not cross the LAN from {src} to {dst}:514 (syslog)"))
+        files = (search.parsed or {}).get("files") or []
+        if not files:
+            problems.append((f"elle n'est dans aucun fichier de {args['directory']} sur {col} après "
+                             f"{args.get('within_s', 10)} s",
+                             f"it is in no file under {args['directory']} on {col} after {args.get('within_s', 10)} s"))
+        return Verdict.from_problems(
+            problems,
+            f"La ligne provoquée sur {em} a traversé le LAN vers {col} ({', '.join(on_wire)}) et y est rangée "
+            f"({', '.join(files)}).",
+            f"The line provoked on {em} crossed the LAN to {col} ({', '.join(on_wire)}) and is filed there "
+            f"({', '.join(files)}).")
 
 
 # ---------------------------------------------------------------------------------- NTP
 class NtpReference:
-    """Each node answers the grader's NTP request (mode 3 → mode 4). The reference node is
-    synchronised (leap ≠ 3, stratum 1..15); every other node is synchronised and names the
-    reference's address as its refid."""
+    """Each node answers the grader's NTP request (mode 3 → mode 4, its random transmit time
+    echoed as origin) with the shared clock's time (±2 s). The reference node is
+    synchronised (leap ≠ 3, stratum 1..15); every other node is synchronised one stratum
+    below it, names the reference's address as its refid, and updated its clock within
+    ``max_age_s``. For the nodes with a ``wire`` segment, the grader's capture on that LAN's
+    bridge must show the node polling the reference (UDP 123) and the reference answering,
+    during ``wire_seconds``: a responder that makes up a refid without syncing sends none."""
 
     name = "supervision.ntp_reference"
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
-        return ctx.parallel([
-            ctx.deferred(where["vantage"], "udp", where["address"], "NTP mode 3 request",
-                         partial(ntp.ntp_query, where["address"], source=where["vantage"], check=ctx.check.id,
-                                 timeout=1.0, tries=2),
-                         meta={"target_name": node})
-            for node, where in args["nodes"].items()])
+        calls = [ctx.deferred(where["vantage"], "udp", where["address"], "NTP mode 3 request",
+                              partial(ntp.ntp_query, where["address"], source=where["vantage"], check=ctx.check.id,
+                                      timeout=1.0, tries=2),
+                              meta={"target_name": node})
+                 for node, where in args["nodes"].items()]
+        segments = sorted({w["wire"] for w in args["nodes"].values() if w.get("wire")})
+        calls += [_capture_call(ctx, seg, float(args.get("wire_seconds", 5))) for seg in segments]
+        return ctx.parallel(calls)
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         if (err := error_if_unrun(evidence)) is not None:
             return err
-        if not evidence:
+        answers = [e for e in evidence if e.meta.get("phase") != "wire"]
+        if not answers:
             return Verdict.errored("Aucun nœud n'a été interrogé.", "No node was queried.")
+        wire = {e.meta.get("segment"): _flows(e) for e in evidence if e.meta.get("phase") == "wire"}
         ref, ref_addr = args["reference"], args["reference_address"]
+        max_age = float(args.get("max_age_s", 60))
+        ref_ev = next((e for e in answers if e.meta.get("target_name") == ref), None)
+        ref_stratum = int((ref_ev.parsed or {}).get("stratum", 0)) if ref_ev is not None else 0
         problems: list[tuple[str, str]] = []
-        for ev in evidence:
+        for ev in answers:
             node, p = ev.meta.get("target_name", ev.target), ev.parsed or {}
+            where = args["nodes"].get(node, {})
+            at = ev.started_at.timestamp()
             if not p.get("answered"):
                 problems.append((f"{node} ne répond pas en NTP", f"{node} does not answer NTP"))
-            elif p.get("mode") != 4:
-                problems.append((f"{node} répond en mode {p.get('mode')}", f"{node} answers in mode {p.get('mode')}"))
+            elif p.get("mode") != 4 or p.get("origin_matches") is False:
+                problems.append((f"{node} répond en mode {p.get('mode')} sans reprendre la requête",
+                                 f"{node} answers in mode {p.get('mode')} without echoing the request"))
             elif p.get("leap") == 3 or not 1 <= int(p.get("stratum", 0)) <= 15:
                 problems.append((f"{node} n'est pas synchronisé (strate {p.get('stratum')})",
                                  f"{node} is not synchronised (stratum {p.get('stratum')})"))
+            elif p.get("transmit_time") is None or abs(float(p["transmit_time"]) - at) > 2:
+                problems.append((f"{node} donne une heure qui n'est pas celle de l'horloge partagée",
+                                 f"{node} gives a time that is not the shared clock's"))
             elif node != ref and p.get("refid") != ref_addr:
                 problems.append((f"{node} a pour référence {p.get('refid')} et non {ref} ({ref_addr})",
                                  f"{node} uses {p.get('refid')} as its reference, not {ref} ({ref_addr})"))
+            elif node != ref and ref_stratum and int(p.get("stratum", 0)) != ref_stratum + 1:
+                want = ref_stratum + 1
+                problems.append((f"{node} annonce la strate {p.get('stratum')}, pas {want} (un cran sous {ref})",
+                                 f"{node} announces stratum {p.get('stratum')}, not {want} (one below {ref})"))
+            elif node != ref and (p.get("reference_time") is None or at - float(p["reference_time"]) > max_age):
+                problems.append((f"{node} ne s'est pas mis à jour sur {ref} depuis plus de {max_age:g} s",
+                                 f"{node} has not updated from {ref} for more than {max_age:g} s"))
+            elif node != ref and where.get("wire"):
+                flows, addr = wire.get(where["wire"], []), where["address"]
+                if not _seen(flows, "udp", addr, ref_addr, dport=123):
+                    problems.append((f"{node} n'interroge pas {ref} en NTP (aucune requête vue sur le LAN en "
+                                     f"{args.get('wire_seconds', 5)} s)",
+                                     f"{node} does not poll {ref} over NTP (no request seen on the LAN in "
+                                     f"{args.get('wire_seconds', 5)} s)"))
+                elif not _seen(flows, "udp", ref_addr, addr, sport=123):
+                    problems.append((f"{ref} ne répond pas aux requêtes NTP de {node} (vu sur le LAN)",
+                                     f"{ref} does not answer {node}'s NTP requests (seen on the LAN)"))
         return Verdict.from_problems(
             problems,
-            f"Les {len(evidence)} nœuds répondent en NTP, synchronisés sur {ref}.",
-            f"All {len(evidence)} nodes answer NTP, synchronised on {ref}.")
+            f"Les {len(answers)} nœuds répondent en NTP, synchronisés sur {ref}.",
+            f"All {len(answers)} nodes answer NTP, synchronised on {ref}.")
 
 
 # -------------------------------------------------------------------------- availability
@@ -506,12 +862,13 @@ class Availability:
         step = float(args.get("step_s", 2))
         q = {"query": "up", "start": f"{end - float(args['window_s']):.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
         hist = _prom_get(ctx, args["source"], args["prometheus"], "/api/v1/query_range", q, meta={"phase": "history"})
+        nonce = _prom_nonce(ctx, args["source"], args["prometheus"])
         rows = availability_rows((_prom_data(hist) or {}).get("result") or [], args["devices"], step)
         table = Evidence(id=ctx.eid("availability"), check=ctx.check.id, kind="artifact", source=hist.source,
                          target=hist.target, action="availability table from Prometheus up history",
                          started_at=hist.started_at, ended_at=utcnow(), ok=hist.ok, parsed=rows,
                          meta={"artifact": "availability", "phase": "table", "window_s": args["window_s"]})
-        return [hist, table]
+        return [hist, nonce, table]
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         if (err := error_if_unrun(evidence)) is not None:
@@ -519,6 +876,8 @@ class Availability:
         hist = next((e for e in evidence if e.meta.get("phase") == "history"), None)
         if hist is None or _prom_data(hist) is None:
             return Verdict.failed("Prometheus ne renvoie pas d'historique.", "Prometheus returns no history.")
+        if (fake := nonce_problem(evidence)) is not None:
+            return Verdict.failed(fake[0][:1].upper() + fake[0][1:] + ".", fake[1][:1].upper() + fake[1][1:] + ".")
         rows = availability_rows(_prom_data(hist).get("result") or [], args["devices"], float(args.get("step_s", 2)))
         missing = [r["device"] for r in rows if not r["samples"]]
         if missing:

@@ -1,4 +1,7 @@
-"""The pure halves of the supervision graders: verdicts from fabricated evidence, no network."""
+"""The pure halves of the supervision graders: verdicts from fabricated evidence, no network.
+What the cheat variants produce (a canned Prometheus API, notifications forged from another
+node, spoofed, sent before the fault or matching no alert Prometheus raised, a log line
+nobody forwarded, a made-up NTP answer with no poll of the reference) is judged a fail here."""
 
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ from graders.supervision import (
     SnmpV3Devices,
     SyslogForwarded,
     TargetsUp,
+    alert_groups,
     availability_rows,
+    label_fingerprint,
+    matching_group,
     rule_thresholds,
 )
 from labkit.adapters.probes.ntp import NTP_EPOCH, parse_ntp_reply
@@ -60,6 +66,7 @@ def test_snmpv3_devices_pass_and_name_each_problem() -> None:
 
 # ------------------------------------------------------------------------------ targets
 DEVICES = {"r1": "10.0.0.1", "srv1": "10.0.0.11"}
+MON = "10.0.0.10"
 
 
 def _target(instance: str, health: str = "up", error: str = "") -> dict[str, Any]:
@@ -67,19 +74,57 @@ def _target(instance: str, health: str = "up", error: str = "") -> dict[str, Any
             "scrapeUrl": f"http://127.0.0.1:9116/snmp?module=m&target={instance}"}
 
 
+def _nonce(right: bool = True) -> Evidence:
+    value = "3579" if right else "1"
+    return prom({"resultType": "vector", "result": [{"metric": {}, "value": [0, value]}]}, phase="nonce", expect=3579)
+
+
+def _flow(proto: str, src: str, sport: int, dst: str, dport: int) -> dict[str, Any]:
+    return {"proto": proto, "src": src, "sport": sport, "dst": dst, "dport": dport, "packets": 2}
+
+
+def _snmp_wire(devices: dict[str, str] = DEVICES, answered: bool = True) -> Evidence:
+    flows = [_flow("udp", MON, 40000 + i, a, 161) for i, a in enumerate(devices.values())]
+    if answered:
+        flows += [_flow("udp", a, 161, MON, 40000 + i) for i, a in enumerate(devices.values())]
+    return ev("capture", {"flows": flows}, phase="wire", segment="lan-a")
+
+
+def _targets(targets: list[dict[str, Any]], *, nonce: bool = True, wire: Evidence | None = None) -> list[Evidence]:
+    return [prom({"activeTargets": targets}, phase="targets"), _nonce(nonce), wire or _snmp_wire()]
+
+
 def test_targets_up() -> None:
-    j, args = TargetsUp(), {"devices": DEVICES}
-    assert j.judge([prom({"activeTargets": [_target("10.0.0.1"), _target("10.0.0.11")]})], args, PLAN).status == "pass"
+    j, args = TargetsUp(), {"devices": DEVICES, "prometheus": MON, "poller": MON}
+    assert j.judge(_targets([_target("10.0.0.1"), _target("10.0.0.11")]), args, PLAN).status == "pass"
     # 10.0.0.1 is not 10.0.0.11's prefix match: srv1 missing is seen
-    v = j.judge([prom({"activeTargets": [_target("10.0.0.1")]})], args, PLAN)
+    v = j.judge(_targets([_target("10.0.0.1")]), args, PLAN)
     assert v.status == "fail" and "srv1 (10.0.0.11) is not a target" in v.message.en
-    v = j.judge([prom({"activeTargets": [_target("10.0.0.1"), _target("10.0.0.11", "down", "timeout")]})], args,
-                PLAN)
+    v = j.judge(_targets([_target("10.0.0.1"), _target("10.0.0.11", "down", "timeout")]), args, PLAN)
     assert v.status == "fail" and "timeout" in v.message.en
     # a target named 10.0.0.111 does not stand for 10.0.0.11
-    v = j.judge([prom({"activeTargets": [_target("10.0.0.1"), _target("10.0.0.111")]})], args, PLAN)
+    assert j.judge(_targets([_target("10.0.0.1"), _target("10.0.0.111")]), args, PLAN).status == "fail"
+    v = j.judge([ev("tcp", None, ok=False, error="refused", phase="targets"), _nonce(), _snmp_wire()], args, PLAN)
     assert v.status == "fail"
-    assert j.judge([ev("tcp", None, ok=False, error="refused")], args, PLAN).status == "error"
+
+
+def test_targets_up_from_a_canned_api_or_without_polling_fails() -> None:
+    j, args = TargetsUp(), {"devices": DEVICES, "prometheus": MON, "poller": MON}
+    good = [_target("10.0.0.1"), _target("10.0.0.11")]
+    # canned JSON: the nonce query is not computed
+    v = j.judge(_targets(good, nonce=False), args, PLAN)
+    assert v.status == "fail" and "not Prometheus" in v.message.en
+    # the API says up, but nothing polls the devices on the LAN
+    v = j.judge(_targets(good, wire=ev("capture", {"flows": []}, phase="wire")), args, PLAN)
+    assert v.status == "fail" and "no SNMP request from 10.0.0.10 to r1" in v.message.en
+    # polled from another address than the monitoring server
+    v = j.judge(_targets(good, wire=_snmp_wire({"x": "10.0.0.99"})), args, PLAN)
+    assert v.status == "fail"
+    v = j.judge(_targets(good, wire=_snmp_wire(answered=False)), args, PLAN)
+    assert v.status == "fail" and "does not answer 10.0.0.10's SNMP" in v.message.en
+    # a capture that could not run is an error, not a verdict
+    v = j.judge(_targets(good, wire=ev("capture", None, ok=False, error="no socket", phase="wire")), args, PLAN)
+    assert v.status == "error"
 
 
 # -------------------------------------------------------------------------------- rules
@@ -97,109 +142,246 @@ def _rules(disk_expr: str = "dskPercent > 80", disk_for: float = 2, down: bool =
     rules = [{"type": "alerting", "name": "Disk", "query": disk_expr, "duration": disk_for}]
     if down:
         rules.append({"type": "alerting", "name": "Down", "query": 'up{job="snmp"} == 0', "duration": 3})
-    return prom({"groups": [{"name": "g", "rules": rules}]})
+    return prom({"groups": [{"name": "g", "rules": rules}]}, phase="rules")
 
 
 def test_alert_rules() -> None:
     j = AlertRules()
-    assert j.judge([_rules()], RULE_ARGS, PLAN).status == "pass"
-    v = j.judge([_rules("dskPercent > 99")], RULE_ARGS, PLAN)
+    assert j.judge([_rules(), _nonce()], RULE_ARGS, PLAN).status == "pass"
+    v = j.judge([_rules("dskPercent > 99"), _nonce()], RULE_ARGS, PLAN)
     assert v.status == "fail" and "99 %" in v.message.en
-    v = j.judge([_rules(disk_for=30)], RULE_ARGS, PLAN)
+    v = j.judge([_rules(disk_for=30), _nonce()], RULE_ARGS, PLAN)
     assert v.status == "fail" and "waits 30 s" in v.message.en
-    v = j.judge([_rules(down=False)], RULE_ARGS, PLAN)
+    v = j.judge([_rules(down=False), _nonce()], RULE_ARGS, PLAN)
     assert v.status == "fail" and "no alert rule 'Down'" in v.message.en
-    assert j.judge([_rules("absent(dskPercent)")], RULE_ARGS, PLAN).status == "fail"
+    assert j.judge([_rules("absent(dskPercent)"), _nonce()], RULE_ARGS, PLAN).status == "fail"
+    # the right rules from a server that cannot evaluate PromQL (canned JSON)
+    v = j.judge([_rules(), _nonce(right=False)], RULE_ARGS, PLAN)
+    assert v.status == "fail" and "not Prometheus" in v.message.en
+    assert j.judge([_rules()], RULE_ARGS, PLAN).status == "fail"
 
 
 # ------------------------------------------------------------------------------- alerts
-ALERT_ARGS = {"alert": "Down", "within_s": "20"}
+SENDER = {"node": "mon", "iface": "eth0", "segment": "lan-a", "address": MON}
+ALERT_ARGS = {"alert": "Down", "within_s": "20", "sender": SENDER}
+LABELS = {"alertname": "Down", "instance": "10.0.0.12", "job": "snmp", "severity": "critical"}
+TS = T.timestamp()
 
 
-def _post(at: datetime, status: str, name: str = "Down") -> dict[str, Any]:
-    return {"at": at.isoformat(), "peer": "10.0.0.10", "path": "/alerts",
-            "json": {"status": status, "alerts": [{"status": status, "labels": {"alertname": name}}]}}
+def test_label_fingerprint_is_alertmanagers() -> None:
+    # seen on a real Alertmanager 0.25 webhook payload for this label set
+    labels = {"alertname": "HostUnreachable", "instance": "10.240.108.12", "job": "snmp", "severity": "critical"}
+    assert label_fingerprint(labels) == "c93e578c59bbb62f"
+    assert label_fingerprint({**labels, "job": "x"}) != "c93e578c59bbb62f"
+
+
+def _alert(status: str, labels: dict[str, str] = LABELS, starts: float = 4.0, fingerprint: str | None = None,
+           ends: float | None = None) -> dict[str, Any]:
+    a: dict[str, Any] = {"status": status, "labels": labels,
+                         "startsAt": (T + timedelta(seconds=starts)).isoformat().replace("+00:00", "Z"),
+                         "endsAt": (T + timedelta(seconds=ends)).isoformat() if ends else "0001-01-01T00:00:00Z"}
+    a["fingerprint"] = fingerprint if fingerprint is not None else label_fingerprint(labels)
+    return a
+
+
+def _post(at: float, status: str, *, peer: str = MON, port: int = 40001, **alert: Any) -> dict[str, Any]:
+    return {"at": (T + timedelta(seconds=at)).isoformat(), "peer": peer, "peer_port": port, "path": "/alerts",
+            "json": {"status": status, "alerts": [_alert(status, **alert)]}}
+
+
+def _history(pending: float = 2.0, firing: float = 4.0, last: float = 11.0,
+             labels: dict[str, str] = LABELS) -> Evidence:
+    def series(state: str, a: float, b: float) -> dict[str, Any]:
+        return {"metric": {"__name__": "ALERTS", "alertstate": state, **labels},
+                "values": [[TS + t, "1"] for t in range(int(a), int(b) + 1)]}
+    return prom({"resultType": "matrix", "result": [series("pending", pending, firing - 1),
+                                                    series("firing", firing, last)]}, phase="history")
 
 
 def _alert_evidence(posts: list[dict[str, Any]], *, before: list[dict[str, Any]] | None = None,
-                    fault_rc: int = 0) -> list[Evidence]:
+                    fault_rc: int = 0, opens: list[tuple[str, int]] | None = None,
+                    history: Evidence | None = None) -> list[Evidence]:
+    if opens is None:
+        opens = [(p["peer"], p["peer_port"]) for p in posts]
     return [
         prom({"alerts": before or []}, phase="before"),
         ev("fault", {"rc": fault_rc, "stderr": "no such pid" if fault_rc else ""}, phase="fault"),
         ev("fault", {"rc": 0}, phase="restore"),
-        ev("tcp", {"posts": posts}, phase="receiver", fault_at=T.isoformat(),
-           repair_at=(T + timedelta(seconds=10)).isoformat()),
+        ev("tcp", {"posts": posts}, phase="receiver", quiet_from=(T - timedelta(seconds=3)).isoformat(),
+           fault_at=T.isoformat(), repair_at=(T + timedelta(seconds=10)).isoformat()),
+        ev("capture", {"opens": [{"src": a, "sport": p} for a, p in opens]}, phase="witness", port="p2"),
+        history if history is not None else _history(),
     ]
 
 
+GOOD = [_post(5, "firing", port=40001), _post(13, "resolved", port=40002, ends=12.5)]
+
+
 def test_alert_fires_then_resolves() -> None:
-    j = AlertFires()
-    posts = [_post(T + timedelta(seconds=5), "firing"), _post(T + timedelta(seconds=13), "resolved")]
-    v = j.judge(_alert_evidence(posts), ALERT_ARGS, PLAN)
+    v = AlertFires().judge(_alert_evidence(GOOD), ALERT_ARGS, PLAN)
     assert v.status == "pass" and "5.0 s after the fault" in v.message.en and "3.0 s after" in v.message.en
+
+
+def test_alert_groups_and_matching() -> None:
+    groups = alert_groups(_history())
+    assert groups == [{"labels": LABELS, "pending": TS + 2, "firing": TS + 4, "last_firing": TS + 11}]
+    assert matching_group(_alert("firing"), groups) is groups[0]
+    assert matching_group(_alert("firing", starts=-30), groups) is None  # started long before
+    assert matching_group(_alert("firing", fingerprint="0123456789abcdef"), groups) is None
+    assert matching_group(_alert("firing", labels={**LABELS, "instance": "10.0.0.13"}), groups) is None
+    # extra labels on the notification (external labels) are allowed; missing ones are not
+    assert matching_group(_alert("firing", labels={**LABELS, "cluster": "x"}), groups) is groups[0]
+    assert matching_group(_alert("firing", labels={"alertname": "Down"}), groups) is None
 
 
 def test_alert_fires_too_late_never_or_without_resolution() -> None:
     j = AlertFires()
-    late = [_post(T + timedelta(seconds=25), "firing"), _post(T + timedelta(seconds=30), "resolved")]
+    late = [_post(25, "firing", starts=4), _post(30, "resolved", port=40002, ends=12.5)]
     assert "after 25.0 s" in j.judge(_alert_evidence(late), ALERT_ARGS, PLAN).message.en
-    other = [_post(T + timedelta(seconds=5), "firing", name="Other")]
+    other = [_post(5, "firing", labels={**LABELS, "alertname": "Other"})]
     v = j.judge(_alert_evidence(other), ALERT_ARGS, PLAN)
     assert v.status == "fail" and "no 'Down' alert" in v.message.en and "received: Other" in v.message.en
-    v = j.judge(_alert_evidence([_post(T + timedelta(seconds=5), "firing")]), ALERT_ARGS, PLAN)
+    v = j.judge(_alert_evidence([_post(5, "firing")]), ALERT_ARGS, PLAN)
     assert v.status == "fail" and "resolution did not arrive" in v.message.en
     # a resolution from before the repair does not count
-    early = [_post(T + timedelta(seconds=5), "firing"), _post(T + timedelta(seconds=8), "resolved")]
+    early = [_post(5, "firing"), _post(8, "resolved", port=40002, ends=7.5)]
     assert j.judge(_alert_evidence(early), ALERT_ARGS, PLAN).status == "fail"
 
 
 def test_alert_already_firing_before_the_fault_is_not_credited() -> None:
-    posts = [_post(T + timedelta(seconds=5), "firing"), _post(T + timedelta(seconds=13), "resolved")]
     before = [{"labels": {"alertname": "Down"}, "state": "firing"}]
-    v = AlertFires().judge(_alert_evidence(posts, before=before), ALERT_ARGS, PLAN)
+    v = AlertFires().judge(_alert_evidence(GOOD, before=before), ALERT_ARGS, PLAN)
     assert v.status == "fail" and "already firing" in v.message.en
 
 
 def test_alert_fault_that_could_not_be_applied_is_an_error() -> None:
     v = AlertFires().judge(_alert_evidence([], fault_rc=1), ALERT_ARGS, PLAN)
     assert v.status == "error" and "no such pid" in v.message.en
+    witness_lost = [e for e in _alert_evidence(GOOD) if e.meta.get("phase") != "witness"]
+    assert AlertFires().judge(witness_lost, ALERT_ARGS, PLAN).status == "error"
+
+
+def test_forged_notifications_fail() -> None:
+    j = AlertFires()
+    # from another node of the LAN
+    v = j.judge(_alert_evidence([_post(5, "firing", peer="10.0.0.11"), *GOOD]), ALERT_ARGS, PLAN)
+    assert v.status == "fail" and "came from 10.0.0.11, not from the monitoring server" in v.message.en
+    # mon's address, but the connection never entered the LAN through mon's bridge port
+    v = j.judge(_alert_evidence(GOOD, opens=[(MON, 40002)]), ALERT_ARGS, PLAN)
+    assert v.status == "fail" and "spoofed" in v.message.en
+    # a loop posting all the time: something arrived before the fault
+    v = j.judge(_alert_evidence([_post(-2, "firing", port=40000, starts=-2), *GOOD]), ALERT_ARGS, PLAN)
+    assert v.status == "fail" and "before the grader's fault" in v.message.en
+    # hand-written after the fault, but not an alert Prometheus raised: labels, times, fingerprint
+    for forged in (_post(5, "firing", labels={"alertname": "Down", "instance": "10.0.0.12"}),
+                   _post(5, "firing", starts=5.5 + 10),
+                   _post(5, "firing", fingerprint="0123456789abcdef")):
+        v = j.judge(_alert_evidence([forged, GOOD[1]]), ALERT_ARGS, PLAN)
+        assert v.status == "fail" and "matches no alert Prometheus raised" in v.message.en, v.message.en
+    # a well-formed notification while Prometheus's own series shows nothing
+    empty = prom({"resultType": "matrix", "result": []}, phase="history")
+    v = j.judge(_alert_evidence(GOOD, history=empty), ALERT_ARGS, PLAN)
+    assert v.status == "fail" and "matches no alert" in v.message.en
+    v = j.judge(_alert_evidence([], history=empty), ALERT_ARGS, PLAN)
+    assert v.status == "fail" and "Prometheus did not raise 'Down'" in v.message.en
 
 
 # ------------------------------------------------------------------------------- syslog
-SYSLOG_ARGS = {"emitter": "srv2", "collector": "logs", "directory": "/var/log/remote", "within_s": 10}
+SYSLOG_ARGS = {"emitter": "srv2", "emitter_address": "10.0.1.12", "collector": "logs",
+               "collector_address": "10.0.0.20", "directory": "/var/log/remote", "within_s": 10}
+
+
+def _syslog(*, answered: bool = True, flow: str | None = "tcp 10.0.1.12:41070 → 10.0.0.20:514",
+            files: list[str] | None = None) -> list[Evidence]:
+    emit = ev("ssh", {"server_version": "SSH-2.0-OpenSSH_9.2p1", "allowed": ["publickey", "password"]}
+              if answered else {"allowed": []}, phase="emit")
+    wire = ev("capture", {"flows": [], "marker_hits": [{"marker": 0, "flow": flow}] if flow else []}, phase="wire")
+    found = ev("exec", {"files": ["/var/log/remote/srv2.log"] if files is None else files, "error": None},
+               phase="search")
+    return [emit, found, wire]
 
 
 def test_syslog_forwarded() -> None:
     j = SyslogForwarded()
-    emit = ev("exec", {"rc": 0, "stdout": ""}, phase="emit")
-    found = ev("exec", {"rc": 0, "stdout": "/var/log/remote/srv2.log\n"}, phase="search")
-    v = j.judge([emit, found], SYSLOG_ARGS, PLAN)
-    assert v.status == "pass" and "/var/log/remote/srv2.log" in v.message.en
-    missing = ev("exec", {"rc": 1, "stdout": ""}, phase="search")
-    assert j.judge([emit, missing], SYSLOG_ARGS, PLAN).status == "fail"
-    bad_emit = ev("exec", {"rc": 1, "stdout": ""}, phase="emit")
-    assert j.judge([bad_emit, found], SYSLOG_ARGS, PLAN).status == "error"
+    v = j.judge(_syslog(), SYSLOG_ARGS, PLAN)
+    assert v.status == "pass" and "/var/log/remote/srv2.log" in v.message.en and "10.0.1.12:41070" in v.message.en
+    assert j.judge(_syslog(flow="udp 10.0.1.12:514 → 10.0.0.20:514"), SYSLOG_ARGS, PLAN).status == "pass"
+
+
+def test_syslog_forged_or_unforwarded_fails() -> None:
+    j = SyslogForwarded()
+    # the nonce never crossed the LAN: a file pre-filled or written by a fake on logs
+    v = j.judge(_syslog(flow=None), SYSLOG_ARGS, PLAN)
+    assert v.status == "fail" and "did not cross the LAN" in v.message.en
+    # it crossed from another address, or to another port
+    assert j.judge(_syslog(flow="tcp 10.0.0.11:4000 → 10.0.0.20:514"), SYSLOG_ARGS, PLAN).status == "fail"
+    assert j.judge(_syslog(flow="tcp 10.0.1.12:4000 → 10.0.0.20:6514"), SYSLOG_ARGS, PLAN).status == "fail"
+    # forwarded but not filed
+    v = j.judge(_syslog(files=[]), SYSLOG_ARGS, PLAN)
+    assert v.status == "fail" and "in no file under /var/log/remote" in v.message.en
+    # srv2's sshd silenced: no line could be provoked
+    v = j.judge(_syslog(answered=False), SYSLOG_ARGS, PLAN)
+    assert v.status == "fail" and "SSH server does not answer" in v.message.en
+    bad = _syslog()
+    bad[2] = ev("capture", None, ok=False, error="no socket", phase="wire")
+    assert j.judge(bad, SYSLOG_ARGS, PLAN).status == "error"
 
 
 # ---------------------------------------------------------------------------------- NTP
-NTP_ARGS = {"reference": "r1", "reference_address": "10.0.0.1"}
+NTP_ARGS = {"reference": "r1", "reference_address": "10.0.0.1", "wire_seconds": 5, "max_age_s": 60,
+            "nodes": {"r1": {"address": "10.0.0.1"}, "r2": {"address": "10.0.1.1"},
+                      "srv1": {"address": "10.0.0.11", "wire": "lan-a"},
+                      "srv2": {"address": "10.0.1.12", "wire": "lan-b"}}}
 
 
-def _ntp(node: str, *, refid: str = "10.0.0.1", stratum: int = 9, leap: int = 0, answered: bool = True) -> Evidence:
-    parsed = {"answered": answered, "mode": 4, "stratum": stratum, "leap": leap, "refid": refid}
+def _ntp(node: str, *, refid: str = "10.0.0.1", stratum: int = 9, leap: int = 0, answered: bool = True,
+         offset: float = 0.1, age: float = 1.0) -> Evidence:
+    parsed = {"answered": answered, "mode": 4, "stratum": stratum, "leap": leap, "refid": refid,
+              "origin_matches": True, "transmit_time": TS + offset, "reference_time": TS - age}
     return ev("udp", parsed if answered else {"answered": False}, target_name=node)
+
+
+def _ntp_wire(seg: str, *clients: str) -> Evidence:
+    flows = [f for c in clients for f in (_flow("udp", c, 123, "10.0.0.1", 123), _flow("udp", "10.0.0.1", 123, c, 123))]
+    return ev("capture", {"flows": flows}, phase="wire", segment=seg)
+
+
+def _ntp_all(**override: Evidence) -> list[Evidence]:
+    answers = {"r1": _ntp("r1", refid="LOCL", stratum=8), "r2": _ntp("r2"), "srv1": _ntp("srv1"), "srv2": _ntp("srv2")}
+    answers.update({k: v for k, v in override.items() if k in answers})
+    wires = [override.get("lan-a") or _ntp_wire("lan-a", "10.0.0.11"),
+             override.get("lan-b") or _ntp_wire("lan-b", "10.0.1.12")]
+    return [*answers.values(), *wires]
 
 
 def test_ntp_reference() -> None:
     j = NtpReference()
-    good = [_ntp("r1", refid="LOCL", stratum=8), _ntp("srv1"), _ntp("srv2")]
-    assert j.judge(good, NTP_ARGS, PLAN).status == "pass"
-    v = j.judge([_ntp("r1", refid="LOCL", stratum=8), _ntp("srv1", refid="192.0.2.1")], NTP_ARGS, PLAN)
+    assert j.judge(_ntp_all(), NTP_ARGS, PLAN).status == "pass"
+    v = j.judge(_ntp_all(srv1=_ntp("srv1", refid="192.0.2.1")), NTP_ARGS, PLAN)
     assert v.status == "fail" and "srv1 uses 192.0.2.1" in v.message.en
-    v = j.judge([_ntp("r1", refid="LOCL", stratum=8), _ntp("srv1", stratum=0, leap=3)], NTP_ARGS, PLAN)
+    v = j.judge(_ntp_all(srv1=_ntp("srv1", stratum=0, leap=3)), NTP_ARGS, PLAN)
     assert v.status == "fail" and "not synchronised" in v.message.en
-    v = j.judge([_ntp("r1", answered=False)], NTP_ARGS, PLAN)
+    v = j.judge(_ntp_all(r1=_ntp("r1", answered=False)), NTP_ARGS, PLAN)
     assert v.status == "fail" and "r1 does not answer NTP" in v.message.en
+
+
+def test_ntp_made_up_answers_fail() -> None:
+    j = NtpReference()
+    # a responder that names r1 but never polls it: nothing on the wire
+    v = j.judge(_ntp_all(**{"lan-b": _ntp_wire("lan-b")}), NTP_ARGS, PLAN)
+    assert v.status == "fail" and "srv2 does not poll r1" in v.message.en
+    # polls go out but r1 never answers them
+    lonely = ev("capture", {"flows": [_flow("udp", "10.0.0.11", 123, "10.0.0.1", 123)]}, phase="wire",
+                segment="lan-a")
+    v = j.judge(_ntp_all(**{"lan-a": lonely}), NTP_ARGS, PLAN)
+    assert v.status == "fail" and "r1 does not answer srv1's NTP requests" in v.message.en
+    # a made-up time, a made-up stratum, a reference never updated
+    v = j.judge(_ntp_all(r2=_ntp("r2", offset=30)), NTP_ARGS, PLAN)
+    assert v.status == "fail" and "not the shared clock's" in v.message.en
+    v = j.judge(_ntp_all(r2=_ntp("r2", stratum=3)), NTP_ARGS, PLAN)
+    assert v.status == "fail" and "not 9 (one below r1)" in v.message.en
+    v = j.judge(_ntp_all(r2=_ntp("r2", age=600)), NTP_ARGS, PLAN)
+    assert v.status == "fail" and "has not updated from r1" in v.message.en
 
 
 def test_parse_ntp_reply() -> None:
@@ -226,7 +408,10 @@ def test_availability_rows_and_judge() -> None:
     assert rows["srv1"]["down_periods"] == [{"from": "1970-01-01T00:00:02+00:00", "to": "1970-01-01T00:00:04+00:00",
                                              "seconds": 4.0}]
     j, args = Availability(), {"devices": DEVICES, "step_s": 2}
-    v = j.judge([prom({"resultType": "matrix", "result": series}, phase="history")], args, PLAN)
+    v = j.judge([prom({"resultType": "matrix", "result": series}, phase="history"), _nonce()], args, PLAN)
     assert v.status == "pass" and "srv1 60 %" in v.message.en
-    v = j.judge([prom({"resultType": "matrix", "result": series[:1]}, phase="history")], args, PLAN)
+    v = j.judge([prom({"resultType": "matrix", "result": series[:1]}, phase="history"), _nonce()], args, PLAN)
     assert v.status == "fail" and "srv1" in v.message.en
+    # a canned history that cannot compute a fresh PromQL query
+    v = j.judge([prom({"resultType": "matrix", "result": series}, phase="history"), _nonce(False)], args, PLAN)
+    assert v.status == "fail" and "not Prometheus" in v.message.en

@@ -152,3 +152,48 @@ def test_http_get_json_from_a_namespace(pair: None) -> None:
     e = run_in_netns(B, lambda: http_probe.http_get_json(A_IP, 18095, "/x", ev_id="g", source="b", timeout=1),
                      timeout=10)
     assert not e.ok and "ConnectionRefused" in (e.error or "")
+
+
+def test_webhook_witness_sees_who_opened_each_connection(pair: None) -> None:
+    """The receiver records each POST's source port; ``tcp_opens`` on the interface the
+    connection came in through records the same (address, port) pair, and nothing sent
+    the other way."""
+    stop, ready = threading.Event(), threading.Event()
+    seen: list[Any] = []
+    watch = threading.Thread(target=lambda: seen.append(run_in_netns(A, lambda: http_probe.tcp_opens(
+        "eth0", A_IP, 18096, ev_id="w", source="a", duration_s=20, stop=stop, ready=ready), timeout=30)))
+    watch.start()
+    assert ready.wait(5)
+    rx = http_probe.WebhookReceiver(A_IP, 18096, source="a", max_lifetime=30,
+                                    open_in=lambda fn: run_in_netns(A, fn, timeout=5))
+    with rx:
+        assert _post({"status": "firing", "alerts": []}, 18096) == 200
+        assert _post({"status": "resolved", "alerts": []}, 18096) == 200
+        got = rx.wait_for(lambda p: (p["json"] or {}).get("status") == "resolved", 5)
+    time.sleep(0.3)
+    stop.set()
+    watch.join(10)
+    assert got is not None
+    e = seen[0]
+    assert e.ok and e.kind == "capture" and e.meta["netns"] == A and e.parsed["stopped_by"] == "stop"
+    opens = {(o["src"], o["sport"]) for o in e.parsed["opens"]}
+    assert {(p["peer"], p["peer_port"]) for p in rx.posts} == opens and len(opens) == 2
+    # a connection A opens towards B leaves through eth0 (and is refused): not an open coming in
+    out: list[Any] = []
+    ready2 = threading.Event()
+    watch = threading.Thread(target=lambda: out.append(run_in_netns(A, lambda: http_probe.tcp_opens(
+        "eth0", B_IP, 9, ev_id="w", source="a", duration_s=1.0, ready=ready2), timeout=10)))
+    watch.start()
+    assert ready2.wait(5)
+
+    def knock() -> None:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((B_IP, 9), timeout=2)
+    run_in_netns(A, knock, timeout=5)
+    watch.join(10)
+    assert out[0].ok and out[0].parsed["frames"] >= 1 and out[0].parsed["opens"] == []
+
+
+def test_webhook_witness_refuses_outside_a_lab_namespace() -> None:
+    with pytest.raises(NamespaceSafetyError):
+        http_probe.tcp_opens("lo", "127.0.0.1", 9, ev_id="w", source="host", duration_s=1)

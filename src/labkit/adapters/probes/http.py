@@ -24,9 +24,11 @@ from urllib.parse import urlencode
 from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
+from .capture import ETH_P_ALL, PACKET_OUTGOING, parse_frame
+
 from ._common import describe_exc, evidence, ip_literal, utcnow
 
-__all__ = ["WebhookReceiver", "http_get_json"]
+__all__ = ["WebhookReceiver", "http_get_json", "tcp_opens"]
 
 _BODY_MAX = 1 << 20
 
@@ -75,7 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
             doc: Any = json.loads(text)
         except ValueError:
             doc = None
-        self.server.record({"at": utcnow().isoformat(), "peer": self.client_address[0], "path": self.path,
+        self.server.record({"at": utcnow().isoformat(), "peer": self.client_address[0],
+                            "peer_port": self.client_address[1], "path": self.path,
                             "json": doc, "raw": None if doc is not None else text[:2000]})
         self.send_response(200)
         self.send_header("Content-Length", "0")
@@ -201,7 +204,7 @@ class WebhookReceiver:
         self.stop()
 
     def evidence(self, *, ev_id: str, check: str | None = None) -> Evidence:
-        """kind "tcp". parsed: {``posts``: [{at, peer, path, json, raw}]}."""
+        """kind "tcp". parsed: {``posts``: [{at, peer, peer_port, path, json, raw}]}."""
         posts = self.posts
         return evidence(ev_id=ev_id, check=check, kind="tcp", source=self.source,
                         target=f"{self.address}:{self.port}",
@@ -209,3 +212,68 @@ class WebhookReceiver:
                         started_at=self.started_at or utcnow(), ended_at=self.ended_at or utcnow(),
                         ok=self.started_at is not None, raw=json.dumps(posts)[:8000], parsed={"posts": posts},
                         meta={"netns": self.netns, "max_lifetime_s": self.max_lifetime})
+
+
+_MAX_OPENS = 512
+
+
+def tcp_opens(iface: str, dst: str, dport: int, *, ev_id: str, source: str, check: str | None = None,
+              duration_s: float = 60.0, stop: threading.Event | None = None,
+              ready: threading.Event | None = None) -> Evidence:
+    """Watch the frames that come IN on ``iface`` (a bridge port in a switch namespace the
+    grader owns, facing one node) and record every TCP connection opened (SYN without ACK)
+    to ``dst:dport``: who really sent it, whatever address it carries, since the frame
+    entered the LAN through this port. Bounded by ``duration_s`` (at most 300 s) and
+    ``stop``; ``ready`` is set once the socket listens.
+
+    kind "capture". parsed: {``opens``: [{src, sport, at}], ``frames``, ``stopped_by``}.
+    """
+    netns = assert_in_lab_netns()
+    started = utcnow()
+    base = partial(evidence, ev_id=ev_id, check=check, kind="capture", source=source, target=f"{iface}",
+                   action=f"TCP connections to {dst}:{dport} entering through {iface}")
+    meta: dict[str, Any] = {"netns": netns, "iface": iface}
+    if not 0 < duration_s <= 300:
+        return base(started_at=started, ok=False, error="duration must be in (0, 300] s", meta=meta)
+    opens: list[dict[str, Any]] = []
+    frames = 0
+    stopped_by = "deadline"
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    except OSError as exc:
+        return base(started_at=started, ok=False, error=f"cannot open a packet socket: {describe_exc(exc)}",
+                    meta=meta)
+    try:
+        sock.bind((iface, 0))
+        sock.settimeout(0.1)
+        if ready is not None:
+            ready.set()
+        deadline = time.monotonic() + duration_s
+        while True:
+            if stop is not None and stop.is_set():
+                stopped_by = "stop"
+                break
+            if time.monotonic() >= deadline:
+                break
+            try:
+                frame, addr = sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            if addr[2] == PACKET_OUTGOING:
+                continue  # towards the node, not from it
+            frames += 1
+            got = parse_frame(frame)
+            if got is None or got[0] != "tcp" or got[3] != dst or got[4] != int(dport):
+                continue
+            ihl = (frame[14] & 0x0F) * 4 if frame[12:14] == b"\x08\x00" else 40
+            flags = frame[14 + ihl + 13] if len(frame) > 14 + ihl + 13 else 0
+            if flags & 0x02 and not flags & 0x10 and len(opens) < _MAX_OPENS:  # SYN, not SYN-ACK
+                opens.append({"src": got[1], "sport": got[2], "at": utcnow().isoformat()})
+    except OSError as exc:
+        return base(started_at=started, ok=False, error=f"watch on {iface} failed: {describe_exc(exc)}", meta=meta)
+    finally:
+        sock.close()
+    raw = f"{frames} frames in on {iface}; {len(opens)} TCP open(s) to {dst}:{dport}: " + ", ".join(
+        f"{o['src']}:{o['sport']}" for o in opens[:20])
+    return base(started_at=started, ok=True, raw=raw, parsed={"opens": opens, "frames": frames,
+                                                               "stopped_by": stopped_by}, meta=meta)
