@@ -1,6 +1,7 @@
 """The ad-gpo lab end to end on the netns provider: the reference solution gets full marks,
-every faulty variant fails exactly the checks it declares, a stopped controller gives
-``error`` results (not a crash), and nothing is left after ``down``."""
+every faulty variant and every cheat fails exactly the checks it declares, a stopped
+controller gives ``error`` results (not a crash), the grader's own test accounts and DNS
+records are gone after grading, and nothing is left after ``down``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from labkit.adapters.storage.runs import open_run
 from labkit.usecases.grade import grade
 from labkit.usecases.lifecycle import Context, exec_in, up
 from labkit.usecases.solve import solve
-from tests.conftest import LabEnv, down_leaves_nothing, lab_variants, variant_fails_what_it_declares
+from tests.conftest import LabEnv, down_leaves_nothing, lab_cheats, lab_variants, variant_fails_what_it_declares
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -42,6 +43,14 @@ def test_reference_solution_full_marks_then_controller_down_gives_errors(lab_env
     assert summary.score == summary.max_score == 100
     run = open_run(lab_env.settings.runs, summary.run_id)
     assert {e.kind for e in run.evidence.values()} >= {"dns", "ldap", "kerberos", "smb"}
+    # the probe's address is drawn per instance, from the seed (no fixed, announced address)
+    plan = ctx.store.load("adref").plan
+    probe = plan.vantage_point("v-lan")
+    assert probe is not None and probe.ip.rsplit(".", 1)[1] == str(plan.params["probe_lan"])
+    # the grader leaves none of its own accounts or DNS records in the directory
+    left = exec_in(ctx, "adref", "dc1", ["ldbsearch", "-H", "/var/lib/samba/private/sam.ldb",
+                                         "--cross-ncs", "(|(sAMAccountName=lkprobe*)(name=lkprobe*))", "dn"])
+    assert left.rc == 0 and "dn: " not in left.stdout, left.stdout
     print(f"ad-gpo up + reference solution: {up_and_solve:.1f} s")
 
     # Nodes share the host's process list: stopping "samba", "smbd" and "winbind" with the
@@ -73,3 +82,8 @@ def test_faulty_variant_fails_exactly_what_it_declares(lab_env: LabEnv, variant:
                                                        declared: frozenset[str]) -> None:
     variant_fails_what_it_declares(lab_env, LAB, f"ad-{variant}"[:31], variant, declared,
                                    seed=22, wait=10)
+
+
+@pytest.mark.parametrize("cheat,targeted", lab_cheats(LAB))
+def test_cheat_fails_what_it_targets(lab_env: LabEnv, cheat: str, targeted: frozenset[str]) -> None:
+    variant_fails_what_it_declares(lab_env, LAB, f"adc-{cheat}"[:31], cheat, targeted, seed=23, wait=10)
