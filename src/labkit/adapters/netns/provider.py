@@ -115,13 +115,21 @@ def link_ns(instance: str, link: str) -> str:
 LINK_PORTS = ("p1", "p2")
 
 
+# The whole environment of every command the provider runs, on the host or in a node: the
+# node's init and every daemon started at `up` inherit it, and the candidate (root in the
+# node) reads /proc/*/environ. Nothing of labkit's (LABKIT_*, SSH_AUTH_SOCK, tokens) gets in.
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NODE_ENV = {"PATH": NODE_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
+
+
 def run_bounded(argv: list[str], *, input: str | None = None, timeout: float) -> subprocess.CompletedProcess[str]:
-    """``subprocess.run`` in a process group of its own; on timeout the whole group is
-    killed (``nsenter --pid`` forks: killing nsenter alone would leave the command running
-    in the node). Raises ``subprocess.TimeoutExpired`` like ``subprocess.run``."""
+    """``subprocess.run`` in a process group of its own, with the minimal ``NODE_ENV``; on
+    timeout the whole group is killed (``nsenter --pid`` forks: killing nsenter alone would
+    leave the command running in the node). Raises ``subprocess.TimeoutExpired`` like
+    ``subprocess.run``."""
     with subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True) as proc:
+                          start_new_session=True, env=NODE_ENV) as proc:
         try:
             out, err = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -383,7 +391,7 @@ class NetnsProvider:
                         "unshare", f"--pid={pid}", "--fork", "--kill-child",
                         "nsenter", f"--mount={mnt}", "--wd=/", "/bin/sh", "-c", script],
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       check=True, timeout=10)
+                       check=True, timeout=10, env=NODE_ENV)
         deadline = time.monotonic() + 10
         while _ns_inode(pid) is None or not self._init_ready(name, node):
             if time.monotonic() > deadline:
@@ -394,7 +402,7 @@ class NetnsProvider:
     def _init_ready(self, name: str, node: str) -> bool:
         try:
             out = subprocess.run([*self.node_enter_argv(name, node), "cat", "/proc/1/comm"],
-                                 capture_output=True, text=True, timeout=5)
+                                 capture_output=True, text=True, timeout=5, env=NODE_ENV)
         except subprocess.TimeoutExpired:
             return False
         return out.returncode == 0 and out.stdout.strip() == Path(NODE_INIT).name
@@ -493,13 +501,11 @@ class NetnsProvider:
 
     def exec(self, state: InstanceState, node: str, argv: list[str], *, input: str | None = None,
              timeout: float = 60.0) -> ExecResult:
-        """Run ``argv`` in the node with a minimal environment (PATH, HOME, LANG). It is
-        cleared on the host, before nsenter, by the host's own env: nothing of labkit's
-        environment (LABKIT_*, SSH_AUTH_SOCK, tokens) reaches any binary of the node."""
+        """Run ``argv`` in the node with the minimal ``NODE_ENV`` (PATH, HOME, LANG), set on
+        the host for nsenter itself: nothing of labkit's environment (LABKIT_*,
+        SSH_AUTH_SOCK, tokens) reaches any binary of the node."""
         self._check_node(state, node)
-        clean_env = ["/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                     "HOME=/root", "LANG=C.UTF-8"]
-        full = [*clean_env, *self.node_enter_argv(state.name, node), *argv]
+        full = [*self.node_enter_argv(state.name, node), *argv]
         t0 = time.monotonic()
         try:
             proc = run_bounded(full, input=input, timeout=timeout)
@@ -515,8 +521,7 @@ class NetnsProvider:
         term = os.environ.get("TERM") or "xterm"
         if not term.replace("-", "").replace(".", "").replace("+", "").isalnum():
             term = "xterm"
-        return ["/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "HOME=/root", "LANG=C.UTF-8", f"TERM={term}",
+        return ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in NODE_ENV.items()), f"TERM={term}",
                 *self.node_enter_argv(state.name, node), "--wd=/root", "/bin/bash", "-l"]
 
     # -------------------------------------------------------------- grading
