@@ -914,8 +914,15 @@ class Gpo:
                  f"neither the GPO's GptTmpl.inf nor its Registry.pol sets {setting['value']}")]
 
 
+DA_GRANTED = ("success", "attributeOrValueExists", "entryAlreadyExists")
+
+
 class DomainAdmins:
-    """Members of Domain Admins, direct and nested, are only the allowed accounts."""
+    """Members of Domain Admins, direct and nested, are only the allowed accounts (read over
+    LDAPS); and by effect, each CSV account, bound with its own password, tries to add itself
+    to Domain Admins: only an account with the group's power gets past the access check (a
+    member already in it gets "already there", a non-member with the right is added, and the
+    grader takes it out again as Administrator)."""
 
     name = "ad.domain_admins"
 
@@ -929,7 +936,29 @@ class DomainAdmins:
              "filter": f"(memberOf:{IN_CHAIN}:={escape_filter_chars(da)})",
              "attributes": ["sAMAccountName", "objectClass"]},
         ]
-        return ctx.parallel([_ldap_call(ctx, args, queries, "directory")])
+        if args.get("users"):
+            queries.append(_users_query(args))
+        evidence = ctx.parallel([_ldap_call(ctx, args, queries, "directory")])
+        dn_of = {str(_first(e["attributes"], "sAMAccountName")).lower(): e["dn"]
+                 for e in (_entries(evidence[0], "users") if evidence[0].ok else [])}
+        calls = []
+        for user in args.get("users") or []:
+            dn = dn_of.get(user["login"].lower())
+            if dn is None:
+                continue
+            op = {"name": "self-add", "op": "add_member", "dn": da, "member": dn}
+            probe = partial(ldap.ldap_modify, args["dc"], [op], bind_user=f"{user['login']}@{args['realm'].lower()}",
+                            password=user["password"], source=args["vantage"], check=ctx.check.id, timeout=5.0)
+            calls.append(ctx.deferred(args["vantage"], "ldap", f"{args['dc']}:636",
+                                      f"ldaps {user['login']} adds itself to Domain Admins", probe,
+                                      meta={"purpose": "power", "login": user["login"], "dn": dn}))
+        evidence += ctx.parallel(calls)
+        added = [e.meta["dn"] for e in evidence if e.meta.get("purpose") == "power"
+                 and (((e.parsed or {}).get("ops") or {}).get("self-add") or {}).get("result") == "success"]
+        if added:
+            undo = [{"name": f"undo {i}", "op": "remove_member", "dn": da, "member": dn} for i, dn in enumerate(added)]
+            evidence += ctx.parallel([_ldap_write(ctx, args, undo, "cleanup")])
+        return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         directory = _directory(evidence)
@@ -945,11 +974,34 @@ class DomainAdmins:
         members = sorted({str(_first(e["attributes"], "sAMAccountName")) for e in _entries(directory, "members")})
         allowed = {a.lower() for a in args.get("allowed", ["Administrator"])}
         extra = [m for m in members if m.lower() not in allowed]
+        powerful = []
+        tried = 0
+        for ev in _by_purpose(evidence, "power"):
+            p = ev.parsed or {}
+            if not p.get("bound"):
+                continue
+            tried += 1
+            outcome = ((p.get("ops") or {}).get("self-add") or {}).get("result")
+            if outcome in DA_GRANTED and str(ev.meta.get("login")).lower() not in allowed:
+                powerful.append(f"{ev.meta.get('login')} ({outcome})")
+        problems: Problems = []
         if extra:
-            return Verdict.failed("Membres inattendus de Domain Admins : " + ", ".join(extra) + ".",
-                                  "Unexpected members of Domain Admins: " + ", ".join(extra) + ".")
-        return Verdict.passed("Domain Admins ne contient que : " + (", ".join(members) or "personne") + ".",
-                              "Domain Admins holds only: " + (", ".join(members) or "nobody") + ".")
+            problems.append(("membres inattendus de Domain Admins : " + ", ".join(extra),
+                             "unexpected members of Domain Admins: " + ", ".join(extra)))
+        if powerful:
+            problems.append(("comptes qui ont le pouvoir de Domain Admins (ils peuvent s'y ajouter) : "
+                             + ", ".join(powerful),
+                             "accounts with Domain Admins' power (they can add themselves to it): "
+                             + ", ".join(powerful)))
+        if args.get("users") and not tried:
+            problems.append(("aucun compte du CSV n'a pu se connecter en LDAPS : le pouvoir des comptes n'est pas "
+                             "mesuré", "no CSV account could bind over LDAPS: the accounts' power is not measured"))
+        who = ", ".join(members) or "personne"
+        return Verdict.from_problems(
+            problems,
+            f"Domain Admins ne contient que : {who} ; aucun des {tried} comptes du CSV essayés ne peut s'y ajouter.",
+            f"Domain Admins holds only: {', '.join(members) or 'nobody'}; none of the {tried} CSV accounts tried "
+            "can add itself to it.")
 
 
 GRADERS = [DnsSrv(), Users(), Groups(), MemberServer(), ShareAccess(), PasswordPolicy(), Gpo(), DomainAdmins()]

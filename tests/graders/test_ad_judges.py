@@ -513,3 +513,31 @@ def test_domain_admins() -> None:
     assert j.judge([_da(["Administrator"], result="unwillingToPerform")], DA_ARGS, PLAN).status == "error"
     assert j.judge([ldap_ev({"group": [], "members": []})], DA_ARGS, PLAN).status == "fail"
     assert j.judge([unreachable()], DA_ARGS, PLAN).status == "error"
+
+
+DA_USERS_ARGS = {**DA_ARGS, "users": USERS}
+
+
+def _power(login: str, outcome: str | None, bound: bool = True) -> Evidence:
+    ops = {"self-add": {"op": "add_member", "result": outcome}} if bound else {}
+    return ev("ldap", {"bound": bound, "bind_result": "success" if bound else "invalidCredentials", "ops": ops},
+              purpose="power", login=login, dn=f"CN={login},{BASE}")
+
+
+def test_domain_admins_power_by_effect() -> None:
+    """A directory read that shows only Administrator is not enough: a CSV account that can add
+    itself to Domain Admins has its power (a forged read, or a right granted some other way)."""
+    j = DomainAdmins()
+    refused = [_power(u["login"], "insufficientAccessRights") for u in USERS]
+    v = j.judge([_da(["Administrator"]), *refused], DA_USERS_ARGS, PLAN)
+    assert v.status == "pass" and "none of the 3 CSV accounts tried" in v.message.en
+    for outcome in ("attributeOrValueExists", "success", "entryAlreadyExists"):
+        v = j.judge([_da(["Administrator"]), _power("alice.martin", outcome), *refused[1:]], DA_USERS_ARGS, PLAN)
+        assert v.status == "fail" and f"alice.martin ({outcome})" in v.message.en, v.message.en
+    # accounts that cannot bind are not tried; none tried at all is not a pass
+    v = j.judge([_da(["Administrator"]), _power("alice.martin", None, bound=False), *refused[1:]], DA_USERS_ARGS,
+                PLAN)
+    assert v.status == "pass" and "none of the 2 CSV accounts tried" in v.message.en
+    v = j.judge([_da(["Administrator"]), *[_power(u["login"], None, bound=False) for u in USERS]], DA_USERS_ARGS,
+                PLAN)
+    assert v.status == "fail" and "power is not measured" in v.message.en
