@@ -128,6 +128,21 @@ def _router_ids(evidence: list[Evidence], links: dict[str, dict[str, str]]) -> d
     return rids
 
 
+def _two_way(ev: Evidence, ends: dict[str, str]) -> bool:
+    """Both ends of a link sent hellos from their planned address and each listed the other's
+    router id (one capture of that link)."""
+    link = str(ev.meta.get("link"))
+    rids = _router_ids([ev], {link: ends})
+    by_src = _hellos_by_src([ev])
+    if len(ends) != 2 or set(rids) != set(ends):
+        return False
+    for router, addr in ends.items():
+        (peer,) = [p for p in ends if p != router]
+        if not any(set(h.get("neighbors") or []) & rids[peer] for h in by_src.get((link, addr), [])):
+            return False
+    return True
+
+
 def _two(problems: list[tuple[str, str]]) -> Verdict:
     problems = list(dict.fromkeys(problems))
     return Verdict.failed("; ".join(p[0] for p in problems) + ".", "; ".join(p[1] for p in problems) + ".")
@@ -360,7 +375,9 @@ class WanResilience:
     """Two faults on the grader's bridge of one WAN link, one after the other: a silent cut
     (nftables drops what the bridge forwards; both routers keep carrier, only OSPF's dead
     interval can notice) and a cable pull (the grader's two ports down: both routers lose
-    carrier). After each, the time until every vantage point reaches every other one again
+    carrier). Before each, the grader waits (``settle_s`` at most) until the link carries a
+    two-way OSPF adjacency in its hellos (``cut.ends``), so that the fault takes a link in use.
+    After each, the time until every vantage point reaches every other one again
     (grader-to-grader nonce echoes) is measured against ``within``; the link is always restored
     in a ``finally``, then the lab is given ``settle_s`` (bounded) to settle again."""
 
@@ -370,15 +387,32 @@ class WanResilience:
         return ctx.parallel([partial(ctx.wait_echo, s, d, deadline, meta={"phase": phase})
                              for s, d in itertools.permutations(vantage, 2)])
 
+    def _adjacency(self, ctx: CheckContext, link: str, ends: dict[str, str], deadline: float,
+                   phase: str) -> Evidence:
+        """Capture OSPF on ``link`` in slices of 2 s until both ends' hellos list each other
+        (or ``deadline``); the last capture, with ``meta.two_way``."""
+        stop_at = time.monotonic() + deadline
+        while True:
+            ev = _capture(ctx, link, 2.0, phase=phase)()
+            ev.meta["two_way"] = ev.ok and _two_way(ev, ends)
+            if ev.meta["two_way"] or not ev.ok or time.monotonic() >= stop_at:
+                return ev
+
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         vantage: list[str] = args["vantage"]
         within = float(args.get("within", 10))
         settle = float(args.get("settle_s", 20))
         link = args["cut"]["link"]
+        ends: dict[str, str] = args["cut"].get("ends") or {}
         evidence = _ping_matrix(ctx, vantage, phase="before")
         if _unreachable(evidence) or any(not e.ok for e in evidence):
             return evidence  # nothing to measure: the judge says why
         for fault in args.get("faults") or list(FAULTS):
+            pre = self._adjacency(ctx, link, ends, settle, f"pre-{fault}")
+            pre.meta["fault"] = fault
+            evidence.append(pre)
+            if not pre.meta["two_way"]:
+                return evidence  # the fault would take a link nobody uses: the judge says so
             applied: list[Evidence] = []
             try:
                 if fault == "silent-cut":
@@ -417,13 +451,24 @@ class WanResilience:
                 "Before the cut, the sites already do not all reach each other: "
                 + "; ".join(_unreachable(before)) + ".",
             )
+        pres = [e for e in evidence if str(e.meta.get("phase", "")).startswith("pre-")]
+        if (err := error_if_unrun(pres)) is not None:
+            return err
+        link = args["cut"]["link"]
+        idle = [e for e in pres if not e.meta.get("two_way")]
+        if idle:
+            fr, en = FAULTS.get(str(idle[0].meta.get("fault")), ("?", "?"))
+            return Verdict.failed(
+                f"Avant la panne ({fr}), le lien {link} ne porte pas d'adjacence OSPF (hellos sans voisin "
+                "réciproque) : la panne ne mettrait rien à l'épreuve.",
+                f"Before the fault ({en}), link {link} carries no OSPF adjacency (hellos without a mutual "
+                "neighbour): the fault would test nothing.")
         faults = [e for e in evidence if e.kind == "fault"]
         if not faults or any(not e.ok for e in faults):
             bad = next((e for e in faults if not e.ok), None)
             reason = bad.error if bad else "no fault recorded"
             return Verdict.errored(f"La panne n'a pas pu être provoquée ou levée : {reason}.",
                                    f"The fault could not be made or undone: {reason}.")
-        link = args["cut"]["link"]
         done = list(dict.fromkeys(str(e.meta.get("fault")) for e in faults))
         problems: list[tuple[str, str]] = []
         worst: dict[str, float] = {}

@@ -128,7 +128,7 @@ def test_ospf_routes_proto_ospf_in_the_kernel_gives_nothing() -> None:
     assert v.status == "error"
 
 
-RES_ARGS = {"cut": {"link": "wan-a"}, "within": 10}
+RES_ARGS = {"cut": {"link": "wan-a", "ends": {"r-hq": A1, "r-br1": A2}}, "within": 10}
 
 
 def echo(phase: str, after_s: float | None = 0.1, reachable: bool = True, **kw: Any) -> Evidence:
@@ -141,13 +141,19 @@ def fault(name: str, phase: str, ok: bool = True) -> Evidence:
               source="link:wan-a")
 
 
+def pre(name: str, two_way: bool = True) -> Evidence:
+    return cap(GOOD_HELLOS if two_way else [hello(A1, RID_HQ, [])], phase=f"pre-{name}", fault=name,
+               two_way=two_way)
+
+
 def _resilience(silent: float | None, pull: float | None, *, before_ok: bool = True,
                 fault_ok: bool = True) -> list[Evidence]:
     return [
         echo("before", reachable=before_ok),
-        fault("silent-cut", "apply", fault_ok), echo("after-silent-cut", silent),
+        pre("silent-cut"), fault("silent-cut", "apply", fault_ok), echo("after-silent-cut", silent),
         fault("silent-cut", "restore"), echo("restored-silent-cut"),
-        fault("cable-pull", "apply"), fault("cable-pull", "apply"), echo("after-cable-pull", pull),
+        pre("cable-pull"), fault("cable-pull", "apply"), fault("cable-pull", "apply"),
+        echo("after-cable-pull", pull),
         fault("cable-pull", "restore"), fault("cable-pull", "restore"), echo("restored-cable-pull"),
     ]
 
@@ -165,6 +171,18 @@ def test_resilience_verdicts() -> None:
     assert j.judge(_resilience(1.0, 1.0, fault_ok=False), RES_ARGS, PLAN).status == "error"
     # no fault made at all: nothing was tested
     assert j.judge([echo("before")], RES_ARGS, PLAN).status == "error"
+    # the link to cut carried no OSPF adjacency: the fault would test nothing, no credit
+    v = j.judge([echo("before"), pre("silent-cut", two_way=False)], RES_ARGS, PLAN)
+    assert v.status == "fail" and "carries no OSPF adjacency" in v.message.en
+
+
+def test_two_way_needs_both_ends_listing_each_other() -> None:
+    from graders.routing import _two_way
+
+    ends = {"r-hq": A1, "r-br1": A2}
+    assert _two_way(cap(GOOD_HELLOS), ends)
+    assert not _two_way(cap([hello(A1, RID_HQ, [RID_BR1]), hello(A2, RID_BR1, [])]), ends)
+    assert not _two_way(cap([hello(A1, RID_HQ, [RID_BR1])]), ends)
 
 
 SNMP_ARGS = {"routers": {"r-hq": "v-hq"}}
