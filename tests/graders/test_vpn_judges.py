@@ -103,7 +103,7 @@ def test_exposure_pass_fail_error() -> None:
 
 # --------------------------------------------------------------------------- recovery
 REC_ARGS = {"node": "gw-b", "near": "v-b", "far": "v-a", "within": 15}
-WG = {"pid": 4242, "nspid": "116", "comm": "wireguard-go", "iff": ["wg0"]}
+WG: dict[str, Any] = {"pid": 4242, "nspid": "116", "comm": "wireguard-go", "iff": ["wg0"]}
 
 
 def _recovery(before: bool = True, oif: str | None = "wg0", holders: list[dict[str, Any]] | None = None,
