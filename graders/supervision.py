@@ -121,7 +121,9 @@ def _seen(flows: list[dict[str, Any]], proto: str, src: str, dst: str, dport: in
 
 def _capture_call(ctx: CheckContext, segment: str, seconds: float, markers: list[str] | None = None,
                   stop: threading.Event | None = None, meta: dict[str, Any] | None = None):  # noqa: ANN202
-    where = f"segment:{segment}"
+    """A bounded capture on the bridge of a LAN (``segment``) or of a point-to-point link
+    (``link:NAME``), both grader-owned."""
+    where = segment if segment.startswith("link:") else f"segment:{segment}"
     return ctx.deferred(where, "capture", "br0", "capture",
                         partial(capture.capture, markers=markers or [], source=where, check=ctx.check.id,
                                 duration_s=seconds, max_bytes=32 << 20, stop=stop),
@@ -589,9 +591,15 @@ class AlertFires:
                 f"Le support a reçu « {alert} » avant l'incident provoqué par l'évaluateur : ce n'est pas une "
                 "alerte causée par l'incident.",
                 f"The helpdesk got '{alert}' before the grader's fault: it is not an alert caused by the fault.")
-        # 3. what: each notified alert is one Prometheus raised
+        # 3. what: each notified alert is one Prometheus raised (a late resolution of an
+        # incident older than this check, e.g. retried by Alertmanager, neither counts nor fails)
+        quiet_from = _ts(rx.meta.get("quiet_from")) or t_fault
         for p in mine:
             for a in _alerts_in(p, alert):
+                starts = _ts(a.get("startsAt"))
+                if a.get("status") == "resolved" and starts is not None and \
+                        starts.timestamp() < quiet_from.timestamp() - SLACK_S:
+                    continue
                 if matching_group(a, groups) is None:
                     named = ", ".join(str(g["labels"].get("instance", "?")) for g in groups if g["firing"]) or "-"
                     return Verdict.failed(
@@ -748,9 +756,10 @@ class NtpReference:
     echoed as origin) with the shared clock's time (±2 s). The reference node is
     synchronised (leap ≠ 3, stratum 1..15); every other node is synchronised one stratum
     below it, names the reference's address as its refid, and updated its clock within
-    ``max_age_s``. For the nodes with a ``wire`` segment, the grader's capture on that LAN's
-    bridge must show the node polling the reference (UDP 123) and the reference answering,
-    during ``wire_seconds``: a responder that makes up a refid without syncing sends none."""
+    ``max_age_s``. For the nodes with a ``wire`` (a LAN, or ``link:NAME``), the grader's
+    capture on that grader-owned bridge must show the node (from ``wire_address``, default
+    its address) polling the reference (UDP 123) and the reference answering, during
+    ``wire_seconds``: a responder that makes up a refid without syncing sends none."""
 
     name = "supervision.ntp_reference"
 
@@ -802,7 +811,7 @@ class NtpReference:
                 problems.append((f"{node} ne s'est pas mis à jour sur {ref} depuis plus de {max_age:g} s",
                                  f"{node} has not updated from {ref} for more than {max_age:g} s"))
             elif node != ref and where.get("wire"):
-                flows, addr = wire.get(where["wire"], []), where["address"]
+                flows, addr = wire.get(where["wire"], []), where.get("wire_address", where["address"])
                 if not _seen(flows, "udp", addr, ref_addr, dport=123):
                     problems.append((f"{node} n'interroge pas {ref} en NTP (aucune requête vue sur le LAN en "
                                      f"{args.get('wire_seconds', 5)} s)",

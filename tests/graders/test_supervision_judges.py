@@ -248,6 +248,13 @@ def test_alert_fires_too_late_never_or_without_resolution() -> None:
     assert j.judge(_alert_evidence(early), ALERT_ARGS, PLAN).status == "fail"
 
 
+def test_a_late_resolution_of_an_older_incident_neither_counts_nor_fails() -> None:
+    stale = _post(-1, "resolved", port=40000, starts=-600, ends=-500)
+    assert AlertFires().judge(_alert_evidence([stale, *GOOD]), ALERT_ARGS, PLAN).status == "pass"
+    v = AlertFires().judge(_alert_evidence([stale, GOOD[0]]), ALERT_ARGS, PLAN)
+    assert v.status == "fail" and "resolution did not arrive" in v.message.en
+
+
 def test_alert_already_firing_before_the_fault_is_not_credited() -> None:
     before = [{"labels": {"alertname": "Down"}, "state": "firing"}]
     v = AlertFires().judge(_alert_evidence(GOOD, before=before), ALERT_ARGS, PLAN)
@@ -329,7 +336,8 @@ def test_syslog_forged_or_unforwarded_fails() -> None:
 
 # ---------------------------------------------------------------------------------- NTP
 NTP_ARGS = {"reference": "r1", "reference_address": "10.0.0.1", "wire_seconds": 5, "max_age_s": 60,
-            "nodes": {"r1": {"address": "10.0.0.1"}, "r2": {"address": "10.0.1.1"},
+            "nodes": {"r1": {"address": "10.0.0.1"},
+                      "r2": {"address": "10.0.1.1", "wire": "link:wan", "wire_address": "172.16.0.2"},
                       "srv1": {"address": "10.0.0.11", "wire": "lan-a"},
                       "srv2": {"address": "10.0.1.12", "wire": "lan-b"}}}
 
@@ -350,7 +358,8 @@ def _ntp_all(**override: Evidence) -> list[Evidence]:
     answers = {"r1": _ntp("r1", refid="LOCL", stratum=8), "r2": _ntp("r2"), "srv1": _ntp("srv1"), "srv2": _ntp("srv2")}
     answers.update({k: v for k, v in override.items() if k in answers})
     wires = [override.get("lan-a") or _ntp_wire("lan-a", "10.0.0.11"),
-             override.get("lan-b") or _ntp_wire("lan-b", "10.0.1.12")]
+             override.get("lan-b") or _ntp_wire("lan-b", "10.0.1.12"),
+             override.get("link:wan") or _ntp_wire("link:wan", "172.16.0.2")]
     return [*answers.values(), *wires]
 
 
@@ -370,6 +379,9 @@ def test_ntp_made_up_answers_fail() -> None:
     # a responder that names r1 but never polls it: nothing on the wire
     v = j.judge(_ntp_all(**{"lan-b": _ntp_wire("lan-b")}), NTP_ARGS, PLAN)
     assert v.status == "fail" and "srv2 does not poll r1" in v.message.en
+    # r2 polls r1 over the wan link, from its wan address: its LAN address polling proves nothing
+    v = j.judge(_ntp_all(**{"link:wan": _ntp_wire("link:wan", "10.0.1.1")}), NTP_ARGS, PLAN)
+    assert v.status == "fail" and "r2 does not poll r1" in v.message.en
     # polls go out but r1 never answers them
     lonely = ev("capture", {"flows": [_flow("udp", "10.0.0.11", 123, "10.0.0.1", 123)]}, phase="wire",
                 segment="lan-a")
