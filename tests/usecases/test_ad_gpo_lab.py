@@ -47,6 +47,10 @@ def test_reference_solution_full_marks_then_controller_down_gives_errors(lab_env
     plan = ctx.store.load("adref").plan
     probe = plan.vantage_point("v-lan")
     assert probe is not None and probe.ip.rsplit(".", 1)[1] == str(plan.params["probe_lan"])
+    brief = lab_env.labkit("brief", "adref", "--lang", "en").stdout
+    assert probe.ip not in brief and ".250" not in brief and "probe" not in brief.lower()
+    assert "do not filter traffic from the lan" in " ".join(brief.lower().split())
+    assert "ne filtrez pas le trafic venant du lan" in " ".join(lab_env.labkit("brief", "adref").stdout.lower().split())
     # the grader leaves none of its own accounts or DNS records in the directory
     left = exec_in(ctx, "adref", "dc1", ["ldbsearch", "-H", "/var/lib/samba/private/sam.ldb",
                                          "--cross-ncs", "(|(sAMAccountName=lkprobe*)(name=lkprobe*))", "dn"])
