@@ -39,7 +39,7 @@ from typing import Any
 from labkit.adapters.netns.nodefs import NodeFS
 from labkit.adapters.probes import backuprepo as br
 from labkit.adapters.probes import capture as capture_probe
-from labkit.adapters.probes import nodetree, sshauth
+from labkit.adapters.probes import nodetree, sshauth, tcpspan
 from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
 from labkit.models.evidence import Evidence, EvidenceKind
 from labkit.models.instance import InstancePlan
@@ -52,9 +52,10 @@ OUTPUT_MAX = 16_000
 PROOF_PREFIX = "labkit-preuve-"
 PROOF_BYTES = 256 << 10  # random base64 text: incompressible enough that the wire must carry it
 HOST_CRON = "/usr/sbin/cron"
-# Share of the proof files' size the capture must see on the wire: a raw packet socket may drop
-# frames of a burst under load, so not all of it; a cheat that moves no data moves a few kB.
-WIRE_SHARE = 0.4
+# Share of the proof files' size the wire must carry, counted from TCP sequence numbers (so
+# frames a packet socket drops do not matter): below 1 for a tool that compresses (zstd on
+# base64 text); a cheat that moves no data moves a few kB.
+WIRE_SHARE = 0.6
 
 
 def proof_content() -> bytes:
@@ -755,15 +756,16 @@ def ssh_flows(flows: list[dict[str, Any]]) -> set[frozenset[tuple[str, int]]]:
 
 def backup_session(flows: list[dict[str, Any]], client: str, server: str) -> dict[str, Any]:
     """The SSH sessions from ``client`` to ``server``:22 in a capture: both sides' greetings
-    and the payload bytes each way."""
-    up = [f for f in flows if f.get("proto") == "tcp" and f["src"] == client and f["dst"] == server
+    and the bytes each way (from TCP sequence numbers when the flows have ``bytes``, else the
+    payload bytes seen)."""
+    up = [f for f in flows if f.get("proto", "tcp") == "tcp" and f["src"] == client and f["dst"] == server
           and f["dport"] == 22]
-    down = [f for f in flows if f.get("proto") == "tcp" and f["src"] == server and f["dst"] == client
+    down = [f for f in flows if f.get("proto", "tcp") == "tcp" and f["src"] == server and f["dst"] == client
             and f["sport"] == 22]
     greet = lambda fs: any(str(f.get("greeting") or "").startswith("SSH-") for f in fs)  # noqa: E731
+    size = lambda f: int(f["bytes"] if "bytes" in f else f.get("payload_bytes") or 0)  # noqa: E731
     return {"client_greeting": greet(up), "server_greeting": greet(down),
-            "bytes_up": sum(int(f.get("payload_bytes") or 0) for f in up),
-            "bytes_down": sum(int(f.get("payload_bytes") or 0) for f in down)}
+            "bytes_up": sum(size(f) for f in up), "bytes_down": sum(size(f) for f in down)}
 
 
 class TransportEncrypted:
@@ -788,9 +790,14 @@ class TransportEncrypted:
             duration_s=duration, max_bytes=int(args.get("max_bytes", 64 << 20)), ready=ready, stop=stop),
             timeout=duration + 10, meta={"phase": "capture"})
 
+        ready2 = threading.Event()
+        span = ctx.deferred(where, "capture", "br0", "tcp sequence numbers", partial(
+            tcpspan.tcp_span, source=where, check=ctx.check.id, duration_s=duration, ready=ready2, stop=stop),
+            timeout=duration + 10, meta={"phase": "span"})
+
         def backup() -> Evidence:
             try:
-                if not ready.wait(5):
+                if not (ready.wait(5) and ready2.wait(5)):
                     return Evidence(id=ctx.eid("backup-not-run"), check=ctx.check.id, kind="exec", source=args["node"],
                                     target=args["node"], action="run the backup script", started_at=utcnow(),
                                     ended_at=utcnow(), ok=False, error="the capture did not start within 5 s",
@@ -803,7 +810,7 @@ class TransportEncrypted:
                 stop.set()
 
         try:
-            evidence = [plant, *ctx.parallel([cap, backup])]
+            evidence = [plant, *ctx.parallel([cap, span, backup])]
         finally:
             removal = _remove_proofs(ctx, args["node"], args["data_root"], [path])
         return [*evidence, removal]
@@ -839,7 +846,12 @@ class TransportEncrypted:
         node, srv = plan.node(args["node"]), plan.node(args["repo_node"])
         client = node.first_address(args["segment"]) if node else None
         server = srv.first_address(args["segment"]) if srv else None
-        sess = backup_session(flows, str(client), str(server))
+        spans = _phase(evidence, "span")
+        sess = backup_session((spans.parsed or {}).get("flows") or [] if spans is not None else flows,
+                              str(client), str(server))
+        seen = backup_session(flows, str(client), str(server))
+        sess["client_greeting"] = sess["client_greeting"] or seen["client_greeting"]
+        sess["server_greeting"] = sess["server_greeting"] or seen["server_greeting"]
         need = int(WIRE_SHARE * int(plant.meta.get("proof_bytes") or PROOF_BYTES))
         if not (sess["client_greeting"] and sess["server_greeting"]) or sess["bytes_up"] < need:
             return Verdict.failed(
@@ -989,9 +1001,8 @@ class RestoreTest:
             timeout = float(args.get("timeout", 120))
             ready, stop = threading.Event(), threading.Event()
             where = f"segment:{args['segment']}"
-            cap = ctx.deferred(where, "capture", "br0", "capture", partial(
-                _capture, markers=[], source=where, check=ctx.check.id, duration_s=timeout + 15,
-                max_bytes=int(args.get("max_bytes", 128 << 20)), ready=ready, stop=stop),
+            cap = ctx.deferred(where, "capture", "br0", "tcp sequence numbers", partial(
+                tcpspan.tcp_span, source=where, check=ctx.check.id, duration_s=timeout + 15, ready=ready, stop=stop),
                 timeout=timeout + 25, meta={"phase": "restore-capture"})
 
             def restore() -> Evidence:
@@ -1097,7 +1108,7 @@ class RestoreTest:
         src, dst = plan.node(args["repo_node"]), plan.node(args["node"])
         server = src.first_address(args["segment"]) if src else None
         client = dst.first_address(args["segment"]) if dst else None
-        down = sum(int(f.get("payload_bytes") or 0) for f in (cap.parsed or {}).get("flows") or []
+        down = sum(int(f.get("bytes") or 0) for f in (cap.parsed or {}).get("flows") or []
                    if f.get("src") == server and f.get("dst") == client)
         need = int(WIRE_SHARE * int(cap.meta.get("proof_bytes") or 0))
         if c.get("proofs_restored") != c.get("proofs") or down < need:

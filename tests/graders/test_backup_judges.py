@@ -292,6 +292,19 @@ def test_transport_encrypted(evidence: list[Evidence], status: str, word: str) -
     assert v.status == status and word in v.message.en, v.message.en
 
 
+def test_transport_counts_bytes_from_sequence_numbers_when_frames_were_dropped() -> None:
+    """The payload capture saw 50 kB of the session (frames dropped in a burst); the sequence
+    numbers say 400 kB went up: the session carried the data."""
+    evidence = transport(ssh(up=50_000))
+    span = [{"src": "10.0.0.10", "sport": 40000, "dst": "10.0.0.20", "dport": 22, "bytes": 400_000,
+             "payload_seen": 50_000, "syn_seen": True, "greeting": None}]
+    evidence.insert(2, ev("capture", {"flows": span, "frames": 90}, phase="span"))
+    v = TransportEncrypted().judge(evidence, TR_ARGS, NET_PLAN)
+    assert v.status == "pass" and "400000 bytes" in v.message.en, v.message.en
+    evidence[2].parsed["flows"][0]["bytes"] = 4000  # a cheat's session: a few kB, by any count
+    assert TransportEncrypted().judge(evidence, TR_ARGS, NET_PLAN).status == "fail"
+
+
 def test_backup_session_needs_both_greetings() -> None:
     one_sided = [flow("10.0.0.10", 40000, "10.0.0.20", 22, 400_000, "SSH-2.0-x"),
                  flow("10.0.0.20", 22, "10.0.0.10", 40000, 100, None)]
@@ -327,7 +340,7 @@ def restore_evidence(after: dict[str, str] | None = None, rc: int = 0, *, timed_
         return [*out, ev("fault", None, ok=False, error="PermissionError", phase="damage")]
     out.append(ev("fault", {"deleted_folder": "a"}, phase="damage"))
     job = run(124, timed_out=True) if timed_out else run(rc)
-    out.append(ev("capture", {"flows": [flow("10.0.0.20", 22, "10.0.0.10", 40000, down)],
+    out.append(ev("capture", {"flows": [{**flow("10.0.0.20", 22, "10.0.0.10", 40000, 0), "bytes": down}],
                               "marker_hits": []}, phase="restore-capture", proof_bytes=524290))
     out.append(ev("exec", job, phase="restore", timeout_s=120, rto_s=2.5))
     if not timed_out:
