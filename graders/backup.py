@@ -832,7 +832,10 @@ class TransportEncrypted:
             where = "; ".join(sorted({h["flow"] for h in hits})[:3])
             return Verdict.failed(f"Des données ont circulé en clair sur le LAN ({where}).",
                                   f"Data crossed the LAN in clear ({where}).")
-        ssh = ssh_flows(flows)
+        spans = _phase(evidence, "span")
+        span_flows = (spans.parsed or {}).get("flows") or [] if spans is not None else []
+        # a connection is SSH if either capture saw an SSH greeting on it (one may drop a frame)
+        ssh = ssh_flows(flows) | ssh_flows(span_flows)
         clear = [f for f in flows if f.get("payload_bytes") and
                  frozenset({(f["src"], f["sport"]), (f["dst"], f["dport"])}) not in ssh]
         if clear:
@@ -846,9 +849,7 @@ class TransportEncrypted:
         node, srv = plan.node(args["node"]), plan.node(args["repo_node"])
         client = node.first_address(args["segment"]) if node else None
         server = srv.first_address(args["segment"]) if srv else None
-        spans = _phase(evidence, "span")
-        sess = backup_session((spans.parsed or {}).get("flows") or [] if spans is not None else flows,
-                              str(client), str(server))
+        sess = backup_session(span_flows if spans is not None else flows, str(client), str(server))
         seen = backup_session(flows, str(client), str(server))
         sess["client_greeting"] = sess["client_greeting"] or seen["client_greeting"]
         sess["server_greeting"] = sess["server_greeting"] or seen["server_greeting"]

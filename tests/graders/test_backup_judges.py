@@ -301,6 +301,13 @@ def test_transport_counts_bytes_from_sequence_numbers_when_frames_were_dropped()
     evidence.insert(2, ev("capture", {"flows": span, "frames": 90}, phase="span"))
     v = TransportEncrypted().judge(evidence, TR_ARGS, NET_PLAN)
     assert v.status == "pass" and "400000 bytes" in v.message.en, v.message.en
+    # the payload capture dropped the client's greeting frame: the connection is still SSH
+    for f in evidence[1].parsed["flows"]:
+        f["greeting"] = None
+    evidence[2].parsed["flows"][0]["greeting"] = "SSH-2.0-OpenSSH_9.2"
+    evidence[2].parsed["flows"].append({"src": "10.0.0.20", "sport": 22, "dst": "10.0.0.10", "dport": 40000,
+                                        "bytes": 5000, "greeting": "SSH-2.0-OpenSSH_9.2"})
+    assert TransportEncrypted().judge(evidence, TR_ARGS, NET_PLAN).status == "pass"
     evidence[2].parsed["flows"][0]["bytes"] = 4000  # a cheat's session: a few kB, by any count
     assert TransportEncrypted().judge(evidence, TR_ARGS, NET_PLAN).status == "fail"
 
