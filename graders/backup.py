@@ -886,6 +886,7 @@ def compare_manifests(baseline: dict[str, str], after: dict[str, str]) -> dict[s
 
 
 RANSOM = b"\x8f\x1b CHIFFRE PAR RANCONGICIEL \x00\xff" * 4
+RANSOM_TAIL = b"\x00RANCON-CLE\x00" + bytes(range(256))
 RANSOM_NOTE = "LISEZ-MOI-RANCON.txt"
 
 
@@ -900,7 +901,8 @@ def manifest(fs: NodeFS, root: str) -> dict[str, Any]:
 
 def damage(fs: NodeFS, root: str) -> dict[str, Any]:
     """The simulated ransomware, with the grader's code: the biggest top folder deleted, the
-    database dump and every 7th file overwritten at their start, a ransom note."""
+    database dump, the proof files and every 7th file overwritten at their start and grown by a
+    trailer (so their size changes), a ransom note."""
     tree = fs.hash_tree(root)
     tops: dict[str, int] = {}
     for rel in tree:
@@ -914,7 +916,7 @@ def damage(fs: NodeFS, root: str) -> dict[str, Any]:
     files = sorted(rel for rel in tree if not (out["deleted_folder"] and rel.startswith(out["deleted_folder"] + "/")))
     hit = [f for f in files if f.endswith(".sql") or f.startswith(PROOF_PREFIX)]
     for rel in (hit + [f for f in files[::7] if f not in hit])[:40]:
-        nodetree.overwrite_start(fs, f"{root}/{rel}", RANSOM)
+        nodetree.overwrite_start(fs, f"{root}/{rel}", RANSOM, grow=RANSOM_TAIL)
         out["corrupted"].append(rel)
     nodetree.write_file(fs, f"{root}/{RANSOM_NOTE}", b"Vos fichiers sont chiffres (simulation labkit).\n")
     return out

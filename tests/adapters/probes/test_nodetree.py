@@ -34,6 +34,9 @@ def test_write_read_copy_and_restore_a_tree(node: tuple[Path, Path], tmp_path: P
         assert set(copy.files) == {"a.txt", "new.txt", "sub/b.txt"} and copy.size == 19
         nodetree.overwrite_start(fs, "/srv/d/a.txt", b"ZZ")
         assert (root / "srv/d/a.txt").read_bytes() == b"ZZpha"
+        nodetree.overwrite_start(fs, "/srv/d/a.txt", b"Y", grow=b"!")
+        assert (root / "srv/d/a.txt").read_bytes() == b"YZpha!"
+        (root / "srv/d/a.txt").write_bytes(b"alpha")
         assert nodetree.remove(fs, "/srv/d/sub") == 1 and not (root / "srv/d/sub").exists()
         nodetree.clear_dir(fs, "/srv/d")
         assert list((root / "srv/d").iterdir()) == []

@@ -86,13 +86,17 @@ def write_file(fs: NodeFS, path: str, data: bytes, *, mode: int = 0o644, uid: in
         os.close(dfd)
 
 
-def overwrite_start(fs: NodeFS, path: str, data: bytes) -> None:
-    """Overwrite the first bytes of an existing regular file in place (a simulated encryption)."""
+def overwrite_start(fs: NodeFS, path: str, data: bytes, grow: bytes = b"") -> None:
+    """Overwrite the first bytes of an existing regular file in place, and append ``grow`` at
+    its end (a simulated encryption: the size changes, as with real ransomware)."""
     fd = fs.open(path, os.O_WRONLY | os.O_NOFOLLOW)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, f"not a regular file (in node: {path})")
         os.pwrite(fd, data, 0)
+        if grow:
+            os.pwrite(fd, grow, max(st.st_size, len(data)))
     finally:
         os.close(fd)
 
