@@ -20,8 +20,12 @@ venv: $(STAMP)
 demo: deps venv
 	bash scripts/demo.sh
 
+# Three workers: the end-to-end lab tests mostly wait on daemons (convergence, timers,
+# captures), so three side by side fit two cores; worksteal keeps the long ones spread.
+PYTEST_WORKERS ?= 3
+
 test: deps venv
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 
 test-fast: venv
 	$(VENV)/bin/python -m pytest -q -m "not slow"
