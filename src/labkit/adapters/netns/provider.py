@@ -250,9 +250,9 @@ class NetnsProvider:
         # a point-to-point link passes through a bridge the grader owns (veth - br0 - veth),
         # so it can be watched and cut where the candidate cannot undo it
         for link, ends in plan.links.items():
-            for port, end in zip(LINK_PORTS, ends, strict=True):
+            for link_port, end in zip(LINK_PORTS, ends, strict=True):
                 n, i = end.split(":")
-                self._plug(link_ns(name, link), port, node_ns(name, n), i)
+                self._plug(link_ns(name, link), link_port, node_ns(name, n), i)
         port = 0
         for seg, members in plan.segments.items():
             sw = switch_ns(name, seg)
