@@ -21,7 +21,6 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 from functools import partial
 from typing import Any
 
@@ -29,14 +28,11 @@ from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, utcnow
+from ._frames import FrameSource
 
 __all__ = ["BLOCK_TABLE", "bridge_block", "capture", "parse_frame"]
 
-ETH_P_ALL = 0x0003
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
-PACKET_MR_PROMISC = 1
-PACKET_OUTGOING = 4
+RCVBUF = 16 << 20  # a burst of the traffic under test must not overflow the socket
 MAX_DURATION_S = 300.0
 MAX_BYTES = 256 << 20
 _GREETINGS = (b"SSH-", b"@RSYNCD:")
@@ -84,6 +80,34 @@ def _other_ipv4(frame: bytes) -> tuple[int, str, str, bytes] | None:
     return ip[9], socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]), ip[ihl:]
 
 
+def _account(parsed: tuple[str, str, int, str, int, bytes], flows: dict[tuple[str, str, int, str, int], dict[str, Any]],
+             tails: dict[tuple[str, str, int, str, int], bytes], hits: list[dict[str, Any]], needles: list[bytes],
+             keep: int) -> None:
+    """Count one TCP/UDP frame in its flow, note a greeting, search the markers (across
+    segment boundaries: the flow's last ``keep`` bytes are kept)."""
+    key = parsed[:5]
+    payload = parsed[5]
+    flow = flows.get(key)
+    if flow is None:
+        if len(flows) >= _MAX_FLOWS:
+            return
+        flow = flows[key] = {"proto": key[0], "src": key[1], "sport": key[2], "dst": key[3],
+                             "dport": key[4], "packets": 0, "payload_bytes": 0, "greeting": None}
+    flow["packets"] += 1
+    if not payload:
+        return
+    if flow["payload_bytes"] == 0 and payload.startswith(_GREETINGS):
+        flow["greeting"] = payload[:64].split(b"\n")[0].decode("ascii", "replace").strip()
+    flow["payload_bytes"] += len(payload)
+    window = tails.get(key, b"") + payload
+    for i, needle in enumerate(needles):
+        if needle in window and len(hits) < _MAX_HITS:
+            where = f"{key[0]} {key[1]}:{key[2]} → {key[3]}:{key[4]}"
+            if not any(h["marker"] == i and h["flow"] == where for h in hits):
+                hits.append({"marker": i, "flow": where})
+    tails[key] = window[-keep:] if keep else b""
+
+
 def capture(
     *,
     markers: list[str],
@@ -117,83 +141,43 @@ def capture(
     needles = [m.encode() for m in markers if m]
     keep = max((len(n) for n in needles), default=1) - 1
     try:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        src = FrameSource(iface, duration_s, ready=ready, stop=stop, rcvbuf=RCVBUF)
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"cannot open a packet socket: {describe_exc(exc)}",
                     meta=meta)
     flows: dict[tuple[str, str, int, str, int], dict[str, Any]] = {}
     tails: dict[tuple[str, str, int, str, int], bytes] = {}
     hits: list[dict[str, Any]] = []
-    frames = total = non_ip = 0
+    total = non_ip = 0
     ip_other: dict[str, int] = {}
-    stopped_by = "deadline"
     try:
-        sock.bind((iface, 0))
-        ifindex = socket.if_nametoindex(iface)
-        mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
-        sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-        sock.settimeout(0.1)
-        if ready is not None:
-            ready.set()
-        deadline = time.monotonic() + duration_s
-        while True:
-            if stop is not None and stop.is_set():
-                stopped_by = "stop"
-                break
-            if time.monotonic() >= deadline:
-                break
-            if total >= max_bytes:
-                stopped_by = "max_bytes"
-                break
-            try:
-                frame, addr = sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            if addr[2] == PACKET_OUTGOING:
-                continue
-            frames += 1
+        for frame in src:
             total += len(frame)
             parsed = parse_frame(frame)
             if parsed is None:
                 other = _other_ipv4(frame)
                 if other is None:
                     non_ip += 1
-                    continue
-                # IPv4 that is neither TCP nor UDP (ICMP, ESP, IP-in-IP...): counted per
-                # protocol number, and searched for markers too (an inner packet in clear)
-                proto_num, o_src, o_dst, o_payload = other
-                ip_other[str(proto_num)] = ip_other.get(str(proto_num), 0) + 1
-                for i, needle in enumerate(needles):
-                    where = f"ip-proto-{proto_num} {o_src} → {o_dst}"
-                    if needle in o_payload and len(hits) < _MAX_HITS and \
-                            not any(h["marker"] == i and h["flow"] == where for h in hits):
-                        hits.append({"marker": i, "flow": where})
-                continue
-            key = parsed[:5]
-            payload = parsed[5]
-            flow = flows.get(key)
-            if flow is None:
-                if len(flows) >= _MAX_FLOWS:
-                    continue
-                flow = flows[key] = {"proto": key[0], "src": key[1], "sport": key[2], "dst": key[3],
-                                     "dport": key[4], "packets": 0, "payload_bytes": 0, "greeting": None}
-            flow["packets"] += 1
-            if not payload:
-                continue
-            if flow["payload_bytes"] == 0 and payload.startswith(_GREETINGS):
-                flow["greeting"] = payload[:64].split(b"\n")[0].decode("ascii", "replace").strip()
-            flow["payload_bytes"] += len(payload)
-            window = tails.get(key, b"") + payload
-            for i, needle in enumerate(needles):
-                if needle in window and len(hits) < _MAX_HITS:
-                    where = f"{key[0]} {key[1]}:{key[2]} → {key[3]}:{key[4]}"
-                    if not any(h["marker"] == i and h["flow"] == where for h in hits):
-                        hits.append({"marker": i, "flow": where})
-            tails[key] = window[-keep:] if keep else b""
+                else:
+                    # IPv4 that is neither TCP nor UDP (ICMP, ESP, IP-in-IP...): counted per
+                    # protocol number, and searched for markers too (an inner packet in clear)
+                    proto_num, o_src, o_dst, o_payload = other
+                    ip_other[str(proto_num)] = ip_other.get(str(proto_num), 0) + 1
+                    for i, needle in enumerate(needles):
+                        where = f"ip-proto-{proto_num} {o_src} → {o_dst}"
+                        if needle in o_payload and len(hits) < _MAX_HITS and \
+                                not any(h["marker"] == i and h["flow"] == where for h in hits):
+                            hits.append({"marker": i, "flow": where})
+            else:
+                _account(parsed, flows, tails, hits, needles, keep)
+            if total >= max_bytes:
+                src.stopped_by = "max_bytes"
+                break
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"capture on {iface} failed: {describe_exc(exc)}", meta=meta)
     finally:
-        sock.close()
+        src.close()
+    frames, stopped_by = src.frames, src.stopped_by
     flow_list = sorted(flows.values(), key=lambda f: -int(f["payload_bytes"]))
     lines = [f"{frames} frames, {total} bytes captured on {iface}; stopped by {stopped_by}; "
              f"{len(hits)} marker hit(s) out of {len(needles)} marker(s) searched"]

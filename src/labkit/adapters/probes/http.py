@@ -24,9 +24,9 @@ from urllib.parse import urlencode
 from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
-from .capture import ETH_P_ALL, PACKET_OUTGOING, parse_frame
-
 from ._common import describe_exc, evidence, ip_literal, utcnow
+from ._frames import FrameSource
+from .capture import parse_frame
 
 __all__ = ["WebhookReceiver", "http_get_json", "tcp_opens"]
 
@@ -236,32 +236,13 @@ def tcp_opens(iface: str, dst: str, dport: int, *, ev_id: str, source: str, chec
     if not 0 < duration_s <= 300:
         return base(started_at=started, ok=False, error="duration must be in (0, 300] s", meta=meta)
     opens: list[dict[str, Any]] = []
-    frames = 0
-    stopped_by = "deadline"
-    try:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    try:  # not promiscuous: a bridge port's incoming frames are the node's own
+        src = FrameSource(iface, duration_s, ready=ready, stop=stop, promisc=False)
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"cannot open a packet socket: {describe_exc(exc)}",
                     meta=meta)
     try:
-        sock.bind((iface, 0))
-        sock.settimeout(0.1)
-        if ready is not None:
-            ready.set()
-        deadline = time.monotonic() + duration_s
-        while True:
-            if stop is not None and stop.is_set():
-                stopped_by = "stop"
-                break
-            if time.monotonic() >= deadline:
-                break
-            try:
-                frame, addr = sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            if addr[2] == PACKET_OUTGOING:
-                continue  # towards the node, not from it
-            frames += 1
+        for frame in src:  # incoming on the port: from the node, not towards it
             got = parse_frame(frame)
             if got is None or got[0] != "tcp" or got[3] != dst or got[4] != int(dport):
                 continue
@@ -272,7 +253,8 @@ def tcp_opens(iface: str, dst: str, dport: int, *, ev_id: str, source: str, chec
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"watch on {iface} failed: {describe_exc(exc)}", meta=meta)
     finally:
-        sock.close()
+        src.close()
+    frames, stopped_by = src.frames, src.stopped_by
     raw = f"{frames} frames in on {iface}; {len(opens)} TCP open(s) to {dst}:{dport}: " + ", ".join(
         f"{o['src']}:{o['sport']}" for o in opens[:20])
     return base(started_at=started, ok=True, raw=raw, parsed={"opens": opens, "frames": frames,

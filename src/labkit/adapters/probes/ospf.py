@@ -20,7 +20,6 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-import time
 from functools import partial
 from typing import Any
 
@@ -28,14 +27,10 @@ from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, utcnow
+from ._frames import FrameSource
 
 __all__ = ["capture_ospf", "parse_ospf_frame", "LINK_TYPES"]
 
-ETH_P_ALL = 0x0003
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
-PACKET_MR_PROMISC = 1
-PACKET_OUTGOING = 4
 IPPROTO_OSPF = 89
 MAX_DURATION_S = 120.0
 MAX_FRAMES = 20000
@@ -127,6 +122,28 @@ def parse_ospf_frame(frame: bytes) -> dict[str, Any] | None:
     return out
 
 
+def _record(pkt: dict[str, Any], at: float, hellos: dict[tuple[Any, ...], dict[str, Any]],
+            lsas: dict[tuple[Any, ...], dict[str, Any]]) -> None:
+    """Keep distinct hellos (with a count and first/last time) and distinct LSAs."""
+    if pkt["type"] == "hello":
+        key = (pkt["src"], pkt["router_id"], pkt["area"], pkt["hello"], pkt["dead"], pkt["mask"],
+               pkt["priority"], pkt["dr"], pkt["bdr"], tuple(pkt["neighbors"]))
+        row = hellos.get(key)
+        if row is None:
+            if len(hellos) >= _MAX_ROWS:
+                return
+            row = hellos[key] = {k: pkt[k] for k in ("src", "router_id", "area", "hello", "dead", "mask",
+                                                     "priority", "dr", "bdr", "neighbors")}
+            row.update(count=0, first_s=at)
+        row["count"] += 1
+        row["last_s"] = at
+    elif pkt["type"] == "ls-update":
+        for lsa in pkt["lsas"]:
+            lkey = (lsa["type"], lsa["lsid"], lsa["adv_router"], lsa["seq"])
+            if lkey not in lsas and len(lsas) < _MAX_ROWS:
+                lsas[lkey] = {**lsa, "from": pkt["src"], "first_s": at}
+
+
 def capture_ospf(
     *,
     ev_id: str,
@@ -158,71 +175,33 @@ def capture_ospf(
         return base(started_at=started, ok=False, meta=meta,
                     error=f"duration must be in (0, {MAX_DURATION_S:g}] s and max_frames in (0, {MAX_FRAMES}]")
     try:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        src = FrameSource(iface, duration_s, ready=ready, stop=stop)
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"cannot open a packet socket: {describe_exc(exc)}",
                     meta=meta)
     hellos: dict[tuple[Any, ...], dict[str, Any]] = {}
     lsas: dict[tuple[Any, ...], dict[str, Any]] = {}
     by_type: dict[str, int] = {}
-    frames = ospf = malformed = 0
-    stopped_by = "deadline"
-    t0 = time.monotonic()
+    ospf = malformed = 0
     try:
-        sock.bind((iface, 0))
-        mreq = struct.pack("iHH8s", socket.if_nametoindex(iface), PACKET_MR_PROMISC, 0, b"")
-        sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-        sock.settimeout(0.1)
-        if ready is not None:
-            ready.set()
-        deadline = t0 + duration_s
-        while True:
-            if stop is not None and stop.is_set():
-                stopped_by = "stop"
+        for frame in src:
+            if len(frame) >= 34 and frame[12:14] == b"\x08\x00" and frame[14 + 9] == IPPROTO_OSPF:
+                pkt = parse_ospf_frame(frame)
+                if pkt is None:
+                    malformed += 1
+                else:
+                    ospf += 1
+                    by_type[pkt["type"]] = by_type.get(pkt["type"], 0) + 1
+                    _record(pkt, round(src.elapsed, 3), hellos, lsas)
+            if src.frames >= max_frames:
+                src.stopped_by = "max_frames"
                 break
-            if time.monotonic() >= deadline:
-                break
-            if frames >= max_frames:
-                stopped_by = "max_frames"
-                break
-            try:
-                frame, addr = sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            if addr[2] == PACKET_OUTGOING:
-                continue
-            frames += 1
-            if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[14 + 9] != IPPROTO_OSPF:
-                continue
-            at = round(time.monotonic() - t0, 3)
-            pkt = parse_ospf_frame(frame)
-            if pkt is None:
-                malformed += 1
-                continue
-            ospf += 1
-            by_type[pkt["type"]] = by_type.get(pkt["type"], 0) + 1
-            if pkt["type"] == "hello":
-                key = (pkt["src"], pkt["router_id"], pkt["area"], pkt["hello"], pkt["dead"], pkt["mask"],
-                       pkt["priority"], pkt["dr"], pkt["bdr"], tuple(pkt["neighbors"]))
-                row = hellos.get(key)
-                if row is None:
-                    if len(hellos) >= _MAX_ROWS:
-                        continue
-                    row = hellos[key] = {k: pkt[k] for k in ("src", "router_id", "area", "hello", "dead", "mask",
-                                                             "priority", "dr", "bdr", "neighbors")}
-                    row.update(count=0, first_s=at)
-                row["count"] += 1
-                row["last_s"] = at
-            elif pkt["type"] == "ls-update":
-                for lsa in pkt["lsas"]:
-                    lkey = (lsa["type"], lsa["lsid"], lsa["adv_router"], lsa["seq"])
-                    if lkey not in lsas and len(lsas) < _MAX_ROWS:
-                        lsas[lkey] = {**lsa, "from": pkt["src"], "first_s": at}
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"capture on {iface} failed: {describe_exc(exc)}", meta=meta)
     finally:
-        sock.close()
-    elapsed = round(time.monotonic() - t0, 3)
+        src.close()
+    frames, stopped_by = src.frames, src.stopped_by
+    elapsed = round(src.elapsed, 3)
     lines = [f"{frames} frames read on {iface} in {elapsed:g} s, {ospf} OSPF packets "
              f"({', '.join(f'{k} {v}' for k, v in sorted(by_type.items())) or 'none'}); stopped by {stopped_by}"]
     for h in hellos.values():

@@ -16,7 +16,6 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-import time
 from functools import partial
 from typing import Any
 
@@ -24,13 +23,8 @@ from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, utcnow
+from ._frames import FrameSource
 
-ETH_P_ALL = 0x0003
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
-PACKET_MR_PROMISC = 1
-PACKET_OUTGOING = 4
-SO_RCVBUFFORCE = 33
 MAX_DURATION_S = 300.0
 MAX_FRAMES = 2_000_000
 MAX_FLOWS = 256
@@ -108,53 +102,28 @@ def tcp_span(*, ev_id: str, source: str, check: str | None = None, iface: str = 
     if not 0 < duration_s <= MAX_DURATION_S:
         return base(started_at=started, ok=False, meta=meta, error=f"duration must be in (0, {MAX_DURATION_S:g}] s")
     try:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        src = FrameSource(iface, duration_s, ready=ready, stop=stop, rcvbuf=RCVBUF)
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"cannot open a packet socket: {describe_exc(exc)}", meta=meta)
     flows: dict[tuple[str, int, str, int], FlowSpan] = {}
-    frames = 0
-    stopped_by = "deadline"
     try:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-        except OSError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        sock.bind((iface, 0))
-        mreq = struct.pack("iHH8s", socket.if_nametoindex(iface), PACKET_MR_PROMISC, 0, b"")
-        sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-        sock.settimeout(0.1)
-        if ready is not None:
-            ready.set()
-        deadline = time.monotonic() + duration_s
-        while frames < MAX_FRAMES:
-            if stop is not None and stop.is_set():
-                stopped_by = "stop"
-                break
-            if time.monotonic() >= deadline:
-                break
-            try:
-                frame, addr = sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            if addr[2] == PACKET_OUTGOING:
-                continue
-            frames += 1
+        for frame in src:
             t = parse_tcp(frame)
-            if t is None:
-                continue
-            key = (t[0], t[1], t[2], t[3])
-            flow = flows.get(key)
-            if flow is None:
-                if len(flows) >= MAX_FLOWS:
-                    continue
-                flow = flows[key] = FlowSpan(key)
-            flow.add(t[4], t[5], t[6])
-        else:
-            stopped_by = "max_frames"
+            if t is not None:
+                key = (t[0], t[1], t[2], t[3])
+                flow = flows.get(key)
+                if flow is None and len(flows) < MAX_FLOWS:
+                    flow = flows[key] = FlowSpan(key)
+                if flow is not None:
+                    flow.add(t[4], t[5], t[6])
+            if src.frames >= MAX_FRAMES:
+                src.stopped_by = "max_frames"
+                break
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"capture on {iface} failed: {describe_exc(exc)}", meta=meta)
     finally:
-        sock.close()
+        src.close()
+    frames, stopped_by = src.frames, src.stopped_by
     rows = sorted((f.row() for f in flows.values()), key=lambda r: -int(r["bytes"]))
     lines = [f"{frames} frames on {iface}; stopped by {stopped_by}"]
     lines += [f"tcp {r['src']}:{r['sport']} → {r['dst']}:{r['dport']}: {r['bytes']} bytes by sequence numbers "
