@@ -459,23 +459,14 @@ def read_crontabs(fs: NodeFS) -> dict[str, Any]:
 def genuine_cron_running(fs: NodeFS) -> dict[str, Any]:
     """Whether a process of the node runs the genuine cron binary: the bytes of each node
     process's executable (/proc/PID/exe, from the host) against the host's /usr/sbin/cron."""
-    m = re.match(r"^/proc/(\d+)/root$", str(fs.root))
-    if not m:
-        return {"error": f"unexpected node root {fs.root}"}
-    init = m.group(1)
-    want_ns = os.stat(f"/proc/{init}/ns/pid").st_ino
     want_size = os.stat(HOST_CRON).st_size
     with open(HOST_CRON, "rb") as fh:
         want = hashlib.sha256(fh.read()).hexdigest()
     seen = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for pid in fs.process_ids():
         try:
-            if os.stat(f"/proc/{entry.name}/ns/pid").st_ino != want_ns:
-                continue
             seen += 1
-            exe = f"/proc/{entry.name}/exe"
+            exe = f"/proc/{pid}/exe"
             if os.stat(exe).st_size != want_size:
                 continue
             with open(exe, "rb") as fh:

@@ -375,13 +375,12 @@ class ImpostorRefused:
 
 # --------------------------------------------------------------------------- recovery
 def _init_pid(ctx: CheckContext, node: str) -> int:
-    """The host pid of the node's init, from the root the provider hands to ``node_fs``
-    (``/proc/<pid>/root``)."""
+    """The host pid of the node's init, as the provider hands it with ``node_fs``."""
     with ctx.node_fs(node) as fs:
-        root = fs.root
-    if root.name != "root" or not root.parent.name.isdigit():
+        init = fs.init_pid
+    if init is None:
         raise ProviderError(f"this provider does not show node {node!r}'s processes to the grader")
-    return int(root.parent.name)
+    return init
 
 
 def _holders_evidence(ctx: CheckContext, node: str, phase: str) -> Evidence:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
 
 from labkit.adapters.netns.nodefs import NodeFS
+from labkit.errors import ProviderError
 from tests.conftest import LabEnv
 
 
@@ -72,3 +74,14 @@ def test_forged_node_binaries_do_not_change_what_the_grader_reads(lab_env: LabEn
         assert fs.sha256("/root/data.txt") == hashlib.sha256(b"real-content\n").hexdigest()
         assert fs.read_text("/etc/hostname").strip() == "pc-hq"
     lab_env.labkit("down", "nfs1")
+
+
+def test_process_ids_need_the_init_pid(tmp_path: Path) -> None:
+    with NodeFS(tmp_path) as fs, pytest.raises(ProviderError):
+        fs.process_ids()
+
+
+def test_process_ids_are_those_of_the_init_pid_namespace(tmp_path: Path) -> None:
+    # this test process's own PID namespace: every process of it is listed, ours included
+    with NodeFS(tmp_path, init_pid=os.getpid()) as fs:
+        assert os.getpid() in fs.process_ids()

@@ -54,12 +54,15 @@ class NodeFS:
     """The files of one node as the grader reads them (see the module docstring).
 
     ``root`` is the node's root directory from the host's side, ``/proc/<pid>/root`` of the
-    node's init."""
+    node's init; ``init_pid`` is that init's host pid, when the provider knows it (it lets
+    the grader list the node's processes from the host's ``/proc``, which the node cannot
+    forge)."""
 
     MAX_READ = 64 << 20
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, init_pid: int | None = None):
         self.root = root
+        self.init_pid = init_pid
         try:
             self._fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
@@ -150,6 +153,22 @@ class NodeFS:
         for rel, fd in self.walk_files(path, max_files):
             out[rel] = FileFacts(rel, os.fstat(fd).st_size, _sha256_fd(fd))
         return out
+
+    def process_ids(self) -> list[int]:
+        """Host pids of every process in the node's PID namespace, read from the host's
+        ``/proc`` (what the kernel says, not the node's own ``/proc`` mount)."""
+        if self.init_pid is None:
+            raise ProviderError("this provider does not show the node's processes to the grader.")
+        want = os.stat(f"/proc/{self.init_pid}/ns/pid").st_ino
+        pids = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    if os.stat(f"/proc/{entry.name}/ns/pid").st_ino == want:
+                        pids.append(int(entry.name))
+                except OSError:
+                    continue
+        return sorted(pids)
 
     def grep(self, path: str, needle: str, limit: int = MAX_READ) -> list[str]:
         """Lines of the file at ``path`` that contain ``needle`` (plain text, no regex)."""

@@ -546,7 +546,8 @@ class NetnsProvider:
         """The node's files, read by the grader's own code (nothing runs in the node)."""
         self._check_node(state, node)
         _, _, pid = self._ns_files(state.name, node)
-        return NodeFS(Path(f"/proc/{init_pid_of(pid)}/root"))
+        init = init_pid_of(pid)
+        return NodeFS(Path(f"/proc/{init}/root"), init_pid=init)
 
     def ansible_host_vars(self, state: InstanceState, node: str) -> dict[str, str]:
         mnt, uts, pid = self._ns_files(state.name, node)
