@@ -170,10 +170,6 @@ class NodeFS:
                     continue
         return sorted(pids)
 
-    def grep(self, path: str, needle: str, limit: int = MAX_READ) -> list[str]:
-        """Lines of the file at ``path`` that contain ``needle`` (plain text, no regex)."""
-        return [line for line in self.read_text(path, limit).splitlines() if needle in line]
-
 
 def _sha256_fd(fd: int) -> str:
     h = hashlib.sha256()

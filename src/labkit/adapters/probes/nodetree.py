@@ -131,14 +131,19 @@ def _rmtree_at(dfd: int, name: str) -> int:
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=dfd)
         return 1
-    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    n = _clear_fd(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd))
+    os.rmdir(name, dir_fd=dfd)
+    return n
+
+
+def _clear_fd(fd: int) -> int:
+    """Remove everything below the open directory ``fd``, then close it; files removed."""
     n = 0
     try:
         for entry in list(os.scandir(fd)):
             n += _rmtree_at(fd, entry.name)
     finally:
         os.close(fd)
-    os.rmdir(name, dir_fd=dfd)
     return n
 
 
@@ -159,14 +164,7 @@ def remove(fs: NodeFS, path: str) -> int:
 
 def clear_dir(fs: NodeFS, path: str) -> int:
     """Remove everything below the directory ``path``, keeping the directory itself."""
-    fd = fs.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    n = 0
-    try:
-        for entry in list(os.scandir(fd)):
-            n += _rmtree_at(fd, entry.name)
-    finally:
-        os.close(fd)
-    return n
+    return _clear_fd(fs.open(path, os.O_RDONLY | os.O_DIRECTORY))
 
 
 def _walk(fs: NodeFS, path: str, max_files: int, max_bytes: int):  # type: ignore[no-untyped-def]
