@@ -11,7 +11,7 @@ PACKAGES=(
   # backup-restore
   restic borgbackup cron rsync
   # vpn-site-to-site
-  nftables wireguard-go wireguard-tools openvpn
+  nftables wireguard-go wireguard-tools openvpn openssl
   # supervision-snmp
   prometheus prometheus-snmp-exporter prometheus-alertmanager rsyslog chrony
 )
