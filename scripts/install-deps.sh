@@ -14,6 +14,10 @@ PACKAGES=(
   nftables wireguard-go wireguard-tools openvpn openssl
   # supervision-snmp
   prometheus prometheus-snmp-exporter prometheus-alertmanager rsyslog chrony
+  # exam day: the nodes' own root filesystem image (mmdebstrap), their seccomp filter
+  # (libseccomp), the portal's PostgreSQL (tests start it in a scratch folder), the browser
+  # terminal (xterm.js) and the browser tests (Chromium)
+  mmdebstrap libseccomp2 postgresql libjs-xterm chromium
 )
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps: run as root (it installs Debian packages)." >&2
