@@ -1,0 +1,1 @@
+"""Security helpers shared by the portal and the SSH bastion (password hashing)."""
