@@ -1,0 +1,1 @@
+"""Console recordings (asciicast v2)."""
