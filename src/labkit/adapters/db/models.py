@@ -25,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -170,6 +171,9 @@ class GradingRun(Base):
     __table_args__ = (
         CheckConstraint(_one_of("mode", RUN_MODES), name="mode"),
         CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
+        # one grading at a time per candidate, enforced by the database itself
+        Index("uq_grading_runs_one_running", "candidate_id", unique=True,
+              sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
