@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from labkit.adapters.db.models import Candidate, Cohort, LoginAttempt, Recording, User
+from labkit.adapters.db import repo
+from labkit.adapters.db.models import Candidate, Cohort, User
 from labkit.adapters.recording.asciicast import CastHeader, CastWriter, recording_path
 from labkit.adapters.security.passwords import verify_password
 from labkit.errors import LabkitError, UserError
@@ -106,29 +106,22 @@ def _now() -> datetime:
 
 def locked_out(s: Session, login: str, source: str) -> bool:
     """True after MAX_FAILURES failures for ``login`` from ``source`` in FAILURE_WINDOW with no
-    success since: guessing a password from the exam room takes years instead of minutes."""
-    since = _now() - FAILURE_WINDOW
-    last_ok = s.scalar(select(func.max(LoginAttempt.at)).where(
-        LoginAttempt.login == login, LoginAttempt.source == source, LoginAttempt.ok.is_(True)))
-    if last_ok is not None and last_ok > since:
-        since = last_ok
-    failures = s.scalar(select(func.count()).select_from(LoginAttempt).where(
-        LoginAttempt.login == login, LoginAttempt.source == source, LoginAttempt.ok.is_(False),
-        LoginAttempt.at > since))
-    return (failures or 0) >= MAX_FAILURES
+    success since (the portal's rule too): guessing a password from the exam room takes years
+    instead of minutes."""
+    return repo.too_many_failures(s, login, source, FAILURE_WINDOW, MAX_FAILURES)
 
 
 def record_attempt(db: SessionSource, username: str, source: str, ok: bool) -> None:
     with db.session() as s:
-        s.add(LoginAttempt(login=parse_login(username).user[:64], source=source[:64], at=_now(), ok=ok))
+        repo.record_login_attempt(s, parse_login(username).user, source, ok)
 
 
 def _candidate_user(s: Session, login: str) -> User | None:
     """Only an enabled user who sits in a cohort may use the bastion."""
-    user = s.scalar(select(User).where(User.login == login))
+    user = repo.get_user_by_login(s, login)
     if user is None or user.disabled or user.role != "candidate":
         return None
-    if s.scalar(select(Candidate.id).where(Candidate.user_id == user.id)) is None:
+    if repo.get_candidate_for_user(s, user) is None:
         return None
     return user
 
@@ -142,7 +135,7 @@ def check_password(db: SessionSource, username: str, password: str, source: str)
         user = _candidate_user(s, login)
         ok = user is not None and verify_password(user.password_hash, password)
         if not ok:
-            s.add(LoginAttempt(login=login[:64], source=source[:64], at=_now(), ok=False))
+            repo.record_login_attempt(s, login, source, False)
         return ok
 
 
@@ -170,8 +163,10 @@ def check_public_key(db: SessionSource, username: str, offered_openssh: str, sou
 
 # ------------------------------------------------------------------- authorization
 def exam_over(cohort: Cohort) -> bool:
-    """Consoles are read-only once the exam window has closed."""
-    return cohort.exam_end is not None and cohort.exam_end <= _now()
+    """Consoles are read-only once the exam window has closed (the portal's rule)."""
+    from labkit.usecases.exam import exam_is_over  # at call time: exam may import this module
+
+    return exam_is_over(cohort)
 
 
 def is_read_only(db: SessionSource, cohort_id: int) -> bool:
@@ -192,7 +187,8 @@ def open_target(ctx: Context, db: SessionSource, username: str) -> Target:
         user = _candidate_user(s, wanted.user)
         if user is None:
             raise AccessRefused(f"{wanted.user!r} is not a candidate of any cohort.")
-        cand = s.scalars(select(Candidate).where(Candidate.user_id == user.id)).one()
+        cand = repo.get_candidate_for_user(s, user)
+        assert cand is not None  # _candidate_user checked it
         seat = Target(user_id=user.id, login=user.login, locale=user.locale, candidate_id=cand.id,
                       cohort_id=cand.cohort.id, cohort=cand.cohort.name, instance=cand.instance, node="",
                       read_only=exam_over(cand.cohort))
@@ -251,20 +247,14 @@ def start_recording(ctx: Context, db: SessionSource, target: Target, channel: st
     writer = CastWriter(path, CastHeader(width=width or 80, height=height or 24, timestamp=int(started.timestamp()),
                                          title=f"{target.login}@{target.instance}/{target.node} ({channel})", env=env))
     with db.session() as s:
-        row = Recording(candidate_id=target.candidate_id, node=target.node, channel=channel,
-                        path=str(writer.path.relative_to(root)), started_at=started, size_bytes=0)
-        s.add(row)
-        s.flush()  # gives row.id; the block commits
+        row = repo.add_recording(s, target.candidate_id, target.node, channel, str(writer.path.relative_to(root)))
         return OpenRecording(row.id, writer)
 
 
 def finish_recording(db: SessionSource, rec: OpenRecording) -> None:
     rec.writer.close()
     with db.session() as s:
-        row = s.get(Recording, rec.id)
-        if row is not None:
-            row.ended_at = _now()
-            row.size_bytes = rec.writer.size()
+        repo.finish_recording(s, rec.id, rec.writer.size())
 
 
 # ---------------------------------------------------------------------- login sheet
