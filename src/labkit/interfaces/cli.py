@@ -327,7 +327,7 @@ def report(run: str, fmt: str, lang: str, output: Path | None) -> None:
 
 @cli.group()
 def cohort() -> None:
-    """One instance per candidate of a roster: up, status, grade, down."""
+    """One instance per candidate of a roster: up, retry, status, grade, down."""
 
 
 def _print_cohort(c: Any) -> None:
@@ -339,18 +339,70 @@ def _print_cohort(c: Any) -> None:
     out.print(t)
 
 
+def _cohort_progress(label: str) -> Any:
+    """A live progress display on stderr (done/failed/total, elapsed) for a cohort operation,
+    and the ``on_event`` callback that feeds it; a seat that fails gets a line of its own."""
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    @contextmanager
+    def display() -> Any:
+        progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                            TextColumn("{task.fields[counts]}", markup=False), TimeElapsedColumn(),
+                            console=err, transient=False)
+        task = None
+
+        def on_event(ev: Any) -> None:
+            nonlocal task
+            if task is None:
+                task = progress.add_task(label, total=ev.total, counts="")
+            counts = f"{ev.done - ev.failed} ok, {ev.failed} failed, {ev.done}/{ev.total}"
+            progress.update(task, completed=ev.done, counts=counts)
+            if not ev.ok:
+                progress.console.print(Text(plain(f"{ev.candidate} ({ev.instance}): {ev.phase}: {ev.error}"),
+                                            style="red"))
+
+        with progress:
+            yield on_event
+
+    return display()
+
+
+_PARALLEL_HELP = "How many seats at once (default {}); the others wait their turn."
+
+
 @cohort.command("up")
 @click.argument("lab")
 @click.argument("roster", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Cohort name; instances are NAME-01, NAME-02...")
 @click.option("--seed", type=int, help="Cohort seed (default: random); the same seed rebuilds the same cohort.")
-def cohort_up_cmd(lab: str, roster: Path, name: str, seed: int | None) -> None:
-    """Bring up one instance of LAB per candidate in ROSTER."""
+@click.option("--parallel", type=int, default=4, show_default=True, help=_PARALLEL_HELP.format(4))
+def cohort_up_cmd(lab: str, roster: Path, name: str, seed: int | None, parallel: int) -> None:
+    """Bring up one instance of LAB per candidate in ROSTER (failed seats: 'labkit cohort retry')."""
     from labkit.usecases.cohort import cohort_up
 
-    c = cohort_up(_ctx(), lab, roster, name=name, seed=seed)
+    with _cohort_progress(f"cohort {name}: launching") as on_event:
+        c = cohort_up(_ctx(), lab, roster, name=name, seed=seed, parallel=parallel, on_event=on_event)
     _print_cohort(c)
     if any(s.status != "up" for s in c.seats):
+        err.print(plain(f"some seats failed; launch them again with 'labkit cohort retry {c.name}'."))
+        sys.exit(4)
+
+
+@cohort.command("retry")
+@click.argument("name")
+@click.argument("candidates", nargs=-1)
+@click.option("--parallel", type=int, default=4, show_default=True, help=_PARALLEL_HELP.format(4))
+def cohort_retry_cmd(name: str, candidates: tuple[str, ...], parallel: int) -> None:
+    """Launch again, with the same seeds, the failed seats of cohort NAME (or only CANDIDATES,
+    by name or instance)."""
+    from labkit.usecases.cohort import cohort_retry
+
+    with _cohort_progress(f"cohort {name}: retrying") as on_event:
+        c = cohort_retry(_ctx(), name, list(candidates), parallel=parallel, on_event=on_event)
+    _print_cohort(c)
+    if any(s.status not in ("up", "graded") for s in c.seats):
         sys.exit(4)
 
 
@@ -366,11 +418,14 @@ def cohort_status_cmd(name: str) -> None:
 @cohort.command("grade")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
-def cohort_grade_cmd(name: str, as_json: bool) -> None:
+@click.option("--parallel", type=int, default=8, show_default=True,
+              help="How many gradings at once (default 8; never two of one instance).")
+def cohort_grade_cmd(name: str, as_json: bool, parallel: int) -> None:
     """Grade every instance of the cohort (a failure on one is recorded, the rest go on)."""
     from labkit.usecases.cohort import cohort_grade
 
-    c = cohort_grade(_ctx(), name)
+    with _cohort_progress(f"cohort {name}: grading") as on_event:
+        c = cohort_grade(_ctx(), name, parallel=parallel, on_event=on_event)
     if as_json:
         _print_json(c.to_json())
     else:
@@ -383,7 +438,8 @@ def cohort_down_cmd(name: str) -> None:
     """Remove every instance of the cohort."""
     from labkit.usecases.cohort import cohort_down
 
-    c = cohort_down(_ctx(), name)
+    with _cohort_progress(f"cohort {name}: removing") as on_event:
+        c = cohort_down(_ctx(), name, on_event=on_event)
     _print_cohort(c)
     if any(s.status != "removed" for s in c.seats):
         sys.exit(4)

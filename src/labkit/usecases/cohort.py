@@ -7,26 +7,65 @@ never share an addressing plan or credentials, and the same roster and seed rebu
 cohort. The cohort file ``<home>/cohorts/<name>.json`` records who has which instance.
 
 A failure on one candidate's instance is a result for that candidate, not the end of the
-cohort: the others are brought up, graded or removed all the same.
+cohort: the others are brought up, graded or removed all the same, and a failed seat is
+launched again, with the same seed, by :func:`cohort_retry`.
+
+At scale (30 candidates on a small host):
+
+* Seats are launched by a pool of ``parallel`` worker threads, and graded by another; the
+  caller follows along through ``on_event``, called with a :class:`CohortProgress` from the
+  worker threads (the CLI draws a live progress display with it, the portal records it).
+* Parallel launch in one process is safe in the provider, the instance store and ansible
+  (every path carries the instance name; ansible-runner gets a private data dir per run and
+  sets signal handlers only in the main thread), with one exception: the netns provider's
+  first use of the run directory (``_ensure_private_run_dir``: "is it a mount point? if not,
+  bind-mount it") is a check-then-act. Run by several threads at once on a fresh run
+  directory it stacks one bind mount per thread, and ``down`` removes only one of them; and a
+  rolled-back ``up`` that leaves the run directory empty unmounts it under a launch that just
+  checked it. So while no instance holds the run directory, seats are launched one at a time
+  ("pilot") until one is up; the others then go in parallel, the run directory held by it.
+* At most one grading of an instance runs at a time, across threads and processes
+  (:func:`grading_lock`, an ``flock`` on ``<home>/locks/<instance>.grade.lock``); the portal
+  takes the same lock for self-checks and submissions.
+* Every change to the cohort file is a read-modify-write of the seat concerned under one
+  lock (a thread lock and an ``flock`` on ``<home>/cohorts/.<name>.lock``), written
+  atomically: workers, and another labkit process, never lose each other's updates.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import logging
 import os
 import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.adapters.storage.state import check_instance_name
+from labkit.adapters.storage.state import INSTANCE_RE, check_instance_name
 from labkit.errors import LabkitError, UserError
 from labkit.usecases.grade import grade
 from labkit.usecases.lifecycle import Context, down, load_lab_checked, up
 
+log = logging.getLogger(__name__)
+
 MAX_COHORT = 60
+MAX_PARALLEL = MAX_COHORT
+DEFAULT_PARALLEL = 4  # launches at once: each one is CPU work (namespaces, daemons)
+DEFAULT_GRADE_PARALLEL = 8  # gradings at once: mostly waiting (convergence, timeouts)
+GRADE_LOCK_WAIT = 900.0  # seconds a grading waits for another grading of the same instance
 HEADER_WORDS = {"name", "nom", "candidat", "candidate", "stagiaire"}
+RETRYABLE = ("failed", "planned")
+
+_FILE_LOCK = threading.Lock()  # the cohort files of this process (with an flock for others)
 
 
 @dataclass
@@ -34,7 +73,7 @@ class Seat:
     candidate: str
     instance: str
     seed: int
-    status: str = "planned"  # up | failed | graded | removed
+    status: str = "planned"  # planned | launching | up | failed | graded | removed
     detail: str = ""
     score: str | None = None
     run_id: str | None = None
@@ -46,14 +85,77 @@ class Cohort:
     lab: str
     seed: int
     seats: list[Seat] = field(default_factory=list)
+    lab_file: str = ""  # the lab.yaml launched (retries use it; empty in older files: the lab id)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "lab": self.lab, "seed": self.seed,
+        return {"name": self.name, "lab": self.lab, "seed": self.seed, "lab_file": self.lab_file,
                 "seats": [seat.__dict__ for seat in self.seats]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Cohort:
-        return cls(data["name"], data["lab"], data["seed"], [Seat(**s) for s in data["seats"]])
+        return cls(data["name"], data["lab"], data["seed"], [Seat(**s) for s in data["seats"]],
+                   data.get("lab_file", ""))
+
+    def seat(self, instance: str) -> Seat:
+        for s in self.seats:
+            if s.instance == instance:
+                return s
+        raise UserError(f"cohort {self.name!r} has no instance {instance!r}; see 'labkit cohort status {self.name}'.")
+
+
+@dataclass(frozen=True)
+class CohortProgress:
+    """One step of one seat during a cohort operation, handed to ``on_event``.
+
+    ``phase``: launching, up, failed (launch); grading, graded, grade-failed (grading);
+    removing, removed, remove-failed (down). ``ok`` is False for the failed ones, with
+    ``error`` saying why. ``done``/``failed``/``total`` count the seats of this operation
+    finished so far (``done`` includes ``failed``); ``seconds`` is how long the step took.
+    """
+
+    cohort: str
+    candidate: str
+    instance: str
+    phase: str
+    ok: bool = True
+    error: str | None = None
+    done: int = 0
+    failed: int = 0
+    total: int = 0
+    seconds: float | None = None
+    score: str | None = None
+    run_id: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase not in ("launching", "grading", "removing")
+
+
+ProgressCallback = Callable[[CohortProgress], None]
+
+
+class _Tracker:
+    """Counts finished seats and hands events to the caller's callback (never fatal)."""
+
+    def __init__(self, cohort: str, total: int, on_event: ProgressCallback | None):
+        self.cohort, self.total, self.on_event = cohort, total, on_event
+        self.done = self.failed = 0
+        self._lock = threading.Lock()
+
+    def emit(self, seat: Seat, phase: str, *, ok: bool = True, error: str | None = None,
+             seconds: float | None = None, score: str | None = None, run_id: str | None = None) -> None:
+        with self._lock:
+            if phase not in ("launching", "grading", "removing"):
+                self.done += 1
+                self.failed += 0 if ok else 1
+            event = CohortProgress(self.cohort, seat.candidate, seat.instance, phase, ok, error, self.done,
+                                   self.failed, self.total, None if seconds is None else round(seconds, 3),
+                                   score, run_id)
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:  # a display's bug must not stop a cohort half-way
+                log.exception("cohort progress callback failed on %s", event)
 
 
 def read_roster(path: Path) -> list[str]:
@@ -91,7 +193,7 @@ def _cohort_file(ctx: Context, name: str) -> Path:
 def _save(ctx: Context, cohort: Cohort) -> None:
     path = _cohort_file(ctx, cohort.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     tmp.write_text(json.dumps(cohort.to_json(), indent=2, ensure_ascii=False))
     os.replace(tmp, path)
 
@@ -105,8 +207,151 @@ def load(ctx: Context, name: str) -> Cohort:
     return Cohort.from_json(json.loads(path.read_text()))
 
 
-def cohort_up(ctx: Context, lab_ref: str, roster: Path, *, name: str, seed: int | None = None) -> Cohort:
+class _LockBusy(Exception):
+    """The lock was still held by someone else after the wait."""
+
+
+@contextmanager
+def _flock(path: Path, *, wait: float | None) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created); ``wait`` None: as long as it takes;
+    otherwise raise _LockBusy after ``wait`` seconds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        if wait is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise _LockBusy(str(path)) from None
+                    time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _editing(ctx: Context, name: str) -> Iterator[Cohort]:
+    """Read the cohort file, let the caller change it, write it back; under the lock."""
+    lock = _cohort_file(ctx, name).with_name(f".{name}.lock")
+    with _FILE_LOCK, _flock(lock, wait=None):
+        cohort = load(ctx, name)
+        yield cohort
+        _save(ctx, cohort)
+
+
+def _set_seat(ctx: Context, name: str, instance: str, **values: Any) -> None:
+    with _editing(ctx, name) as cohort:
+        seat = cohort.seat(instance)
+        for key, value in values.items():
+            setattr(seat, key, value)
+
+
+def grade_lock_path(ctx: Context, instance: str) -> Path:
+    return ctx.settings.home / "locks" / f"{check_instance_name(instance)}.grade.lock"
+
+
+@contextmanager
+def grading_lock(ctx: Context, instance: str, *, wait: float = GRADE_LOCK_WAIT) -> Iterator[None]:
+    """Hold the one grading slot of ``instance`` (all threads and processes of this labkit
+    home); waits up to ``wait`` seconds for a grading in progress, then raises UserError."""
+    try:
+        with _flock(grade_lock_path(ctx, instance), wait=wait):
+            yield
+    except _LockBusy:
+        raise UserError(f"a grading of {instance!r} is already running; wait for it to finish and try again.") from None
+
+
+def _check_parallel(parallel: int) -> int:
+    if not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= MAX_PARALLEL:
+        raise UserError(f"--parallel {parallel} is out of range; give a number from 1 to {MAX_PARALLEL}.")
+    return parallel
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, LabkitError):
+        return str(exc)
+    log.error("unexpected error in a cohort worker", exc_info=exc)
+    return f"{type(exc).__name__}: {exc} (a labkit bug; see the log)"
+
+
+def _run_pool(items: list[Seat], fn: Callable[[Seat], None], parallel: int, stop: threading.Event) -> None:
+    """Run ``fn`` on every seat, ``parallel`` at a time, in worker threads. The calling thread
+    only waits (so Ctrl-C reaches it): on KeyboardInterrupt, seats not started are left alone,
+    those running finish, and the interrupt goes on."""
+    if not items:
+        return
+    pool = ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="cohort")
+    futures: set[Future[None]] = set()
+    try:
+        futures = {pool.submit(fn, s) for s in items}
+        pending = futures
+        while pending:
+            _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    for f in futures:
+        f.result()  # workers catch everything; anything here is a bug worth its traceback
+
+
+def _launch(ctx: Context, cohort: Cohort, seats: list[Seat], parallel: int,
+            on_event: ProgressCallback | None) -> Cohort:
+    lab_ref = cohort.lab_file or cohort.lab
+    tracker = _Tracker(cohort.name, len(seats), on_event)
+    stop = threading.Event()
+
+    def launch(seat: Seat) -> None:
+        if stop.is_set():
+            return
+        _set_seat(ctx, cohort.name, seat.instance, status="launching", detail="")
+        tracker.emit(seat, "launching")
+        t0 = time.monotonic()
+        try:
+            up(ctx, lab_ref, instance=seat.instance, seed=seat.seed, candidate=seat.candidate)
+        except Exception as exc:  # noqa: BLE001 - one seat's failure is that seat's result
+            error = _error_text(exc)
+            _set_seat(ctx, cohort.name, seat.instance, status="failed", detail=error)
+            tracker.emit(seat, "failed", ok=False, error=error, seconds=time.monotonic() - t0)
+        else:
+            _set_seat(ctx, cohort.name, seat.instance, status="up", detail="")
+            tracker.emit(seat, "up", seconds=time.monotonic() - t0)
+
+    rest = list(seats)
+    try:
+        while rest and not _run_dir_held(ctx):  # pilot: see the module docstring
+            _run_pool([rest.pop(0)], launch, 1, stop)
+        _run_pool(rest, launch, parallel, stop)
+    except KeyboardInterrupt:
+        done = load(ctx, cohort.name)
+        n_up = sum(s.status == "up" for s in done.seats)
+        raise UserError(f"interrupted: {n_up} of {len(done.seats)} seats are up; run 'labkit cohort retry "
+                        f"{cohort.name}' to launch the others, or 'labkit cohort down {cohort.name}'.") from None
+    return load(ctx, cohort.name)
+
+
+def _run_dir_held(ctx: Context) -> bool:
+    """An instance of this home holds the run directory (it is mounted and stays so)."""
+    rd = ctx.settings.run_dir
+    try:
+        return any(p.is_dir() and INSTANCE_RE.fullmatch(p.name) and ctx.store.exists(p.name) for p in rd.iterdir())
+    except OSError:
+        return False
+
+
+def cohort_up(ctx: Context, lab_ref: str, roster: Path, *, name: str, seed: int | None = None,
+              parallel: int = DEFAULT_PARALLEL, on_event: ProgressCallback | None = None) -> Cohort:
+    """Bring up one instance of the lab per candidate of ``roster``, ``parallel`` at a time.
+    Failed seats are reported (status ``failed``, ``detail``) and left for :func:`cohort_retry`."""
     check_instance_name(name)
+    _check_parallel(parallel)
     if len(name) > 27:
         raise UserError(f"cohort name {name!r} is too long; use at most 27 characters (instances add '-NN').")
     if _cohort_file(ctx, name).exists():
@@ -122,46 +367,96 @@ def cohort_up(ctx: Context, lab_ref: str, roster: Path, *, name: str, seed: int 
             seeds.append(s)
     seats = [Seat(candidate=c, instance=f"{name}-{i + 1:02d}", seed=s)
              for i, (c, s) in enumerate(zip(candidates, seeds, strict=True))]
-    cohort = Cohort(name, lab.spec.id, seed, seats)
+    cohort = Cohort(name, lab.spec.id, seed, seats, str(lab.lab_file))
     _save(ctx, cohort)
-    for seat in cohort.seats:
-        try:
-            up(ctx, str(lab.lab_file), instance=seat.instance, seed=seat.seed, candidate=seat.candidate)
-            seat.status, seat.detail = "up", ""
-        except LabkitError as exc:
-            seat.status, seat.detail = "failed", str(exc)
-        _save(ctx, cohort)
-    return cohort
+    return _launch(ctx, cohort, cohort.seats, parallel, on_event)
 
 
-def cohort_grade(ctx: Context, name: str, *, mode: str = "grade") -> Cohort:
+def cohort_retry(ctx: Context, name: str, candidates: list[str] | None = None, *,
+                 parallel: int = DEFAULT_PARALLEL, on_event: ProgressCallback | None = None) -> Cohort:
+    """Launch again, with the same seeds, the seats that failed or were never launched (all of
+    them, or those named: by candidate name or instance)."""
+    _check_parallel(parallel)
     cohort = load(ctx, name)
-    for seat in cohort.seats:
-        if seat.status not in ("up", "graded"):
-            continue
-        try:
-            summary = grade(ctx, seat.instance, mode=mode)
-            seat.status, seat.detail = "graded", ""
-            seat.score, seat.run_id = f"{summary.score}/{summary.max_score}", summary.run_id
-        except LabkitError as exc:
-            seat.detail = str(exc)
-        _save(ctx, cohort)
-    return cohort
+    if candidates:
+        chosen: list[Seat] = []
+        for want in candidates:
+            match = [s for s in cohort.seats if want in (s.candidate, s.instance)]
+            if not match:
+                known = ", ".join(s.candidate for s in cohort.seats)
+                raise UserError(f"cohort {name!r} has no candidate {want!r}; its candidates are: {known}.")
+            seat = match[0]
+            if seat.status not in RETRYABLE:
+                raise UserError(f"{seat.candidate} ({seat.instance}) is {seat.status}, not failed; only failed "
+                                "seats are launched again.")
+            if seat not in chosen:
+                chosen.append(seat)
+    else:
+        chosen = [s for s in cohort.seats if s.status in RETRYABLE]
+        if not chosen:
+            raise UserError(f"no seat of cohort {name!r} has failed; nothing to retry.")
+    load_lab_checked(ctx, cohort.lab_file or cohort.lab)  # the lab still loads, before touching seats
+    return _launch(ctx, cohort, chosen, parallel, on_event)
 
 
-def cohort_down(ctx: Context, name: str) -> Cohort:
+def cohort_grade(ctx: Context, name: str, *, mode: str = "grade", parallel: int = DEFAULT_GRADE_PARALLEL,
+                 on_event: ProgressCallback | None = None, lock_wait: float = GRADE_LOCK_WAIT) -> Cohort:
+    """Grade every seat that is up, ``parallel`` at a time, one grading per instance at a time
+    (a grading of the same instance elsewhere is waited for, up to ``lock_wait`` seconds)."""
+    _check_parallel(parallel)
     cohort = load(ctx, name)
+    seats = [s for s in cohort.seats if s.status in ("up", "graded")]
+    tracker = _Tracker(name, len(seats), on_event)
+    stop = threading.Event()
+
+    def grade_one(seat: Seat) -> None:
+        if stop.is_set():
+            return
+        tracker.emit(seat, "grading")
+        t0 = time.monotonic()
+        try:
+            with grading_lock(ctx, seat.instance, wait=lock_wait):
+                summary = grade(ctx, seat.instance, mode=mode)
+        except Exception as exc:  # noqa: BLE001 - one seat's failure is that seat's result
+            error = _error_text(exc)
+            _set_seat(ctx, name, seat.instance, detail=error)
+            tracker.emit(seat, "grade-failed", ok=False, error=error, seconds=time.monotonic() - t0)
+        else:
+            score = f"{summary.score}/{summary.max_score}"
+            _set_seat(ctx, name, seat.instance, status="graded", detail="", score=score, run_id=summary.run_id)
+            tracker.emit(seat, "graded", seconds=time.monotonic() - t0, score=score, run_id=summary.run_id)
+
+    try:
+        _run_pool(seats, grade_one, parallel, stop)
+    except KeyboardInterrupt:
+        raise UserError(f"interrupted; the gradings that finished are recorded: see 'labkit cohort status "
+                        f"{name}'.") from None
+    return load(ctx, name)
+
+
+def cohort_down(ctx: Context, name: str, *, on_event: ProgressCallback | None = None) -> Cohort:
+    """Remove every instance of the cohort, one after the other (removal is quick, and the
+    last one unmounts the run directory: no removal races another)."""
+    cohort = load(ctx, name)
+    tracker = _Tracker(name, len(cohort.seats), on_event)
     for seat in cohort.seats:
+        tracker.emit(seat, "removing")
+        t0 = time.monotonic()
         exists = ctx.store.exists(seat.instance) or (ctx.settings.run_dir / seat.instance).exists() \
             or any(Path("/run/netns").glob(f"lk-{seat.instance}.*"))
         try:
             if exists:
                 down(ctx, seat.instance)
-            seat.status, seat.detail = "removed", ""
         except LabkitError as exc:
-            seat.detail = str(exc)
+            _set_seat(ctx, name, seat.instance, detail=str(exc))
+            tracker.emit(seat, "remove-failed", ok=False, error=str(exc), seconds=time.monotonic() - t0)
+        else:
+            _set_seat(ctx, name, seat.instance, status="removed", detail="")
+            tracker.emit(seat, "removed", seconds=time.monotonic() - t0)
+            grade_lock_path(ctx, seat.instance).unlink(missing_ok=True)
+    cohort = load(ctx, name)
     if all(s.status == "removed" for s in cohort.seats):
-        _cohort_file(ctx, name).unlink()
-    else:
-        _save(ctx, cohort)
+        with _FILE_LOCK:
+            _cohort_file(ctx, name).unlink()
+            _cohort_file(ctx, name).with_name(f".{name}.lock").unlink(missing_ok=True)
     return cohort
