@@ -272,12 +272,19 @@ def _boot_id() -> str:
 
 
 def _start_ticks(pid: int) -> int | None:
+    """Start time of a living ``pid`` (field 22 of /proc/<pid>/stat), None when it is gone.
+
+    A zombie (killed, not yet waited for by its parent) counts as gone: it grades nothing.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # comm (field 2) may hold spaces and ')': split after its last ')'; field 22 is then index 19
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    # comm (field 2) may hold spaces and ')': split after its last ')'; state is field 3
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
 
 
 def current_process() -> ProcessIdentity:
