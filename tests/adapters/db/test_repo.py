@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -23,7 +26,7 @@ def _seat(db: Database, n: int = 1, cohort: str = "bts1") -> list[Candidate]:
         c = repo.create_cohort(s, cohort, "routing-multisite", 2026, created_by=trainer)
         out = []
         for i in range(1, n + 1):
-            u = repo.create_user(s, f"{cohort}.c{i}", f"Candidat {i}", "candidate", password=f"pw-{i}-secret")
+            u = repo.create_user(s, f"{cohort}.c{i}", f"Candidat {i}", "candidate")
             out.append(repo.add_candidate(s, c, u, f"Candidat {i}", f"{cohort}-{i:02d}", 100 + i))
         return out
 
@@ -278,3 +281,48 @@ def test_cohort_created_by_is_kept(database: Database) -> None:
     with database.session() as s:
         cohort = s.scalars(select(Cohort)).one()
         assert cohort.created_by is not None and cohort.created_by.login == "prof"
+
+
+FINISHER = """
+import os, sys, time
+from pathlib import Path
+from labkit.adapters.db import repo
+from labkit.adapters.db.database import Database
+
+db = Database(os.environ["LABKIT_TEST_DB_URL"])
+ids = [int(x) for x in sys.argv[2:]]
+with db.session() as s:
+    rows = [repo.start_grading_run(s, c, "final").id for c in ids]
+Path(sys.argv[1] + f".ready.{os.getpid()}").touch()
+while not Path(sys.argv[1]).exists():
+    time.sleep(0.005)
+for row, cand in zip(rows, ids):
+    with db.session() as s:
+        repo.finish_grading_run(s, row, run_id=f"run-{cand}", manifest_sha256="f" * 64, score=cand, max_score=100)
+db.dispose()
+"""
+
+
+def test_two_processes_finishing_at_once_lose_no_row(database: Database, tmp_path: Path) -> None:
+    cands = [c.id for c in _seat(database, 10)]
+    go = tmp_path / "go"
+    env = {**os.environ, "LABKIT_TEST_DB_URL": database.url.render_as_string(hide_password=False)}
+    procs = [subprocess.Popen([sys.executable, "-c", FINISHER, str(go), *map(str, half)], env=env,
+                              stderr=subprocess.PIPE, text=True) for half in (cands[:5], cands[5:])]
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("go.ready.*"))) < 2 and all(p.poll() is None for p in procs):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        go.touch()
+        errs = [p.communicate(timeout=120)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0], errs
+    with database.session() as s:
+        rows = s.scalars(select(GradingRun).order_by(GradingRun.candidate_id)).all()
+    assert [(r.candidate_id, r.status, r.run_id, r.score) for r in rows] == [
+        (c, "complete", f"run-{c}", c) for c in cands]
