@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,7 +91,7 @@ def test_a_grading_error_is_recorded_failed(database: Database, tmp_path: Path) 
 
 # -- a real lab, a real grading, a real SIGKILL -----------------------------------------------
 CHILD = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     from labkit.adapters.storage import runs
     from labkit.adapters.db.database import Database
     from labkit.settings import load_settings
@@ -106,17 +105,9 @@ CHILD = textwrap.dedent("""
         time.sleep(0.3)
     runs.RunWriter.add_evidence = slow_add
 
-    runs_record.graded(Context(load_settings()), Database(sys.argv[1]), int(sys.argv[2]), "grade")
+    runs_record.graded(Context(load_settings()), Database(os.environ["LABKIT_TEST_DB_URL"]), int(sys.argv[1]), "grade")
     print("GRADED TO THE END")  # must never be printed: the parent kills us first
 """)
-
-
-@pytest.fixture
-def db_file(tmp_path: Path) -> Iterator[Database]:
-    db = Database(f"sqlite:///{tmp_path / 'labkit.db'}")
-    db.upgrade()
-    yield db
-    db.dispose()
 
 
 def _unsealed_folder(runs: Path, done: set[str]) -> Path | None:
@@ -128,24 +119,27 @@ def _unsealed_folder(runs: Path, done: set[str]) -> Path | None:
 
 @pytest.mark.root
 @pytest.mark.slow
-def test_sigkill_mid_grade_leaves_interrupted_and_loses_nothing(lab_env: LabEnv, db_file: Database) -> None:
+def test_sigkill_mid_grade_leaves_interrupted_and_loses_nothing(lab_env: LabEnv, database: Database) -> None:
     from labkit.usecases.lifecycle import up
+
+    db = database  # SQLite, then PostgreSQL
 
     name = f"crash{os.getpid() % 100000}"
     ctx = Context(lab_env.settings)
     up(ctx, LAB, instance=name, seed=4242)
-    cand = _seat(db_file, name)
+    cand = _seat(db, name)
 
-    first = runs_record.graded(ctx, db_file, cand.id, "selfcheck")  # a finished result to keep
+    first = runs_record.graded(ctx, db, cand.id, "selfcheck")  # a finished result to keep
     assert first.status == "complete" and first.run_id
     first_run = open_run(lab_env.settings.runs, first.run_id)
 
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db_file.url.render_as_string(False)), str(cand.id)],
-                             env=lab_env.env, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**lab_env.env, "LABKIT_TEST_DB_URL": db.url.render_as_string(hide_password=False)}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(cand.id)], env=env, cwd=PROJECT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline, folder, running = time.monotonic() + 120, None, None
         while time.monotonic() < deadline and child.poll() is None:
-            with db_file.session() as s:
+            with db.session() as s:
                 running = s.scalars(select(GradingRun).where(GradingRun.status == "running")).one_or_none()
             folder = _unsealed_folder(lab_env.settings.runs, {first.run_id})
             if running is not None and folder is not None:
@@ -159,30 +153,30 @@ def test_sigkill_mid_grade_leaves_interrupted_and_loses_nothing(lab_env: LabEnv,
         while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        assert runs_record.reap(db_file) == [running.id]
+        assert runs_record.reap(db) == [running.id]
     finally:
         if child.poll() is None:
             child.kill()
         out, err = child.communicate(timeout=60)
     assert child.returncode == -signal.SIGKILL and "GRADED TO THE END" not in out, err
 
-    killed = _row(db_file, running.id)
+    killed = _row(db, running.id)
     assert killed.status == "interrupted" and killed.run_id is None and killed.score is None
     assert not (folder / SEAL).exists()
     with pytest.raises((EvidenceIntegrityError, UnknownRunError)):  # not proof of anything
         open_run(lab_env.settings.runs, folder.name)
-    with db_file.session() as s:
+    with db.session() as s:
         assert repo.reap_interrupted(s) == []  # stays interrupted: nothing can complete it
         with pytest.raises(Exception, match="already interrupted"):
             repo.finish_grading_run(s, killed.id, run_id=folder.name, manifest_sha256="0" * 64, score=1,
                                     max_score=1)
     # the finished result is intact, row and folder
-    kept = _row(db_file, first.id)
+    kept = _row(db, first.id)
     assert (kept.status, kept.run_id, kept.manifest_sha256) == ("complete", first.run_id, first.manifest_sha256)
     again = open_run(lab_env.settings.runs, first.run_id)
     assert again.manifest_sha256 == first_run.manifest_sha256 == first.manifest_sha256
     assert again.summary.score == kept.score
     # the candidate can be graded again right away: the dead row does not block
-    with db_file.session() as s:
+    with db.session() as s:
         assert repo.start_grading_run(s, cand.id, "grade").status == "running"
     down_leaves_nothing(lab_env, name)
