@@ -16,7 +16,7 @@ from sqlalchemy import select
 from labkit.adapters.db import repo
 from labkit.adapters.db.database import Database
 from labkit.adapters.db.models import Candidate, Cohort, GradingRun, User, WebSession, utcnow
-from labkit.adapters.security.passwords import verify_password
+from labkit.adapters.security.passwords import hash_password, verify_password
 from labkit.errors import LabkitError, UserError
 
 
@@ -44,8 +44,10 @@ def test_users_and_duplicate_login(database: Database) -> None:
         # the duplicate is refused with a sentence, and the transaction goes on
         with pytest.raises(UserError, match="login 'alice.martin' is already taken"):
             repo.create_user(s, "alice.martin", "Other", "assessor")
-        repo.create_user(s, "bob", "Bob", "assessor")
+        repo.create_user(s, "bob", "Bob", "assessor", password_hash=hash_password("pre-hashed"))
     with database.session() as s:
+        bob = repo.get_user_by_login(s, "bob")
+        assert bob is not None and verify_password(bob.password_hash, "pre-hashed")
         assert sorted(s.scalars(select(User.login))) == ["alice.martin", "bob"]
         repo.set_password(s, u, "new one!")
     with database.session() as s:
@@ -143,7 +145,11 @@ def test_web_sessions_store_only_a_hash(database: Database) -> None:
         assert repo.get_web_session(s, token3) is None
     with database.session() as s:
         token4, _ = repo.create_web_session(s, repo.create_user(s, "bob", "Bob", "trainer"))
-        repo.set_password(s, repo.get_user_by_login(s, "bob"), "changed")  # type: ignore[arg-type]
+        bob = repo.get_user_by_login(s, "bob")
+        assert bob is not None
+        repo.set_password(s, bob, "rehashed", end_sessions=False)
+        assert repo.get_web_session(s, token4) is not None
+        repo.set_password(s, bob, "changed")
         assert repo.get_web_session(s, token4) is None
 
 

@@ -103,8 +103,12 @@ def _insert(s: Session, row: T, explain: Callable[[], str]) -> T:
 
 # -- users ----------------------------------------------------------------------------------
 def create_user(s: Session, login: str, display_name: str, role: str, *, password: str | None = None,
-                ssh_public_key: str | None = None, locale: str = "fr") -> User:
-    """A new account; ``password`` is stored only as its argon2 hash."""
+                password_hash: str | None = None, ssh_public_key: str | None = None, locale: str = "fr") -> User:
+    """A new account; ``password`` is stored only as its argon2 hash.
+
+    ``password_hash`` (from :func:`hash_password`) lets a caller hash a batch of passwords
+    before opening the transaction: argon2 is deliberately slow.
+    """
     login = login.strip().lower()
     if not LOGIN_RE.fullmatch(login):
         raise UserError(f"{login!r} is not a valid login; use 1 to 64 of a-z, 0-9, '.', '_', '-' "
@@ -112,7 +116,7 @@ def create_user(s: Session, login: str, display_name: str, role: str, *, passwor
     if role not in ROLES:
         raise UserError(f"{role!r} is not a role; choose one of {', '.join(ROLES)}")
     user = User(login=login, display_name=display_name.strip() or login, role=role, locale=locale,
-                password_hash=hash_password(password) if password else None, ssh_public_key=ssh_public_key,
+                password_hash=hash_password(password) if password else password_hash, ssh_public_key=ssh_public_key,
                 disabled=False)
     return _insert(s, user, lambda: f"the login {login!r} is already taken; choose another login")
 
@@ -125,11 +129,13 @@ def get_user_by_login(s: Session, login: str) -> User | None:
     return s.scalars(select(User).where(User.login == login.strip().lower())).one_or_none()
 
 
-def set_password(s: Session, user: User | int, password: str) -> None:
-    """Replace the password (hashed); existing web sessions of the user are closed."""
+def set_password(s: Session, user: User | int, password: str, *, end_sessions: bool = True) -> None:
+    """Replace the password (hashed). A new password ends the user's web sessions (whoever
+    knew the old one is logged out); a rehash of the same password passes end_sessions=False."""
     row = _require(s, User, user, "user")
     row.password_hash = hash_password(password)
-    s.execute(delete(WebSession).where(WebSession.user_id == row.id))
+    if end_sessions:
+        s.execute(delete(WebSession).where(WebSession.user_id == row.id))
 
 
 def set_ssh_public_key(s: Session, user: User | int, key: str | None) -> None:
