@@ -243,6 +243,17 @@ def test_exec_status_stdout_stderr_stdin(local: World) -> None:
     assert r.returncode == 255 and b"rtype exit-signal" in r.stderr, r
 
 
+def test_bulk_both_ways_nothing_lost(local: World) -> None:
+    """Megabytes through the relay: flow control, not buffering, keeps every byte."""
+    r = local.ssh("alice", command=["seq 1 300000"], timeout=120)
+    assert r.returncode == 0 and r.stdout == b"".join(b"%d\n" % i for i in range(1, 300001)), r.stderr
+    blob = os.urandom(3 * 1024 * 1024)
+    r = local.ssh("alice", command=["sha256sum"], input=blob, timeout=120)
+    import hashlib
+
+    assert r.returncode == 0 and r.stdout.split()[0].decode() == hashlib.sha256(blob).hexdigest(), r.stderr
+
+
 def test_password_auth_and_failures(local: World) -> None:
     r = local.ssh("alice", command=["echo in"], password="pw-alice-secret")
     assert (r.returncode, r.stdout) == (0, b"in\n"), r
@@ -306,11 +317,12 @@ def test_forwarding_and_subsystems_refused(local: World) -> None:
 
 
 def test_pty_session_window_size_and_recording(local: World) -> None:
-    r = local.ssh("alice+r-hq", "-tt", input=b"stty size; echo T=$TERM; tty\nexit 3\n")
+    r = local.ssh("alice+r-hq", "-tt", input=b"stty size; echo T=$TERM; tty\nseq 1 100000\nexit 3\n")
     out = r.stdout.decode(errors="replace")
     assert r.returncode == 3, r
     assert "T=xterm-256color" in out, out  # the client's TERM, not the bastion's
     assert "/dev/pts/" in out and "24 80" in out, out  # no size from a client without a terminal: 80x24
+    assert "\r\n".join(str(i) for i in range(1, 100001)) in out  # a pty's worth of output, in order
     (row,) = local.wait_recordings_closed("alice", 1)
     assert row.node == "r-hq" and row.channel == "ssh" and row.size_bytes > 0
     path = local.ctx.settings.home / "recordings" / row.path
@@ -319,7 +331,7 @@ def test_pty_session_window_size_and_recording(local: World) -> None:
     events = list(read_events(path))
     typed = "".join(e.data for e in events if e.code == "i")
     shown = "".join(e.data for e in events if e.code == "o")
-    assert "stty size; echo T=$TERM; tty\nexit 3\n" in typed
+    assert "stty size; echo T=$TERM; tty\nseq 1 100000\nexit 3\n" in typed
     assert "/dev/pts/" in shown
     times = [e.time for e in events]
     assert times == sorted(times)

@@ -319,13 +319,13 @@ class BastionSession(asyncssh.SSHServerSession[bytes]):
     def data_received(self, data: bytes, datatype: int | None) -> None:
         if self.read_only or self.done:
             return
-        if self.child is None and len(self.pending) + len(data) > MAX_PENDING_INPUT:
-            return  # the shell is not there yet: drop a flood rather than hold it
         self.pending += data
         if self.rec is not None:
             self.rec.writer.input(data)
         if self.child is not None:
             self._write_input()
+        elif len(self.pending) > MAX_PENDING_INPUT and self.chan is not None:
+            self.chan.pause_reading()  # the shell is not there yet: the client waits (SSH window)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -466,10 +466,11 @@ class BastionSession(asyncssh.SSHServerSession[bytes]):
         except OSError:
             self.pending.clear()  # the child is gone; its exit ends the session
         loop.remove_writer(child.in_fd)
-        chan.resume_reading()
         if self.eof and child.err_fd is not None:  # a command: close its stdin
             os.close(child.in_fd)
             child.in_fd = None
+            return
+        chan.resume_reading()  # last: it may deliver more input, and call this again, at once
 
     # -- end
     def _on_exit(self) -> None:
