@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,31 @@ def test_bad_urls_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(EnvironmentProblem, match="check LABKIT_DB_URL") as e:
         Database("postgresql+psycopg://u:secret@127.0.0.1:1/x").upgrade()
     assert "secret" not in str(e.value)
+
+
+UPGRADER = """
+import os, time
+from pathlib import Path
+from labkit.adapters.db.database import Database
+db = Database(os.environ["LABKIT_TEST_DB_URL"])
+while not Path(os.environ["LABKIT_TEST_GO"]).exists():
+    time.sleep(0.005)
+db.upgrade()
+db.dispose()
+"""
+
+
+def test_processes_starting_at_once_upgrade_once(db_url: str, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    env = {**os.environ, "LABKIT_TEST_DB_URL": db_url, "LABKIT_TEST_GO": str(go)}
+    procs = [subprocess.Popen([sys.executable, "-c", UPGRADER], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    time.sleep(1.5)  # let all three import and wait on the go file
+    go.touch()
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errs
+    db = Database(db_url)
+    try:
+        assert _diff(db) == []
+    finally:
+        db.dispose()

@@ -21,7 +21,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +33,7 @@ __all__ = ["MIGRATIONS", "Database", "url_for"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _BUSY_TIMEOUT_MS = 15_000
+_MIGRATION_LOCK = 0x6C61626B6974  # "labkit": PostgreSQL advisory lock held while migrating
 
 
 def url_for(settings: Settings) -> str:
@@ -128,7 +129,9 @@ class Database:
         return cfg
 
     def upgrade(self, revision: str = "head") -> None:
-        """Bring the schema to ``revision`` (all migrations by default); safe to run every start."""
+        """Bring the schema to ``revision`` (all migrations by default); safe to run at every
+        start, also by several processes at once (SQLite: BEGIN IMMEDIATE; PostgreSQL: an
+        advisory lock), the later ones finding the schema already at head."""
         self._migrate(command.upgrade, revision)
 
     def downgrade(self, revision: str = "base") -> None:
@@ -139,6 +142,8 @@ class Database:
         cfg = self.alembic_config()
         try:
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":  # two processes starting at once: one migrates
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
                 cfg.attributes["connection"] = conn
                 action(cfg, revision)
         except OperationalError as exc:
