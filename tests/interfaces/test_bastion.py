@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import select
 import socket
 import subprocess
@@ -182,14 +183,17 @@ def _shells_left() -> list[str]:
     return kids
 
 
-def _read_until(proc: subprocess.Popen[bytes], needle: bytes, timeout: float = 20, stream: str = "stdout") -> bytes:
-    """Read the process's stdout (or stderr) until ``needle`` appears (or fail after ``timeout``)."""
+def _read_until(proc: subprocess.Popen[bytes], needle: bytes | re.Pattern[bytes], timeout: float = 20,
+                stream: str = "stdout") -> bytes:
+    """Read the process's stdout (or stderr) until ``needle`` (bytes or a regex) appears, or
+    fail after ``timeout``."""
+    found = needle.search if isinstance(needle, re.Pattern) else (lambda out: needle in out)
     pipe = proc.stdout if stream == "stdout" else proc.stderr
     assert pipe is not None
     out = b""
     deadline = time.monotonic() + timeout
     fd = pipe.fileno()
-    while needle not in out:
+    while not found(out):
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
             raise AssertionError(f"{needle!r} not seen; got {out!r}")
@@ -294,6 +298,9 @@ def test_forwarding_and_subsystems_refused(local: World) -> None:
     assert b"open failed: administratively prohibited: labkit: port forwarding is not allowed" in r.stderr
     r = local.ssh("alice", "-N", "-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:22", timeout=30)
     assert r.returncode == 255 and b"forwarding failed" in r.stderr, r
+    env = local.env() | {"DISPLAY": ":0"}
+    r = subprocess.run(local.ssh_argv("alice", "-X") + ["echo in"], capture_output=True, env=env, timeout=60)
+    assert r.stdout == b"in\n" and b"X11 forwarding request failed" in r.stderr, r
     r = local.ssh("alice", "-s", command=["sftp"])
     assert r.returncode != 0 and b"subsystem request failed" in r.stderr, r
     # -L: ssh listens here, but the bastion refuses to open the channel
@@ -335,6 +342,25 @@ def test_pty_session_window_size_and_recording(local: World) -> None:
     assert "/dev/pts/" in shown
     times = [e.time for e in events]
     assert times == sorted(times)
+
+
+def test_a_shell_that_ignores_the_hangup_is_killed(local: World) -> None:
+    """The client vanishes; the console ignores SIGHUP: SIGKILL after the grace period."""
+    from labkit.interfaces.bastion import KILL_GRACE
+
+    p = local.popen("alice", "-tt")
+    assert p.stdin is not None
+    p.stdin.write(b"trap '' HUP; echo PID=$$; exec sleep 120\n")
+    p.stdin.flush()
+    out = _read_until(p, re.compile(rb"PID=(\d+)\r"))
+    pid = int(re.findall(rb"PID=(\d+)\r", out)[0])
+    time.sleep(0.5)
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "sleep"
+    p.kill()
+    deadline = time.monotonic() + KILL_GRACE + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{pid}").exists(), "the console outlived its session"
 
 
 def test_window_size_changes_reach_the_shell(local: World) -> None:

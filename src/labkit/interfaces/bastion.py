@@ -154,6 +154,7 @@ class Bastion:
     acceptor: asyncssh.SSHAcceptor | None = None
     connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
     sessions: set[BastionSession] = field(default_factory=set)
+    children: set[int] = field(default_factory=set)  # console pids not yet reaped
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -183,7 +184,7 @@ class Bastion:
         if self.acceptor is not None:
             await self.acceptor.wait_closed()
         for _ in range(int((KILL_GRACE + 5) * 10)):
-            if not self.sessions and not self.tasks:
+            if not self.sessions and not self.tasks and not self.children:
                 return
             await asyncio.sleep(0.1)
 
@@ -378,6 +379,7 @@ class BastionSession(asyncssh.SSHServerSession[bytes]):
             return
         self.rec.writer.input(bytes(self.pending))
         self.child = spawn_in_pty(argv, *self.size) if self.term is not None else spawn_with_pipes(argv)
+        b.children.add(self.child.pid)
         log.info("%s: session on %s/%s (pid %d)", self.username, self.target.instance, self.target.node,
                  self.child.pid)
         asyncio.get_running_loop().add_reader(self.child.pidfd, self._on_exit)
@@ -483,6 +485,7 @@ class BastionSession(asyncssh.SSHServerSession[bytes]):
             return
         asyncio.get_running_loop().remove_reader(self.child.pidfd)
         os.close(self.child.pidfd)
+        self.bastion.children.discard(self.child.pid)
         self._drain()
         code = os.waitstatus_to_exitcode(status)
         if self.chan is not None:
@@ -530,15 +533,17 @@ class BastionSession(asyncssh.SSHServerSession[bytes]):
         if hangup:
             _kill_group(child.pid, signal.SIGHUP)
         killer = loop.call_later(KILL_GRACE, _kill_group, child.pid, signal.SIGKILL)
-        loop.add_reader(child.pidfd, _reaper(loop, child, killer))
+        loop.add_reader(child.pidfd, _reaper(loop, child, killer, self.bastion.children))
 
 
-def _reaper(loop: asyncio.AbstractEventLoop, child: Child, killer: asyncio.TimerHandle) -> Callable[[], None]:
+def _reaper(loop: asyncio.AbstractEventLoop, child: Child, killer: asyncio.TimerHandle,
+            live: set[int]) -> Callable[[], None]:
     def reap() -> None:
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(child.pid, os.WNOHANG)[0] == 0:
                 return
         killer.cancel()
+        live.discard(child.pid)
         loop.remove_reader(child.pidfd)
         os.close(child.pidfd)
     return reap
