@@ -1,15 +1,34 @@
-"""Cohorts: roster parsing (no root) and one instance per candidate (root)."""
+"""Cohorts: roster parsing (no root), parallel bookkeeping and locking (no root, with a
+recording stand-in for grading), and one instance per candidate launched and graded in
+parallel on a real lab (root)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from labkit.errors import UserError
-from labkit.usecases.cohort import cohort_down, cohort_grade, cohort_up, load, read_roster
-from labkit.usecases.lifecycle import Context, exec_in
-from tests.conftest import LabEnv, leftovers
+from labkit.errors import ProviderError, UserError
+from labkit.settings import Settings
+from labkit.usecases import cohort as cohort_mod
+from labkit.usecases.cohort import (
+    Cohort,
+    CohortProgress,
+    Seat,
+    cohort_down,
+    cohort_grade,
+    cohort_retry,
+    cohort_up,
+    grade_lock_path,
+    load,
+    read_roster,
+)
+from labkit.usecases.lifecycle import Context, down, exec_in
+from tests.conftest import LabEnv, leftovers, namespace_inodes
 
 
 @pytest.mark.parametrize("text,names", [
@@ -38,34 +57,217 @@ def test_bad_rosters(tmp_path: Path, text: str, needle: str) -> None:
         read_roster(tmp_path / "missing.csv")
 
 
+# -- bookkeeping and locks, without a lab ------------------------------------------------------
+def _fake_cohort(tmp_path: Path, n: int, status: str = "up") -> Context:
+    settings = Settings(home=tmp_path / "home", run_dir=tmp_path / "run", project=Path.cwd())
+    ctx = Context(settings)
+    seats = [Seat(candidate=f"Candidat {i}", instance=f"fk-{i:02d}", seed=i, status=status) for i in range(1, n + 1)]
+    cohort_mod._save(ctx, Cohort("fk", "routing-multisite", 1, seats))
+    return ctx
+
+
+class _Summary:
+    def __init__(self, instance: str):
+        self.score, self.max_score, self.run_id = 7, 10, f"{instance}-run"
+
+
+class GradeRecorder:
+    """Stands in for usecases.grade.grade: records when each call starts and ends."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.calls: list[tuple[str, float, float]] = []
+        self.running: dict[str, int] = {}
+        self.max_total = 0
+        self.max_same = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, ctx: Context, instance: str, *, mode: str = "grade") -> _Summary:
+        with self._lock:
+            self.running[instance] = self.running.get(instance, 0) + 1
+            self.max_same = max(self.max_same, self.running[instance])
+            self.max_total = max(self.max_total, sum(self.running.values()))
+        t0 = time.monotonic()
+        time.sleep(self.seconds)
+        with self._lock:
+            self.running[instance] -= 1
+            self.calls.append((instance, t0, time.monotonic()))
+        return _Summary(instance)
+
+
+def test_grading_bound_and_one_grading_per_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _fake_cohort(tmp_path, 6)
+    rec = GradeRecorder(0.3)
+    monkeypatch.setattr(cohort_mod, "grade", rec)
+    events: list[CohortProgress] = []
+    # two cohort gradings at once (a trainer's and the exam's end): each bounded to 3
+    threads = [threading.Thread(target=cohort_grade, args=(ctx, "fk"),
+                                kwargs={"parallel": 3, "on_event": events.append}) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(rec.calls) == 12  # every seat graded by each of the two
+    assert rec.max_same == 1  # never two gradings of one instance at once
+    assert 2 <= rec.max_total <= 6
+    for inst in {c[0] for c in rec.calls}:
+        spans = sorted((a, b) for i, a, b in rec.calls if i == inst)
+        assert spans[0][1] <= spans[1][0], f"gradings of {inst} overlap: {spans}"
+    c = load(ctx, "fk")
+    assert {s.status for s in c.seats} == {"graded"} and {s.score for s in c.seats} == {"7/10"}
+    finished = [e for e in events if e.finished]
+    assert len(finished) == 12 and all(e.ok and e.phase == "graded" for e in finished)
+
+
+def test_grading_bound_is_kept_within_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _fake_cohort(tmp_path, 5)
+    rec = GradeRecorder(0.2)
+    monkeypatch.setattr(cohort_mod, "grade", rec)
+    events: list[CohortProgress] = []
+    cohort_grade(ctx, "fk", parallel=2, on_event=events.append)
+    assert rec.max_total == 2 and len(rec.calls) == 5
+    done = [e.done for e in events if e.finished]
+    assert sorted(done) == [1, 2, 3, 4, 5] and all(e.total == 5 for e in events)
+
+
+HOLD = """import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+print(time.monotonic(), flush=True)  # CLOCK_MONOTONIC: one clock for every process; the lock goes at exit
+"""
+
+
+def test_grading_lock_holds_across_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _fake_cohort(tmp_path, 2)
+    rec = GradeRecorder(0.0)
+    monkeypatch.setattr(cohort_mod, "grade", rec)
+    lock = grade_lock_path(ctx, "fk-01")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    # another process grades fk-01 for 1.5 s: a short wait gives up on that seat only
+    with subprocess.Popen([sys.executable, "-c", HOLD, str(lock), "1.5"], stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        c = cohort_grade(ctx, "fk", parallel=2, lock_wait=0.3)
+        assert "already running" in c.seats[0].detail and c.seats[0].status == "up"
+        assert c.seats[1].status == "graded"
+        # a long enough wait grades it once the other process is done, never during
+        c = cohort_grade(ctx, "fk", parallel=2, lock_wait=10)
+        released = float(holder.stdout.readline())
+        holder.wait(5)
+    assert c.seats[0].status == "graded" and c.seats[0].detail == ""
+    starts = [a for i, a, _ in rec.calls if i == "fk-01"]
+    assert len(starts) == 1 and holder.returncode == 0
+    assert starts[0] >= released  # graded only once the other process had let go
+
+
+def test_cohort_file_updates_are_never_lost(tmp_path: Path) -> None:
+    ctx = _fake_cohort(tmp_path, 40, status="planned")
+    barrier = threading.Barrier(40)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        for step in ("launching", "up"):
+            cohort_mod._set_seat(ctx, "fk", f"fk-{i:02d}", status=step, detail=step)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(1, 41)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [s.status for s in load(ctx, "fk").seats] == ["up"] * 40
+    assert not list((ctx.settings.home / "cohorts").glob("*.tmp"))
+
+
+def test_retry_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    ctx = _fake_cohort(tmp_path, 2)
+    with pytest.raises(UserError, match="nothing to retry"):
+        cohort_retry(ctx, "fk")
+    with pytest.raises(UserError, match="no candidate 'Nobody'"):
+        cohort_retry(ctx, "fk", ["Nobody"])
+    with pytest.raises(UserError, match="is up, not failed"):
+        cohort_retry(ctx, "fk", ["fk-02"])
+    with pytest.raises(UserError, match="from 1 to 60"):
+        cohort_retry(ctx, "fk", parallel=0)
+    with pytest.raises(UserError, match="no cohort"):
+        cohort_retry(ctx, "nope")
+
+
+def test_progress_callback_errors_do_not_stop_the_cohort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _fake_cohort(tmp_path, 3)
+    monkeypatch.setattr(cohort_mod, "grade", GradeRecorder(0.0))
+
+    def broken(ev: CohortProgress) -> None:
+        raise RuntimeError("display bug")
+
+    c = cohort_grade(ctx, "fk", parallel=3, on_event=broken)
+    assert [s.status for s in c.seats] == ["graded"] * 3
+
+
+# -- a real cohort, launched and graded in parallel ----------------------------------------------
+def _run_dir_mounts(settings: Settings) -> int:
+    with open("/proc/self/mountinfo") as fh:
+        return sum(line.split()[4] == str(settings.run_dir) for line in fh)
+
+
 @pytest.mark.root
-def test_cohort_of_three_distinct_instances(lab_env: LabEnv, tmp_path: Path) -> None:
+def test_parallel_cohort_failure_retry_grade_down(lab_env: LabEnv, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = Context(lab_env.settings)
     roster = tmp_path / "roster.txt"
-    roster.write_text("Alice Martin\nBob Durand\nChloé Petit\n")
-    c = cohort_up(ctx, "routing-multisite", roster, name="bts1", seed=2026)
-    assert [s.status for s in c.seats] == ["up", "up", "up"]
-    assert [s.instance for s in c.seats] == ["bts1-01", "bts1-02", "bts1-03"]
-    plans = [ctx.store.load(s.instance).plan for s in c.seats]
-    assert [p.candidate for p in plans] == ["Alice Martin", "Bob Durand", "Chloé Petit"]
-    # individual parameters: no two candidates share an addressing plan or a credential
-    for key in ("lan_hq", "snmp_user", "snmp_auth_pass"):
-        assert len({p.params[key] for p in plans}) == 3
-    assert exec_in(ctx, "bts1-02", "r-hq", ["hostname"]).stdout.strip() == "r-hq"
-    with pytest.raises(UserError, match="already exists"):
-        cohort_up(ctx, "routing-multisite", roster, name="bts1", seed=2026)
-    # grading goes on for everyone even when one instance is broken
-    ctx.store.load("bts1-03")
-    from labkit.usecases.lifecycle import down
+    roster.write_text("Alice Martin\nBob Durand\nChloé Petit\nDavid Roux\n")
+    real_up = cohort_mod.up
+    attempts: list[str] = []
 
-    down(ctx, "bts1-03")
-    graded = cohort_grade(ctx, "bts1")
-    assert [s.status for s in graded.seats[:2]] == ["graded", "graded"]
-    assert graded.seats[0].score is not None and graded.seats[0].run_id
-    assert graded.seats[2].status == "up" and "no lab instance" in graded.seats[2].detail
-    removed = cohort_down(ctx, "bts1")
+    def first_seat_fails_once(c: Context, lab: str, *, instance: str, **kw: object) -> object:
+        attempts.append(instance)
+        if instance == "hcp9-01" and attempts.count(instance) == 1:
+            raise ProviderError("injected: the first launch of hcp9-01 fails")
+        return real_up(c, lab, instance=instance, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cohort_mod, "up", first_seat_fails_once)
+    events: list[tuple[float, CohortProgress]] = []
+    c = cohort_up(ctx, "routing-multisite", roster, name="hcp9", seed=2026, parallel=3,
+                  on_event=lambda e: events.append((time.monotonic(), e)))
+    assert [s.status for s in c.seats] == ["failed", "up", "up", "up"], [s.detail for s in c.seats]
+    assert "injected" in c.seats[0].detail
+    failed = [e for _, e in events if not e.ok]
+    assert [(e.instance, e.phase, e.candidate) for e in failed] == [("hcp9-01", "failed", "Alice Martin")]
+    last = events[-1][1]
+    assert (last.done, last.failed, last.total) == (4, 1, 4)
+    # the first instance up holds the run directory: one bind mount, not one per launch thread
+    assert _run_dir_mounts(lab_env.settings) == 1
+    with pytest.raises(UserError, match="already exists"):
+        cohort_up(ctx, "routing-multisite", roster, name="hcp9", seed=2026)
+
+    # retry: the failed seat comes up with the seed it was given
+    c = cohort_retry(ctx, "hcp9", parallel=2)
+    assert [s.status for s in c.seats] == ["up"] * 4
+    plans = [ctx.store.load(s.instance).plan for s in c.seats]
+    assert [p.seed for p in plans] == [s.seed for s in c.seats]
+    assert [p.candidate for p in plans] == ["Alice Martin", "Bob Durand", "Chloé Petit", "David Roux"]
+    for key in ("lan_hq", "snmp_user", "snmp_auth_pass"):  # no two candidates share a plan or a secret
+        assert len({p.params[key] for p in plans}) == 4
+    assert exec_in(ctx, "hcp9-02", "r-hq", ["hostname"]).stdout.strip() == "r-hq"
+
+    # grading in parallel; one instance broken behind the cohort's back: the others go on
+    inodes = {s.instance: namespace_inodes(s.instance) for s in c.seats}
+    down(ctx, "hcp9-04")
+    events.clear()
+    graded = cohort_grade(ctx, "hcp9", parallel=3, on_event=lambda e: events.append((time.monotonic(), e)))
+    assert [s.status for s in graded.seats] == ["graded", "graded", "graded", "up"]
+    assert all(s.score and s.run_id for s in graded.seats[:3])
+    assert "no lab instance" in graded.seats[3].detail
+    assert sum(e.phase == "grading" for _, e in events) == 4
+    # the three real gradings (the first three seats take the three slots) ran at the same time
+    starts = [t for t, e in events if e.phase == "grading" and e.instance != "hcp9-04"]
+    ends = [t for t, e in events if e.phase == "graded"]
+    assert len(starts) == 3 and len(ends) == 3 and max(starts) < min(ends)
+
+    removed = cohort_down(ctx, "hcp9")
     assert all(s.status == "removed" for s in removed.seats)
     for s in removed.seats:
-        assert leftovers(lab_env.settings, s.instance) == []
+        assert leftovers(lab_env.settings, s.instance, inodes[s.instance]) == []
+    assert _run_dir_mounts(lab_env.settings) == 0
     with pytest.raises(UserError, match="no cohort"):
-        load(ctx, "bts1")
+        load(ctx, "hcp9")

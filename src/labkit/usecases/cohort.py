@@ -22,8 +22,10 @@ At scale (30 candidates on a small host):
   bind-mount it") is a check-then-act. Run by several threads at once on a fresh run
   directory it stacks one bind mount per thread, and ``down`` removes only one of them; and a
   rolled-back ``up`` that leaves the run directory empty unmounts it under a launch that just
-  checked it. So while no instance holds the run directory, seats are launched one at a time
-  ("pilot") until one is up; the others then go in parallel, the run directory held by it.
+  checked it. So while no instance of this home is up, launches go one at a time
+  (:func:`up_seat`, under an ``flock`` on ``<home>/locks/run-dir.lock``) until one is up and
+  holds the run directory; then they go in parallel. Whoever launches instances from
+  several threads (the portal) calls :func:`up_seat` rather than ``lifecycle.up``.
 * At most one grading of an instance runs at a time, across threads and processes
   (:func:`grading_lock`, an ``flock`` on ``<home>/locks/<instance>.grade.lock``); the portal
   takes the same lock for self-checks and submissions.
@@ -52,6 +54,7 @@ from typing import Any
 
 from labkit.adapters.storage.state import INSTANCE_RE, check_instance_name
 from labkit.errors import LabkitError, UserError
+from labkit.models.instance import InstanceState
 from labkit.usecases.grade import grade
 from labkit.usecases.lifecycle import Context, down, load_lab_checked, up
 
@@ -315,7 +318,7 @@ def _launch(ctx: Context, cohort: Cohort, seats: list[Seat], parallel: int,
         tracker.emit(seat, "launching")
         t0 = time.monotonic()
         try:
-            up(ctx, lab_ref, instance=seat.instance, seed=seat.seed, candidate=seat.candidate)
+            up_seat(ctx, lab_ref, instance=seat.instance, seed=seat.seed, candidate=seat.candidate)
         except Exception as exc:  # noqa: BLE001 - one seat's failure is that seat's result
             error = _error_text(exc)
             _set_seat(ctx, cohort.name, seat.instance, status="failed", detail=error)
@@ -324,11 +327,8 @@ def _launch(ctx: Context, cohort: Cohort, seats: list[Seat], parallel: int,
             _set_seat(ctx, cohort.name, seat.instance, status="up", detail="")
             tracker.emit(seat, "up", seconds=time.monotonic() - t0)
 
-    rest = list(seats)
     try:
-        while rest and not _run_dir_held(ctx):  # pilot: see the module docstring
-            _run_pool([rest.pop(0)], launch, 1, stop)
-        _run_pool(rest, launch, parallel, stop)
+        _run_pool(seats, launch, parallel, stop)
     except KeyboardInterrupt:
         done = load(ctx, cohort.name)
         n_up = sum(s.status == "up" for s in done.seats)
@@ -338,12 +338,29 @@ def _launch(ctx: Context, cohort: Cohort, seats: list[Seat], parallel: int,
 
 
 def _run_dir_held(ctx: Context) -> bool:
-    """An instance of this home holds the run directory (it is mounted and stays so)."""
+    """An instance of this home is up: it holds the run directory (mounted, never empty)."""
     rd = ctx.settings.run_dir
     try:
-        return any(p.is_dir() and INSTANCE_RE.fullmatch(p.name) and ctx.store.exists(p.name) for p in rd.iterdir())
+        names = [p.name for p in rd.iterdir() if p.is_dir() and INSTANCE_RE.fullmatch(p.name)]
     except OSError:
         return False
+    for n in names:
+        try:
+            if ctx.store.load(n).phase == "up":
+                return True
+        except LabkitError:
+            continue
+    return False
+
+
+def up_seat(ctx: Context, lab_ref: str, *, instance: str, seed: int, candidate: str | None) -> InstanceState:
+    """``lifecycle.up``, safe to call from many threads (and processes) at once: while no
+    instance of this home is up, launches go one at a time (see the module docstring)."""
+    if not _run_dir_held(ctx):
+        with _flock(ctx.settings.home / "locks" / "run-dir.lock", wait=None):
+            if not _run_dir_held(ctx):
+                return up(ctx, lab_ref, instance=instance, seed=seed, candidate=candidate)
+    return up(ctx, lab_ref, instance=instance, seed=seed, candidate=candidate)
 
 
 def cohort_up(ctx: Context, lab_ref: str, roster: Path, *, name: str, seed: int | None = None,
