@@ -24,6 +24,7 @@ class Settings:
     home: Path  # persistent state: instances/, runs/
     run_dir: Path  # volatile: namespace bind-mount files
     project: Path  # labs/, topologies/, playbooks/, graders/, inventories/
+    images: Path = Path("/var/lib/labkit/images")  # the nodes' root filesystems (build-node-image.sh)
 
     @property
     def instances(self) -> Path:
@@ -55,4 +56,5 @@ def load_settings() -> Settings:
         home=Path(os.environ.get("LABKIT_HOME", "/var/lib/labkit")),
         run_dir=Path(os.environ.get("LABKIT_RUN_DIR", "/run/labkit")),
         project=_find_project_root(),
+        images=Path(os.environ.get("LABKIT_IMAGE_DIR", "/var/lib/labkit/images")),
     )

@@ -132,8 +132,8 @@ def _setup_and_baseline(ctx: Context, lab: LoadedLab, prov: Provider, state: Ins
             ctx.store.save_baseline(state.name, spec.id, evidence)
 
 
-def _ns_paths(hv: dict[str, str]) -> tuple[str, str, str, str]:
-    return hv["labkit_netns"], hv["labkit_mnt"], hv["labkit_uts"], hv["labkit_pid"]
+def _ns_paths(hv: dict[str, str]) -> tuple[str, ...]:
+    return hv["labkit_netns"], hv["labkit_mnt"], hv["labkit_uts"], hv["labkit_ipc"], hv["labkit_pid"]
 
 
 def _teardown(ctx: Context, prov: Provider, name: str, state: InstanceState | None) -> list[str]:

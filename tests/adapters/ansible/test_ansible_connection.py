@@ -107,6 +107,7 @@ class ThrowawayNode:
         self.run = run
         self.mnt = run / f"{x}.mnt"
         self.uts = run / f"{x}.uts"
+        self.ipc = run / f"{x}.ipc"
         self.pid = run / f"{x}.pid"
         self.data: Path | None = None
         self.done: list[str] = []
@@ -117,7 +118,8 @@ class ThrowawayNode:
         return _argv("nsenter", *self._ns_args(), "--")
 
     def _ns_args(self) -> list[str]:
-        return [f"--net={self.netns}", f"--mount={self.mnt}", f"--uts={self.uts}", f"--pid={self.pid}"]
+        return [f"--net={self.netns}", f"--mount={self.mnt}", f"--uts={self.uts}", f"--ipc={self.ipc}",
+                f"--pid={self.pid}"]
 
     def create(self) -> None:
         if self.netns.exists():
@@ -128,6 +130,7 @@ class ThrowawayNode:
         _run("mount", "--make-private", self.run)
         self.mnt.touch()
         self.uts.touch()
+        self.ipc.touch()
         self.pid.touch()
         _run("ip", "netns", "add", self.ns)
         self.done.append("netns")
@@ -150,9 +153,10 @@ class ThrowawayNode:
             "ip link set lo up",
         ]
         _run("nsenter", f"--net={self.netns}", "unshare", f"--mount={self.mnt}", f"--uts={self.uts}",
-             "--propagation", "private", "/bin/sh", "-ec", "\n".join(lines))
+             f"--ipc={self.ipc}", "--propagation", "private", "/bin/sh", "-ec", "\n".join(lines))
         self.done.append("namespaces")
-        subprocess.run(_argv("setsid", "--fork", "nsenter", f"--net={self.netns}", f"--uts={self.uts}", "unshare",
+        subprocess.run(_argv("setsid", "--fork", "nsenter", f"--net={self.netns}", f"--uts={self.uts}",
+                             f"--ipc={self.ipc}", "unshare",
                              f"--pid={self.pid}", "--fork", "--kill-child", "nsenter", f"--mount={self.mnt}",
                              "/bin/sh", "-c", "mount -t proc proc /proc && exec tini -- sleep infinity"),
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -210,7 +214,7 @@ class ThrowawayNode:
             if self.pids():
                 problems.append(f"processes left in {self.ns}: {self.pids()}")
         if "namespaces" in self.done or "netns" in self.done:
-            for f in (self.mnt, self.uts, self.pid):
+            for f in (self.mnt, self.uts, self.ipc, self.pid):
                 subprocess.run(_argv("umount", f), check=False, capture_output=True)
         if "netns" in self.done:
             proc = subprocess.run(_argv("ip", "netns", "del", self.ns), check=False,
@@ -246,7 +250,8 @@ def _inventory(node: ThrowawayNode, path: Path, **override: str | None) -> Path:
     plan = InstancePlan(name="lktans", lab_id="none", lab_dir="/nonexistent", topology_id="none", seed=1,
                         params={"greeting": "hi"}, nodes=[NodePlan(name=node.x, role="router", services=[])],
                         segments={}, links={})
-    inv = build_inventory(plan, {node.x: (str(node.netns), str(node.mnt), str(node.uts), str(node.pid))})
+    inv = build_inventory(plan, {node.x: (str(node.netns), str(node.mnt), str(node.uts), str(node.ipc),
+                                          str(node.pid))})
     host = inv["all"]["children"]["routers"]["hosts"][node.x]
     for k, v in override.items():
         if v is None:
@@ -313,7 +318,9 @@ def test_playbook_runs_inside_the_node(node: ThrowawayNode, tmp_path: Path) -> N
     {"labkit_mnt": "/nonexistent/x.mnt"},
     {"labkit_pid": None},
     {"labkit_pid": "/proc/self/ns/pid"},
-], ids=["mnt-missing", "uts-empty", "host-netns", "mnt-gone", "pid-missing", "host-pid"])
+    {"labkit_ipc": None},
+    {"labkit_ipc": "/proc/self/ns/ipc"},
+], ids=["mnt-missing", "uts-empty", "host-netns", "mnt-gone", "pid-missing", "host-pid", "ipc-missing", "host-ipc"])
 def test_refuses_to_run_without_the_nodes_namespaces(node: ThrowawayNode, tmp_path: Path,
                                                      override: dict[str, str | None]) -> None:
     book = tmp_path / "book.yml"

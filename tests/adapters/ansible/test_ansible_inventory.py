@@ -59,10 +59,11 @@ def make_plan() -> InstancePlan:
     )
 
 
-def ns_paths(plan: InstancePlan) -> dict[str, tuple[str, str, str, str]]:
+def ns_paths(plan: InstancePlan) -> dict[str, tuple[str, ...]]:
     return {
         n.name: (f"/run/netns/lk-{plan.name}.n.{n.name}", f"/run/labkit/{plan.name}/{n.name}.mnt",
-                 f"/run/labkit/{plan.name}/{n.name}.uts", f"/run/labkit/{plan.name}/{n.name}.pid")
+                 f"/run/labkit/{plan.name}/{n.name}.uts", f"/run/labkit/{plan.name}/{n.name}.ipc",
+                 f"/run/labkit/{plan.name}/{n.name}.pid")
         for n in plan.nodes
     }
 
@@ -82,6 +83,7 @@ def test_groups_hosts_and_vars() -> None:
     assert hq["labkit_netns"] == "/run/netns/lk-t9.n.r-hq"
     assert hq["labkit_mnt"] == "/run/labkit/t9/r-hq.mnt"
     assert hq["labkit_uts"] == "/run/labkit/t9/r-hq.uts"
+    assert hq["labkit_ipc"] == "/run/labkit/t9/r-hq.ipc"
     assert hq["labkit_pid"] == "/run/labkit/t9/r-hq.pid"
     assert hq["ansible_python_interpreter"] == "/usr/bin/python3"
     assert hq["labkit_addresses"] == {"eth0": ["10.1.1.1/24"], "eth1": ["172.16.0.1/30"]}
@@ -104,7 +106,8 @@ def test_every_node_needs_its_namespace_paths() -> None:
     with pytest.raises(ValueError, match="pc-hq"):
         build_inventory(plan, paths)
     paths = ns_paths(plan)
-    paths["r-hq"] = ("/run/netns/x", "", "/run/labkit/t9/r-hq.uts", "/run/labkit/t9/r-hq.pid")
+    paths["r-hq"] = ("/run/netns/x", "", "/run/labkit/t9/r-hq.uts", "/run/labkit/t9/r-hq.ipc",
+                     "/run/labkit/t9/r-hq.pid")
     with pytest.raises(ValueError, match="mnt"):
         build_inventory(plan, paths)
     paths = ns_paths(plan)

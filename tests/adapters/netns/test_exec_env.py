@@ -52,7 +52,7 @@ def test_exec_enters_the_node_through_run_bounded(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(netns_provider, "run_bounded", fake_run)
     prov = NetnsProvider.__new__(NetnsProvider)
     monkeypatch.setattr(prov, "_check_node", lambda state, node: None, raising=False)
-    monkeypatch.setattr(prov, "node_enter_argv", lambda name, node: ["nsenter", "--net=/run/netns/x", "--wd=/"],
+    monkeypatch.setattr(prov, "node_enter_argv", lambda name, node, wd="/": ["nsenter", "--net=/run/netns/x", f"--wd={wd}"],
                         raising=False)
     res = prov.exec(_State(), "r1", ["env"])  # type: ignore[arg-type]
     assert seen["argv"] == ["nsenter", "--net=/run/netns/x", "--wd=/", "env"]
@@ -64,12 +64,12 @@ def test_console_clears_the_environment_on_the_host(monkeypatch: pytest.MonkeyPa
         monkeypatch.setenv(k, v)
     prov = NetnsProvider.__new__(NetnsProvider)
     monkeypatch.setattr(prov, "_check_node", lambda state, node: None, raising=False)
-    monkeypatch.setattr(prov, "node_enter_argv", lambda name, node: ["nsenter", "--wd=/"], raising=False)
+    monkeypatch.setattr(prov, "node_enter_argv", lambda name, node, wd="/": ["nsenter", f"--wd={wd}"], raising=False)
     for term, want in (("xterm-256color", "xterm-256color"), ("x\x1b]evil", "xterm"), ("", "xterm")):
         monkeypatch.setenv("TERM", term)
         assigned, rest = _clean_prefix(prov.console_argv(_State(), "r1"))  # type: ignore[arg-type]
         assert assigned == MINIMAL | {f"TERM={want}"}
-        assert rest == ["nsenter", "--wd=/", "--wd=/root", "/bin/bash", "-l"]  # no node 'env' in between
+        assert rest == ["nsenter", "--wd=/root", "/bin/bash", "-l"]  # no node 'env' in between
 
 
 def test_ansible_connection_gives_nodes_a_minimal_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,9 +78,11 @@ def test_writes_in_a_node_stay_in_the_node(lab_env: LabEnv) -> None:
     hidden = lab_env.labkit("exec", "pv3", "pc-hq", "--", "sh", "-c",
                             f"ls -A {PROJECT} {lab_env.settings.home} 2>/dev/null | wc -l")
     assert hidden.stdout.strip() == "0"
-    # the host's root filesystem is read-only in a node
-    ro = lab_env.labkit("exec", "pv3", "pc-hq", "--", "sh", "-c", "touch /labkit-test", check=False)
-    assert ro.returncode != 0 and not Path("/labkit-test").exists()
+    # the node's root is its own overlay on the nodes' image: a write at / lands in the node's
+    # upper layer, never on the host's root
+    lab_env.labkit("exec", "pv3", "pc-hq", "--", "sh", "-c", "touch /labkit-test")
+    assert not Path("/labkit-test").exists()
+    assert (lab_env.settings.instances / "pv3" / "nodes" / "pc-hq" / "upper" / "labkit-test").exists()
 
 
 def test_two_instances_side_by_side_same_addresses(lab_env: LabEnv) -> None:

@@ -14,6 +14,7 @@ Shape (YAML)::
               labkit_netns: /run/netns/lk-t1.n.r-hq
               labkit_mnt: /run/labkit/t1/r-hq.mnt
               labkit_uts: /run/labkit/t1/r-hq.uts
+              labkit_ipc: /run/labkit/t1/r-hq.ipc
               labkit_pid: /run/labkit/t1/r-hq.pid
               ansible_python_interpreter: /usr/bin/python3
               labkit_role: router
@@ -59,18 +60,21 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _check_paths(node: str, paths: tuple[str, str, str, str]) -> tuple[str, str, str, str]:
-    if len(paths) != 4:
-        raise ValueError(f"node {node!r}: expected (netns, mnt, uts, pid) paths, got {paths!r}")
-    for label, p in zip(("netns", "mnt", "uts", "pid"), paths, strict=True):
+NS_LABELS = ("netns", "mnt", "uts", "ipc", "pid")
+
+
+def _check_paths(node: str, paths: tuple[str, ...]) -> tuple[str, ...]:
+    if len(paths) != len(NS_LABELS):
+        raise ValueError(f"node {node!r}: expected ({', '.join(NS_LABELS)}) paths, got {paths!r}")
+    for label, p in zip(NS_LABELS, paths, strict=True):
         if not isinstance(p, str) or not p or not os.path.isabs(p):
             raise ValueError(f"node {node!r}: {label} path {p!r} is not an absolute path")
     return paths
 
 
-def build_inventory(plan: InstancePlan, node_ns: dict[str, tuple[str, str, str, str]]) -> dict[str, Any]:
-    """Inventory dict for ``plan``; ``node_ns`` maps every node to its (netns, mnt, uts, pid)
-    namespace files.
+def build_inventory(plan: InstancePlan, node_ns: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """Inventory dict for ``plan``; ``node_ns`` maps every node to its (netns, mnt, uts, ipc,
+    pid) namespace files.
 
     Raises ``ValueError`` if a node has no namespace paths (a host without them would have
     nowhere safe to run) or if ``node_ns`` names a node the plan does not have.
@@ -85,12 +89,13 @@ def build_inventory(plan: InstancePlan, node_ns: dict[str, tuple[str, str, str, 
 
     children: dict[str, dict[str, Any]] = {}
     for node in plan.nodes:
-        netns, mnt, uts, pid = _check_paths(node.name, node_ns[node.name])
+        netns, mnt, uts, ipc, pid = _check_paths(node.name, node_ns[node.name])
         host: dict[str, Any] = {
             "ansible_connection": CONNECTION,
             "labkit_netns": netns,
             "labkit_mnt": mnt,
             "labkit_uts": uts,
+            "labkit_ipc": ipc,
             "labkit_pid": pid,
             "ansible_python_interpreter": PYTHON,
             "labkit_role": node.role,

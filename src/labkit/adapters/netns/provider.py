@@ -1,9 +1,14 @@
-"""The netns provider: each node is a named network namespace plus persistent mount, UTS and
-PID namespaces, with its own /etc, /usr, /opt, /var, /srv (overlays on the host's), its own
-/root and /home, tmpfs /run, /tmp and /dev, and its own /proc: in a node, ``ps`` lists the
-node's processes only, and its PID 1 is ``tini``, which reaps the daemons' orphans; when
-that init ends, the kernel ends every process of the node. LAN segments are bridges in their own
-"switch" namespaces; grader vantage points are namespaces of their own on those LANs.
+"""The netns provider: each node is a named network namespace plus persistent mount, UTS, IPC
+and PID namespaces. Its root filesystem is its own overlay on the nodes' image (a Debian
+system built from Debian's packages by ``scripts/build-node-image.sh``; nothing of the host's
+files is below it: the mount namespace is pivoted into the overlay and the host's tree
+detached), with tmpfs /run, /tmp and /dev and its own /proc: in a node, ``ps`` lists the
+node's processes only, and its PID 1 is ``tini``, which reaps the daemons' orphans; when that
+init ends, the kernel ends every process of the node. Everything that runs in a node is
+started through ``enter.py`` on the host's Python: capability bounding set and seccomp filter
+(see there), so root in a node cannot mount, mknod, load modules, ptrace or leave its
+namespaces. LAN segments are bridges in their own "switch" namespaces; grader vantage points
+are namespaces of their own on those LANs.
 
 Nothing is ever added to the host's root network namespace: both ends of every veth pair
 are created directly inside their namespaces. Every name carries the instance name, so two
@@ -18,12 +23,14 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from labkit.adapters.netns import enter as enter_module
 from labkit.adapters.netns.nodefs import NodeFS, init_pid_of
 from labkit.adapters.netns.nsutil import run_in_netns
 from labkit.errors import MissingDependencyError, NotRootError, ProviderError, UnknownNodeError
@@ -33,11 +40,21 @@ from labkit.settings import Settings, load_settings
 T = TypeVar("T")
 
 NETNS_DIR = Path("/run/netns")
-OVERLAY_DIRS = ("etc", "usr", "opt", "srv")  # /var comes last, see _node_script
-KEEP_TOP = {
-    "bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "var", "opt", "srv",
-    "root", "home", "run", "tmp", "dev", "proc", "sys",
-}
+# The helper that enters a node, confined; run by the host's Python in isolated mode.
+ENTER = [sys.executable, "-I", str(Path(enter_module.__file__).resolve())]
+IMAGE_MARK = ".labkit-image"
+@dataclass(frozen=True)
+class NodeNamespaces:
+    """Where a node's namespaces are bound: its named network namespace, and files in the
+    instance's private run directory for the others."""
+
+    net: Path
+    mnt: Path
+    uts: Path
+    ipc: Path
+    pid: Path
+
+
 @dataclass(frozen=True)
 class BaseService:
     """A daemon the provider starts in a node at ``up`` (candidates restart it themselves)."""
@@ -81,7 +98,7 @@ do_stop_cmd_override() {
 \treturn "$RETVAL"
 }
 """
-TOOLS = ("ip", "nsenter", "unshare", "setsid", "mount", "umount", "ssh-keygen", "mknod", "tini")
+TOOLS = ("ip", "nsenter", "unshare", "setsid", "mount", "pivot_root")
 NODE_INIT = "/usr/bin/tini"
 DEVICES = (
     ("null", "c", 1, 3, "666"), ("zero", "c", 1, 5, "666"), ("full", "c", 1, 7, "666"),
@@ -204,19 +221,30 @@ class NetnsProvider:
     def _inst_run_dir(self, name: str) -> Path:
         return self.settings.run_dir / name
 
-    def _ns_files(self, name: str, node: str) -> tuple[Path, Path, Path]:
+    def _ns_files(self, name: str, node: str) -> NodeNamespaces:
         d = self._inst_run_dir(name)
-        return d / f"{node}.mnt", d / f"{node}.uts", d / f"{node}.pid"
+        return NodeNamespaces(net=NETNS_DIR / node_ns(name, node), mnt=d / f"{node}.mnt", uts=d / f"{node}.uts",
+                              ipc=d / f"{node}.ipc", pid=d / f"{node}.pid")
 
     def _node_dir(self, name: str, node: str) -> Path:
         return self.settings.instances / name / "nodes" / node
 
-    def node_enter_argv(self, name: str, node: str) -> list[str]:
-        mnt, uts, pid = self._ns_files(name, node)
-        return [
-            "nsenter", f"--net={NETNS_DIR / node_ns(name, node)}", f"--mount={mnt}", f"--uts={uts}",
-            f"--pid={pid}", "--wd=/",
-        ]
+    def node_enter_argv(self, name: str, node: str, wd: str = "/") -> list[str]:
+        """The confined way into a node (``enter.py``): append the command to run there."""
+        ns = self._ns_files(name, node)
+        return [*ENTER, "--net", str(ns.net), "--uts", str(ns.uts), "--ipc", str(ns.ipc), "--pid", str(ns.pid),
+                "--mnt", str(ns.mnt), "--wd", wd, "--"]
+
+    def image(self) -> Path:
+        """The nodes' root filesystem image new nodes start from (its real path)."""
+        current = self.settings.images / "current"
+        real = current.resolve()
+        if not (real / IMAGE_MARK).is_file():
+            raise MissingDependencyError(
+                f"the nodes' image is missing ({current}); run 'make deps' (it builds it with "
+                "scripts/build-node-image.sh) and retry."
+            )
+        return real
 
     # ------------------------------------------------------------- preflight
     def preflight(self, plan: InstancePlan) -> None:
@@ -225,14 +253,16 @@ class NetnsProvider:
                 "the netns provider needs root to create network namespaces; run labkit with sudo or as root."
             )
         missing_tools = [t for t in TOOLS if shutil.which(t) is None]
+        image = self.image()
         missing_pkgs = sorted({
             pkg for n in plan.nodes for s in n.services
-            for binary, pkg in [(SERVICES[s].binary, SERVICES[s].package)] if not os.path.exists(binary)
+            for binary, pkg in [(SERVICES[s].binary, SERVICES[s].package)] if not (image / binary.lstrip("/")).exists()
         })
         if missing_tools or missing_pkgs:
             what = ", ".join([*missing_tools, *(f"package {p}" for p in missing_pkgs)])
             raise MissingDependencyError(
-                f"missing on this machine: {what}; run 'make deps' (it installs the Debian packages) and retry."
+                f"missing on this machine or in the nodes' image: {what}; run 'make deps' (it installs the "
+                "Debian packages and builds the image) and retry."
             )
 
     # ---------------------------------------------------------------- create
@@ -241,6 +271,7 @@ class NetnsProvider:
         name = state.name
         self._ensure_private_run_dir()
         self._inst_run_dir(name).mkdir(mode=0o700, exist_ok=False)
+        state.provider_data = {"image": str(self.image())}
         for seg in plan.segments:
             self._bridge_ns(switch_ns(name, seg))
         for link in plan.links:
@@ -282,6 +313,7 @@ class NetnsProvider:
             if v.gateway:
                 _run(["ip", "-n", ns, "route", "add", "default", "via", v.gateway])
         state.provider_data = {
+            "image": state.provider_data["image"],
             "run_dir": str(self._inst_run_dir(name)),
             "namespaces": sorted(p.name for p in NETNS_DIR.glob(ns_prefix(name) + "*")),
         }
@@ -310,90 +342,82 @@ class NetnsProvider:
 
     def _create_node(self, state: InstanceState, node: str) -> None:
         name = state.name
-        ns = node_ns(name, node)
-        _run(["ip", "netns", "add", ns])
-        mnt, uts, pid = self._ns_files(name, node)
-        mnt.touch()
-        uts.touch()
-        pid.touch()
+        _run(["ip", "netns", "add", node_ns(name, node)])
+        ns = self._ns_files(name, node)
+        for f in (ns.mnt, ns.uts, ns.ipc, ns.pid):
+            f.touch()
         d = self._node_dir(name, node)
-        for sub in (*OVERLAY_DIRS, "var"):
-            (d / "upper" / sub).mkdir(parents=True, exist_ok=True)
-            (d / "work" / sub).mkdir(parents=True, exist_ok=True)
-        (d / "home").mkdir(exist_ok=True)
-        root = d / "root"
-        root.mkdir(mode=0o700, exist_ok=True)
-        for f in (".bashrc", ".profile"):
-            if Path("/etc/skel", f).exists():
-                shutil.copy(Path("/etc/skel", f), root / f)
+        for sub in ("upper", "work", "merged"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        image = Path(state.provider_data.get("image") or self.image())
         plan = state.plan.node(node)
         volumes = [(v.path, v.size) for v in plan.volumes] if plan else []
-        _run(["nsenter", f"--net={NETNS_DIR / ns}", "unshare", f"--mount={mnt}", f"--uts={uts}",
-              "--propagation", "private", "/bin/sh", "-ec", self._node_script(node, d, volumes)])
+        _run(["nsenter", f"--net={ns.net}", "unshare", f"--mount={ns.mnt}", f"--uts={ns.uts}", f"--ipc={ns.ipc}",
+              "--propagation", "private", "/bin/sh", "-ec", self._node_script(node, d, image, volumes)])
         self._start_init(name, node)
         self._verify_node(name, node)
         self._seed_node(state, node)
 
-    def _node_script(self, node: str, d: Path, volumes: list[tuple[str, str]] | None = None) -> str:
-        home = self.settings.home
-        lines = []
-        for sub in OVERLAY_DIRS:
-            lines.append(
-                f"mount -t overlay overlay -o lowerdir=/{sub},upperdir={d}/upper/{sub},"
-                f"workdir={d}/work/{sub} /{sub}"
-            )
-        lines += [
-            f"mount --bind {d}/root /root",
-            f"mount --bind {d}/home /home",
-            # /var last: the other upper dirs may live below it on the host
-            f"mount -t overlay overlay -o lowerdir=/var,upperdir={d}/upper/var,workdir={d}/work/var /var",
-            # hide every instance's state (grader keys, other candidates' nodes)
-            f"if [ -d {home} ]; then mount -t tmpfs -o ro,size=4k,mode=755 tmpfs {home}; fi",
-            f"if [ -d {self.settings.project} ]; then "
-            f"mount -t tmpfs -o ro,size=4k,mode=755 tmpfs {self.settings.project}; fi",
-            "mount -t tmpfs -o size=64m,mode=755 tmpfs /run",
-            "mkdir -p /run/lock /run/sshd && chmod 1777 /run/lock",
-            "mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp",
-            "mount -t sysfs -o ro sysfs /sys",
-            "mount -t tmpfs -o size=1m,mode=755,nosuid tmpfs /dev",
-            "mkdir -p /dev/net /dev/pts /dev/shm",
+    def _node_script(self, node: str, d: Path, image: Path, volumes: list[tuple[str, str]] | None = None) -> str:
+        """Run by the host's /bin/sh in the node's new mount namespace: the node's root is an
+        overlay whose only lower layer is the image, with its own /run, /tmp, /dev and a
+        read-only /sys; then ``pivot_root`` into it and detach the host's tree, so that no
+        file of the host (its /etc/shadow, labkit's home, other instances) is reachable from
+        the node, even by unmounting (which the node's root cannot do anyway)."""
+        m = shlex.quote(str(d / "merged"))
+        lines = [
+            f"mount -t overlay overlay -o lowerdir={shlex.quote(str(image))},upperdir={shlex.quote(str(d / 'upper'))},"
+            f"workdir={shlex.quote(str(d / 'work'))} {m}",
+            f"cd {m}",
+            "mount -t tmpfs -o size=64m,mode=755,nosuid,nodev tmpfs run",
+            "mkdir -p run/lock run/sshd && chmod 1777 run/lock",
+            "mount -t tmpfs -o size=256m,mode=1777,nosuid,nodev tmpfs tmp",
+            "mount -t sysfs -o ro,nosuid,nodev,noexec sysfs sys",
+            "mount -t tmpfs -o size=1m,mode=755,nosuid tmpfs dev",
+            "mkdir -p dev/net dev/pts dev/shm",
         ]
         for devname, kind, major, minor, mode in DEVICES:
-            lines.append(f"mknod -m {mode} /dev/{devname} {kind} {major} {minor}")
+            lines.append(f"mknod -m {mode} dev/{devname} {kind} {major} {minor}")
         lines += [
-            "mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts /dev/pts",
-            "ln -s pts/ptmx /dev/ptmx",
-            "mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev tmpfs /dev/shm",
-            "ln -s /proc/self/fd /dev/fd; ln -s /proc/self/fd/0 /dev/stdin",
-            "ln -s /proc/self/fd/1 /dev/stdout; ln -s /proc/self/fd/2 /dev/stderr",
+            "mount -t devpts -o newinstance,ptmxmode=0666,mode=620,nosuid,noexec devpts dev/pts",
+            "ln -s pts/ptmx dev/ptmx",
+            "mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev tmpfs dev/shm",
+            "ln -s /proc/self/fd dev/fd; ln -s /proc/self/fd/0 dev/stdin",
+            "ln -s /proc/self/fd/1 dev/stdout; ln -s /proc/self/fd/2 dev/stderr",
         ]
-        # data volumes: a size-limited tmpfs of the node's own; the mount point is created in
-        # the node's overlay (the topology model only allows paths below overlaid dirs)
+        # data volumes: a size-limited tmpfs of the node's own
         for path, size in volumes or []:
-            lines.append(f"mkdir -p {shlex.quote(path)} && mount -t tmpfs -o size={shlex.quote(size)},mode=755,"
-                         f"nosuid,nodev tmpfs {shlex.quote(path)}")
-        for top in sorted(os.listdir("/")):
-            p = Path("/", top)
-            if top not in KEEP_TOP and p.is_dir() and not p.is_symlink():
-                lines.append(f"mount -t tmpfs -o ro,size=4k,mode=755 tmpfs /{top} || true")
-        lines += [f"hostname {node}", "mount -o remount,bind,ro /"]
+            rel = shlex.quote("." + path)
+            lines.append(f"mkdir -p {rel} && mount -t tmpfs -o size={shlex.quote(size)},mode=755,"
+                         f"nosuid,nodev tmpfs {rel}")
+        lines += [
+            f"hostname {shlex.quote(node)}",
+            "mkdir .labkit-oldroot",
+            "pivot_root . .labkit-oldroot",
+            "cd /",
+            # umount reads /proc/self/mountinfo: a /proc for that moment only (the node's init
+            # mounts the node's own)
+            "mount -t proc proc /proc",
+            "umount -l /.labkit-oldroot",
+            "umount /proc",
+            "rmdir /.labkit-oldroot",
+        ]
         return "\n".join(lines)
 
     def _start_init(self, name: str, node: str) -> None:
-        """The node's PID namespace, bound to ``<node>.pid``, and its init: ``tini`` as PID 1
-        (it reaps orphaned daemons), which first mounts the node's own /proc. ``unshare``
-        stays in the host's mount namespace to bind the file; its child enters the node's."""
-        mnt, uts, pid = self._ns_files(name, node)
-        script = f"mount -t proc -o nosuid,nodev,noexec proc /proc && exec {NODE_INIT} -- sleep infinity"
+        """The node's PID namespace, bound to ``<node>.pid``, and its init: ``enter.py --init``
+        mounts the node's /proc as PID 1, confines itself and becomes ``tini`` (it reaps
+        orphaned daemons). ``unshare`` stays in the host's mount namespace to bind the file."""
+        ns = self._ns_files(name, node)
         # setsid --fork: the init's chain leaves this process at once (no child of ours to reap);
         # no pipe of ours may reach it, or reading our end would wait for the node's lifetime
-        subprocess.run(["setsid", "--fork", "nsenter", f"--net={NETNS_DIR / node_ns(name, node)}", f"--uts={uts}",
-                        "unshare", f"--pid={pid}", "--fork", "--kill-child",
-                        "nsenter", f"--mount={mnt}", "--wd=/", "/bin/sh", "-c", script],
+        subprocess.run(["setsid", "--fork", "nsenter", f"--net={ns.net}", f"--uts={ns.uts}", f"--ipc={ns.ipc}",
+                        "unshare", f"--pid={ns.pid}", "--fork", "--kill-child",
+                        *ENTER, "--init", "--mnt", str(ns.mnt), "--", NODE_INIT, "--", "sleep", "infinity"],
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        check=True, timeout=10, env=NODE_ENV)
         deadline = time.monotonic() + 10
-        while _ns_inode(pid) is None or not self._init_ready(name, node):
+        while _ns_inode(ns.pid) is None or not self._init_ready(name, node):
             if time.monotonic() > deadline:
                 raise ProviderError(f"node {node!r} did not get its init process within 10 s; nothing was "
                                     "started in it.")
@@ -408,15 +432,20 @@ class NetnsProvider:
         return out.returncode == 0 and out.stdout.strip() == Path(NODE_INIT).name
 
     def _verify_node(self, name: str, node: str) -> None:
-        """Prove the node's namespaces took effect before anything runs in it."""
+        """Prove the node's namespaces and confinement took effect before anything runs in
+        it: its own hostname, network and PID namespaces, tini as PID 1, an overlay root,
+        and, for the command that ran this check, the reduced bounding set and seccomp."""
         out = _run([*self.node_enter_argv(name, node), "/bin/sh", "-c",
-                    "hostname; readlink /proc/self/ns/net; grep -c ' overlay ' /proc/self/mountinfo; "
-                    "readlink /proc/self/ns/pid; cat /proc/1/comm"])
+                    "hostname; readlink /proc/self/ns/net; awk '$5 == \"/\" {print $9}' /proc/self/mountinfo | tail -1; "
+                    "readlink /proc/self/ns/pid; cat /proc/1/comm; "
+                    "sed -n 's/^CapBnd:[[:space:]]*//p; s/^Seccomp:[[:space:]]*//p' /proc/self/status"])
         host_net, host_pid = os.readlink("/proc/self/ns/net"), os.readlink("/proc/self/ns/pid")
         lines = out.split()
-        if (len(lines) != 5 or lines[0] != node or lines[1] == host_net or int(lines[2]) < 5
-                or lines[3] == host_pid or lines[4] != Path(NODE_INIT).name):
-            raise ProviderError(f"node {node!r} was not isolated as expected ({out.strip()!r}); "
+        want_caps = f"{enter_module.keep_mask():016x}"
+        if (len(lines) != 7 or lines[0] != node or lines[1] == host_net or lines[2] != "overlay"
+                or lines[3] == host_pid or lines[4] != Path(NODE_INIT).name or lines[5] != want_caps
+                or lines[6] != "2"):
+            raise ProviderError(f"node {node!r} was not isolated and confined as expected ({out.strip()!r}); "
                                 "nothing was started in it.")
 
     def _seed_node(self, state: InstanceState, node: str) -> None:
@@ -522,7 +551,7 @@ class NetnsProvider:
         if not term.replace("-", "").replace(".", "").replace("+", "").isalnum():
             term = "xterm"
         return ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in NODE_ENV.items()), f"TERM={term}",
-                *self.node_enter_argv(state.name, node), "--wd=/root", "/bin/bash", "-l"]
+                *self.node_enter_argv(state.name, node, wd="/root"), "/bin/bash", "-l"]
 
     # -------------------------------------------------------------- grading
     def run_at(self, state: InstanceState, where: str, fn: Callable[[], T], timeout: float) -> T:
@@ -545,17 +574,17 @@ class NetnsProvider:
     def node_fs(self, state: InstanceState, node: str) -> NodeFS:
         """The node's files, read by the grader's own code (nothing runs in the node)."""
         self._check_node(state, node)
-        _, _, pid = self._ns_files(state.name, node)
-        init = init_pid_of(pid)
+        init = init_pid_of(self._ns_files(state.name, node).pid)
         return NodeFS(Path(f"/proc/{init}/root"), init_pid=init)
 
     def ansible_host_vars(self, state: InstanceState, node: str) -> dict[str, str]:
-        mnt, uts, pid = self._ns_files(state.name, node)
+        ns = self._ns_files(state.name, node)
         return {
-            "labkit_netns": str(NETNS_DIR / node_ns(state.name, node)),
-            "labkit_mnt": str(mnt),
-            "labkit_uts": str(uts),
-            "labkit_pid": str(pid),
+            "labkit_netns": str(ns.net),
+            "labkit_mnt": str(ns.mnt),
+            "labkit_uts": str(ns.uts),
+            "labkit_ipc": str(ns.ipc),
+            "labkit_pid": str(ns.pid),
         }
 
     # --------------------------------------------------------------- destroy

@@ -7,10 +7,13 @@ DOCUMENTATION = """
     short_description: run tasks inside a labkit node (network + mount + UTS namespaces)
     description:
         - Runs every command as
-          C(nsenter --net=NETNS --mount=MNT --uts=UTS --pid=PID -- /bin/sh -c CMD) on the
-          controller, so the command sees the node's interfaces, files, hostname and processes.
-        - Files are streamed through nsenter with C(cat), so they land in the node's own
-          overlay of /etc, /var, /root ... and never in the host's.
+          C(python -I enter.py --net NETNS --uts UTS --ipc IPC --pid PID --mnt MNT -- /bin/sh -c CMD)
+          on the controller (labkit's confined way into a node, loaded from the host), so the
+          command sees the node's interfaces, files, hostname and processes, with the node's
+          reduced capabilities and seccomp filter, so a binary the candidate replaced in the node
+          never runs with more rights than the candidate has.
+        - Files are streamed through the same entry with C(cat), so they land in the node's own
+          root filesystem and never in the host's.
         - The plugin refuses to run when a path is missing, is not a namespace file of the
           right kind, or names one of the controller's own namespaces; it never falls back to
           running on the host.
@@ -31,17 +34,16 @@ DOCUMENTATION = """
             type: str
             vars:
                 - name: labkit_uts
+        ipc:
+            description: Absolute path of the file the node's IPC namespace is bound to.
+            type: str
+            vars:
+                - name: labkit_ipc
         pid:
             description: Absolute path of the file the node's PID namespace is bound to.
             type: str
             vars:
                 - name: labkit_pid
-        nsenter_exe:
-            description: nsenter binary on the controller.
-            type: str
-            default: /usr/bin/nsenter
-            vars:
-                - name: labkit_nsenter_exe
     extends_documentation_fragment:
         - connection_pipelining
     notes:
@@ -52,6 +54,7 @@ import fcntl
 import os
 import shlex
 import subprocess
+import sys
 import typing as t
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
@@ -65,16 +68,25 @@ display = Display()
 NS_GET_NSTYPE = 0xB703
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
 
-# option -> (nsenter flag, expected namespace kind, /proc/self/ns entry)
+# option -> (enter.py flag, expected namespace kind, /proc/self/ns entry)
 _NAMESPACES: dict[str, tuple[str, int, str]] = {
     "netns": ("--net", CLONE_NEWNET, "net"),
-    "mnt": ("--mount", CLONE_NEWNS, "mnt"),
     "uts": ("--uts", CLONE_NEWUTS, "uts"),
+    "ipc": ("--ipc", CLONE_NEWIPC, "ipc"),
     "pid": ("--pid", CLONE_NEWPID, "pid"),
+    "mnt": ("--mnt", CLONE_NEWNS, "mnt"),
 }
+
+
+def _enter_helper() -> list[str]:
+    """labkit's node entry (``labkit.adapters.netns.enter``) on this controller's Python."""
+    from labkit.adapters.netns import enter
+
+    return [sys.executable, "-I", os.path.realpath(enter.__file__)]
 
 NODE_SHELL = "/bin/sh"
 # Commands in a node get a small, predictable environment, not the controller's (whose PATH
@@ -149,14 +161,12 @@ class Connection(ConnectionBase):
 
     # -- connection ---------------------------------------------------------------------------
     def _node_prefix(self) -> list[str]:
-        """``nsenter --net=.. --mount=.. --uts=.. --pid=.. --``, built only from checked paths."""
-        exe = self.get_option("nsenter_exe")
-        if not isinstance(exe, str) or not os.path.isabs(exe) or not os.access(exe, os.X_OK):
-            raise AnsibleConnectionFailure(f"labkit_netns: nsenter not found at {exe!r}; install util-linux.")
-        argv = [exe]
+        """``python -I enter.py --net .. --uts .. --ipc .. --pid .. --mnt .. --``, built only
+        from checked paths."""
+        argv = _enter_helper()
         for option, (flag, _kind, _proc) in _NAMESPACES.items():
             path = check_namespace_file(option, self.get_option(option))
-            argv.append(f"{flag}={path}")
+            argv += [flag, path]
         argv.append("--")
         return argv
 
@@ -173,8 +183,8 @@ class Connection(ConnectionBase):
     def _argv(self, cmd: str) -> list[str]:
         # Re-check every time: a node torn down between two tasks must not turn into the host.
         prefix = self._node_prefix()
-        if not prefix or prefix[-1] != "--" or len(prefix) != 2 + len(_NAMESPACES):
-            raise AnsibleConnectionFailure("labkit_netns: internal error building the nsenter command.")
+        if not prefix or prefix[-1] != "--" or len(prefix) != 4 + 2 * len(_NAMESPACES):
+            raise AnsibleConnectionFailure("labkit_netns: internal error building the node entry command.")
         self._prefix = prefix
         return [*prefix, NODE_SHELL, "-c", cmd]
 
