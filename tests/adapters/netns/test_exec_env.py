@@ -52,8 +52,8 @@ def test_exec_enters_the_node_through_run_bounded(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(netns_provider, "run_bounded", fake_run)
     prov = NetnsProvider.__new__(NetnsProvider)
     monkeypatch.setattr(prov, "_check_node", lambda state, node: None, raising=False)
-    monkeypatch.setattr(prov, "node_enter_argv", lambda name, node, wd="/": ["nsenter", "--net=/run/netns/x", f"--wd={wd}"],
-                        raising=False)
+    monkeypatch.setattr(prov, "node_enter_argv",
+                        lambda name, node, wd="/": ["nsenter", "--net=/run/netns/x", f"--wd={wd}"], raising=False)
     res = prov.exec(_State(), "r1", ["env"])  # type: ignore[arg-type]
     assert seen["argv"] == ["nsenter", "--net=/run/netns/x", "--wd=/", "env"]
     assert res.argv == ["env"]

@@ -436,7 +436,8 @@ class NetnsProvider:
         it: its own hostname, network and PID namespaces, tini as PID 1, an overlay root,
         and, for the command that ran this check, the reduced bounding set and seccomp."""
         out = _run([*self.node_enter_argv(name, node), "/bin/sh", "-c",
-                    "hostname; readlink /proc/self/ns/net; awk '$5 == \"/\" {print $9}' /proc/self/mountinfo | tail -1; "
+                    "hostname; readlink /proc/self/ns/net; "
+                    "awk '$5 == \"/\" {print $9}' /proc/self/mountinfo | tail -1; "
                     "readlink /proc/self/ns/pid; cat /proc/1/comm; "
                     "sed -n 's/^CapBnd:[[:space:]]*//p; s/^Seccomp:[[:space:]]*//p' /proc/self/status"])
         host_net, host_pid = os.readlink("/proc/self/ns/net"), os.readlink("/proc/self/ns/pid")
