@@ -26,7 +26,7 @@ import termios
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncssh
 
@@ -142,25 +142,30 @@ def _kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-# ------------------------------------------------------------------------ bastion
+# ------------------------------------------------------------------------- consoles
+class ConsoleClient(Protocol):
+    """Where a console's bytes go: an SSH channel here, a browser's websocket for a web terminal."""
+
+    def send(self, data: bytes, stderr: bool) -> None: ...
+
+    def pause_input(self) -> None: ...
+
+    def resume_input(self) -> None: ...
+
+    def exited(self, code: int) -> None: ...  # the console ended; a negative code is -signal
+
+
 @dataclass
-class Bastion:
-    """The running bastion: ``close()`` stops listening and ends every session (their shells
-    get SIGHUP, as from sshd), ``wait_closed()`` waits until recordings are finished."""
+class ConsoleHub:
+    """Consoles of one process (bastion, portal): their background tasks and their processes,
+    so that shutting down waits until every console is reaped and every recording finished."""
 
     ctx: Context
     db: SessionSource
     read_only_poll: float = 5.0
-    acceptor: asyncssh.SSHAcceptor | None = None
-    connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
-    sessions: set[BastionSession] = field(default_factory=set)
+    consoles: set[Console] = field(default_factory=set)
     children: set[int] = field(default_factory=set)  # console pids not yet reaped
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    @property
-    def port(self) -> int:
-        assert self.acceptor is not None
-        return self.acceptor.get_port()
 
     def spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A background task kept referenced until done (asyncio only keeps weak ones)."""
@@ -172,7 +177,262 @@ class Bastion:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("bastion task failed", exc_info=task.exception())
+            log.error("console task failed", exc_info=task.exception())
+
+    async def wait_idle(self, timeout: float = KILL_GRACE + 5) -> None:
+        for _ in range(int(timeout * 10)):
+            if not self.consoles and not self.tasks and not self.children:
+                return
+            await asyncio.sleep(0.1)
+
+
+class Console:
+    """One candidate's console on one node for one client: the node's shell (or a single
+    command) in a pty or pipes, relayed without blocking and with flow control both ways,
+    recorded, read-only once the exam is over."""
+
+    def __init__(self, hub: ConsoleHub, client: ConsoleClient, channel: str):
+        self.hub, self.client, self.channel = hub, client, channel
+        self.target: Target | None = None
+        self.child: Child | None = None
+        self.rec: OpenRecording | None = None
+        self.read_only = False
+        self.pending = bytearray()  # input not yet written to the child
+        self.eof = False  # the client will send no more input
+        self.out_open: set[int] = set()  # output fds not at end of file
+        self.output_paused = False
+        self.poller: asyncio.Task[None] | None = None
+        self.done = False
+        hub.consoles.add(self)
+
+    # -- what the client calls
+    async def open(self, username: str, term: str | None, size: tuple[int, int], command: str | None) -> None:
+        """Resolve ``username`` (``LOGIN`` or ``LOGIN+NODE``, already authenticated) and start
+        the console: a pty when ``term`` is given, else pipes. AccessRefused says why not."""
+        hub = self.hub
+        self.target = await asyncio.to_thread(access.open_target, hub.ctx, hub.db, username)
+        argv = await asyncio.to_thread(access.session_argv, hub.ctx, self.target, term, command)
+        if self.done:
+            return
+        self.rec = await asyncio.to_thread(access.start_recording, hub.ctx, hub.db, self.target, self.channel,
+                                           size[0], size[1], term)
+        if self.done:  # the client left while the recording was being opened
+            hub.spawn_task(asyncio.to_thread(access.finish_recording, hub.db, self.rec))
+            return
+        self.rec.writer.input(bytes(self.pending))
+        self.child = spawn_in_pty(argv, *size) if term is not None else spawn_with_pipes(argv)
+        hub.children.add(self.child.pid)
+        log.info("%s: %s console on %s/%s (pid %d)", username, self.channel, self.target.instance,
+                 self.target.node, self.child.pid)
+        asyncio.get_running_loop().add_reader(self.child.pidfd, self._on_exit)
+        self.out_open = {fd for fd in (self.child.out_fd, self.child.err_fd) if fd is not None}
+        self._watch_output(True)
+        if self.target.read_only:
+            self.become_read_only()
+        else:
+            self.poller = hub.spawn_task(self._poll_read_only())
+        self._write_input()
+
+    def feed(self, data: bytes) -> None:
+        """What the candidate typed (dropped once the console is read-only)."""
+        if self.read_only or self.done:
+            return
+        self.pending += data
+        if self.rec is not None:
+            self.rec.writer.input(data)
+        if self.child is not None:
+            self._write_input()
+        elif len(self.pending) > MAX_PENDING_INPUT:
+            self.client.pause_input()  # the shell is not there yet: the client waits
+
+    def end_input(self) -> bool:
+        """The client sends no more input. A command's stdin is closed once written; a terminal
+        has no end of input, so the shell stays, unless nothing typed is relayed any more.
+        Returns whether the client should stay connected."""
+        self.eof = True
+        if self.child is not None and self.child.err_fd is not None:
+            self._write_input()
+            return True
+        return not self.read_only
+
+    def resize(self, cols: int, rows: int) -> None:
+        if self.child is not None and self.child.err_fd is None:
+            with contextlib.suppress(OSError):
+                set_window(self.child.out_fd, cols, rows)
+        if self.rec is not None:
+            self.rec.writer.resize(cols, rows)
+
+    def pause_output(self) -> None:
+        self.output_paused = True
+        self._watch_output(False)
+
+    def resume_output(self) -> None:
+        self.output_paused = False
+        self._watch_output(True)
+
+    def hangup(self) -> None:
+        """The client is gone."""
+        self._end(hangup=True)
+
+    def become_read_only(self) -> None:
+        """The exam is over: what the candidate types is no longer relayed, output still is."""
+        if self.done or self.read_only or self.target is None:
+            return
+        self.read_only = True
+        self.pending.clear()
+        banner = f"\r\n*** {access.message('read_only', self.target.locale)} ***\r\n".encode()
+        self.client.send(banner, False)
+        if self.rec is not None:
+            self.rec.writer.marker("read-only")
+            self.rec.writer.output(banner)
+
+    async def _poll_read_only(self) -> None:
+        assert self.target is not None
+        while not self.done and not self.read_only:
+            await asyncio.sleep(self.hub.read_only_poll)
+            if await asyncio.to_thread(access.is_read_only, self.hub.db, self.target.cohort_id):
+                self.become_read_only()
+
+    # -- relay
+    def _watch_output(self, on: bool) -> None:
+        if self.child is None or self.done:
+            return
+        loop = asyncio.get_running_loop()
+        for fd in self.out_open:
+            if on and not self.output_paused:
+                loop.add_reader(fd, self._on_output, fd)
+            else:
+                loop.remove_reader(fd)
+
+    def _on_output(self, fd: int) -> None:
+        assert self.child is not None
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # EIO: every holder of the pty slave has closed it
+            if exc.errno != errno.EIO:
+                raise
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(fd)
+            self.out_open.discard(fd)
+            return
+        if self.rec is not None:
+            self.rec.writer.output(data)
+        self.client.send(data, fd == self.child.err_fd)
+
+    def _write_input(self) -> None:
+        """Write what is pending without blocking; when the child reads slower than the client
+        types, stop reading from the client until it catches up."""
+        child = self.child
+        if child is None or child.in_fd is None or self.done:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            while self.pending:
+                del self.pending[:os.write(child.in_fd, self.pending)]
+        except BlockingIOError:
+            loop.add_writer(child.in_fd, self._write_input)
+            self.client.pause_input()
+            return
+        except OSError:
+            self.pending.clear()  # the child is gone; its exit ends the console
+        loop.remove_writer(child.in_fd)
+        if self.eof and child.err_fd is not None:  # a command: close its stdin
+            os.close(child.in_fd)
+            child.in_fd = None
+            return
+        self.client.resume_input()  # last: it may deliver more input, and call this again, at once
+
+    # -- end
+    def _on_exit(self) -> None:
+        assert self.child is not None
+        try:
+            pid, status = os.waitpid(self.child.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.child.pid, 0
+        if pid == 0:
+            return
+        asyncio.get_running_loop().remove_reader(self.child.pidfd)
+        os.close(self.child.pidfd)
+        self.hub.children.discard(self.child.pid)
+        self._drain()
+        self.client.exited(os.waitstatus_to_exitcode(status))
+        self._end(hangup=False, reaped=True)
+
+    def _drain(self) -> None:
+        """Output already in the pipes or the pty when the shell exited (bounded: a daemon the
+        candidate left running may keep the pty open)."""
+        for fd in list(self.out_open):
+            for _ in range(64):
+                if fd not in self.out_open or not select.select([fd], [], [], 0)[0]:
+                    break
+                self._on_output(fd)
+
+    def _end(self, *, hangup: bool, reaped: bool = False) -> None:
+        if self.done:
+            return
+        self.done = True
+        loop = asyncio.get_running_loop()
+        if self.poller is not None:
+            self.poller.cancel()
+        child = self.child
+        if child is not None:
+            for fd in child.fds:
+                loop.remove_reader(fd)
+                loop.remove_writer(fd)
+                os.close(fd)
+            if not reaped:
+                self._reap_later(child, hangup)
+        if self.rec is not None:
+            self.hub.spawn_task(asyncio.to_thread(access.finish_recording, self.hub.db, self.rec))
+        self.hub.consoles.discard(self)
+
+    def _reap_later(self, child: Child, hangup: bool) -> None:
+        """The client left first: closing the pty already hung the shell up; the group gets
+        SIGHUP too, then SIGKILL if it lingers. Daemons the candidate detached are left alone,
+        as sshd would."""
+        loop = asyncio.get_running_loop()
+        if hangup:
+            _kill_group(child.pid, signal.SIGHUP)
+        killer = loop.call_later(KILL_GRACE, _kill_group, child.pid, signal.SIGKILL)
+        loop.add_reader(child.pidfd, _reaper(loop, child, killer, self.hub.children))
+
+
+def _reaper(loop: asyncio.AbstractEventLoop, child: Child, killer: asyncio.TimerHandle,
+            live: set[int]) -> Callable[[], None]:
+    def reap() -> None:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(child.pid, os.WNOHANG)[0] == 0:
+                return
+        killer.cancel()
+        live.discard(child.pid)
+        loop.remove_reader(child.pidfd)
+        os.close(child.pidfd)
+    return reap
+
+
+# ------------------------------------------------------------------------ bastion
+@dataclass
+class Bastion:
+    """The running bastion: ``close()`` stops listening and ends every session (their shells
+    get SIGHUP, as from sshd), ``wait_closed()`` waits until every console is reaped and every
+    recording finished."""
+
+    hub: ConsoleHub
+    acceptor: asyncssh.SSHAcceptor | None = None
+    connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
+    fingerprint: str = ""  # of the host key, for candidates to check on first login
+
+    @property
+    def db(self) -> SessionSource:
+        return self.hub.db
+
+    @property
+    def port(self) -> int:
+        assert self.acceptor is not None
+        return self.acceptor.get_port()
 
     def close(self) -> None:
         if self.acceptor is not None:
@@ -183,10 +443,7 @@ class Bastion:
     async def wait_closed(self) -> None:
         if self.acceptor is not None:
             await self.acceptor.wait_closed()
-        for _ in range(int((KILL_GRACE + 5) * 10)):
-            if not self.sessions and not self.tasks and not self.children:
-                return
-            await asyncio.sleep(0.1)
+        await self.hub.wait_idle()
 
     async def __aenter__(self) -> Bastion:
         return self
@@ -200,7 +457,7 @@ async def start_bastion(ctx: Context, db: SessionSource, host: str = "127.0.0.1"
                         host_key_path: Path | None = None, *, read_only_poll: float = 5.0) -> Bastion:
     """Listen for candidates on ``host:port``; ``port=0`` picks a free port (``.port``)."""
     key = await asyncio.to_thread(load_or_create_host_key, host_key_path or default_host_key_path(ctx))
-    bastion = Bastion(ctx, db, read_only_poll)
+    bastion = Bastion(ConsoleHub(ctx, db, read_only_poll), fingerprint=key.get_fingerprint("sha256"))
     try:
         bastion.acceptor = await asyncssh.create_server(
             lambda: BastionServer(bastion), host, port, server_host_keys=[key], encoding=None,
@@ -209,7 +466,7 @@ async def start_bastion(ctx: Context, db: SessionSource, host: str = "127.0.0.1"
     except OSError as exc:
         raise UserError(f"the SSH bastion cannot listen on {host}:{port} ({exc.strerror}); "
                         "choose another --ssh-port or stop what uses it.") from None
-    log.info("SSH bastion listening on %s:%s", host, bastion.port)
+    log.info("SSH bastion listening on %s:%s, host key %s", host, bastion.port, bastion.fingerprint)
     return bastion
 
 
@@ -272,30 +529,20 @@ class BastionServer(asyncssh.SSHServer):
 
 # ------------------------------------------------------------------------ session
 class BastionSession(asyncssh.SSHServerSession[bytes]):
-    """A shell (or one command) in a node, relayed and recorded."""
+    """An SSH session: the channel side of a :class:`Console`."""
 
     def __init__(self, bastion: Bastion, username: str):
-        self.bastion = bastion
+        self.hub = bastion.hub
         self.username = username
         self.chan: asyncssh.SSHServerChannel[bytes] | None = None
         self.term: str | None = None
         self.size = (80, 24)
         self.command: str | None = None
-        self.target: Target | None = None
-        self.child: Child | None = None
-        self.rec: OpenRecording | None = None
-        self.read_only = False
-        self.pending = bytearray()  # input not yet written to the child
-        self.eof = False  # the client will send no more input
-        self.out_open: set[int] = set()  # output fds not at end of file
-        self.writing_paused = False
-        self.poller: asyncio.Task[None] | None = None
-        self.done = False
+        self.console = Console(self.hub, self, "ssh")
 
     # -- asyncssh callbacks
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self.chan = chan
-        self.bastion.sessions.add(self)
 
     def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int],
                       term_modes: Mapping[int, int]) -> bool:
@@ -315,50 +562,30 @@ class BastionSession(asyncssh.SSHServerSession[bytes]):
         return False
 
     def session_started(self) -> None:
-        self.bastion.spawn_task(self._start())
+        self.hub.spawn_task(self._start())
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
-        if self.read_only or self.done:
-            return
-        self.pending += data
-        if self.rec is not None:
-            self.rec.writer.input(data)
-        if self.child is not None:
-            self._write_input()
-        elif len(self.pending) > MAX_PENDING_INPUT and self.chan is not None:
-            self.chan.pause_reading()  # the shell is not there yet: the client waits (SSH window)
+        self.console.feed(data)
 
     def eof_received(self) -> bool:
-        self.eof = True
-        if self.child is not None and self.child.err_fd is not None:
-            self._write_input()  # closes the command's stdin once the input is written
-            return True
-        # a terminal has no end of input: keep the shell, unless nothing typed is relayed
-        return not self.read_only
+        return self.console.end_input()
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
         self.size = (width, height)
-        if self.child is not None and self.child.err_fd is None:
-            with contextlib.suppress(OSError):
-                set_window(self.child.out_fd, width, height)
-        if self.rec is not None:
-            self.rec.writer.resize(width, height)
+        self.console.resize(width, height)
 
     def pause_writing(self) -> None:
-        self.writing_paused = True
-        self._watch_output(False)
+        self.console.pause_output()
 
     def resume_writing(self) -> None:
-        self.writing_paused = False
-        self._watch_output(True)
+        self.console.resume_output()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._end(hangup=True)
+        self.console.hangup()
 
-    # -- start
     async def _start(self) -> None:
         try:
-            await self._open()
+            await self.console.open(self.username, self.term, self.size, self.command)
         except AccessRefused as exc:
             self._refuse(str(exc))
         except Exception:
@@ -366,185 +593,36 @@ class BastionSession(asyncssh.SSHServerSession[bytes]):
             self._refuse("labkit: la session n'a pas pu démarrer ; prévenez le formateur "
                          "(the session could not start; tell your trainer).")
 
-    async def _open(self) -> None:
-        b = self.bastion
-        self.target = await asyncio.to_thread(access.open_target, b.ctx, b.db, self.username)
-        argv = await asyncio.to_thread(access.session_argv, b.ctx, self.target, self.term, self.command)
-        if self.done:
-            return
-        self.rec = await asyncio.to_thread(access.start_recording, b.ctx, b.db, self.target, "ssh",
-                                           self.size[0], self.size[1], self.term)
-        if self.done:  # the client left while the recording was being opened
-            b.spawn_task(asyncio.to_thread(access.finish_recording, b.db, self.rec))
-            return
-        self.rec.writer.input(bytes(self.pending))
-        self.child = spawn_in_pty(argv, *self.size) if self.term is not None else spawn_with_pipes(argv)
-        b.children.add(self.child.pid)
-        log.info("%s: session on %s/%s (pid %d)", self.username, self.target.instance, self.target.node,
-                 self.child.pid)
-        asyncio.get_running_loop().add_reader(self.child.pidfd, self._on_exit)
-        self.out_open = {fd for fd in (self.child.out_fd, self.child.err_fd) if fd is not None}
-        self._watch_output(True)
-        if self.target.read_only:
-            self._become_read_only()
-        else:
-            self.poller = b.spawn_task(self._poll_read_only())
-        self._write_input()
-
     def _refuse(self, text: str) -> None:
         log.info("%s: refused: %s", self.username, text)
-        if self.chan is not None and not self.done:
+        if self.chan is not None and not self.console.done:
             with contextlib.suppress(BrokenPipeError):
                 self.chan.write_stderr((text + "\r\n").encode())
                 self.chan.exit(1)
 
-    async def _poll_read_only(self) -> None:
-        assert self.target is not None
-        while not self.done and not self.read_only:
-            await asyncio.sleep(self.bastion.read_only_poll)
-            if await asyncio.to_thread(access.is_read_only, self.bastion.db, self.target.cohort_id):
-                self._become_read_only()
-
-    def _become_read_only(self) -> None:
-        """The exam is over: what the candidate types is no longer relayed, output still is."""
-        if self.done or self.read_only or self.target is None or self.chan is None:
+    # -- ConsoleClient
+    def send(self, data: bytes, stderr: bool) -> None:
+        if self.chan is None:
             return
-        self.read_only = True
-        self.pending.clear()
-        banner = f"\r\n*** {access.message('read_only', self.target.locale)} ***\r\n".encode()
-        with contextlib.suppress(BrokenPipeError):
-            self.chan.write(banner)
-        if self.rec is not None:
-            self.rec.writer.marker("read-only")
-            self.rec.writer.output(banner)
-
-    # -- relay
-    def _watch_output(self, on: bool) -> None:
-        if self.child is None or self.done:
-            return
-        loop = asyncio.get_running_loop()
-        for fd in self.out_open:
-            if on and not self.writing_paused:
-                loop.add_reader(fd, self._on_output, fd)
-            else:
-                loop.remove_reader(fd)
-
-    def _on_output(self, fd: int) -> None:
-        assert self.child is not None and self.chan is not None
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError as exc:  # EIO: every holder of the pty slave has closed it
-            if exc.errno != errno.EIO:
-                raise
-            data = b""
-        if not data:
-            asyncio.get_running_loop().remove_reader(fd)
-            self.out_open.discard(fd)
-            return
-        if self.rec is not None:
-            self.rec.writer.output(data)
-        with contextlib.suppress(BrokenPipeError):  # the client is leaving; its loss ends the session
-            if fd == self.child.err_fd:
+        with contextlib.suppress(BrokenPipeError):  # the client is leaving; its loss ends the console
+            if stderr:
                 self.chan.write_stderr(data)
             else:
                 self.chan.write(data)
 
-    def _write_input(self) -> None:
-        """Write what is pending without blocking; when the child reads slower than the client
-        types, stop reading from the client until it catches up."""
-        child, chan = self.child, self.chan
-        if child is None or child.in_fd is None or chan is None or self.done:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            while self.pending:
-                del self.pending[:os.write(child.in_fd, self.pending)]
-        except BlockingIOError:
-            loop.add_writer(child.in_fd, self._write_input)
-            chan.pause_reading()
-            return
-        except OSError:
-            self.pending.clear()  # the child is gone; its exit ends the session
-        loop.remove_writer(child.in_fd)
-        if self.eof and child.err_fd is not None:  # a command: close its stdin
-            os.close(child.in_fd)
-            child.in_fd = None
-            return
-        chan.resume_reading()  # last: it may deliver more input, and call this again, at once
-
-    # -- end
-    def _on_exit(self) -> None:
-        assert self.child is not None
-        try:
-            pid, status = os.waitpid(self.child.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = self.child.pid, 0
-        if pid == 0:
-            return
-        asyncio.get_running_loop().remove_reader(self.child.pidfd)
-        os.close(self.child.pidfd)
-        self.bastion.children.discard(self.child.pid)
-        self._drain()
-        code = os.waitstatus_to_exitcode(status)
+    def pause_input(self) -> None:
         if self.chan is not None:
-            with contextlib.suppress(BrokenPipeError):
-                if code >= 0:
-                    self.chan.exit(code)
-                else:
-                    self.chan.exit_with_signal(signal.Signals(-code).name.removeprefix("SIG"))
-        self._end(hangup=False, reaped=True)
+            self.chan.pause_reading()
 
-    def _drain(self) -> None:
-        """Output already in the pipes or the pty when the shell exited (bounded: a daemon the
-        candidate left running may keep the pty open)."""
-        for fd in list(self.out_open):
-            for _ in range(64):
-                if fd not in self.out_open or not select.select([fd], [], [], 0)[0]:
-                    break
-                self._on_output(fd)
+    def resume_input(self) -> None:
+        if self.chan is not None:
+            self.chan.resume_reading()
 
-    def _end(self, *, hangup: bool, reaped: bool = False) -> None:
-        if self.done:
+    def exited(self, code: int) -> None:
+        if self.chan is None:
             return
-        self.done = True
-        loop = asyncio.get_running_loop()
-        if self.poller is not None:
-            self.poller.cancel()
-        child = self.child
-        if child is not None:
-            for fd in child.fds:
-                loop.remove_reader(fd)
-                loop.remove_writer(fd)
-                os.close(fd)
-            if not reaped:
-                self._reap_later(child, hangup)
-        if self.rec is not None:
-            self.bastion.spawn_task(asyncio.to_thread(access.finish_recording, self.bastion.db, self.rec))
-        self.bastion.sessions.discard(self)
-        log.info("%s: session closed", self.username)
-
-    def _reap_later(self, child: Child, hangup: bool) -> None:
-        """The client left first: closing the pty already hung the shell up; the group gets
-        SIGHUP too, then SIGKILL if it lingers. Daemons the candidate detached are left alone,
-        as sshd would."""
-        loop = asyncio.get_running_loop()
-        if hangup:
-            _kill_group(child.pid, signal.SIGHUP)
-        killer = loop.call_later(KILL_GRACE, _kill_group, child.pid, signal.SIGKILL)
-        loop.add_reader(child.pidfd, _reaper(loop, child, killer, self.bastion.children))
-
-
-def _reaper(loop: asyncio.AbstractEventLoop, child: Child, killer: asyncio.TimerHandle,
-            live: set[int]) -> Callable[[], None]:
-    def reap() -> None:
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(child.pid, os.WNOHANG)[0] == 0:
-                return
-        killer.cancel()
-        live.discard(child.pid)
-        loop.remove_reader(child.pidfd)
-        os.close(child.pidfd)
-    return reap
-
+        with contextlib.suppress(BrokenPipeError):
+            if code >= 0:
+                self.chan.exit(code)
+            else:
+                self.chan.exit_with_signal(signal.Signals(-code).name.removeprefix("SIG"))
