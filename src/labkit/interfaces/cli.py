@@ -445,6 +445,65 @@ def cohort_down_cmd(name: str) -> None:
         sys.exit(4)
 
 
+@cohort.command("sheet")
+@click.argument("name")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write here (mode 0600) instead of stdout.")
+def cohort_sheet_cmd(name: str, output: Path | None) -> None:
+    """The login sheet (HTML, one A4 page per candidate) of a cohort created in the portal."""
+    from labkit.usecases.exam import Exam
+
+    ctx = _ctx()
+    text = Exam.sheet_of(ctx, name)
+    if output is None:
+        click.echo(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # it holds passwords
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    out.print(plain(f"login sheet written to {output} (readable by you only: it holds passwords)"))
+
+
+# ------------------------------------------------------------- exam portal
+@cli.command()
+@click.option("--listen", default="127.0.0.1", show_default=True, help="Address of the portal and the bastion.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Portal (HTTP) port.")
+@click.option("--ssh-port", type=int, default=2222, show_default=True, help="SSH bastion port (0: no bastion).")
+@click.option("--secure-cookies", is_flag=True, help="Mark cookies Secure (portal served over HTTPS by a proxy).")
+def serve(listen: str, port: int, ssh_port: int, secure_cookies: bool) -> None:
+    """Run the exam portal and the SSH bastion (accounts: 'labkit user add')."""
+    from labkit.interfaces.web.server import serve as run_server
+
+    out.print(plain(f"portal: http://{listen}:{port}/" + (f"  SSH bastion: port {ssh_port}" if ssh_port else "")))
+    run_server(_ctx(), listen=listen, port=port, ssh_port=ssh_port or None, secure_cookies=secure_cookies)
+
+
+@cli.group()
+def user() -> None:
+    """Portal accounts of trainers and assessors (candidates get theirs with their cohort)."""
+
+
+@user.command("add")
+@click.argument("login")
+@click.option("--role", type=click.Choice(["trainer", "assessor"]), required=True)
+@click.option("--name", "display_name", help="Name shown in the portal (default: the login).")
+def user_add_cmd(login: str, role: str, display_name: str | None) -> None:
+    """Create an account and print its generated password, once."""
+    from labkit.interfaces.web.server import open_database
+    from labkit.usecases.exam import Exam
+
+    ctx = _ctx()
+    db = open_database(ctx)
+    exam = Exam(ctx, db)
+    try:
+        account, password = exam.add_user(login, role, display_name)
+    finally:
+        exam.close()
+        db.dispose()
+    out.print(plain(f"{role} {account.login} created; password (shown once, write it down): {password}"))
+
+
 @cli.command()
 def runs() -> None:
     """List grading runs, newest first."""

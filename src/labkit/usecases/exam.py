@@ -104,6 +104,7 @@ class LabOps(Protocol):
     def nodes(self, instance: str) -> list[str]: ...
     def brief(self, instance: str, lang: str) -> str: ...
     def health(self, instance: str) -> str: ...  # "ok" | "degraded" | "absent"
+    def run_dir_held(self) -> bool: ...  # an instance holds the run directory: launches may overlap
 
 
 class RealLabOps:
@@ -143,9 +144,17 @@ class RealLabOps:
             or any(Path("/run/netns").glob(f"lk-{instance}.*"))
 
     def grade(self, instance: str, mode: str) -> GradeSummary:
+        """Grade under the instance's grading lock, shared with ``labkit cohort grade``."""
+        from labkit.usecases.cohort import grading_lock
         from labkit.usecases.grade import grade
 
-        return grade(self.ctx, instance, mode=mode)
+        with grading_lock(self.ctx, instance):
+            return grade(self.ctx, instance, mode=mode)
+
+    def run_dir_held(self) -> bool:
+        from labkit.usecases.cohort import _run_dir_held  # the rule of 'labkit cohort up', not a copy
+
+        return _run_dir_held(self.ctx)
 
     def nodes(self, instance: str) -> list[str]:
         try:
@@ -288,6 +297,10 @@ def render_sheet(cohort: str, lab: str, creds: list[Credential], *, portal_url: 
                                                   ssh_host=ssh_host, ssh_port=ssh_port)
 
 
+def sheet_path(ctx: Context, cohort_name: str) -> Path:
+    return ctx.settings.home / "sheets" / f"{check_instance_name(cohort_name)}.html"
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by its owner only (0600), atomically."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -332,6 +345,7 @@ class Exam:
     grade_workers: int = 4
     selfcheck_interval: float = SELFCHECK_INTERVAL
     _launcher: ThreadPoolExecutor = field(init=False, repr=False)
+    _lifecycle: ThreadPoolExecutor = field(init=False, repr=False)
     _grader: ThreadPoolExecutor = field(init=False, repr=False)
     _locks: dict[int, threading.Lock] = field(init=False, repr=False, default_factory=dict)
     _locks_guard: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
@@ -341,6 +355,9 @@ class Exam:
     def __post_init__(self) -> None:
         if self.ops is None:
             self.ops = RealLabOps(self.ctx)
+        # one lifecycle operation (a cohort launch, a reset, a removal) at a time; a launch
+        # fans out to the launcher pool once its pilot instance is up
+        self._lifecycle = ThreadPoolExecutor(1, thread_name_prefix="labkit-lifecycle")
         self._launcher = ThreadPoolExecutor(self.launch_workers, thread_name_prefix="labkit-launch")
         self._grader = ThreadPoolExecutor(self.grade_workers, thread_name_prefix="labkit-grade")
 
@@ -351,6 +368,7 @@ class Exam:
 
     # -- housekeeping
     def close(self, wait: bool = True) -> None:
+        self._lifecycle.shutdown(wait=wait, cancel_futures=not wait)
         self._launcher.shutdown(wait=wait, cancel_futures=not wait)
         self._grader.shutdown(wait=wait, cancel_futures=not wait)
 
@@ -480,20 +498,28 @@ class Exam:
         raise UserError(f"no free login for {base!r}; rename the candidate in the roster.")
 
     def sheet_path(self, cohort_name: str) -> Path:
-        return self.ctx.settings.home / "sheets" / f"{check_instance_name(cohort_name)}.html"
+        return sheet_path(self.ctx, cohort_name)
 
     def sheet(self, cohort_name: str) -> str:
-        path = self.sheet_path(cohort_name)
+        return self.sheet_of(self.ctx, cohort_name)
+
+    @staticmethod
+    def sheet_of(ctx: Context, cohort_name: str) -> str:
+        """The login sheet written when the cohort was created (the only copy of the passwords)."""
+        path = sheet_path(ctx, cohort_name)
         try:
             return path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise UserError(f"cohort {cohort_name!r} has no login sheet ({path} is missing); passwords are "
-                            "shown only once, at creation: create the cohort again for new ones.") from None
+            raise UserError(f"cohort {cohort_name!r} has no login sheet ({path} is missing); it is written when "
+                            "the cohort is created in the portal, and passwords are shown only then.") from None
 
     def launch(self, cohort_id: int) -> list[int]:
-        """Bring up, in the background and in parallel (bounded), every candidate instance of
-        the cohort that is not up; one failure is recorded on that candidate and the others go
-        on. Launching again retries the failed ones. Returns the candidate ids started."""
+        """Bring up, in the background, every candidate instance of the cohort that is not up:
+        the first one alone, then the others in parallel (at most :attr:`launch_workers`), as
+        ``labkit cohort up`` does (see :mod:`labkit.usecases.cohort`: a fresh run directory must
+        not be set up by several launches at once). One failure is recorded on that candidate
+        and the others go on; launching again retries the failed ones. Returns the candidate
+        ids to be launched."""
         with self.db.session() as s:
             cohort = s.get(Cohort, cohort_id)
             if cohort is None:
@@ -503,10 +529,17 @@ class Exam:
             for c in todo:
                 c.status, c.detail = "launching", ""
             jobs = [(c.id, c.instance, c.seed, c.name) for c in todo]
-            s.commit()
-        for job in jobs:
-            self._submit(self._launcher, self._launch_one, lab_id, *job)
+        if jobs:
+            self._submit(self._lifecycle, self._launch_batch, lab_id, jobs)
         return [j[0] for j in jobs]
+
+    def _launch_batch(self, lab_id: str, jobs: list[tuple[int, str, int, str]]) -> None:
+        rest = list(jobs)
+        while rest and not self.lab.run_dir_held():  # the pilot: one launch alone
+            self._launch_one(lab_id, *rest.pop(0))
+        futures = [self._submit(self._launcher, self._launch_one, lab_id, *job) for job in rest]
+        for fut in futures:
+            _wait_one(fut, 3600)
 
     def _launch_one(self, lab_id: str, cand_id: int, instance: str, seed: int, name: str,
                     reset: bool = False) -> None:
@@ -519,15 +552,18 @@ class Exam:
             except LabkitError as exc:
                 status, detail = "failed", str(exc)
             except Exception as exc:  # noqa: BLE001 - one candidate's failure must not stop the others
+                LOG.exception("launching %s failed", instance)
                 status, detail = "failed", f"{type(exc).__name__}: {exc}"
-            self._health.pop(instance, None)
-            with self.db.session() as s:
-                s.execute(update(Candidate).where(Candidate.id == cand_id).values(status=status, detail=detail,
-                                                                                 updated_at=utcnow()))
-                s.commit()
+            self._set_status(cand_id, instance, status, detail)
+
+    def _set_status(self, cand_id: int, instance: str, status: str, detail: str) -> None:
+        self._health.pop(instance, None)
+        with self.db.session() as s:
+            repo.set_candidate_status(s, cand_id, status, detail)
 
     def reset(self, candidate_id: int) -> None:
-        """Bring one candidate's instance down and up again with the same seed (background)."""
+        """Bring one candidate's instance down and up again with the same seed (background;
+        after any launch or removal in progress: those never overlap)."""
         with self.db.session() as s:
             cand = s.get(Candidate, candidate_id)
             if cand is None:
@@ -537,19 +573,18 @@ class Exam:
                            "instance_busy")
             cand.status, cand.detail = "resetting", ""
             job = (cand.cohort.lab_id, cand.id, cand.instance, cand.seed, cand.name)
-            s.commit()
-        self._submit(self._launcher, self._launch_one, *job, True)
+        self._submit(self._lifecycle, self._launch_one, *job, True)
 
     def teardown(self, cohort_id: int) -> None:
-        """Bring every instance of the cohort down (background); accounts and runs are kept."""
+        """Bring every instance of the cohort down, one after the other, in the background;
+        accounts and gradings are kept, and :meth:`launch` brings them up again."""
         with self.db.session() as s:
             cohort = s.get(Cohort, cohort_id)
             if cohort is None:
                 raise UserError(f"there is no cohort {cohort_id}; pick one from the cohort list.")
             jobs = [(c.id, c.instance) for c in cohort.candidates if c.status not in ("launching", "resetting")]
-            s.commit()
         for job in jobs:
-            self._submit(self._launcher, self._down_one, *job)
+            self._submit(self._lifecycle, self._down_one, *job)
 
     def _down_one(self, cand_id: int, instance: str) -> None:
         with self._lock(cand_id):
@@ -559,11 +594,7 @@ class Exam:
                 status, detail = "removed", ""
             except LabkitError as exc:
                 status, detail = "failed", str(exc)
-            self._health.pop(instance, None)
-            with self.db.session() as s:
-                s.execute(update(Candidate).where(Candidate.id == cand_id).values(status=status, detail=detail,
-                                                                                 updated_at=utcnow()))
-                s.commit()
+            self._set_status(cand_id, instance, status, detail)
 
     def set_window(self, cohort_id: int, start: datetime | None, end: datetime | None) -> None:
         start, end = as_utc(start), as_utc(end)

@@ -80,6 +80,9 @@ class FakeLabOps:
     def health(self, instance: str) -> str:
         return "ok" if instance in self.instances else "absent"
 
+    def run_dir_held(self) -> bool:
+        return bool(self.instances)
+
     def grade(self, instance: str, mode: str) -> GradeSummary:
         with self.lock:
             self.calls.append((mode, instance))
