@@ -75,6 +75,18 @@ def test_events_are_on_disk_before_close_and_a_torn_line_is_skipped(tmp_path: Pa
     w.close()
 
 
+def test_output_is_capped_input_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "big.cast"
+    with CastWriter(path, CastHeader(80, 24, 0), max_output=10) as w:
+        w.output(b"123456")
+        w.input(b"yes\r")
+        w.output(b"789abc")
+        w.output(b"def")
+        w.input(b"\x03")
+    assert [(e.code, e.data) for e in read_events(path)] == [
+        ("o", "123456"), ("i", "yes\r"), ("o", "789a"), ("m", "output truncated after 10 bytes"), ("i", "\x03")]
+
+
 def test_damaged_files_are_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.cast"
     bad.write_text("not json\n")

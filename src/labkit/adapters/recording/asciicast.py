@@ -26,6 +26,7 @@ EventCode = Literal["o", "i", "r", "m"]
 _SAFE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 FILE_MODE = 0o640
 DIR_MODE = 0o750
+MAX_OUTPUT = 64 * 1024 * 1024  # output bytes kept per recording
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,16 @@ def _create_exclusive(path: Path) -> tuple[Path, int]:
 
 class CastWriter:
     """Append-only asciicast v2 writer; times come from a monotonic clock, so they never go
-    backwards even if the wall clock is changed during the exam."""
+    backwards even if the wall clock is changed during the exam.
 
-    def __init__(self, path: Path, header: CastHeader):
+    Output is kept up to ``max_output`` bytes per recording (``yes`` left running must not fill
+    the disk on exam day); past it, one ``"m"`` marker says so and only input is still
+    recorded: what the candidate typed is the approach the referentials grade.
+    """
+
+    def __init__(self, path: Path, header: CastHeader, max_output: int = MAX_OUTPUT):
+        self.max_output = max_output
+        self.output_bytes = 0
         self.path, fd = _create_exclusive(path)
         self._fh: TextIO | None = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
         self._t0 = time.monotonic()
@@ -88,6 +96,14 @@ class CastWriter:
         return self._fh is None
 
     def output(self, data: bytes) -> None:
+        if self.output_bytes >= self.max_output:
+            return
+        self.output_bytes += len(data)
+        if self.output_bytes >= self.max_output:
+            data = data[:len(data) - (self.output_bytes - self.max_output)]
+            self._bytes("o", data)
+            self.marker(f"output truncated after {self.max_output} bytes")
+            return
         self._bytes("o", data)
 
     def input(self, data: bytes) -> None:
