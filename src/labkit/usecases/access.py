@@ -13,8 +13,10 @@ so that a 64 MiB argon2 verification never stalls the event loop the portal shar
 from __future__ import annotations
 
 import re
+import secrets
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
+from functools import cache
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +26,7 @@ from sqlalchemy.orm import Session
 from labkit.adapters.db import repo
 from labkit.adapters.db.models import Candidate, Cohort, User
 from labkit.adapters.recording.asciicast import CastHeader, CastWriter, recording_path
-from labkit.adapters.security.passwords import verify_password
+from labkit.adapters.security.passwords import hash_password, verify_password
 from labkit.errors import LabkitError, UserError
 from labkit.models.instance import InstancePlan
 from labkit.usecases.lifecycle import Context, console_argv, load_lab_checked
@@ -126,17 +128,25 @@ def _candidate_user(s: Session, login: str) -> User | None:
     return user
 
 
+@cache
+def _decoy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
 def check_password(db: SessionSource, username: str, password: str, source: str) -> bool:
-    """Verify a password; a failure (unknown login included) counts towards the lockout."""
+    """Verify a password; a failure (unknown login included) counts towards the lockout.
+    argon2 runs outside any transaction (SQLite's write lock is not held for it), and runs
+    for unknown logins too, so the time taken does not tell which logins exist."""
     login = parse_login(username).user
     with db.session() as s:
         if locked_out(s, login, source):
             return False
         user = _candidate_user(s, login)
-        ok = user is not None and verify_password(user.password_hash, password)
-        if not ok:
-            repo.record_login_attempt(s, login, source, False)
-        return ok
+        stored = user.password_hash if user is not None else None
+    ok = verify_password(stored or _decoy_hash(), password) and stored is not None
+    if not ok:
+        record_attempt(db, login, source, False)
+    return ok
 
 
 def _key_id(line: str) -> tuple[str, str] | None:
