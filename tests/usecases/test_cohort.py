@@ -193,6 +193,21 @@ def test_retry_refuses_what_it_cannot_do(tmp_path: Path) -> None:
         cohort_retry(ctx, "nope")
 
 
+def test_retry_takes_failed_unlaunched_and_abandoned_seats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _fake_cohort(tmp_path, 5)
+    for inst, status in (("fk-01", "failed"), ("fk-02", "planned"), ("fk-03", "launching"), ("fk-04", "launching")):
+        cohort_mod._set_seat(ctx, "fk", inst, status=status)
+    launched: list[str] = []
+    monkeypatch.setattr(cohort_mod, "up", lambda c, lab, *, instance, **kw: launched.append(instance))
+    monkeypatch.setattr(cohort_mod, "load_lab_checked", lambda c, ref: None)
+    with ctx.store.lock("fk-04"):  # fk-04 is being launched by someone right now; fk-03's launcher died
+        c = cohort_retry(ctx, "fk", parallel=2)
+        with pytest.raises(UserError, match="is launching, not failed"):
+            cohort_retry(ctx, "fk", ["fk-04"])
+    assert sorted(launched) == ["fk-01", "fk-02", "fk-03"]
+    assert [s.status for s in c.seats] == ["up", "up", "up", "launching", "up"]
+
+
 def test_progress_callback_errors_do_not_stop_the_cohort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = _fake_cohort(tmp_path, 3)
     monkeypatch.setattr(cohort_mod, "grade", GradeRecorder(0.0))

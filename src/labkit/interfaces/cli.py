@@ -418,8 +418,8 @@ def cohort_status_cmd(name: str) -> None:
 @cohort.command("grade")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--parallel", type=int, default=8, show_default=True,
-              help="How many gradings at once (default 8; never two of one instance).")
+@click.option("--parallel", type=int, default=30, show_default=True,
+              help="How many gradings at once (default 30: a grading mostly waits; never two of one instance).")
 def cohort_grade_cmd(name: str, as_json: bool, parallel: int) -> None:
     """Grade every instance of the cohort (a failure on one is recorded, the rest go on)."""
     from labkit.usecases.cohort import cohort_grade

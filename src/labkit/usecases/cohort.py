@@ -63,7 +63,9 @@ log = logging.getLogger(__name__)
 MAX_COHORT = 60
 MAX_PARALLEL = MAX_COHORT
 DEFAULT_PARALLEL = 4  # launches at once: each one is CPU work (namespaces, daemons)
-DEFAULT_GRADE_PARALLEL = 8  # gradings at once: mostly waiting (convergence, timeouts)
+# gradings at once: a grading mostly waits (convergence, timeouts): on routing-multisite one
+# takes 40-50 s of wall time for under 1 s of CPU, so a cohort of 30 is graded in one wave
+DEFAULT_GRADE_PARALLEL = 30
 GRADE_LOCK_WAIT = 900.0  # seconds a grading waits for another grading of the same instance
 HEADER_WORDS = {"name", "nom", "candidat", "candidate", "stagiaire"}
 RETRYABLE = ("failed", "planned")
@@ -403,17 +405,31 @@ def cohort_retry(ctx: Context, name: str, candidates: list[str] | None = None, *
                 known = ", ".join(s.candidate for s in cohort.seats)
                 raise UserError(f"cohort {name!r} has no candidate {want!r}; its candidates are: {known}.")
             seat = match[0]
-            if seat.status not in RETRYABLE:
-                raise UserError(f"{seat.candidate} ({seat.instance}) is {seat.status}, not failed; only failed "
-                                "seats are launched again.")
+            if not _retryable(ctx, seat):
+                raise UserError(f"{seat.candidate} ({seat.instance}) is {seat.status}, not failed; only "
+                                "failed seats (or launches a crash abandoned) are launched again.")
             if seat not in chosen:
                 chosen.append(seat)
     else:
-        chosen = [s for s in cohort.seats if s.status in RETRYABLE]
+        chosen = [s for s in cohort.seats if _retryable(ctx, s)]
         if not chosen:
             raise UserError(f"no seat of cohort {name!r} has failed; nothing to retry.")
     load_lab_checked(ctx, cohort.lab_file or cohort.lab)  # the lab still loads, before touching seats
     return _launch(ctx, cohort, chosen, parallel, on_event)
+
+
+def _retryable(ctx: Context, seat: Seat) -> bool:
+    """Failed, never launched, or left "launching" by a process that is gone (nobody holds
+    the instance's lifecycle lock)."""
+    if seat.status in RETRYABLE:
+        return True
+    if seat.status != "launching":
+        return False
+    try:
+        with ctx.store.lock(seat.instance):
+            return True
+    except UserError:  # another process is working on it right now
+        return False
 
 
 def cohort_grade(ctx: Context, name: str, *, mode: str = "grade", parallel: int = DEFAULT_GRADE_PARALLEL,
