@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 
 deps:
 	bash scripts/install-deps.sh
+	bash scripts/build-node-image.sh
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -324,6 +324,23 @@ def _(aid):
     report(aid, not seen and not leaked, f"files {seen}, environments {leaked}")
 
 
+@attempt("host-shadow-and-ssh-keys")
+def _(aid):
+    """The node's /etc is the image's, not the host's: its shadow and SSH host keys are not
+    the host's (compared by hash: the host's secrets never enter the node, not even here)."""
+    import hashlib
+
+    same = []
+    for path, host_digest in ARGS["host_secret_digests"].items():
+        try:
+            with open(path, "rb") as fh:
+                if hashlib.sha256(fh.read()).hexdigest() == host_digest:
+                    same.append(path)
+        except OSError:
+            continue
+    report(aid, not same, f"identical to the host's: {same}" if same else "none is the host's")
+
+
 @attempt("portal-database-file")
 def _(aid):
     seen = [p for p in ARGS["database_files"] if os.path.exists(p)]

@@ -138,6 +138,7 @@ class Escape:
             "database_tcp": ["127.0.0.1", self.db_tcp.port], "host_lo": ["127.0.0.1", self.host_lo.port],
             "host_tcp": _host_targets(), "abstract": self.abstract_name, "nonce": self.nonce,
             "other_tcp": [[self.other_addr, self.other.port]], "disk": [os.major(dev), os.minor(dev)],
+            "host_secret_digests": _host_secret_digests(),
         }
 
     def run(self, argv: list[str], name: str) -> dict[str, dict[str, object]]:
@@ -176,6 +177,17 @@ def escape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Escape]:
             else:
                 os.environ[k] = v
         assert leftovers(settings, OTHER) == []
+
+
+HOST_SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_rsa_key",
+                "/etc/ssh/ssh_host_ecdsa_key")
+
+
+def _host_secret_digests() -> dict[str, str]:
+    """sha256 of the host's shadow and SSH host keys that exist (only digests enter the node)."""
+    import hashlib
+
+    return {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in HOST_SECRETS if Path(p).exists()}
 
 
 def _host_can_mount_its_disk() -> bool:
@@ -242,4 +254,5 @@ def test_each_attempt_can_see_an_escape(escape: Escape) -> None:
                                f"{escape.other.port}), timeout=3); print('GOT', s.recv(64).decode())\"\nexit\n")
     assert f"GOT {escape.nonce}" in own.stdout and escape.other.accepted == before + 1
     assert escape.db_file.exists() and Path(escape.ctx.store.load(OTHER).ssh_key).exists()
+    assert "/etc/shadow" in _host_secret_digests()  # the host's shadow is there to be compared
     assert Path(sys.executable).exists()
