@@ -458,9 +458,11 @@ def read_crontabs(fs: NodeFS) -> dict[str, Any]:
 
 def genuine_cron_running(fs: NodeFS) -> dict[str, Any]:
     """Whether a process of the node runs the genuine cron binary: the bytes of each node
-    process's executable (/proc/PID/exe, from the host) against the host's /usr/sbin/cron."""
-    want_size = os.stat(HOST_CRON).st_size
-    with open(HOST_CRON, "rb") as fh:
+    process's executable (/proc/PID/exe, from the host) against the genuine /usr/sbin/cron of
+    the node's read-only image (the host's when the node has no image)."""
+    genuine = fs.pristine(HOST_CRON)
+    want_size = os.stat(genuine).st_size
+    with open(genuine, "rb") as fh:
         want = hashlib.sha256(fh.read()).hexdigest()
     seen = 0
     for pid in fs.process_ids():
@@ -518,7 +520,8 @@ class Schedule:
             return cron, "\n".join(lines)
 
         ev = _grader_step(ctx, "crontab", "read the crontabs with the grader's code; compare the node's running "
-                          f"executables with the host's {HOST_CRON}", node, read, meta={"phase": "crontab"})
+                          f"executables with the genuine {HOST_CRON} of the node's read-only image", node, read,
+                          meta={"phase": "crontab"})
         evidence = [ev]
         if not ev.ok:
             return evidence

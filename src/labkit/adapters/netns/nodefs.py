@@ -56,17 +56,24 @@ class NodeFS:
     ``root`` is the node's root directory from the host's side, ``/proc/<pid>/root`` of the
     node's init; ``init_pid`` is that init's host pid, when the provider knows it (it lets
     the grader list the node's processes from the host's ``/proc``, which the node cannot
-    forge)."""
+    forge). ``image`` is the read-only image the node's root filesystem is an overlay on:
+    the pristine copy of every packaged file, which the candidate cannot write."""
 
     MAX_READ = 64 << 20
 
-    def __init__(self, root: Path, init_pid: int | None = None):
+    def __init__(self, root: Path, init_pid: int | None = None, image: Path | None = None):
         self.root = root
         self.init_pid = init_pid
+        self.image = image
         try:
             self._fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise ProviderError(f"cannot open the node's root directory {root}: {exc.strerror}.") from exc
+
+    def pristine(self, path: str) -> Path:
+        """Where the genuine ``path`` (a packaged file, e.g. /usr/sbin/cron) is read: in the
+        node's image when there is one, else on the host (same Debian release)."""
+        return self.image / path.lstrip("/") if self.image else Path(path)
 
     def close(self) -> None:
         if self._fd >= 0:

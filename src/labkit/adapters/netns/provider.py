@@ -576,7 +576,8 @@ class NetnsProvider:
         """The node's files, read by the grader's own code (nothing runs in the node)."""
         self._check_node(state, node)
         init = init_pid_of(self._ns_files(state.name, node).pid)
-        return NodeFS(Path(f"/proc/{init}/root"), init_pid=init)
+        image = state.provider_data.get("image")
+        return NodeFS(Path(f"/proc/{init}/root"), init_pid=init, image=Path(image) if image else None)
 
     def ansible_host_vars(self, state: InstanceState, node: str) -> dict[str, str]:
         ns = self._ns_files(state.name, node)
