@@ -353,9 +353,10 @@ def _cohort_progress(label: str) -> Any:
                             console=err, transient=False)
         task = None
 
-        def on_event(ev: Any) -> None:
+        def on_event(ev: Any) -> None:  # from the use case's worker threads; rich locks
             nonlocal task
-            if task is None:
+            if task is None:  # the display starts with the first event: none on bad input
+                progress.start()
                 task = progress.add_task(label, total=ev.total, counts="")
             counts = f"{ev.done - ev.failed} ok, {ev.failed} failed, {ev.done}/{ev.total}"
             progress.update(task, completed=ev.done, counts=counts)
@@ -363,8 +364,11 @@ def _cohort_progress(label: str) -> Any:
                 progress.console.print(Text(plain(f"{ev.candidate} ({ev.instance}): {ev.phase}: {ev.error}"),
                                             style="red"))
 
-        with progress:
+        try:
             yield on_event
+        finally:
+            if task is not None:
+                progress.stop()
 
     return display()
 
