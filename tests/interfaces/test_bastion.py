@@ -137,7 +137,7 @@ def _save_state(ctx: Context, instance: str, seed: int) -> None:
 
 
 def _make_world(tmp: Path, ctx: Context, poll: float) -> Iterator[World]:
-    """Cohort 'bsh' with alice (key + password) on instance bsh-01 and bob on bsh-02."""
+    """Cohort 'bsh': alice (key + password) on instance bsh-01, bob on bsh-02, carol on bsh-03."""
     db = Database(f"sqlite:///{tmp / 'labkit.db'}")
     db.upgrade()
     key = tmp / "id_alice"
@@ -148,7 +148,7 @@ def _make_world(tmp: Path, ctx: Context, poll: float) -> Iterator[World]:
     with db.session() as s:
         cohort = Cohort(name="bsh", lab_id="routing-multisite", seed=7)
         s.add(cohort)
-        for i, login in enumerate(["alice", "bob"], start=1):
+        for i, login in enumerate(["alice", "bob", "carol"], start=1):
             user = User(login=login, display_name=login.title(), role="candidate",
                         password_hash=hash_password(f"pw-{login}-secret"),
                         ssh_public_key=key.with_suffix(".pub").read_text() if login == "alice" else None)
@@ -427,6 +427,7 @@ def lab(lab_env: LabEnv) -> Iterator[World]:
 
     ctx = Context(lab_env.settings)
     up(ctx, "routing-multisite", instance="bsh-01", seed=9101)
+    up(ctx, "routing-multisite", instance="bsh-02", seed=9102)
     yield from _make_world(lab_env.settings.home.parent, ctx, poll=0.5)
 
 
@@ -446,14 +447,23 @@ def test_real_lab(lab: World) -> None:
     for login in ("alice+bsh-02", "alice+lk-bsh-01.r-hq", "alice+r-hq.bsh-02", "alice+nonode"):
         r = lab.ssh(login, command=["hostname"])
         assert r.returncode == 1 and r.stdout == b"" and b"n'a pas de machine" in r.stderr, (login, r)
-    # bob's lab is not up: one line, then the session closes
-    r = lab.ssh("bob", "-tt", password="pw-bob-secret")
+    # same node names in every instance: each candidate lands in their own (own addressing plan)
+    for login, inst in (("alice", "bsh-01"), ("bob", "bsh-02")):
+        plan = lab.ctx.store.load(inst).plan
+        node_ip = next(i.addresses[0] for i in plan.nodes[0].interfaces if i.addresses)
+        r = lab.ssh(f"{login}+{plan.nodes[0].name}", command=["ip -4 -o addr show"], password=f"pw-{login}-secret")
+        assert r.returncode == 0 and f" {node_ip} ".encode() in r.stdout, (login, node_ip, r)
+    assert lab.ctx.store.load("bsh-01").plan.params["lan_hq"] != lab.ctx.store.load("bsh-02").plan.params["lan_hq"]
+    # carol's lab is not up: one line, then the session closes
+    r = lab.ssh("carol", "-tt", password="pw-carol-secret")
     assert r.returncode == 1 and b"n'est pas d\xc3\xa9marr\xc3\xa9" in r.stdout + r.stderr, r
     # the recordings: typed input and the node's output, in time order
-    rows = lab.wait_recordings_closed("alice", 3)
+    rows = lab.wait_recordings_closed("alice", 4)
+    assert len(rows) == 4
     first = list(read_events(lab.ctx.settings.home / "recordings" / rows[0].path))
     assert rows[0].node == "pc-hq" and rows[1].node == "r-br1"
     assert "echo H=$(hostname)" in "".join(e.data for e in first if e.code == "i")
     assert "H=pc-hq" in "".join(e.data for e in first if e.code == "o")
     assert [e.time for e in first] == sorted(e.time for e in first)
-    assert not list((lab.ctx.settings.home / "recordings" / "bsh").glob("bob/*"))
+    assert len(list((lab.ctx.settings.home / "recordings" / "bsh").glob("bob/*.cast"))) == 1
+    assert not (lab.ctx.settings.home / "recordings" / "bsh" / "carol").exists()
