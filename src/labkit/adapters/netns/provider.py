@@ -18,14 +18,17 @@ from the name alone, after a crash, from a new process.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -40,6 +43,7 @@ from labkit.settings import Settings, load_settings
 T = TypeVar("T")
 
 NETNS_DIR = Path("/run/netns")
+_THREAD_LOCK = threading.Lock()  # flock is per open file: threads of one process need this too
 # The helper that enters a node, confined; run by the host's Python in isolated mode.
 ENTER = [sys.executable, "-I", str(Path(enter_module.__file__).resolve())]
 IMAGE_MARK = ".labkit-image"
@@ -269,8 +273,9 @@ class NetnsProvider:
     def create(self, state: InstanceState) -> None:
         plan = state.plan
         name = state.name
-        self._ensure_private_run_dir()
-        self._inst_run_dir(name).mkdir(mode=0o700, exist_ok=False)
+        with self._run_dir_lock():
+            self._ensure_private_run_dir()
+            self._inst_run_dir(name).mkdir(mode=0o700, exist_ok=False)
         state.provider_data = {"image": str(self.image())}
         for seg in plan.segments:
             self._bridge_ns(switch_ns(name, seg))
@@ -332,6 +337,21 @@ class NetnsProvider:
     def _sysctl(self, ns: str, key: str, value: str) -> None:
         path = "/proc/sys/" + key.replace(".", "/")
         _run(["ip", "netns", "exec", ns, "sh", "-c", f"echo {value} > {path}"])
+
+    @contextlib.contextmanager
+    def _run_dir_lock(self) -> Iterator[None]:
+        """One process or thread at a time sets up or removes the private run directory:
+        two instances coming up at once would otherwise both bind-mount it (stacked mounts),
+        and the last instance going down could unmount it under one coming up."""
+        parent = self.settings.run_dir.parent  # locked as a directory: no lock file left behind
+        parent.mkdir(parents=True, exist_ok=True)
+        with _THREAD_LOCK:
+            fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the lock
 
     def _ensure_private_run_dir(self) -> None:
         rd = self.settings.run_dir
@@ -621,13 +641,14 @@ class NetnsProvider:
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(f"dir {d}")
         rd = self.settings.run_dir
-        if rd.is_dir() and not any(rd.iterdir()):
-            if str(rd) in _mounts_under(str(rd)):
-                subprocess.run(["umount", str(rd)], capture_output=True)
-            try:
-                rd.rmdir()
-            except OSError:
-                pass
+        with self._run_dir_lock():
+            if rd.is_dir() and not any(rd.iterdir()):
+                if str(rd) in _mounts_under(str(rd)):
+                    subprocess.run(["umount", str(rd)], capture_output=True)
+                try:
+                    rd.rmdir()
+                except OSError:
+                    pass
         leftover = [str(p) for p in NETNS_DIR.glob(ns_prefix(name) + "*")] if NETNS_DIR.is_dir() else []
         if leftover:
             raise ProviderError(f"could not remove {', '.join(leftover)}; run 'labkit down {name}' again.")
