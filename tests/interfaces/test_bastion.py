@@ -243,6 +243,8 @@ def test_exec_status_stdout_stderr_stdin(local: World) -> None:
     assert (r.returncode, r.stdout, r.stderr) == (7, b"out-5\n", b"err\n"), r
     r = local.ssh("alice", command=["tr a-z A-Z"], input=b"typed on stdin\n")
     assert (r.returncode, r.stdout) == (0, b"TYPED ON STDIN\n"), r
+    r = local.ssh("alice", "-tt", command=["tty; exit 4"])  # a command in a terminal
+    assert r.returncode == 4 and r.stdout.startswith(b"/dev/pts/"), r
     r = local.ssh("alice", "-v", command=["kill -TERM $$"])
     assert r.returncode == 255 and b"rtype exit-signal" in r.stderr, r
 
