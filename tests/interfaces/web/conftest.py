@@ -150,6 +150,16 @@ def make_db(tmp_path: Path) -> Database:
     return db
 
 
+@pytest.fixture(autouse=True)
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id still, with test-sized cost (the default 64 MiB x 3 passes is per login)."""
+    from argon2 import PasswordHasher
+
+    from labkit.adapters.security import passwords
+
+    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 @pytest.fixture
 def portal(tmp_path: Path) -> Iterator[Portal]:
     settings = Settings(home=tmp_path / "home", run_dir=tmp_path / "run", project=PROJECT)
