@@ -150,6 +150,28 @@ def cleanup(ctx: lifecycle.Context) -> list[str]:
     return done
 
 
+def solve_some(ctx: lifecycle.Context, names: list[str]) -> dict[str, Any]:
+    """Apply the lab's reference solution to these instances, 3 at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labkit.usecases.solve import solve
+
+    print(f"solving {len(names)} seats", file=sys.stderr)
+    t0 = time.monotonic()
+    errors: dict[str, str] = {}
+
+    def one(name: str) -> None:
+        try:
+            solve(ctx, name, wait=60)
+        except LabkitError as exc:
+            errors[name] = str(exc)
+
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(one, names))
+    return {"solved": [n for n in names if n not in errors], "errors": errors,
+            "wall_s": round(time.monotonic() - t0, 2)}
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -160,6 +182,9 @@ def main() -> int:
     ap.add_argument("--lab", default="routing-multisite")
     ap.add_argument("--launch", default="4", help="launch bounds to compare, e.g. 2,4,6 (default 4)")
     ap.add_argument("--grade", default="30", help="grading bounds to compare, e.g. 10,30 (default 30); 0: no grading")
+    ap.add_argument("--solve", type=int, default=0,
+                    help="apply the reference solution to the first K seats before grading (3 at a time), so the "
+                         "grading has passing checks to get right under load too (default 0)")
     ap.add_argument("--out", type=Path, default=PROJECT / "out" / "bench-cohort.json")
     args = ap.parse_args()
     if not 1 <= args.n <= 60:
@@ -206,6 +231,9 @@ def main() -> int:
             }
             result["launch"].append(entry)
             print(json.dumps({k: v for k, v in entry.items() if k != "per_seat_all_s"}), file=sys.stderr)
+            if last and args.solve:
+                entry["solve"] = solve_some(ctx, up_ok[:args.solve])
+                print(json.dumps(entry["solve"]), file=sys.stderr)
             if last:
                 for gbound in grade_bounds:
                     grec = Recorder()
@@ -213,12 +241,15 @@ def main() -> int:
                     c0, t0, load0 = cpu_s(), time.monotonic(), os.getloadavg()[0]
                     g = cohort_grade(ctx, name, parallel=gbound, on_event=grec)
                     gwall, gcpu = time.monotonic() - t0, cpu_s() - c0
-                    scores = sorted({s.score or "none" for s in g.seats})
+                    scores = {s.instance: s.score or "none" for s in g.seats}
+                    solved = set(entry.get("solve", {}).get("solved", []))
                     gentry = {
                         "parallel": gbound, "wall_s": round(gwall, 2), "cpu_s": round(gcpu, 1),
                         "load_avg_1min_before": round(load0, 2), "graded": len(grec.seconds) - len(grec.errors),
                         "failed": grec.errors, "per_seat_s": spread(list(grec.seconds.values())),
-                        "scores": scores, "target_met": gwall < TARGETS["grade_all_s"] and not grec.errors,
+                        "scores_solved": sorted({v for k, v in scores.items() if k in solved}),
+                        "scores_unsolved": sorted({v for k, v in scores.items() if k not in solved}),
+                        "target_met": gwall < TARGETS["grade_all_s"] and not grec.errors,
                     }
                     result["grade"].append(gentry)
                     print(json.dumps(gentry), file=sys.stderr)
@@ -233,9 +264,9 @@ def main() -> int:
         print("interrupted: bringing everything down", file=sys.stderr)
         status = 130
     except LabkitError as exc:  # an interrupted launch ends as a UserError: same clean-up
-        print(f"stopped: {exc}; bringing everything down", file=sys.stderr)
+        print(f"stopped: {exc} Bringing everything down.", file=sys.stderr)
         result["error"] = str(exc)
-        status = 1
+        status = 130 if str(exc).startswith("interrupted") else 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up itself is not interrupted
         cleanup(ctx)

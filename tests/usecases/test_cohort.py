@@ -208,6 +208,30 @@ def test_retry_takes_failed_unlaunched_and_abandoned_seats(tmp_path: Path, monke
     assert [s.status for s in c.seats] == ["up", "up", "up", "launching", "up"]
 
 
+def test_interrupted_launch_leaves_the_rest_planned_for_retry(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import _thread
+
+    ctx = _fake_cohort(tmp_path, 6, status="planned")
+    launched: list[str] = []
+
+    def fake_up(c: Context, lab: str, *, instance: str, **kw: object) -> None:
+        launched.append(instance)
+        if instance == "fk-02":
+            _thread.interrupt_main()  # Ctrl-C while the second seat is being launched
+        time.sleep(0.2)
+
+    monkeypatch.setattr(cohort_mod, "up", fake_up)
+    monkeypatch.setattr(cohort_mod, "load_lab_checked", lambda c, ref: None)
+    with pytest.raises(UserError, match=r"interrupted: \d of 6 seats are up; run 'labkit cohort retry fk'"):
+        cohort_mod._launch(ctx, load(ctx, "fk"), load(ctx, "fk").seats, 2, None)
+    after = load(ctx, "fk")
+    assert 2 <= len(launched) < 6  # the seats being launched finished, no new one started
+    assert [s.status for s in after.seats] == ["up"] * len(launched) + ["planned"] * (6 - len(launched))
+    c = cohort_retry(ctx, "fk", parallel=3)
+    assert [s.status for s in c.seats] == ["up"] * 6 and len(launched) == 6
+
+
 def test_progress_callback_errors_do_not_stop_the_cohort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = _fake_cohort(tmp_path, 3)
     monkeypatch.setattr(cohort_mod, "grade", GradeRecorder(0.0))
