@@ -257,8 +257,7 @@ def test_candidate_page_selfcheck_hints_submit_and_report(portal: Portal) -> Non
     assert last.status == "complete" and f'href="/runs/{last.id}"' in page.text
     report = a.get(f"/runs/{last.id}")
     assert report.status_code == 200 and "Rapport de preuves" in report.text and "Alice Martin" in report.text
-    assert "Evidence report" in a.get(f"/runs/{last.id}?lang=en").text or "report" in a.get(
-        f"/runs/{last.id}?lang=en").text.lower()
+    assert "Proof report" in a.get(f"/runs/{last.id}?lang=en").text
 
 
 def test_selfcheck_rate_limit_and_one_at_a_time(portal: Portal) -> None:
