@@ -152,9 +152,15 @@ class RealLabOps:
             return grade(self.ctx, instance, mode=mode)
 
     def run_dir_held(self) -> bool:
-        from labkit.usecases.cohort import _run_dir_held  # the rule of 'labkit cohort up', not a copy
-
-        return _run_dir_held(self.ctx)
+        """An instance of this home is up: launches may then overlap (the first launch on a
+        fresh run directory goes alone, whatever the provider does about it)."""
+        for name in self.ctx.store.names():
+            try:
+                if self.ctx.store.load(name).phase == "up":
+                    return True
+            except LabkitError:
+                continue
+        return False
 
     def nodes(self, instance: str) -> list[str]:
         try:
@@ -515,9 +521,9 @@ class Exam:
 
     def launch(self, cohort_id: int) -> list[int]:
         """Bring up, in the background, every candidate instance of the cohort that is not up:
-        the first one alone, then the others in parallel (at most :attr:`launch_workers`), as
-        ``labkit cohort up`` does (see :mod:`labkit.usecases.cohort`: a fresh run directory must
-        not be set up by several launches at once). One failure is recorded on that candidate
+        the first one alone while no instance of this home is up (a fresh run directory is
+        never set up by several launches at once), then the others in parallel (at most
+        :attr:`launch_workers`). One failure is recorded on that candidate
         and the others go on; launching again retries the failed ones. Returns the candidate
         ids to be launched."""
         with self.db.session() as s:

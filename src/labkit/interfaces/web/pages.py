@@ -127,10 +127,10 @@ def login(request: Request, login: Annotated[str, Form(max_length=200)] = "",
         if old:
             repo.delete_web_session(s, old)
         session_token, _row = repo.create_web_session(s, user.id)
-    response = redirect(_safe_next(next))
-    _set_session_cookie(request, response, session_token)
-    response.delete_cookie(PRELOGIN_COOKIE, path="/login")
-    return response
+    done = redirect(_safe_next(next))
+    _set_session_cookie(request, done, session_token)
+    done.delete_cookie(PRELOGIN_COOKIE, path="/login")
+    return done
 
 
 @router.post("/logout")
