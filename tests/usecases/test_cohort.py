@@ -274,7 +274,7 @@ def test_parallel_cohort_failure_retry_grade_down(lab_env: LabEnv, tmp_path: Pat
     assert [(e.instance, e.phase, e.candidate) for e in failed] == [("hcp9-01", "failed", "Alice Martin")]
     last = events[-1][1]
     assert (last.done, last.failed, last.total) == (4, 1, 4)
-    # the first instance up holds the run directory: one bind mount, not one per launch thread
+    # launches at once set up the provider's private run directory once: one bind mount, not one per thread
     assert _run_dir_mounts(lab_env.settings) == 1
     with pytest.raises(UserError, match="already exists"):
         cohort_up(ctx, "routing-multisite", roster, name="hcp9", seed=2026)

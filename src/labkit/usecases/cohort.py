@@ -17,18 +17,14 @@ At scale (30 candidates on a small host):
   worker threads (the CLI draws a live progress display with it, the portal records it).
 * Parallel launch in one process is safe in the provider, the instance store and ansible
   (every path carries the instance name; ansible-runner gets a private data dir per run and
-  sets signal handlers only in the main thread), with one exception: the netns provider's
-  first use of the run directory (``_ensure_private_run_dir``: "is it a mount point? if not,
-  bind-mount it") is a check-then-act. Run by several threads at once on a fresh run
-  directory it stacks one bind mount per thread, and ``down`` removes only one of them; and a
-  rolled-back ``up`` that leaves the run directory empty unmounts it under a launch that just
-  checked it. So while no instance of this home is up, launches go one at a time
-  (:func:`up_seat`, under an ``flock`` on ``<home>/locks/run-dir.lock``) until one is up and
-  holds the run directory; then they go in parallel. Whoever launches instances from
-  several threads (the portal) calls :func:`up_seat` rather than ``lifecycle.up``.
+  sets signal handlers only in the main thread). The one shared step, the netns provider's
+  set-up of its private run directory ("is it a mount point? if not, bind-mount it"; and its
+  removal by the last instance going down), was a check-then-act that stacked one bind mount
+  per thread; the provider now does it under a lock (thread lock and flock), and the parallel
+  launch test checks that the run directory is mounted once.
 * At most one grading of an instance runs at a time, across threads and processes
-  (:func:`grading_lock`, an ``flock`` on ``<home>/locks/<instance>.grade.lock``); the portal
-  takes the same lock for self-checks and submissions.
+  (:func:`grading_lock`, an ``flock`` on ``<home>/locks/<instance>.grade.lock``); whoever
+  else grades (the portal's self-checks and submissions) should take the same lock.
 * Every change to the cohort file is a read-modify-write of the seat concerned under one
   lock (a thread lock and an ``flock`` on ``<home>/cohorts/.<name>.lock``), written
   atomically: workers, and another labkit process, never lose each other's updates.
@@ -52,9 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.adapters.storage.state import INSTANCE_RE, check_instance_name
+from labkit.adapters.storage.state import check_instance_name
 from labkit.errors import LabkitError, UserError
-from labkit.models.instance import InstanceState
 from labkit.usecases.grade import grade
 from labkit.usecases.lifecycle import Context, down, load_lab_checked, up
 
@@ -320,7 +315,7 @@ def _launch(ctx: Context, cohort: Cohort, seats: list[Seat], parallel: int,
         tracker.emit(seat, "launching")
         t0 = time.monotonic()
         try:
-            up_seat(ctx, lab_ref, instance=seat.instance, seed=seat.seed, candidate=seat.candidate)
+            up(ctx, lab_ref, instance=seat.instance, seed=seat.seed, candidate=seat.candidate)
         except Exception as exc:  # noqa: BLE001 - one seat's failure is that seat's result
             error = _error_text(exc)
             _set_seat(ctx, cohort.name, seat.instance, status="failed", detail=error)
@@ -337,32 +332,6 @@ def _launch(ctx: Context, cohort: Cohort, seats: list[Seat], parallel: int,
         raise UserError(f"interrupted: {n_up} of {len(done.seats)} seats are up; run 'labkit cohort retry "
                         f"{cohort.name}' to launch the others, or 'labkit cohort down {cohort.name}'.") from None
     return load(ctx, cohort.name)
-
-
-def _run_dir_held(ctx: Context) -> bool:
-    """An instance of this home is up: it holds the run directory (mounted, never empty)."""
-    rd = ctx.settings.run_dir
-    try:
-        names = [p.name for p in rd.iterdir() if p.is_dir() and INSTANCE_RE.fullmatch(p.name)]
-    except OSError:
-        return False
-    for n in names:
-        try:
-            if ctx.store.load(n).phase == "up":
-                return True
-        except LabkitError:
-            continue
-    return False
-
-
-def up_seat(ctx: Context, lab_ref: str, *, instance: str, seed: int, candidate: str | None) -> InstanceState:
-    """``lifecycle.up``, safe to call from many threads (and processes) at once: while no
-    instance of this home is up, launches go one at a time (see the module docstring)."""
-    if not _run_dir_held(ctx):
-        with _flock(ctx.settings.home / "locks" / "run-dir.lock", wait=None):
-            if not _run_dir_held(ctx):
-                return up(ctx, lab_ref, instance=instance, seed=seed, candidate=candidate)
-    return up(ctx, lab_ref, instance=instance, seed=seed, candidate=candidate)
 
 
 def cohort_up(ctx: Context, lab_ref: str, roster: Path, *, name: str, seed: int | None = None,
