@@ -45,6 +45,23 @@ TARGETS = {"launch_s": 90.0, "grade_all_s": 60.0, "memory_gib": 3.0}
 PREFIX = "bc"
 
 
+def commit() -> str:
+    """The labkit commit measured: git's HEAD (with "+dirty" when the tree differs), or
+    BENCH_COMMIT for a copy made with 'git archive'."""
+    import subprocess
+
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
+    try:
+        head = subprocess.run(["git", "-C", str(PROJECT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(PROJECT), "status", "--porcelain", "--untracked-files=no", "src"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def meminfo_kib(key: str = "MemAvailable") -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -201,7 +218,7 @@ def main() -> int:
     roster.parent.mkdir(parents=True, exist_ok=True)
     roster.write_text("".join(f"Candidat {i:02d}\n" for i in range(1, args.n + 1)))
     result: dict[str, Any] = {
-        "lab": args.lab, "seats": args.n, "cpus": os.cpu_count(), "machine": platform.machine(),
+        "lab": args.lab, "seats": args.n, "commit": commit(), "cpus": os.cpu_count(), "machine": platform.machine(),
         "kernel": platform.release(), "targets": TARGETS, "launch": [], "grade": [],
         "mem_available_start_mib": round(meminfo_kib() / 1024, 1),
     }
