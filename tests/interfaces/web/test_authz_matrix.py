@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass
 
 import pytest
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from starlette.routing import Mount
@@ -61,6 +61,8 @@ EXPECTED: dict[tuple[str, str], Rule | str] = {
     ("GET", "/me/status.json"): Rule(CANDIDATES),
     ("POST", "/me/selfcheck"): Rule(CANDIDATES),
     ("POST", "/me/submit"): Rule(CANDIDATES),
+    ("GET", "/me/terminal"): Rule(CANDIDATES),
+    ("WS", "/me/terminal/ws"): "websocket",  # its handshake: tests/interfaces/web/test_terminal.py
     ("GET", "/static"): "static",
 }
 SESSION_ROUTES = {("POST", "/login"), ("POST", "/logout")}
@@ -74,6 +76,8 @@ def app_routes(portal: Portal) -> list[tuple[str, str]]:
         route = ctx.original_route
         if isinstance(route, APIRoute):
             found += [(m, str(ctx.path)) for m in sorted((ctx.methods or set()) - {"HEAD"})]
+        elif isinstance(route, APIWebSocketRoute):
+            found.append(("WS", str(ctx.path)))
         elif isinstance(route, Mount):
             found.append(("GET", str(ctx.path)))
         else:

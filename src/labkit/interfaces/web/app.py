@@ -165,6 +165,9 @@ def create_app(ctx: Context, db: Any, *, secure_cookies: bool = False, exam: Exa
     from labkit.interfaces.web.pages import router
 
     app.include_router(router)
+    from labkit.interfaces.web.terminal import router as terminal_router
+
+    app.include_router(terminal_router)
     return app
 
 
