@@ -14,7 +14,7 @@ import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from starlette.routing import Mount
+from starlette.routing import Mount, WebSocketRoute
 
 from labkit.adapters.db.models import Candidate, Cohort, GradingRun, User
 from tests.interfaces.web.conftest import Portal, csrf_of
@@ -76,7 +76,7 @@ def app_routes(portal: Portal) -> list[tuple[str, str]]:
         route = ctx.original_route
         if isinstance(route, APIRoute):
             found += [(m, str(ctx.path)) for m in sorted((ctx.methods or set()) - {"HEAD"})]
-        elif isinstance(route, APIWebSocketRoute):
+        elif isinstance(route, (APIWebSocketRoute, WebSocketRoute)):
             found.append(("WS", str(ctx.path)))
         elif isinstance(route, Mount):
             found.append(("GET", str(ctx.path)))

@@ -215,8 +215,9 @@ async def _admit(websocket: WebSocket) -> tuple[Principal, str] | None:
     return who, node
 
 
-@router.websocket(WS_PATH)
 async def terminal_ws(websocket: WebSocket) -> None:
+    """The websocket of a terminal page. A plain Starlette route: the app's HTTP dependencies
+    (CSRF of unsafe methods) do not apply to a websocket; :func:`_admit` checks it instead."""
     admitted = await _admit(websocket)
     if admitted is None:
         await websocket.close(code=REFUSED)
@@ -225,6 +226,9 @@ async def terminal_ws(websocket: WebSocket) -> None:
     size = _size(websocket.query_params.get("cols", 80), websocket.query_params.get("rows", 24)) or (80, 24)
     await websocket.accept()
     await _run_console(websocket, f"{who.login}+{node}", size)
+
+
+router.add_websocket_route(WS_PATH, terminal_ws, name="terminal_ws")
 
 
 async def _run_console(websocket: WebSocket, username: str, size: tuple[int, int]) -> None:
