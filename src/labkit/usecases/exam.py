@@ -110,6 +110,7 @@ class LabOps(Protocol):
 class RealLabOps:
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self._briefs: dict[tuple[str, str, str], str] = {}
 
     def lab_id(self, lab_ref: str) -> str:
         from labkit.usecases.lifecycle import load_lab_checked
@@ -169,11 +170,16 @@ class RealLabOps:
             return []
 
     def brief(self, instance: str, lang: str) -> str:
+        """The candidate's brief with their instance's parameters (kept per instance creation:
+        every page view of 30 candidates must not load and validate the lab again)."""
         from labkit.domain.labs import render_brief
         from labkit.usecases.lifecycle import load_lab_checked
 
         state = self.ctx.store.load(instance)
-        return render_brief(load_lab_checked(self.ctx, state.plan.lab_dir), state.plan.params, lang)
+        key = (instance, state.created_at.isoformat(), lang)
+        if key not in self._briefs:
+            self._briefs[key] = render_brief(load_lab_checked(self.ctx, state.plan.lab_dir), state.plan.params, lang)
+        return self._briefs[key]
 
     def health(self, instance: str) -> str:
         from labkit.usecases.lifecycle import status
@@ -205,6 +211,15 @@ def parse_roster(text: str, label: str = "the uploaded roster") -> list[str]:
             return read_roster(path)
         except UserError as exc:
             raise UserError(str(exc).replace(f"roster {path}", label).replace(str(path), label)) from None
+
+
+_DUMMY: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _DUMMY:
+        _DUMMY.append(hash_password(new_password()))
+    return _DUMMY[0]
 
 
 def as_utc(dt: datetime | None) -> datetime | None:
@@ -431,6 +446,8 @@ class Exam:
                 raise RateLimited(f"too many failed logins for {login!r}; wait {wait // 60} minutes and try again.",
                                   wait, code="login_rate_limited")
             user = repo.get_user_by_login(s, login) if login else None
+        if user is None or not user.password_hash:
+            verify_password(_dummy_hash(), password)  # as slow as a real check: logins are not revealed
         ok = user is not None and not user.disabled and verify_password(user.password_hash, password)
         with self.db.session() as s:
             repo.record_login_attempt(s, login, source, ok)
