@@ -22,20 +22,24 @@ PID 1 being born: it mounts the node's /proc, makes /proc/sys read-only but for 
 own /proc/sys/net, hides /proc entries that talk to the host kernel, then confines itself
 and becomes ``tini``.
 
-This file imports only the standard library and pyseccomp (a ctypes binding of libseccomp),
-and nothing of labkit: it must work with ``python -I`` and be loaded in full before setns.
+This file imports only the standard library, and pyseccomp (a ctypes binding of libseccomp)
+when it has to compile the filter itself; nothing of labkit. It runs with ``python -I -S``
+when given ``--filter FILE``, the filter compiled once per instance by the provider (raw
+BPF, in the instance's private run directory): Python's start-up without ``site`` and
+without libseccomp is most of what an entry costs. Everything is loaded before setns.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-import pyseccomp as seccomp
+if TYPE_CHECKING:
+    import pyseccomp
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -99,7 +103,9 @@ PROC_MASKED_FILES = ("kcore", "keys", "timer_list", "sched_debug", "kmsg", "late
 PROC_MASKED_DIRS = ("acpi", "scsi", "asound", "bus", "fs", "irq", "driver", "tty/driver")
 PROC_READ_ONLY = ("sys", "sysrq-trigger")
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+BPF_INSTRUCTION_SIZE = 8  # struct sock_filter
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)  # glibc; find_library would spawn ldconfig
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
@@ -146,9 +152,15 @@ def keep_mask() -> int:
     return sum(1 << c for c in KEEP_CAPS) & own_caps("CapBnd") & own_caps("CapPrm")
 
 
-def seccomp_filter() -> seccomp.SyscallFilter:
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_filter() -> pyseccomp.SyscallFilter:
     """Allow everything but what reaches outside the node; refused calls fail with EPERM
     (clone3 with ENOSYS, so that libc falls back to clone, whose flags the filter can read)."""
+    import pyseccomp as seccomp
+
     f = seccomp.SyscallFilter(seccomp.ALLOW)
     for name in DENIED_SYSCALLS:
         try:
@@ -170,12 +182,31 @@ def cap_last_cap() -> int:
         return int(fh.read())
 
 
-def confine(keep: int, last: int) -> None:
+def write_filter(path: str) -> None:
+    """Compile the filter once (libseccomp) into raw BPF at ``path``, for ``--filter``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        seccomp_filter().export_bpf(fh)
+
+
+def load_filter(program: bytes) -> None:
+    """Install a raw BPF program (as ``write_filter`` made it) for this thread and its heirs."""
+    if not program or len(program) % BPF_INSTRUCTION_SIZE:
+        raise EnterError("the seccomp filter file is empty or truncated")
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // BPF_INSTRUCTION_SIZE, ctypes.cast(buf, ctypes.c_void_p))
+    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0), "load the seccomp filter")
+
+
+def confine(keep: int, last: int, program: bytes | None = None) -> None:
     """Seccomp first (loading it without no_new_privs needs CAP_SYS_ADMIN, still ours), then
-    the capability sets. The next execve gives the command only ``keep``. ``keep`` and
-    ``last`` are read before entering the node: after setns, /proc is the node's, where this
-    process (outside the node's PID namespace) has no /proc/self."""
-    seccomp_filter().load()
+    the capability sets. The next execve gives the command only ``keep``. ``keep``, ``last``
+    and ``program`` are read before entering the node: after setns, /proc is the node's, where
+    this process (outside the node's PID namespace) has no /proc/self."""
+    if program is None:
+        seccomp_filter().load()
+    else:
+        load_filter(program)
     for cap in range(last + 1):
         if not keep & (1 << cap):
             _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
@@ -238,7 +269,8 @@ def _relay(child: int) -> int:
 
 def parse(argv: list[str]) -> tuple[dict[str, str], str, bool, list[str]]:
     if "--" not in argv:
-        raise EnterError("usage: enter.py [--init] --net F --uts F --ipc F [--pid F] --mnt F [--wd DIR] -- CMD…")
+        raise EnterError("usage: enter.py [--init] [--filter BPF] --net F --uts F --ipc F [--pid F] --mnt F "
+                         "[--wd DIR] -- CMD…")
     sep = argv.index("--")
     opts, cmd = argv[:sep], argv[sep + 1:]
     paths: dict[str, str] = {}
@@ -247,12 +279,14 @@ def parse(argv: list[str]) -> tuple[dict[str, str], str, bool, list[str]]:
     for opt in it:
         if opt == "--init":
             init = True
-        elif opt in NS_OPTIONS or opt == "--wd":
+        elif opt in NS_OPTIONS or opt in ("--wd", "--filter"):
             value = next(it, None)
             if value is None or not value.startswith("/"):
                 raise EnterError(f"{opt} needs an absolute path")
             if opt == "--wd":
                 wd = value
+            elif opt == "--filter":
+                paths["filter"] = value
             else:
                 paths[opt] = value
         else:
@@ -266,12 +300,16 @@ def main(argv: list[str]) -> int:
     try:
         paths, wd, init, cmd = parse(argv)
         keep, last = keep_mask(), cap_last_cap()
+        program = None
+        if "filter" in paths:
+            with open(paths.pop("filter"), "rb") as fh:
+                program = fh.read()
         _enter_namespaces(paths)
         if init:
             mount_node_proc()
-            confine(keep, last)
+            confine(keep, last, program)
             os.execv(cmd[0], cmd)
-        confine(keep, last)
+        confine(keep, last, program)
         child = os.fork()
         if child:
             return _relay(child)

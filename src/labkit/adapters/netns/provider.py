@@ -44,8 +44,10 @@ T = TypeVar("T")
 
 NETNS_DIR = Path("/run/netns")
 _THREAD_LOCK = threading.Lock()  # flock is per open file: threads of one process need this too
-# The helper that enters a node, confined; run by the host's Python in isolated mode.
-ENTER = [sys.executable, "-I", str(Path(enter_module.__file__).resolve())]
+# The helper that enters a node, confined; run by the host's Python in isolated mode, without
+# site (it gets the instance's compiled seccomp filter, so it needs nothing but the stdlib).
+ENTER = [sys.executable, "-I", "-S", str(Path(enter_module.__file__).resolve())]
+SECCOMP_FILE = "seccomp.bpf"  # in the instance's private run directory
 IMAGE_MARK = ".labkit-image"
 @dataclass(frozen=True)
 class NodeNamespaces:
@@ -236,8 +238,9 @@ class NetnsProvider:
     def node_enter_argv(self, name: str, node: str, wd: str = "/") -> list[str]:
         """The confined way into a node (``enter.py``): append the command to run there."""
         ns = self._ns_files(name, node)
-        return [*ENTER, "--net", str(ns.net), "--uts", str(ns.uts), "--ipc", str(ns.ipc), "--pid", str(ns.pid),
-                "--mnt", str(ns.mnt), "--wd", wd, "--"]
+        return [*ENTER, "--filter", str(self._inst_run_dir(name) / SECCOMP_FILE), "--net", str(ns.net),
+                "--uts", str(ns.uts), "--ipc", str(ns.ipc), "--pid", str(ns.pid), "--mnt", str(ns.mnt), "--wd", wd,
+                "--"]
 
     def image(self) -> Path:
         """The nodes' root filesystem image new nodes start from (its real path)."""
@@ -276,6 +279,7 @@ class NetnsProvider:
         with self._run_dir_lock():
             self._ensure_private_run_dir()
             self._inst_run_dir(name).mkdir(mode=0o700, exist_ok=False)
+        enter_module.write_filter(str(self._inst_run_dir(name) / SECCOMP_FILE))
         state.provider_data = {"image": str(self.image())}
         for seg in plan.segments:
             self._bridge_ns(switch_ns(name, seg))
@@ -433,7 +437,8 @@ class NetnsProvider:
         # no pipe of ours may reach it, or reading our end would wait for the node's lifetime
         subprocess.run(["setsid", "--fork", "nsenter", f"--net={ns.net}", f"--uts={ns.uts}", f"--ipc={ns.ipc}",
                         "unshare", f"--pid={ns.pid}", "--fork", "--kill-child",
-                        *ENTER, "--init", "--mnt", str(ns.mnt), "--", NODE_INIT, "--", "sleep", "infinity"],
+                        *ENTER, "--init", "--filter", str(self._inst_run_dir(name) / SECCOMP_FILE),
+                        "--mnt", str(ns.mnt), "--", NODE_INIT, "--", "sleep", "infinity"],
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        check=True, timeout=10, env=NODE_ENV)
         deadline = time.monotonic() + 10

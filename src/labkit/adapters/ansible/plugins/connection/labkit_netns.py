@@ -167,6 +167,11 @@ class Connection(ConnectionBase):
         for option, (flag, _kind, _proc) in _NAMESPACES.items():
             path = check_namespace_file(option, self.get_option(option))
             argv += [flag, path]
+        # the instance's compiled filter, next to its namespace files (else enter.py compiles it)
+        bpf = os.path.join(os.path.dirname(self.get_option("mnt")), "seccomp.bpf")
+        if os.path.isfile(bpf):
+            argv[3:3] = ["--filter", bpf]
+            argv.insert(2, "-S")
         argv.append("--")
         return argv
 
@@ -183,7 +188,7 @@ class Connection(ConnectionBase):
     def _argv(self, cmd: str) -> list[str]:
         # Re-check every time: a node torn down between two tasks must not turn into the host.
         prefix = self._node_prefix()
-        if not prefix or prefix[-1] != "--" or len(prefix) != 4 + 2 * len(_NAMESPACES):
+        if not prefix or prefix[-1] != "--" or len(prefix) not in (4 + 2 * len(_NAMESPACES), 7 + 2 * len(_NAMESPACES)):
             raise AnsibleConnectionFailure("labkit_netns: internal error building the node entry command.")
         self._prefix = prefix
         return [*prefix, NODE_SHELL, "-c", cmd]
