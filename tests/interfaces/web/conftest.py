@@ -5,6 +5,7 @@ folders, so reports render from stored runs exactly as in production."""
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from labkit.models.results import CheckResult, GradeSummary, RunInfo
 from labkit.settings import Settings
 from labkit.usecases.exam import Exam
 from labkit.usecases.lifecycle import Context
+from tests.dbfixtures import pg_cluster  # noqa: F401  (session fixture: scratch PostgreSQL)
 
 PROJECT = Path(__file__).resolve().parents[3]
 
@@ -160,11 +162,40 @@ def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
+BOTH_DATABASES = {"test_authz_matrix", "test_portal"}  # these modules run on SQLite and PostgreSQL
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "portal_db" in metafunc.fixturenames and metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_DATABASES:
+        metafunc.parametrize("portal_db", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def portal(tmp_path: Path) -> Iterator[Portal]:
+def portal_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """The portal's database: SQLite in tmp (default) or a new database in the test session's
+    scratch PostgreSQL (tests/dbfixtures.py)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        db = make_db(tmp_path)
+        yield db
+        db.dispose()
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    name = f"t_{secrets.token_hex(6)}"
+    cluster.admin(f"CREATE DATABASE {name}")
+    db = Database(cluster.url(name))
+    try:
+        db.upgrade()
+        yield db
+    finally:
+        db.dispose()
+        cluster.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def portal(tmp_path: Path, portal_db: Database) -> Iterator[Portal]:
     settings = Settings(home=tmp_path / "home", run_dir=tmp_path / "run", project=PROJECT)
     ctx = Context(settings)
-    db = make_db(tmp_path)
+    db = portal_db
     ops = FakeLabOps(settings.runs)
     exam = Exam(ctx, db, ops=ops, selfcheck_interval=0)
     trainer, trainer_pw = exam.add_user("formateur", "trainer", "Claire Formatrice")
@@ -193,7 +224,6 @@ def portal(tmp_path: Path) -> Iterator[Portal]:
                      cohort_id=cohort_id, candidate_ids=ids, run_ids=run_ids, recording_ids=rec_ids,
                      logins={"trainer": "formateur", "assessor": "jury", "A": creds[0].login, "B": creds[1].login})
     exam.close()
-    db.dispose()
 
 
 def _recording(settings: Settings, db: Database, candidate_id: int, login: str) -> int:
