@@ -20,7 +20,16 @@ from labkit.adapters.security.passwords import verify_password
 from labkit.adapters.storage.runs import open_run
 from labkit.errors import UserError
 from labkit.settings import Settings
-from labkit.usecases.exam import Busy, Exam, ExamClosed, RateLimited, exam_is_open, exam_is_over, login_from_name
+from labkit.usecases.exam import (
+    Busy,
+    Exam,
+    ExamClosed,
+    RateLimited,
+    RealLabOps,
+    exam_is_open,
+    exam_is_over,
+    login_from_name,
+)
 from labkit.usecases.lifecycle import Context
 from tests.conftest import PROJECT, LabEnv, leftovers
 from tests.dbfixtures import database, db_url, pg_cluster  # noqa: F401  (fixtures: both databases)
@@ -169,6 +178,18 @@ def test_reap_interrupted_at_start(exam: Exam) -> None:
         assert s.get(GradingRun, dead).status == "interrupted"
     exam.submit(a, None)  # not blocked by the dead one
     exam.wait_idle()
+
+
+def test_real_lab_ops_read_the_project(tmp_path: Path) -> None:
+    ops = RealLabOps(Context(Settings(home=tmp_path / "home", run_dir=tmp_path / "run", project=PROJECT)))
+    labs = dict(ops.labs())
+    assert {"routing-multisite", "ad-gpo", "backup-restore"} <= set(labs)
+    assert ops.lab_id("routing-multisite") == "routing-multisite"
+    assert ops.lab_title("routing-multisite", "fr") == labs["routing-multisite"]
+    with pytest.raises(UserError):
+        ops.lab_id("no-such-lab")
+    assert ops.nodes("nothing-here") == [] and ops.health("nothing-here") == "absent"
+    assert not ops.exists("nothing-here") and not ops.run_dir_held()
 
 
 # ---------------------------------------------------------------------------- a real lab
