@@ -1,5 +1,6 @@
 """Each role's main path in a real headless Chromium (Debian's, driven by Playwright), with the
-keyboard only; screenshots are kept in tests/artifacts/ (LABKIT_TEST_ARTIFACTS to move them).
+keyboard only; screenshots are kept in out/test-artifacts/portal/ (git-ignored, like the
+real-lab browser test's; LABKIT_TEST_ARTIFACTS moves them).
 
 The portal runs in uvicorn on 127.0.0.1 (a free port) over the same fixture as the other
 portal tests: a real database and the real use cases, with fake labs.
@@ -20,7 +21,7 @@ import pytest
 from tests.interfaces.web.conftest import PROJECT, Portal
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("LABKIT_TEST_ARTIFACTS", PROJECT / "tests" / "artifacts"))
+ARTIFACTS = Path(os.environ.get("LABKIT_TEST_ARTIFACTS", PROJECT / "out" / "test-artifacts" / "portal"))
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
