@@ -35,7 +35,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from labkit.adapters.db import repo
-from labkit.adapters.db.models import Candidate, Cohort, GradingRun, Recording, User, utcnow
+from labkit.adapters.db.models import CANDIDATE_STATUSES, Candidate, Cohort, GradingRun, Recording, User, utcnow
 from labkit.adapters.security.passwords import hash_password, needs_rehash, new_password, verify_password
 from labkit.adapters.storage.state import check_instance_name
 from labkit.errors import LabkitError, UserError
@@ -776,7 +776,8 @@ class Exam:
         for row in rows:  # live readings outside the transaction: they take a while
             if row["status"] == "up":
                 row["health"] = self._health_of(row["instance"])
-        return {"cohort": head, "candidates": rows}
+        counts = {status: sum(r["status"] == status for r in rows) for status in CANDIDATE_STATUSES}
+        return {"cohort": head, "candidates": rows, "counts": counts, "total": len(rows)}
 
     def _health_of(self, instance: str) -> str:
         now = time.monotonic()

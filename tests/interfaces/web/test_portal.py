@@ -163,14 +163,27 @@ def test_bad_roster_is_refused_and_nothing_is_made(portal: Portal, roster: bytes
     assert not (portal.settings.home / "sheets" / "bts3.html").exists()
 
 
+@pytest.mark.parametrize("size,status", [((1 << 20) + 10, 400), (3 << 20, 413)])
+def test_oversized_roster_is_refused(portal: Portal, size: int, status: int) -> None:
+    c = portal.login("trainer")
+    token = csrf_of(c.get("/cohorts/new").text)
+    r = c.post("/cohorts", data={"csrf_token": token, "lab": "demo-lab", "name": "big"},
+               files={"roster": ("big.csv", b"A" * size, "text/csv")})
+    assert r.status_code == status
+    with portal.db.session() as s:
+        assert s.query(User).count() == 4  # nothing made
+
+
 def test_dashboard_live_status_reset_and_launch_failure(portal: Portal) -> None:
     c = portal.login("trainer")
     board = c.get(f"/cohorts/{portal.cohort_id}/status.json").json()
     alice = board["candidates"][0]
     assert alice["name"] == "Alice Martin" and alice["status"] == "up" and alice["health"] == "ok"
     assert alice["selfcheck"]["score"] == 10 and alice["grade"]["max_score"] == 10 and alice["final"] is None
+    assert board["counts"]["up"] == 2 and board["total"] == 2
     page = c.get(f"/cohorts/{portal.cohort_id}")
     assert 'src="/static/dashboard.js"' in page.text and "10/10" in page.text
+    assert "Laboratoires prêts : 2 sur 2 — en lancement : 0 — en échec : 0" in page.text
     # reset: down then up again with the same seed
     seed = portal.ops.instances["bts1-01"][1]
     r = c.post(f"/candidates/{portal.candidate_ids['A']}/reset", data={"csrf_token": csrf_of(page.text)})

@@ -30,6 +30,7 @@ from labkit.usecases.exam import Exam, as_utc
 from labkit.usecases.lifecycle import Context
 
 HERE = Path(__file__).resolve().parent
+MAX_BODY = 2 << 20  # bytes of any request (a roster upload is at most 1 MiB)
 LOG = logging.getLogger("labkit.web")
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -106,7 +107,7 @@ def create_app(ctx: Context, db: Any, *, secure_cookies: bool = False, exam: Exa
                 service.close(wait=False)
 
     app = FastAPI(title="labkit", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
-                  dependencies=[Depends(csrf_guard)])
+                  dependencies=[Depends(csrf_guard)], max_body_size=MAX_BODY)
     app.state.ctx = ctx
     app.state.db = db
     app.state.exam = service

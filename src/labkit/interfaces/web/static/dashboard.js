@@ -5,6 +5,7 @@
   var table = document.getElementById("dashboard");
   var words = JSON.parse(document.getElementById("i18n").textContent);
   var updated = document.getElementById("updated");
+  var summary = document.getElementById("summary");
   if (!table) { return; }
   var url = "/cohorts/" + table.dataset.cohort + "/status.json";
 
@@ -32,6 +33,10 @@
           set(row, "grade", run(c.grade));
           set(row, "final", run(c.final));
         });
+        var n = data.counts;
+        var text = words.summary.replace("%up", n.up).replace("%total", data.total)
+          .replace("%launching", n.launching + n.resetting).replace("%failed", n.failed);
+        if (summary.textContent !== text) { summary.textContent = text; }
         updated.textContent = words.updated.replace("%s", new Date().toLocaleTimeString());
       })
       .catch(function () { /* keep the last values; try again at the next tick */ })
