@@ -166,6 +166,21 @@ def test_one_grading_at_a_time_and_failures_recorded(exam: Exam) -> None:
         assert row.status == "failed" and row.run_id is None and "KeyError" in (row.error or "")
 
 
+def test_launches_left_running_by_a_stopped_portal_can_be_retried(exam: Exam) -> None:
+    cohort_id, (a, b) = _cohort(exam)
+    with exam.db.session() as s:
+        repo.set_candidate_status(s, a, "launching")
+        repo.set_candidate_status(s, b, "resetting")
+    assert exam.recover_launches() == 2
+    with exam.db.session() as s:
+        cands = repo.candidates_of(s, cohort_id)
+        assert [c.status for c in cands] == ["failed", "failed"] and "launch it again" in cands[0].detail
+    assert sorted(exam.launch(cohort_id)) == [a, b]
+    exam.wait_idle()
+    with exam.db.session() as s:
+        assert [c.status for c in repo.candidates_of(s, cohort_id)] == ["up", "up"]
+
+
 def test_reap_interrupted_at_start(exam: Exam) -> None:
     _, (a, _b) = _cohort(exam)
     with exam.db.session() as s:  # a grading of a process that died

@@ -423,6 +423,16 @@ class Exam:
         with self.db.session() as s:
             return len(repo.reap_interrupted(s))
 
+    def recover_launches(self) -> int:
+        """At portal start: candidates left 'launching' or 'resetting' by a portal that stopped
+        mid-way (no thread of this new process works on them) become 'failed', so that the
+        trainer can launch them again. One portal process per database is assumed."""
+        with self.db.session() as s:
+            stuck = list(s.scalars(select(Candidate).where(Candidate.status.in_(("launching", "resetting")))))
+            for cand in stuck:
+                repo.set_candidate_status(s, cand, "failed", "the portal stopped during this launch; launch it again.")
+        return len(stuck)
+
     # -- accounts
     def add_user(self, login: str, role: str, display_name: str | None = None) -> tuple[User, str]:
         """A trainer or assessor account with a generated password (returned once)."""
@@ -468,7 +478,8 @@ class Exam:
         name = name.strip()
         check_instance_name(name)
         if len(name) > 27:
-            raise UserError(f"cohort name {name!r} is too long; use at most 27 characters (instances add '-NN').")
+            raise ExamError(f"cohort name {name!r} is too long; use at most 27 characters (instances add '-NN').",
+                            "cohort_name_too_long", name=name)
         lab_id = self.lab.lab_id(lab_ref)
         names = parse_roster(roster_text, roster_label)
         seed = random.SystemRandom().randrange(2**31) if seed is None else seed
@@ -477,7 +488,8 @@ class Exam:
         instances = [f"{name}-{i + 1:02d}" for i in range(len(names))]
         busy = [i for i in instances if self.lab.exists(i)]
         if busy:
-            raise UserError(f"instance {busy[0]} already exists; pick another cohort name or bring it down.")
+            raise ExamError(f"instance {busy[0]} already exists; pick another cohort name or bring it down.",
+                            "instance_exists", instance=busy[0])
         sheet = self.sheet_path(name)
         lab_title = self.lab.lab_title(lab_id, "fr")
         passwords = [new_password() for _ in names]
@@ -485,10 +497,11 @@ class Exam:
         creds: list[Credential] = []
         with self.db.session() as s:
             if repo.get_cohort(s, name) is not None:
-                raise UserError(f"cohort {name!r} already exists; pick another name.")
+                raise ExamError(f"cohort {name!r} already exists; pick another name.", "cohort_exists", name=name)
             taken_inst = set(s.scalars(select(Candidate.instance).where(Candidate.instance.in_(instances))))
             if taken_inst:
-                raise UserError(f"instance {sorted(taken_inst)[0]} belongs to another cohort; pick another name.")
+                raise ExamError(f"instance {sorted(taken_inst)[0]} belongs to another cohort; pick another name.",
+                                "instance_exists", instance=sorted(taken_inst)[0])
             cohort = repo.create_cohort(s, name, lab_id, seed, created_by=created_by)
             s.flush()
             taken: set[str] = set()
@@ -622,7 +635,7 @@ class Exam:
     def set_window(self, cohort_id: int, start: datetime | None, end: datetime | None) -> None:
         start, end = as_utc(start), as_utc(end)
         if start and end and end <= start:
-            raise UserError("the exam ends before it starts; give an end after the start.")
+            raise ExamError("the exam ends before it starts; give an end after the start.", "window_reversed")
         with self.db.session() as s:
             cohort = s.get(Cohort, cohort_id)
             if cohort is None:

@@ -147,7 +147,7 @@ def test_trainer_creates_a_cohort_from_a_roster(portal: Portal) -> None:
     (b"Alice\nAlice\n", "bts3", "twice"),
     (b"\xff\xfe\x00A", "bts3", "not UTF-8"),
     (b"Alice\n", "BTS 3", "Impossible"),
-    (b"Alice\n", "bts1", "already exists"),
+    (b"Alice\n", "bts1", "existe déjà"),
 ])
 def test_bad_roster_is_refused_and_nothing_is_made(portal: Portal, roster: bytes, name: str, needle: str) -> None:
     c = portal.login("trainer")
@@ -156,7 +156,7 @@ def test_bad_roster_is_refused_and_nothing_is_made(portal: Portal, roster: bytes
         users = s.query(User).count()
     r = c.post("/cohorts", data={"csrf_token": csrf_of(form.text), "lab": "demo-lab", "name": name},
                files={"roster": ("liste.csv", roster, "text/csv")})
-    assert r.status_code == 400 and needle in r.text, r.text
+    assert r.status_code == 400 and needle in unescape(r.text), r.text
     assert 'value="' + name + '"' in r.text  # the form keeps what was typed
     with portal.db.session() as s:
         assert s.query(User).count() == users
@@ -218,7 +218,7 @@ def test_exam_window_final_grade_once_and_export(portal: Portal) -> None:
     assert r.status_code == 303
     bad = c.post(f"/cohorts/{portal.cohort_id}/window", data={"csrf_token": token, "exam_start": end,
                                                              "exam_end": start})
-    assert bad.status_code == 409 and "ends before it starts" in bad.text
+    assert bad.status_code == 409 and "est avant son début" in unescape(bad.text)
     assert portal.exam.take_due_finals() == []  # not over yet
     r = c.post(f"/cohorts/{portal.cohort_id}/end", data={"csrf_token": token})
     assert r.status_code == 303

@@ -95,6 +95,7 @@ def create_app(ctx: Context, db: Any, *, secure_cookies: bool = False, exam: Exa
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(service.reap_interrupted)
+        await run_in_threadpool(service.recover_launches)
         task = asyncio.create_task(_final_timer(service, final_check_every)) if final_check_every > 0 else None
         try:
             yield
