@@ -166,6 +166,22 @@ def test_one_grading_at_a_time_and_failures_recorded(exam: Exam) -> None:
         assert row.status == "failed" and row.run_id is None and "KeyError" in (row.error or "")
 
 
+def test_dashboard_health_is_refreshed_in_the_background(exam: Exam, monkeypatch: pytest.MonkeyPatch) -> None:
+    import labkit.usecases.exam as exam_module
+
+    cohort_id, _ = _cohort(exam)
+    ops = exam.lab
+    assert isinstance(ops, FakeLabOps)
+    assert [c["health"] for c in exam.dashboard(cohort_id)["candidates"]] == ["ok", "ok"]
+    monkeypatch.setattr(exam_module, "HEALTH_TTL", 0.0)
+    monkeypatch.setattr(ops, "health", lambda instance: "degraded")
+    # the poll answers at once with the last reading and refreshes it behind
+    assert [c["health"] for c in exam.dashboard(cohort_id)["candidates"]] == ["ok", "ok"]
+    exam.wait_idle()
+    assert [c["health"] for c in exam.dashboard(cohort_id)["candidates"]] == ["degraded", "degraded"]
+    exam.wait_idle()
+
+
 def test_launches_left_running_by_a_stopped_portal_can_be_retried(exam: Exam) -> None:
     cohort_id, (a, b) = _cohort(exam)
     with exam.db.session() as s:

@@ -40,6 +40,7 @@ from labkit.adapters.security.passwords import hash_password, needs_rehash, new_
 from labkit.adapters.storage.state import check_instance_name
 from labkit.errors import LabkitError, UserError
 from labkit.models.results import GradeSummary
+from labkit.usecases.cohort import DEFAULT_GRADE_PARALLEL, DEFAULT_PARALLEL
 from labkit.usecases.lifecycle import Context
 
 __all__ = [
@@ -362,8 +363,8 @@ class Exam:
     ctx: Context
     db: DatabaseLike
     ops: LabOps | None = None
-    launch_workers: int = 4
-    grade_workers: int = 4
+    launch_workers: int = DEFAULT_PARALLEL  # as 'labkit cohort up': a launch is CPU work
+    grade_workers: int = DEFAULT_GRADE_PARALLEL  # as 'labkit cohort grade': a grading mostly waits
     selfcheck_interval: float = SELFCHECK_INTERVAL
     _launcher: ThreadPoolExecutor = field(init=False, repr=False)
     _lifecycle: ThreadPoolExecutor = field(init=False, repr=False)
@@ -371,6 +372,8 @@ class Exam:
     _locks: dict[int, threading.Lock] = field(init=False, repr=False, default_factory=dict)
     _locks_guard: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
     _health: dict[str, _HealthCache] = field(init=False, repr=False, default_factory=dict)
+    _probing: set[str] = field(init=False, repr=False, default_factory=set)
+    _prober: ThreadPoolExecutor = field(init=False, repr=False)
     _futures: list[Future[Any]] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -381,6 +384,7 @@ class Exam:
         self._lifecycle = ThreadPoolExecutor(1, thread_name_prefix="labkit-lifecycle")
         self._launcher = ThreadPoolExecutor(self.launch_workers, thread_name_prefix="labkit-launch")
         self._grader = ThreadPoolExecutor(self.grade_workers, thread_name_prefix="labkit-grade")
+        self._prober = ThreadPoolExecutor(2, thread_name_prefix="labkit-health")
 
     @property
     def lab(self) -> LabOps:
@@ -392,6 +396,7 @@ class Exam:
         self._lifecycle.shutdown(wait=wait, cancel_futures=not wait)
         self._launcher.shutdown(wait=wait, cancel_futures=not wait)
         self._grader.shutdown(wait=wait, cancel_futures=not wait)
+        self._prober.shutdown(wait=wait, cancel_futures=not wait)
 
     def wait_idle(self, timeout: float = 600.0) -> None:
         """Wait for every background job started so far (tests, CLI)."""
@@ -793,13 +798,24 @@ class Exam:
         return {"cohort": head, "candidates": rows, "counts": counts, "total": len(rows)}
 
     def _health_of(self, instance: str) -> str:
+        """The instance's health: read live the first time, then refreshed in the background
+        when older than :data:`HEALTH_TTL` (the dashboard polls every 2 s and must stay quick)."""
         now = time.monotonic()
         cached = self._health.get(instance)
-        if cached and now - cached.at < HEALTH_TTL:
-            return cached.value
-        value = self.lab.health(instance)
-        self._health[instance] = _HealthCache(now, value)
-        return value
+        if cached is None:
+            value = self.lab.health(instance)
+            self._health[instance] = _HealthCache(now, value)
+            return value
+        if now - cached.at >= HEALTH_TTL and instance not in self._probing:
+            self._probing.add(instance)
+            self._submit(self._prober, self._refresh_health, instance)
+        return cached.value
+
+    def _refresh_health(self, instance: str) -> None:
+        try:
+            self._health[instance] = _HealthCache(time.monotonic(), self.lab.health(instance))
+        finally:
+            self._probing.discard(instance)
 
     def results(self, cohort_id: int) -> list[dict[str, Any]]:
         """One row per candidate for the export: the final grade, else the last submitted one."""
