@@ -314,13 +314,21 @@ def test_assessor_reads_cohorts_runs_reports_and_recordings(portal: Portal) -> N
     assert "bob.durand" in cand.text and f"/recordings/{portal.recording_ids['B']}" in cand.text
     rec = c.get(f"/recordings/{portal.recording_ids['B']}")
     assert rec.status_code == 200 and "ip route  secret-of-bob.durand" in rec.text  # ANSI stripped
-    assert "\x1b" not in rec.text
+    assert "\x1b" not in rec.text and "<code>ip route</code>" in rec.text
     raw = c.get(f"/recordings/{portal.recording_ids['B']}/raw")
     assert raw.headers["content-type"].startswith("text/plain") and "attachment" in raw.headers[
         "content-disposition"]
     assert json.loads(raw.text.splitlines()[0])["version"] == 2
     report = c.get(f"/runs/{portal.run_ids['B']['selfcheck']}")
     assert report.status_code == 200 and "Auto-vérification" in report.text
+
+
+def test_keystrokes_are_shown_as_command_lines() -> None:
+    from labkit.interfaces.web.pages import typed_lines
+
+    keys = [(0.5, "ip r"), (0.7, "o"), (0.8, "x\x7fute\r"), (2.0, "\x1b[A"), (2.1, "\r"), (3.0, "ping 10.0.0.1\r"),
+            (5.0, "\x03"), (6.0, "ls\t")]
+    assert typed_lines(keys) == [(0.5, "ip route"), (2.1, "⏎"), (3.0, "ping 10.0.0.1"), (5.0, "^C"), (6.0, "ls⇥")]
 
 
 def test_tampered_run_is_not_shown(portal: Portal) -> None:

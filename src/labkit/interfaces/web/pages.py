@@ -409,13 +409,43 @@ def _recording(request: Request, recording_id: int) -> tuple[dict[str, Any], Any
     return view, path
 
 
+ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1bO.|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b.?")
+
+
+def typed_lines(keys: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    """Keystrokes as the command lines they made, each with the time of its first key: Enter
+    ends a line, Backspace removes a character, Ctrl-C shows as ^C, arrows and other escape
+    sequences are left out (what a line became after editing is what the console shows)."""
+    lines: list[tuple[float, str]] = []
+    buf, start = "", None
+    for at, data in keys:
+        for ch in ESCAPES.sub("", data):
+            if start is None:
+                start = at
+            if ch in "\r\n":
+                lines.append((start, buf or "⏎"))  # a bare Enter (often after an arrow key)
+                buf, start = "", None
+            elif ch in "\x7f\b":
+                buf = buf[:-1]
+            elif ch == "\x03":
+                lines.append((start, buf + "^C"))
+                buf, start = "", None
+            elif ch == "\t":
+                buf += "⇥"
+            elif ch.isprintable():
+                buf += ch
+    if buf:
+        lines.append((start or 0.0, buf))
+    return lines
+
+
 @router.get("/recordings/{recording_id}", response_class=HTMLResponse)
 def recording_page(request: Request, recording_id: int, who: Anyone) -> Response:
     from labkit.adapters.recording.asciicast import read_events
 
     view, path = _recording(request, recording_id)
     output: list[str] = []
-    typed: list[tuple[float, str]] = []
+    keys: list[tuple[float, str]] = []
     size = 0
     try:
         for ev in read_events(path):
@@ -425,11 +455,11 @@ def recording_page(request: Request, recording_id: int, who: Anyone) -> Response
             if ev.code == "o":
                 output.append(ev.data)
             elif ev.code == "i":
-                typed.append((ev.time, ANSI.sub("", ev.data).replace("\r", "⏎")))
+                keys.append((ev.time, ev.data))
     except UserError as exc:
         return error_page(request, 409, message=str(exc))
     text = ANSI.sub("", "".join(output).replace("\r\n", "\n")).replace("\r", "")
-    return render(request, "recording.html", who=who, rec=view, output=text, typed=typed)
+    return render(request, "recording.html", who=who, rec=view, output=text, typed=typed_lines(keys))
 
 
 @router.get("/recordings/{recording_id}/raw")
