@@ -143,3 +143,20 @@ def test_trainer_candidate_assessor_in_chromium(portal: Portal, server: str, bro
     assert "secret-of-bob.durand" in page.text_content("pre.console")
     _shot(page, "assessor-recording")
     assert [e for e in errors if "Content Security Policy" in e] == []
+
+
+def test_candidate_page_follows_a_launch(portal: Portal, server: str, browser: object) -> None:
+    """While the candidate's lab is being launched the page waits, then shows the brief by itself."""
+    from playwright.sync_api import expect
+
+    from labkit.adapters.db import repo
+
+    with portal.db.session() as s:
+        repo.set_candidate_status(s, portal.candidate_ids["B"], "launching")
+    page = browser.new_page()  # type: ignore[attr-defined]
+    _login_with_keyboard(page, server, portal.logins["B"], portal.passwords["B"])
+    assert "Le sujet s'affichera quand votre laboratoire sera prêt." in page.text_content("main")
+    with portal.db.session() as s:
+        repo.set_candidate_status(s, portal.candidate_ids["B"], "up")
+    expect(page.locator(".brief")).to_contain_text("Sujet de Bob Durand", timeout=15000)
+    _shot(page, "candidate-lab-ready")
