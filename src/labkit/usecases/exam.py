@@ -53,6 +53,7 @@ MAX_LOGIN_FAILURES = 5
 LOGIN_WINDOW = timedelta(minutes=5)
 SELFCHECK_INTERVAL = 30.0  # seconds between two self-checks (or submissions) of one candidate
 LOG = logging.getLogger("labkit.exam")
+MAX_SSH_KEYS = 4
 HEALTH_TTL = 10.0  # seconds a live instance health reading is reused by the dashboard
 
 
@@ -471,6 +472,46 @@ class Exam:
         if not ok or user is None:
             raise UserError("wrong login or password; check them on your login sheet and try again.")
         return user
+
+    def set_ssh_keys(self, user_id: int, text: str) -> list[str]:
+        """Replace the user's SSH public keys (OpenSSH lines, at most :data:`MAX_SSH_KEYS`; an
+        empty text removes them); the bastion then accepts them. Returns their fingerprints."""
+        import asyncssh
+
+        if "PRIVATE KEY" in text:
+            raise ExamError("this is a private key, which must never leave your computer; paste the "
+                            "public key (the .pub file) instead.", "private_key")
+        keys, prints = [], []
+        for n, line in enumerate(text.splitlines(), start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                key = asyncssh.import_public_key(line)
+            except (asyncssh.KeyImportError, ValueError):
+                raise ExamError(f"line {n} is not an SSH public key; paste a line such as 'ssh-ed25519 AAAA... "
+                                "name' from your .pub file.", "bad_ssh_key", line=n) from None
+            keys.append(key.export_public_key("openssh").decode().strip())
+            prints.append(key.get_fingerprint())
+        if len(keys) > MAX_SSH_KEYS:
+            raise ExamError(f"{len(keys)} keys given; keep at most {MAX_SSH_KEYS}.", "too_many_keys",
+                            max=MAX_SSH_KEYS)
+        with self.db.session() as s:
+            repo.set_ssh_public_key(s, user_id, "\n".join(keys) or None)
+        return prints
+
+    @staticmethod
+    def ssh_key_prints(stored: str | None) -> list[str]:
+        """Fingerprints of stored keys (what the candidate's page shows)."""
+        import asyncssh
+
+        prints = []
+        for line in (stored or "").splitlines():
+            try:
+                prints.append(asyncssh.import_public_key(line).get_fingerprint())
+            except (asyncssh.KeyImportError, ValueError):
+                continue
+        return prints
 
     # -- cohorts
     def create_cohort(self, lab_ref: str, roster_text: str, name: str, *, created_by: int | None,

@@ -61,6 +61,7 @@ EXPECTED: dict[tuple[str, str], Rule | str] = {
     ("GET", "/me/status.json"): Rule(CANDIDATES),
     ("POST", "/me/selfcheck"): Rule(CANDIDATES),
     ("POST", "/me/submit"): Rule(CANDIDATES),
+    ("POST", "/me/sshkey"): Rule(CANDIDATES),
     ("GET", "/me/terminal"): Rule(CANDIDATES),
     ("WS", "/me/terminal/ws"): "websocket",  # its handshake: tests/interfaces/web/test_terminal.py
     ("GET", "/static"): "static",
@@ -187,6 +188,7 @@ def snapshot(portal: Portal) -> tuple[object, ...]:
         return (s.scalar(select(func.count()).select_from(Cohort)), s.scalar(select(func.count()).select_from(User)),
                 s.scalar(select(func.count()).select_from(GradingRun)),
                 tuple(s.scalars(select(Candidate.status).order_by(Candidate.id))),
+                tuple(s.scalars(select(User.ssh_public_key).order_by(User.id))),
                 cohort.exam_start, cohort.exam_end, cohort.final_taken_at, len(portal.ops.calls))
 
 

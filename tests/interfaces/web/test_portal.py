@@ -273,6 +273,32 @@ def test_candidate_page_selfcheck_hints_submit_and_report(portal: Portal) -> Non
     assert "Proof report" in a.get(f"/runs/{last.id}?lang=en").text
 
 
+def test_candidate_sets_ssh_keys_for_the_bastion(portal: Portal) -> None:
+    import asyncssh
+
+    from labkit.usecases import access
+
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="alice@pc")
+    pub = key.export_public_key("openssh").decode()
+    a = portal.login("A")
+    token = csrf_of(a.get("/me").text)
+    refused = a.post("/me/sshkey", data={"csrf_token": token, "ssh_public_key": key.export_private_key().decode()})
+    assert refused.status_code == 400 and "clé privée" in unescape(refused.text)
+    bad = a.post("/me/sshkey", data={"csrf_token": token, "ssh_public_key": "# mine\nssh-ed25519 AAAA x\n"})
+    assert bad.status_code == 400 and "La ligne 2" in unescape(bad.text)
+    assert not access.check_public_key(portal.db, "alice.martin", pub, "10.0.0.1")
+    r = a.post("/me/sshkey", data={"csrf_token": token, "ssh_public_key": pub})
+    assert r.status_code == 303 and r.headers["location"] == "/me?notice=ssh_keys_saved&n=1"
+    page = a.get(r.headers["location"]).text
+    assert key.get_fingerprint() in page and "Clés SSH enregistrées : 1." in page, page[page.find("sshkey"):][:800]
+    # the bastion now takes this key for A, for A's nodes, and for nobody else
+    assert access.check_public_key(portal.db, "alice.martin", pub, "10.0.0.1")
+    assert access.check_public_key(portal.db, "alice.martin+r1", pub, "10.0.0.1")
+    assert not access.check_public_key(portal.db, "bob.durand", pub, "10.0.0.1")
+    assert a.post("/me/sshkey", data={"csrf_token": token, "ssh_public_key": ""}).status_code == 303
+    assert not access.check_public_key(portal.db, "alice.martin", pub, "10.0.0.1")
+
+
 def test_selfcheck_rate_limit_and_one_at_a_time(portal: Portal) -> None:
     import threading
 

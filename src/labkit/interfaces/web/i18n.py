@@ -199,6 +199,19 @@ CATALOG: dict[str, dict[str, str]] = {
         "exam_not_started_yet": "L'examen n'a pas encore commencé.",
         # runs list
         "runs_title": "Évaluations enregistrées",
+        "ssh_key_title": "Clé SSH (facultatif)",
+        "ssh_key_help": "Pour vous connecter en SSH sans mot de passe : collez ici votre clé publique (le contenu "
+                        "du fichier .pub, une ligne par clé, quatre au plus). Laissez vide pour les retirer.",
+        "ssh_key_field": "Clés publiques SSH",
+        "ssh_key_save": "Enregistrer les clés",
+        "ssh_key_current": "Clés enregistrées :",
+        "ssh_key_none": "Aucune clé enregistrée : le mot de passe de votre fiche suffit.",
+        "ssh_keys_saved": "Clés SSH enregistrées : {n}.",
+        "private_key": "Ceci est une clé privée : elle ne doit jamais quitter votre ordinateur. Collez la clé "
+                       "publique (le fichier .pub).",
+        "bad_ssh_key": "La ligne {line} n'est pas une clé publique SSH : collez une ligne « ssh-ed25519 AAAA… nom » "
+                       "de votre fichier .pub.",
+        "too_many_keys": "Quatre clés au plus : retirez-en.",
     },
     "en": {
         "app_name": "labkit — exam portal",
@@ -376,6 +389,19 @@ CATALOG: dict[str, dict[str, str]] = {
         "exam_is_over": "The exam is over.",
         "exam_not_started_yet": "The exam has not started yet.",
         "runs_title": "Recorded gradings",
+        "ssh_key_title": "SSH key (optional)",
+        "ssh_key_help": "To log in over SSH without a password: paste your public key here (the content of the "
+                        ".pub file, one line per key, four at most). Leave empty to remove them.",
+        "ssh_key_field": "SSH public keys",
+        "ssh_key_save": "Save the keys",
+        "ssh_key_current": "Keys on file:",
+        "ssh_key_none": "No key on file: the password of your sheet is enough.",
+        "ssh_keys_saved": "SSH keys saved: {n}.",
+        "private_key": "This is a private key: it must never leave your computer. Paste the public key "
+                       "(the .pub file).",
+        "bad_ssh_key": "Line {line} is not an SSH public key: paste a line \"ssh-ed25519 AAAA… name\" from your "
+                       ".pub file.",
+        "too_many_keys": "Four keys at most: remove some.",
     },
 }
 

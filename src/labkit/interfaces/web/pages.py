@@ -40,7 +40,7 @@ MaybeUser = Annotated[Principal | None, Depends(current_user)]
 
 MAX_ROSTER_BYTES = 1 << 20
 NOTICES = {"selfcheck_started", "submit_started", "window_saved", "end_now_notice", "teardown_notice",
-           "logged_out", "created_notice", "launched_notice", "reset_notice"}
+           "logged_out", "created_notice", "launched_notice", "reset_notice", "ssh_keys_saved"}
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -485,6 +485,7 @@ def _me(request: Request, who: Principal) -> dict[str, Any] | None:
                 "cohort": cohort.name, "lab": cohort.lab_id, "open": exam_is_open(cohort),
                 "over": exam_is_over(cohort), "start": cohort.exam_start, "end": cohort.exam_end}
         recs = [_rec_row(r) for r in repo.recordings_of(s, cand)]
+        stored_keys = cand.user.ssh_public_key
     brief = nodes = None
     if view["status"] == "up":
         try:
@@ -498,7 +499,8 @@ def _me(request: Request, who: Principal) -> dict[str, Any] | None:
     host = request.app.state.ssh_host or request.url.hostname or "127.0.0.1"
     return {"cand": view, "runs": [r for r in runs if r["mode"] != "selfcheck"], "running": running,
             "selfcheck": selfcheck, "hints": hints, "brief": brief, "nodes": nodes or [], "recordings": recs,
-            "ssh_host": host, "ssh_port": request.app.state.ssh_port, "login": who.login}
+            "ssh_host": host, "ssh_port": request.app.state.ssh_port, "login": who.login,
+            "ssh_keys": Exam.ssh_key_prints(stored_keys)}
 
 
 def _hints(request: Request, run_folder: str) -> list[dict[str, Any]] | None:
@@ -557,4 +559,16 @@ def me_selfcheck(request: Request, who: CandidateUser) -> Response:
 @router.post("/me/submit")
 def me_submit(request: Request, who: CandidateUser) -> Response:
     return _candidate_action(request, who, "grade")
+
+
+@router.post("/me/sshkey")
+def me_sshkey(request: Request, who: CandidateUser,
+              ssh_public_key: Annotated[str, Form(max_length=20000)] = "") -> Response:
+    """The candidate's own SSH public keys, for the bastion (their account only: no id in the path)."""
+    try:
+        prints = _exam(request).set_ssh_keys(who.user_id, ssh_public_key)
+    except LabkitError as exc:
+        return render(request, "me.html", 400, who=who, me=_me(request, who), error=_message(request, exc),
+                      ssh_text=ssh_public_key)
+    return redirect(f"/me?notice=ssh_keys_saved&n={len(prints)}")
 
