@@ -6,6 +6,7 @@ The real lab, in a real browser: test_browser.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -24,7 +25,7 @@ from labkit.adapters.db.models import Cohort, Recording
 from labkit.adapters.recording.asciicast import read_events
 from labkit.adapters.storage.state import utcnow
 from labkit.domain.labs import instantiate
-from labkit.interfaces.web.terminal import REFUSED, page_token
+from labkit.interfaces.web.terminal import MAX_TERMINALS, REFUSED, TOO_MANY, page_token
 from labkit.models.instance import InstanceState
 from labkit.usecases import access
 from labkit.usecases.lifecycle import Context, load_lab_checked
@@ -79,13 +80,15 @@ def _url(node: str, token: str, cols: int = 100, rows: int = 30) -> str:
     return f"/me/terminal/ws?node={node}&token={token}&cols={cols}&rows={rows}"
 
 
-def _read_until(ws: WebSocketTestSession, needle: str, limit: float = 20) -> str:
-    """Output (and JSON notices) until ``needle`` shows; a watchdog closes the socket after ``limit`` s."""
+def _read_until(ws: WebSocketTestSession, needle: str | re.Pattern[str], limit: float = 20) -> str:
+    """Output (and JSON notices) until ``needle`` (text or regex) shows; a watchdog closes the
+    socket after ``limit`` s."""
     seen = ""
+    found = needle.search if isinstance(needle, re.Pattern) else (lambda text: needle in text)
     watchdog = threading.Timer(limit, lambda: ws.close(1000))
     watchdog.start()
     try:
-        while needle not in seen:
+        while not found(seen):
             msg = ws.receive()
             if msg["type"] == "websocket.close":
                 raise AssertionError(f"closed before {needle!r}; got {seen!r}")
@@ -242,9 +245,9 @@ def test_closing_the_browser_ends_the_shell(term: Portal) -> None:
     c = term.client
     with c.websocket_connect(_url("r-hq", _token(c, "r-hq")), headers=ORIGIN) as ws:
         _read_until(ws, "lk$ ")
-        _type(ws, "echo PID=$$.\r")
-        out = _read_until(ws, ".\r\n")
-        pid = int(re.search(r"PID=(\d+)\.", out).group(1))  # type: ignore[union-attr]
+        _type(ws, "echo P$((1))D=$$.\r")  # the output, not the echo of the input, says P1D=
+        out = _read_until(ws, re.compile(r"P1D=\d+\."))
+        pid = int(re.search(r"P1D=(\d+)\.", out).group(1))  # type: ignore[union-attr]
         assert Path(f"/proc/{pid}").exists()
     (row,) = _recordings(term, 1)
     assert row.node == "r-hq"
@@ -252,3 +255,20 @@ def test_closing_the_browser_ends_the_shell(term: Portal) -> None:
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{pid}").exists(), "the shell outlived the browser (or was not reaped)"
+
+
+def test_open_terminals_are_bounded_per_candidate(term: Portal) -> None:
+    c = term.client
+    url = _url("pc-hq", _token(c, "pc-hq"))
+    with contextlib.ExitStack() as stack:
+        for _ in range(MAX_TERMINALS):
+            _read_until(stack.enter_context(c.websocket_connect(url, headers=ORIGIN)), "lk$ ")
+        with pytest.raises(WebSocketDisconnect) as exc, c.websocket_connect(url, headers=ORIGIN):
+            pass
+        assert exc.value.code == TOO_MANY
+        b = term.login("B")  # another candidate is not limited by A's terminals
+        with b.websocket_connect(_url("pc-hq", _token(b, "pc-hq")), headers=ORIGIN) as ws:
+            _read_until(ws, "lk$ ")
+    assert len(term.opened) == MAX_TERMINALS + 1
+    with c.websocket_connect(url, headers=ORIGIN) as ws:  # closed ones are counted out
+        _read_until(ws, "lk$ ")

@@ -49,7 +49,9 @@ WS_PATH = "/me/terminal/ws"
 TERM = "xterm-256color"
 NODE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 REFUSED = 4403  # close code of a refused handshake (sent as HTTP 403 before the upgrade)
-MAX_MESSAGE = 65536  # characters of one input message
+TOO_MANY = 4429  # close code when the candidate has MAX_TERMINALS open already
+MAX_MESSAGE = 1 << 20  # characters of one input message (a large paste; the console applies flow control)
+MAX_TERMINALS = 8  # open at once per candidate (each one is a shell in their lab)
 OUTPUT_HIGH, OUTPUT_LOW = 1 << 20, 1 << 16  # bytes queued for the browser: pause / resume the console
 SIZE_LIMITS = ((2, 500), (2, 200))  # cols, rows
 
@@ -162,7 +164,7 @@ class WebConsoleClient:
 
     def _handle(self, text: str | None) -> None:
         assert self.console is not None
-        if not text or len(text) > MAX_MESSAGE + 100:
+        if not text or len(text) > MAX_MESSAGE:
             return
         try:
             msg = json.loads(text)
@@ -223,9 +225,26 @@ async def terminal_ws(websocket: WebSocket) -> None:
         await websocket.close(code=REFUSED)
         return
     who, node = admitted
+    live = _live_terminals(websocket)
+    if live.get(who.user_id, 0) >= MAX_TERMINALS:
+        LOG.info("%s: terminal refused: %d already open", who.login, MAX_TERMINALS)
+        await websocket.close(code=TOO_MANY)
+        return
     size = _size(websocket.query_params.get("cols", 80), websocket.query_params.get("rows", 24)) or (80, 24)
-    await websocket.accept()
-    await _run_console(websocket, f"{who.login}+{node}", size)
+    live[who.user_id] = live.get(who.user_id, 0) + 1
+    try:
+        await websocket.accept()
+        await _run_console(websocket, f"{who.login}+{node}", size)
+    finally:
+        live[who.user_id] -= 1
+
+
+def _live_terminals(websocket: WebSocket) -> dict[int, int]:
+    """Open terminals per user id (the event loop is the only writer: no lock needed)."""
+    state = websocket.app.state
+    if getattr(state, "live_terminals", None) is None:
+        state.live_terminals = {}
+    return cast(dict[int, int], state.live_terminals)
 
 
 router.add_websocket_route(WS_PATH, terminal_ws, name="terminal_ws")
