@@ -46,13 +46,15 @@ build="$IMAGE_DIR/.build-$tag-$$"
 trap 'rm -rf "$build"' EXIT
 include=$(IFS=,; echo "${PACKAGES[*]}")
 echo "build-node-image: building $name (about 30 s to a few minutes, ~900 MB)"
-# customize hooks: no SSH host key, machine id or resolver of the image's own (each node
-# makes its own at 'up'), and a record of what was built from what
+# customize hooks: no SSH host key or machine id of the image's own (each node makes its own
+# at 'up'); /etc/mtab as on an installed system (systemd makes it there; net-snmp's disk
+# table reads it); no package cache
 mmdebstrap --variant=minbase --mode=root --format=directory --quiet \
   --aptopt='APT::Install-Recommends "false"' \
   --include="$include" \
   --customize-hook='rm -f "$1"/etc/ssh/ssh_host_* "$1"/var/lib/dbus/machine-id' \
   --customize-hook=': > "$1"/etc/machine-id' \
+  --customize-hook='ln -sfn ../proc/self/mounts "$1"/etc/mtab' \
   --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*' \
   bookworm "$build" \
   "deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" "deb $SECURITY bookworm-security main"
