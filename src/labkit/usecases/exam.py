@@ -42,6 +42,7 @@ from labkit.errors import LabkitError, UserError
 from labkit.models.results import GradeSummary
 from labkit.usecases.cohort import DEFAULT_GRADE_PARALLEL, DEFAULT_PARALLEL
 from labkit.usecases.lifecycle import Context
+from labkit.usecases.runs_record import record_sealed
 
 __all__ = [
     "Busy", "Credential", "Exam", "ExamClosed", "LabOps", "RateLimited", "RealLabOps",
@@ -803,9 +804,11 @@ class Exam:
             with self.db.session() as s:
                 repo.fail_grading_run(s, row_id, msg)
             return
-        with self.db.session() as s:
-            repo.finish_grading_run(s, row_id, run_id=summary.run_id, manifest_sha256=summary.manifest_sha256,
-                                    score=summary.score, max_score=summary.max_score)
+        try:  # complete only from the verified sealed folder, with the score read back from it
+            record_sealed(self.db, self.ctx.settings.runs, row_id, summary)
+        except LabkitError as exc:
+            with self.db.session() as s:
+                repo.fail_grading_run(s, row_id, str(exc))
 
     # -- reading
     def dashboard(self, cohort_id: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ every file), and the score recorded is the one in that verified folder. The row 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Protocol
 
 from labkit.adapters.db import repo
 from labkit.adapters.db.database import Database
@@ -57,7 +58,14 @@ def grade_started_run(ctx: Context, db: Database, row_id: int, instance: str, mo
         raise
 
 
-def record_sealed(db: Database, runs_dir: Path, row_id: int, summary: GradeSummary) -> GradingRun:
+class Sessions(Protocol):
+    """Anything that opens database sessions like :class:`Database` (the portal's tests pass
+    their own)."""
+
+    def session(self) -> Any: ...
+
+
+def record_sealed(db: Sessions, runs_dir: Path, row_id: int, summary: GradeSummary) -> GradingRun:
     """Verify the sealed folder of ``summary`` and only then mark the row complete, with the
     run id, manifest hash and score read back from the verified folder."""
     stored = open_run(runs_dir, summary.run_id)
