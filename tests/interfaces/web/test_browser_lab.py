@@ -398,13 +398,15 @@ def _check_page(page: Any, name: str) -> list[str]:
 def test_main_pages_labels_focus_and_contrast(pages: Pages, site: Site) -> None:
     _needs_launch(site)
     problems: list[str] = []
+    with site.db.session() as s:
+        cand_id = repo.candidates_of(s, site.cohort_id)[0].id
     page = pages.new()
     page.goto("/login")
     problems += _check_page(page, "login")
     visits = {
         ("formateur", site.passwords["formateur"]): ["/cohorts", "/cohorts/new", f"/cohorts/{site.cohort_id}"],
         ("alice.martin", site.creds["alice.martin"]): ["/me", f"/me/terminal?node={WORKSTATION}"],
-        ("jury", site.passwords["jury"]): ["/runs", f"/cohorts/{site.cohort_id}"],
+        ("jury", site.passwords["jury"]): ["/runs", f"/cohorts/{site.cohort_id}", f"/candidates/{cand_id}"],
     }
     for (login, password), urls in visits.items():
         page = pages.new()
@@ -430,3 +432,20 @@ def _tab_through(page: Any, steps: int = 6) -> None:
         _assert_focus_visible(page)
         seen.add(page.evaluate("document.activeElement.outerHTML"))
     assert len(seen) == steps
+
+
+def test_the_checks_find_what_they_look_for(browser: Any) -> None:
+    """The label and contrast checks above fail on a page made to fail them."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_content("""<main><p style="color:#999;background:#fff">pale grey on white</p>
+            <p style="color:#111">dark text</p><p>one more</p><p>and another</p>
+            <label for="a">Named</label><input id="a"><input id="b" placeholder="no label">
+            <div style="background:#111111"><span style="color:#f5f5f5">light on dark</span></div></main>""")
+        problems = _check_page(page, "bad")
+        assert len(problems) == 2, problems
+        assert "no accessible name" in problems[0] and 'id="b"' in problems[0]
+        assert "pale grey on white" in problems[1] and "2.85 < 4.5" in problems[1]
+    finally:
+        context.close()
