@@ -64,6 +64,8 @@ EXPECTED: dict[tuple[str, str], Rule | str] = {
     ("POST", "/me/sshkey"): Rule(CANDIDATES),
     ("GET", "/me/terminal"): Rule(CANDIDATES),
     ("WS", "/me/terminal/ws"): "websocket",  # its handshake: tests/interfaces/web/test_terminal.py
+    ("GET", "/recordings/{recording_id}/watch"): Rule(EVERYONE, owned=True),
+    ("WS", "/recordings/{recording_id}/live"): "websocket",  # its handshake: test_watch.py
     ("GET", "/static"): "static",
 }
 SESSION_ROUTES = {("POST", "/login"), ("POST", "/logout")}

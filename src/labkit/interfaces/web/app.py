@@ -169,7 +169,10 @@ def create_app(ctx: Context, db: Any, *, secure_cookies: bool = False, exam: Exa
     app.include_router(router)
     from labkit.interfaces.web.terminal import router as terminal_router
 
+    from labkit.interfaces.web.watch import router as watch_router
+
     app.include_router(terminal_router)
+    app.include_router(watch_router)
     return app
 
 

@@ -176,6 +176,12 @@ CATALOG: dict[str, dict[str, str]] = {
         "terminal_help": "Cliquez dans le terminal ou atteignez-le avec Tab, puis tapez vos commandes. "
                          "Ce que vous tapez et ce qui s'affiche est enregistré.",
         "terminal_back": "Retour à mon examen",
+        "watch_live": "Suivre en direct",
+        "watch_title": "En direct : {name}, {node}",
+        "watch_help": "Lecture seule : vous voyez ce qui s'affiche dans la console du candidat, sans pouvoir y taper.",
+        "watch_connected": "Suivi en direct.",
+        "watch_ended": "La session est terminée.",
+        "watch_recording": "Voir l'enregistrement complet",
         "selfcheck": "Auto-vérification",
         "selfcheck_help": "Lance les mêmes contrôles que la notation et donne des indices. Elle n'est pas notée. "
                           "Une toutes les 30 secondes.",
@@ -367,6 +373,12 @@ CATALOG: dict[str, dict[str, str]] = {
         "terminal_help": "Click in the terminal or reach it with Tab, then type your commands. "
                          "What you type and what is shown is recorded.",
         "terminal_back": "Back to my exam",
+        "watch_live": "Watch live",
+        "watch_title": "Live: {name}, {node}",
+        "watch_help": "Read-only: you see what the candidate's console shows, and cannot type in it.",
+        "watch_connected": "Watching live.",
+        "watch_ended": "The session has ended.",
+        "watch_recording": "See the whole recording",
         "selfcheck": "Self-check",
         "selfcheck_help": "Runs the same checks as the grading and gives hints. It is not graded. "
                           "One every 30 seconds.",

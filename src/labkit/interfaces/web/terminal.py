@@ -27,6 +27,7 @@ import hmac
 import json
 import logging
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any, cast
 from urllib.parse import urlsplit
 
@@ -225,26 +226,32 @@ async def terminal_ws(websocket: WebSocket) -> None:
         await websocket.close(code=REFUSED)
         return
     who, node = admitted
-    live = _live_terminals(websocket)
-    if live.get(who.user_id, 0) >= MAX_TERMINALS:
-        LOG.info("%s: terminal refused: %d already open", who.login, MAX_TERMINALS)
-        await websocket.close(code=TOO_MANY)
-        return
     size = _size(websocket.query_params.get("cols", 80), websocket.query_params.get("rows", 24)) or (80, 24)
-    live[who.user_id] = live.get(who.user_id, 0) + 1
-    try:
+    with slot(websocket, ("terminal", who.user_id), MAX_TERMINALS) as free:
+        if not free:
+            LOG.info("%s: terminal refused: %d already open", who.login, MAX_TERMINALS)
+            await websocket.close(code=TOO_MANY)
+            return
         await websocket.accept()
         await _run_console(websocket, f"{who.login}+{node}", size)
-    finally:
-        live[who.user_id] -= 1
 
 
-def _live_terminals(websocket: WebSocket) -> dict[int, int]:
-    """Open terminals per user id (the event loop is the only writer: no lock needed)."""
+@contextlib.contextmanager
+def slot(websocket: WebSocket, key: tuple[str, int], limit: int) -> Iterator[bool]:
+    """Yields whether one more websocket of ``key`` (kind, user id) may open, and counts it
+    while it is open (the event loop is the only writer: no lock needed)."""
     state = websocket.app.state
-    if getattr(state, "live_terminals", None) is None:
-        state.live_terminals = {}
-    return cast(dict[int, int], state.live_terminals)
+    if getattr(state, "live_sockets", None) is None:
+        state.live_sockets = {}
+    live = cast(dict[tuple[str, int], int], state.live_sockets)
+    if live.get(key, 0) >= limit:
+        yield False
+        return
+    live[key] = live.get(key, 0) + 1
+    try:
+        yield True
+    finally:
+        live[key] -= 1
 
 
 router.add_websocket_route(WS_PATH, terminal_ws, name="terminal_ws")
