@@ -273,18 +273,40 @@ def test_candidate_terminal_shows_the_workstation(pages: Pages, site: Site) -> N
     page.wait_for_function("() => document.querySelector('#term-status').textContent === "
                            f"{FR['terminal_connected']!r}")
     page.wait_for_function("() => document.querySelector('.xterm-rows').textContent.includes('#')")
+    trainer = _watch_live(pages, site)  # the trainer follows the session as it happens
     page.locator("#terminal").click()
     page.keyboard.type("hostname")
     page.keyboard.press("Enter")
     # the node's name alone on a line: the command's output, not the prompt
-    page.wait_for_function(f"""() => [...document.querySelectorAll('.xterm-rows > div')]
-        .some(row => row.textContent.trim() === {WORKSTATION!r})""", timeout=20_000)
+    for p in (page, trainer):
+        p.wait_for_function(f"""() => [...document.querySelectorAll('.xterm-rows > div')]
+            .some(row => row.textContent.trim() === {WORKSTATION!r})""", timeout=20_000)
     assert status.inner_text() == FR["terminal_connected"]
     site.shot(page, "candidate-2-terminal")
+    site.shot(trainer, "trainer-4-watch-live")
+    trainer.locator("#terminal").click()
+    trainer.keyboard.type("echo WATCHER-TYPED")  # a viewer's keys go nowhere
+    trainer.keyboard.press("Enter")
     page.keyboard.type("exit")
     page.keyboard.press("Enter")
     page.wait_for_function(f"() => document.querySelector('#term-status').textContent === {FR['terminal_ended']!r}")
-    assert page.js_errors == []
+    trainer.wait_for_function(f"() => document.querySelector('#term-status').textContent === {FR['watch_ended']!r}")
+    assert "WATCHER-TYPED" not in page.locator(".xterm-rows").inner_text()
+    assert "WATCHER-TYPED" not in trainer.locator(".xterm-rows").inner_text()
+    assert page.js_errors == [] and trainer.js_errors == []
+
+
+def _watch_live(pages: Pages, site: Site) -> Any:
+    """The trainer opens the live view of the candidate's open console from the candidate's page."""
+    with site.db.session() as s:
+        cand_id = repo.candidates_of(s, site.cohort_id)[0].id
+    page = pages.new()
+    _login(page, "formateur", site.passwords["formateur"])
+    page.goto(f"/candidates/{cand_id}")
+    page.get_by_role("link", name=f"{FR['watch_live']} {WORKSTATION}").click()
+    page.wait_for_url("**/recordings/*/watch")
+    page.wait_for_function(f"() => document.querySelector('#term-status').textContent === {FR['watch_connected']!r}")
+    return page
 
 
 def test_candidate_brief_access_selfcheck_submit(pages: Pages, site: Site) -> None:
