@@ -293,6 +293,11 @@ def test_candidate_terminal_shows_the_workstation(pages: Pages, site: Site) -> N
     trainer.wait_for_function(f"() => document.querySelector('#term-status').textContent === {FR['watch_ended']!r}")
     assert "WATCHER-TYPED" not in page.locator(".xterm-rows").inner_text()
     assert "WATCHER-TYPED" not in trainer.locator(".xterm-rows").inner_text()
+    # a page whose token was tampered with: the handshake is refused, the page says so
+    page.route("**/me/terminal?node=*", lambda route: route.fulfill(
+        response=(r := route.fetch()), body=r.text().replace('data-token="', 'data-token="0')))
+    page.goto(f"/me/terminal?node={WORKSTATION}")
+    page.wait_for_function(f"() => document.querySelector('#term-status').textContent === {FR['terminal_failed']!r}")
     assert page.js_errors == [] and trainer.js_errors == []
 
 
@@ -437,6 +442,9 @@ def test_main_pages_labels_focus_and_contrast(pages: Pages, site: Site) -> None:
             page.goto(url)
             if "terminal" in url and WS_LIB is not None:
                 page.wait_for_function("() => document.querySelector('.xterm-rows').textContent.trim() !== ''")
+            elif "terminal" in url:  # this server has no websocket: the page says the terminal cannot connect
+                page.wait_for_function("() => document.querySelector('#term-status').textContent === "
+                                       f"{FR['terminal_failed']!r}")
             problems += _check_page(page, f"{login} {url}")
         _tab_through(page)
     assert problems == []

@@ -176,6 +176,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "terminal_help": "Cliquez dans le terminal ou atteignez-le avec Tab, puis tapez vos commandes. "
                          "Ce que vous tapez et ce qui s'affiche est enregistré.",
         "terminal_back": "Retour à mon examen",
+        "terminal_failed": "Le terminal n'a pas pu se connecter : rechargez la page ; si cela recommence, "
+                           "prévenez le formateur.",
         "watch_live": "Suivre en direct",
         "watch_title": "En direct : {name}, {node}",
         "watch_help": "Lecture seule : vous voyez ce qui s'affiche dans la console du candidat, sans pouvoir y taper.",
@@ -373,6 +375,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "terminal_help": "Click in the terminal or reach it with Tab, then type your commands. "
                          "What you type and what is shown is recorded.",
         "terminal_back": "Back to my exam",
+        "terminal_failed": "The terminal could not connect: reload the page; if it happens again, tell your trainer.",
         "watch_live": "Watch live",
         "watch_title": "Live: {name}, {node}",
         "watch_help": "Read-only: you see what the candidate's console shows, and cannot type in it.",

@@ -35,7 +35,12 @@
     if (msg.type === "exit") { say(box.dataset.ended); }
     if (msg.type === "size" && watching) { term.resize(msg.cols, msg.rows); }
   };
-  ws.onclose = function () { if (status && status.textContent === box.dataset.connected) { say(box.dataset.closed); } };
+  var opened = false;
+  ws.addEventListener("open", function () { opened = true; });
+  ws.onclose = function () {
+    if (!opened) { say(box.dataset.failed); return; }  // refused, or no websocket on this server
+    if (status && status.textContent === box.dataset.connected) { say(box.dataset.closed); }
+  };
   term.onData(function (data) { send({type: "input", data: data}); });
   term.onResize(function (size) { send({type: "resize", cols: size.cols, rows: size.rows}); });
   window.addEventListener("resize", function () { if (!watching) { fit.fit(); } });
