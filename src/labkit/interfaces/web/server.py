@@ -72,6 +72,10 @@ def serve(ctx: Context, *, listen: str = "127.0.0.1", port: int = 8000, ssh_port
         try:
             await server.serve(sockets=[sock])
         finally:
+            hub = getattr(app.state, "console_hub", None)  # browser terminals: every shell reaped
+            if hub is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(hub.wait_idle(), 10)
             if bastion is not None:
                 bastion.close()
                 with contextlib.suppress(Exception):
