@@ -73,8 +73,12 @@ def _shot(page: object, name: str) -> None:
 def _login_with_keyboard(page: object, base: str, login: str, password: str) -> None:
     p = page
     p.goto(f"{base}/login")  # type: ignore[attr-defined]
-    # the login field has the focus (autofocus): type, Tab to the password, Enter submits
+    # the login field has the focus (autofocus): type, Tab to the password, Enter submits.
+    # Autofocus lands a moment after the load event on a busy machine: wait for it, or the
+    # first keystrokes go nowhere (seen once: "identifiant ou mot de passe incorrect").
+    p.wait_for_function("document.activeElement && document.activeElement.id === 'login'")  # type: ignore[attr-defined]
     p.keyboard.type(login)  # type: ignore[attr-defined]
+    assert p.input_value("#login") == login  # type: ignore[attr-defined]
     p.keyboard.press("Tab")  # type: ignore[attr-defined]
     assert p.evaluate("document.activeElement.id") == "password"  # type: ignore[attr-defined]
     p.keyboard.type(password)  # type: ignore[attr-defined]

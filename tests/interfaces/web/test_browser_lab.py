@@ -205,9 +205,11 @@ def pages(browser: Any, site: Site) -> Iterator[Pages]:
 def _login(page: Any, login: str, password: str) -> None:
     """Keyboard only: the login field has the focus, Tab to the password, Enter submits."""
     page.goto("/login")
-    assert page.evaluate("document.activeElement.id") == "login"
+    # autofocus lands a moment after the load event on a busy machine: wait for it
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'login'")
     _assert_focus_visible(page)
     page.keyboard.type(login)
+    assert page.input_value("#login") == login
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "password"
     _assert_focus_visible(page)
