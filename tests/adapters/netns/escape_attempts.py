@@ -123,16 +123,20 @@ def _(aid):
          undo=lambda _rc: libc.mount(b"sysfs", b"/sys", b"sysfs", MS_REMOUNT | MS_RDONLY, None))
 
 
-@attempt("mknod-block-device")
-def _(aid):
-    path = "/tmp/lk-escape-disk"
+def _mknod(aid: str, path: str, kind: int, dev: int, what: str) -> None:
+    """Make a device node (and remove it): refused when mknod is not permitted."""
     try:
-        os.mknod(path, 0o600 | 0o060000, os.makedev(*ARGS["disk"]))
+        os.mknod(path, 0o600 | kind, dev)
     except PermissionError as exc:
         report(aid, True, exc.strerror)
         return
     os.unlink(path)
-    report(aid, False, "a block device node was made")
+    report(aid, False, f"{what} node was made")
+
+
+@attempt("mknod-block-device")
+def _(aid):
+    _mknod(aid, "/tmp/lk-escape-disk", 0o060000, os.makedev(*ARGS["disk"]), "a block device")
 
 
 @attempt("host-disk-mount")
@@ -159,14 +163,7 @@ def _(aid):
 
 @attempt("mknod-memory-device")
 def _(aid):
-    path = "/tmp/lk-escape-mem"
-    try:
-        os.mknod(path, 0o600 | 0o020000, os.makedev(1, 1))  # /dev/mem
-    except PermissionError as exc:
-        report(aid, True, exc.strerror)
-        return
-    os.unlink(path)
-    report(aid, False, "a /dev/mem node was made")
+    _mknod(aid, "/tmp/lk-escape-mem", 0o020000, os.makedev(1, 1), "a /dev/mem")
 
 
 @attempt("raw-devices-present")
