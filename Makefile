@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv demo test test-fast bench bench-labs bench-probes lint clean
+.PHONY: deps venv demo test test-fast bench bench-labs bench-probes bench-enter bench-cohort lint clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -44,6 +44,12 @@ bench-labs: deps venv
 
 bench-probes: deps venv
 	$(VENV)/bin/python bench/probes.py
+
+bench-enter: deps venv
+	$(VENV)/bin/python bench/enter.py
+
+bench-cohort: deps venv
+	$(VENV)/bin/python bench/cohort.py -n 30 --launch 2,4,6 --grade 10,30 --solve 6
 
 clean:
 	-$(VENV)/bin/labkit down --all
