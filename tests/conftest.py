@@ -71,6 +71,12 @@ class NsSnapshot(set[int]):
         super().__init__(inodes)
         self.ticks = _uptime_ticks()
 
+    def __or__(self, other: object) -> NsSnapshot:
+        """The union keeps a snapshot time: the earlier of the two, when both have one."""
+        merged = NsSnapshot(set(self) | set(other))  # type: ignore[call-overload]
+        merged.ticks = min(self.ticks, getattr(other, "ticks", self.ticks))
+        return merged
+
 
 def _uptime_ticks() -> int:
     return int(float(Path("/proc/uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK"))

@@ -158,6 +158,8 @@ def test_console_and_down_all(lab_env: LabEnv) -> None:
     proc = subprocess.run([sys.executable, "-m", "labkit", "console", "pvf", "pc-br2"], env=lab_env.env,
                           cwd=PROJECT, input="hostname; pwd; exit 0\n", capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and "pc-br2" in proc.stdout and "/root" in proc.stdout
+    # the union keeps the snapshot's time (a process born later in another test's namespace
+    # that reuses a freed inode number must not count as a leak)
     inodes = namespace_inodes("pvf") | namespace_inodes("pvg")
     lab_env.labkit("down", "--all")
     assert leftovers(lab_env.settings, "pvf", inodes) == [] and leftovers(lab_env.settings, "pvg") == []
