@@ -228,27 +228,26 @@ def _(aid):
     report(aid, rc != 0 and e == errno.EPERM, "ok" if rc == 0 else errno.errorcode.get(e, str(e)))
 
 
-@attempt("write-host-sysctl")
-def _(aid):
-    try:  # opened for writing, never written
-        fd = os.open("/proc/sys/kernel/core_pattern", os.O_WRONLY)
+def _open_for_writing(aid: str, path: str) -> None:
+    """Open ``path`` for writing, never write: refused when the open fails."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
     except OSError as exc:
         report(aid, exc.errno in REFUSING, exc.strerror)
         return
     os.close(fd)
-    report(aid, False, "core_pattern open for writing")
+    report(aid, False, f"{path} open for writing")
+
+
+@attempt("write-host-sysctl")
+def _(aid):
+    _open_for_writing(aid, "/proc/sys/kernel/core_pattern")
 
 
 @attempt("write-sys")
 def _(aid):
-    try:
-        fd = os.open("/sys/kernel/uevent_helper" if os.path.exists("/sys/kernel/uevent_helper")
-                     else "/sys/class/net/lo/mtu", os.O_WRONLY)
-    except OSError as exc:
-        report(aid, exc.errno in REFUSING, exc.strerror)
-        return
-    os.close(fd)
-    report(aid, False, "a /sys file open for writing")
+    helper = "/sys/kernel/uevent_helper"
+    _open_for_writing(aid, helper if os.path.exists(helper) else "/sys/class/net/lo/mtu")
 
 
 @attempt("node-sysctl-still-writable")
