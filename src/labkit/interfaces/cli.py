@@ -518,6 +518,10 @@ def runs() -> None:
         out.print(plain("  ".join(str(r.get(k, "")) for k in keys)))
 
 
+# Commands kept in their own modules; importing them registers them on ``cli``.
+from labkit.interfaces import cli_bundle, cli_gradebook, cli_keys, cli_verify  # noqa: E402,F401
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="labkit", standalone_mode=False)

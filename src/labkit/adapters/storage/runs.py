@@ -8,7 +8,9 @@ Layout of ``<runs_dir>/<run_id>/``::
     evidence/<id>.json    one Evidence per probe
     artifacts/<name>.json portfolio artifacts (topology, addressing, routes-<node>, ...)
     manifest.json         {"algorithm": "sha256", "files": {relpath: sha256}} for every file above
-    seal.json             {"algorithm", "manifest_sha256", "run_id", "sealed_at"}
+    seal.json             {"algorithm", "manifest_sha256", "run_id", "sealed_at", "centre", "key_fingerprint"}
+    seal.json.sig         the centre's Ed25519 signature of seal.json's bytes (SSHSIG, namespace
+                          "labkit-run"), when the run was graded with a centre key
 
 The seal: ``manifest_sha256`` is the sha256 of manifest.json's bytes. It cannot live inside
 results.json, because manifest.json hashes results.json (a file cannot contain a hash of
@@ -20,8 +22,10 @@ seal.json -> manifest.json -> every file, and that no file was added or removed.
 
 What this does and does not prove: any change to a file is detected. Someone who rewrites a
 file, then recomputes the manifest and the seal, produces a consistent folder with another
-manifest hash; that is caught by comparing the hash with the one printed when the run was
-graded (and recorded in the portfolio), which the report shows.
+manifest hash; without the centre's private key they cannot make a new ``seal.json.sig`` for
+it. The signature is checked by ``labkit verify`` (and by ``ssh-keygen -Y verify``), which
+knows the trusted keys; :func:`open_run` checks the hash chain only and reads which key the
+seal names.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import Any, Self
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
+from labkit.adapters.security.signing import NAMESPACE_RUN, CentreSigner
 from labkit.errors import EvidenceIntegrityError, UnknownRunError
 from labkit.models.common import is_name
 from labkit.models.criteria import Criterion
@@ -51,6 +56,7 @@ __all__ = [
     "ALGORITHM",
     "MANIFEST",
     "SEAL",
+    "SEAL_SIG",
     "RunWriter",
     "StoredRun",
     "is_safe_name",
@@ -65,6 +71,8 @@ RESULTS_FILE = "results.json"
 CRITERIA_FILE = "criteria.json"
 MANIFEST = "manifest.json"
 SEAL = "seal.json"
+SEAL_SIG = "seal.json.sig"
+UNLISTED = (MANIFEST, SEAL, SEAL_SIG)  # the files the manifest does not (cannot) cover
 EVIDENCE_DIR = "evidence"
 ARTIFACTS_DIR = "artifacts"
 
@@ -199,11 +207,13 @@ class RunWriter:
         criteria: list[Criterion],
         *,
         now: datetime | None = None,
+        signer: CentreSigner | None = None,
     ) -> GradeSummary:
         """Write run/results/criteria, the manifest and the seal; make the folder read-only.
 
         Returns ``summary`` with ``manifest_sha256`` filled (results.json keeps it null).
-        ``now`` (default: the current time) is recorded as ``sealed_at`` in seal.json.
+        ``now`` (default: the current time) is recorded as ``sealed_at`` in seal.json. With a
+        ``signer``, seal.json names the centre and key, and ``seal.json.sig`` signs it.
         """
         self._require_open()
         if info.run_id != self.run_id or summary.run_id != self.run_id:
@@ -229,8 +239,13 @@ class RunWriter:
             "manifest_sha256": digest,
             "run_id": self.run_id,
             "sealed_at": (now or datetime.now(UTC)).isoformat(),
+            "centre": signer.centre if signer else None,
+            "key_fingerprint": signer.fingerprint if signer else None,
         }
-        _write_atomic(self.path / SEAL, _json_bytes(seal))
+        seal_bytes = _json_bytes(seal)
+        _write_atomic(self.path / SEAL, seal_bytes)
+        if signer is not None:
+            _write_atomic(self.path / SEAL_SIG, signer.sign(seal_bytes, NAMESPACE_RUN).encode("ascii"))
 
         for dirpath, _dirnames, filenames in os.walk(self.path, topdown=False):
             for name in filenames:
@@ -263,6 +278,9 @@ class StoredRun:
     manifest_sha256: str
     manifest: dict[str, str] = field(default_factory=dict)  # relpath -> sha256
     sealed_at: str | None = None
+    centre: str | None = None  # as named in seal.json (signed when signature is set)
+    key_fingerprint: str | None = None  # the key seal.json names; labkit verify checks the signature
+    signature: str | None = None  # seal.json.sig, armored SSHSIG, None for an unsigned run
 
     @property
     def run_id(self) -> str:
@@ -315,7 +333,7 @@ def _describe(problems: list[str]) -> str:
     return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
 
-def _verify(path: Path) -> tuple[dict[str, bytes], dict[str, str], str, str | None]:
+def _verify(path: Path) -> tuple[dict[str, bytes], dict[str, str], str, dict[str, Any]]:
     """Check seal -> manifest -> files; return the verified bytes of every manifest file."""
     seal_path, manifest_path = path / SEAL, path / MANIFEST
     if not seal_path.is_file():
@@ -347,10 +365,10 @@ def _verify(path: Path) -> tuple[dict[str, bytes], dict[str, str], str, str | No
         raise _integrity(path, "manifest.json is not a labkit manifest") from exc
     for rel in files:
         parts = rel.split("/")
-        if rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or rel in (MANIFEST, SEAL):
+        if rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or rel in UNLISTED:
             raise _integrity(path, f"manifest.json lists an invalid path {rel!r}")
 
-    present = {rel: p for rel, p in _walk_files(path) if rel not in (MANIFEST, SEAL)}
+    present = {rel: p for rel, p in _walk_files(path) if rel not in UNLISTED}
     problems: list[str] = []
     problems += [f"{rel} added" for rel in sorted(set(present) - set(files))]
     problems += [f"{rel} removed" for rel in sorted(set(files) - set(present))]
@@ -367,8 +385,12 @@ def _verify(path: Path) -> tuple[dict[str, bytes], dict[str, str], str, str | No
             verified[rel] = data
     if problems:
         raise _integrity(path, _describe(problems))
-    sealed_at = seal.get("sealed_at") if isinstance(seal.get("sealed_at"), str) else None
-    return verified, dict(files), digest, sealed_at
+    return verified, dict(files), digest, seal
+
+
+def _text(seal: dict[str, Any], key: str) -> str | None:
+    value = seal.get(key)
+    return value if isinstance(value, str) else None
 
 
 def open_run(runs_dir: Path, ref: str) -> StoredRun:
@@ -378,7 +400,13 @@ def open_run(runs_dir: Path, ref: str) -> StoredRun:
     files, when anything was changed, added or removed since the run was sealed.
     """
     path = _resolve(runs_dir, ref)
-    verified, files, digest, sealed_at = _verify(path)
+    verified, files, digest, seal = _verify(path)
+    sig_path = path / SEAL_SIG
+    signature = None
+    if sig_path.exists():
+        if sig_path.is_symlink() or not sig_path.is_file():
+            raise _integrity(path, f"{SEAL_SIG} replaced by a link or special file")
+        signature = sig_path.read_bytes().decode("ascii", "replace")
 
     def load(rel: str, parse: Any) -> Any:
         if rel not in verified:
@@ -421,7 +449,10 @@ def open_run(runs_dir: Path, ref: str) -> StoredRun:
         artifacts=artifacts,
         manifest_sha256=digest,
         manifest=files,
-        sealed_at=sealed_at,
+        sealed_at=_text(seal, "sealed_at"),
+        centre=_text(seal, "centre"),
+        key_fingerprint=_text(seal, "key_fingerprint"),
+        signature=signature,
     )
 
 

@@ -1,0 +1,3 @@
+"""``labkit bundle``: a candidate's signed portfolio bundle (zip)."""
+
+from __future__ import annotations
