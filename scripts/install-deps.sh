@@ -18,6 +18,9 @@ PACKAGES=(
   # (libseccomp), the portal's PostgreSQL (tests start it in a scratch folder), the browser
   # terminal (xterm.js) and the browser tests (Chromium)
   mmdebstrap libseccomp2 postgresql libjs-xterm chromium
+  # proof bundles: WeasyPrint's text layout (Pango), fonts with French accents, pdftoppm to
+  # look at the pages
+  libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core fonts-dejavu-extra poppler-utils
 )
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps: run as root (it installs Debian packages)." >&2
