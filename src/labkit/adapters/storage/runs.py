@@ -36,6 +36,7 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,11 +59,14 @@ __all__ = [
     "SEAL",
     "SEAL_SIG",
     "RunWriter",
+    "RunCheck",
     "StoredRun",
+    "check_run_files",
     "is_safe_name",
     "list_runs",
     "new_run_id",
     "open_run",
+    "read_tree",
 ]
 
 ALGORITHM = "sha256"
@@ -333,59 +337,102 @@ def _describe(problems: list[str]) -> str:
     return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
 
-def _verify(path: Path) -> tuple[dict[str, bytes], dict[str, str], str, dict[str, Any]]:
-    """Check seal -> manifest -> files; return the verified bytes of every manifest file."""
-    seal_path, manifest_path = path / SEAL, path / MANIFEST
-    if not seal_path.is_file():
-        if not manifest_path.is_file():
-            raise EvidenceIntegrityError(
-                f"run folder {path} has no seal.json nor manifest.json: grading stopped before the run "
-                "was sealed, or they were removed; it cannot be used as proof, grade the instance again"
-            )
-        raise _integrity(path, "seal.json removed")
-    if not manifest_path.is_file():
-        raise _integrity(path, "manifest.json removed")
+@dataclass(frozen=True)
+class RunCheck:
+    """What checking a run's files found: ``problems`` as (relpath, what) pairs, empty when the
+    chain seal.json -> manifest.json -> every file holds. ``fatal`` is set (and ``problems``
+    holds the one reason) when the chain could not even be followed (no seal or manifest)."""
+
+    problems: list[tuple[str, str]]
+    verified: dict[str, bytes] = field(default_factory=dict)  # manifest files whose hash matched
+    manifest: dict[str, str] = field(default_factory=dict)
+    manifest_sha256: str | None = None
+    seal: dict[str, Any] = field(default_factory=dict)
+    seal_bytes: bytes | None = None
+    signature: str | None = None  # seal.json.sig's text, None when absent or not a regular file
+    fatal: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def read_tree(root: Path) -> dict[str, bytes | None]:
+    """Every file under ``root`` as relpath -> bytes; a link or special file maps to None."""
+    out: dict[str, bytes | None] = {}
+    for rel, p in _walk_files(root):
+        out[rel] = None if p.is_symlink() or not p.is_file() else p.read_bytes()
+    return out
+
+
+def check_run_files(files: Mapping[str, bytes | None]) -> RunCheck:
+    """Check a run's files (relpath -> bytes, None for a link or special file), wherever they
+    come from (a folder, a bundle folder, a zip read in memory): seal.json -> manifest.json ->
+    every file, nothing added or removed. Never raises for bad content; it reports it."""
+    seal_bytes, manifest_bytes = files.get(SEAL), files.get(MANIFEST)
+    if seal_bytes is None:
+        if manifest_bytes is None:
+            return RunCheck(problems=[(SEAL, "missing (and manifest.json too): the run was never sealed")],
+                            fatal=True)
+        return RunCheck(problems=[(SEAL, "removed")], fatal=True)
+    if manifest_bytes is None:
+        return RunCheck(problems=[(MANIFEST, "removed")], fatal=True)
+    sig = files.get(SEAL_SIG)
+    signature = sig.decode("ascii", "replace") if sig is not None else None
     try:
-        seal = json.loads(seal_path.read_bytes())
+        seal = json.loads(seal_bytes)
         expected = seal["manifest_sha256"]
         if seal.get("algorithm") != ALGORITHM or not isinstance(expected, str):
             raise ValueError("unexpected seal content")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise _integrity(path, "seal.json changed") from exc
-    manifest_bytes = manifest_path.read_bytes()
+    except (ValueError, KeyError, TypeError):
+        return RunCheck(problems=[(SEAL, "changed")], seal_bytes=seal_bytes, signature=signature, fatal=True)
     digest = _sha256(manifest_bytes)
     if digest != expected:
-        raise _integrity(path, "manifest.json changed")
+        return RunCheck(problems=[(MANIFEST, "changed")], seal=seal, seal_bytes=seal_bytes,
+                        signature=signature, fatal=True)
     try:
         manifest = json.loads(manifest_bytes)
-        files = manifest["files"]
-        if manifest.get("algorithm") != ALGORITHM or not isinstance(files, dict):
+        listed = manifest["files"]
+        if manifest.get("algorithm") != ALGORITHM or not isinstance(listed, dict):
             raise ValueError("unexpected manifest content")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise _integrity(path, "manifest.json is not a labkit manifest") from exc
-    for rel in files:
-        parts = rel.split("/")
+    except (ValueError, KeyError, TypeError):
+        return RunCheck(problems=[(MANIFEST, "is not a labkit manifest")], seal=seal, seal_bytes=seal_bytes,
+                        signature=signature, fatal=True)
+    for rel in listed:
+        parts = str(rel).split("/")
         if rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or rel in UNLISTED:
-            raise _integrity(path, f"manifest.json lists an invalid path {rel!r}")
+            return RunCheck(problems=[(MANIFEST, f"lists an invalid path {rel!r}")], seal=seal,
+                            seal_bytes=seal_bytes, signature=signature, fatal=True)
 
-    present = {rel: p for rel, p in _walk_files(path) if rel not in UNLISTED}
-    problems: list[str] = []
-    problems += [f"{rel} added" for rel in sorted(set(present) - set(files))]
-    problems += [f"{rel} removed" for rel in sorted(set(files) - set(present))]
+    present = {rel: data for rel, data in files.items() if rel not in UNLISTED}
+    problems: list[tuple[str, str]] = []
+    problems += [(rel, "added") for rel in sorted(set(present) - set(listed))]
+    problems += [(rel, "removed") for rel in sorted(set(listed) - set(present))]
     verified: dict[str, bytes] = {}
-    for rel in sorted(set(files) & set(present)):
-        p = present[rel]
-        if p.is_symlink() or not p.is_file():
-            problems.append(f"{rel} replaced by a link or special file")
-            continue
-        data = p.read_bytes()
-        if _sha256(data) != files[rel]:
-            problems.append(f"{rel} changed")
+    for rel in sorted(set(listed) & set(present)):
+        data = present[rel]
+        if data is None:
+            problems.append((rel, "replaced by a link or special file"))
+        elif _sha256(data) != listed[rel]:
+            problems.append((rel, "changed"))
         else:
             verified[rel] = data
-    if problems:
-        raise _integrity(path, _describe(problems))
-    return verified, dict(files), digest, seal
+    return RunCheck(problems=problems, verified=verified, manifest=dict(listed), manifest_sha256=digest,
+                    seal=seal, seal_bytes=seal_bytes, signature=signature)
+
+
+def _verify(path: Path) -> tuple[dict[str, bytes], dict[str, str], str, dict[str, Any]]:
+    """Check seal -> manifest -> files; return the verified bytes of every manifest file."""
+    check = check_run_files(read_tree(path))
+    if check.fatal and check.problems[0][0] == SEAL and check.problems[0][1].startswith("missing"):
+        raise EvidenceIntegrityError(
+            f"run folder {path} has no seal.json nor manifest.json: grading stopped before the run "
+            "was sealed, or they were removed; it cannot be used as proof, grade the instance again"
+        )
+    if check.problems:
+        raise _integrity(path, _describe([f"{rel} {what}" for rel, what in check.problems]))
+    assert check.manifest_sha256 is not None
+    return check.verified, check.manifest, check.manifest_sha256, check.seal
 
 
 def _text(seal: dict[str, Any], key: str) -> str | None:
