@@ -1,7 +1,13 @@
 """Cohorts: one isolated instance per candidate, each with its own parameters.
 
 A roster is a text or CSV file with one candidate per line (first column: the name; lines
-starting with '#' and a header line "name"/"nom"/"candidat" are skipped). Instances are
+starting with '#' and a header line "name"/"nom"/"candidat" are skipped). With a header row,
+columns are found by their names, in French or English (:func:`read_roster_entries`): the
+name (or first name + last name), and optionally the candidate's email, ID number and
+username, which the gradebook uses to match Moodle's users. Moodle's participants export
+("First name", "Last name"/"Surname", "Email address", "ID number", "Username", or in French
+"Prénom", "Nom", "Adresse de courriel", "Numéro d'identification", "Nom d'utilisateur") is a
+roster as it is. Instances are
 named ``<cohort>-01``, ``<cohort>-02``… and seeded from the cohort seed, so two candidates
 never share an addressing plan or credentials, and the same roster and seed rebuild the same
 cohort. The cohort file ``<home>/cohorts/<name>.json`` records who has which instance.
@@ -38,9 +44,11 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -62,7 +70,6 @@ DEFAULT_PARALLEL = 4  # launches at once: each one is CPU work (namespaces, daem
 # takes 40-50 s of wall time for under 1 s of CPU, so a cohort of 30 is graded in one wave
 DEFAULT_GRADE_PARALLEL = 30
 GRADE_LOCK_WAIT = 900.0  # seconds a grading waits for another grading of the same instance
-HEADER_WORDS = {"name", "nom", "candidat", "candidate", "stagiaire"}
 RETRYABLE = ("failed", "planned")
 
 _FILE_LOCK = threading.Lock()  # the cohort files of this process (with an flock for others)
@@ -77,6 +84,10 @@ class Seat:
     detail: str = ""
     score: str | None = None
     run_id: str | None = None
+    # identifiers from the roster (None when it had no such column; older cohort files)
+    email: str | None = None
+    idnumber: str | None = None
+    username: str | None = None
 
 
 @dataclass
@@ -158,32 +169,125 @@ class _Tracker:
                 log.exception("cohort progress callback failed on %s", event)
 
 
-def read_roster(path: Path) -> list[str]:
+@dataclass(frozen=True)
+class RosterEntry:
+    """One candidate of a roster: the name, and the identifiers the roster gives (else None)."""
+
+    name: str
+    email: str | None = None
+    idnumber: str | None = None
+    username: str | None = None
+
+
+# Header words (lowercase, accents removed, spaces collapsed) -> column role.
+_COLUMN_WORDS: dict[str, tuple[str, ...]] = {
+    "name": ("name", "nom", "candidat", "candidate", "stagiaire", "full name", "fullname", "nom complet",
+             "nom et prenom", "prenom et nom", "apprenant", "student"),
+    "first": ("first name", "firstname", "prenom", "given name"),
+    "last": ("last name", "lastname", "surname", "nom de famille", "family name"),
+    "email": ("email", "email address", "e-mail", "e-mail address", "mail", "courriel", "adresse de courriel",
+              "adresse courriel", "adresse email", "adresse e-mail", "adresse mail", "adresse electronique"),
+    "idnumber": ("id number", "idnumber", "numero d'identification", "numero d’identification", "matricule",
+                 "numero etudiant", "student number"),
+    "username": ("username", "user name", "nom d'utilisateur", "nom d’utilisateur", "login", "identifiant"),
+}
+_WORD_ROLE = {word: role for role, words in _COLUMN_WORDS.items() for word in words}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _header_key(cell: str) -> str:
+    text = unicodedata.normalize("NFKD", cell).encode("ascii", "ignore").decode().lower()
+    return " ".join(text.replace("_", " ").split())
+
+
+def _header_roles(row: list[str]) -> dict[str, int] | None:
+    """Column index of each role if ``row`` is a header row (it names a name column), else None."""
+    roles: dict[str, int] = {}
+    for i, cell in enumerate(row):
+        role = _WORD_ROLE.get(_header_key(cell))
+        if role is not None and role not in roles:
+            roles[role] = i
+    if "first" in roles and "name" in roles and "last" not in roles:
+        # Moodle in French: "Prénom" and "Nom": "Nom" is the last name there
+        roles["last"] = roles.pop("name")
+    if "name" not in roles and not ("first" in roles or "last" in roles):
+        return None
+    return roles
+
+
+def read_roster_entries(path: Path) -> list[RosterEntry]:
+    """The candidates of a roster file, with the identifiers its header names (see the module doc).
+
+    Without a header row the first column is the name and nothing else is read, as before.
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UserError(f"roster {path} does not exist; give a text or CSV file with one candidate per line.") from None
     except UnicodeDecodeError:
         raise UserError(f"roster {path} is not UTF-8 text; save it as UTF-8 (CSV or plain text).") from None
-    names: list[str] = []
     lines = text.splitlines()
     try:
         delimiter = csv.Sniffer().sniff("\n".join(lines[:20]), delimiters=",;\t").delimiter
     except csv.Error:  # one column: plain text
         delimiter = "\t"
-    for i, row in enumerate(csv.reader(lines, delimiter=delimiter)):
-        cell = row[0].strip() if row else ""
-        if not cell or cell.startswith("#") or (i == 0 and cell.lower() in HEADER_WORDS):
+    entries: list[RosterEntry] = []
+    roles: dict[str, int] | None = None
+    first_row = True
+    for lineno, row in enumerate(csv.reader(lines, delimiter=delimiter), start=1):
+        cells = [c.strip() for c in row]
+        if not cells or not any(cells) or cells[0].startswith("#"):
             continue
-        names.append(cell)
-    if not names:
+        if first_row:
+            first_row = False
+            roles = _header_roles(cells)
+            if roles is not None:
+                continue
+
+        def cell(role: str, cells: list[str] = cells, roles: dict[str, int] | None = roles) -> str:
+            i = -1 if roles is None else roles.get(role, -1)
+            return cells[i] if 0 <= i < len(cells) else ""
+
+        if roles is None:
+            name = cells[0]
+        elif "name" in roles:
+            name = cell("name")
+        else:
+            name = " ".join(p for p in (cell("first"), cell("last")) if p)
+        if not name:
+            continue
+        email = cell("email") or None
+        if email is not None and not _EMAIL.match(email):
+            raise UserError(f"roster {path} line {lineno}: {email!r} is not an email address; correct it or "
+                            "leave the cell empty.")
+        entries.append(RosterEntry(name, email, cell("idnumber") or None, cell("username") or None))
+    if not entries:
         raise UserError(f"roster {path} names no candidate; write one name per line.")
-    if len(names) > MAX_COHORT:
-        raise UserError(f"roster {path} names {len(names)} candidates; split it into cohorts of at most {MAX_COHORT}.")
+    if len(entries) > MAX_COHORT:
+        raise UserError(
+            f"roster {path} names {len(entries)} candidates; split it into cohorts of at most {MAX_COHORT}."
+        )
+    names = [e.name for e in entries]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise UserError(f"roster {path} names {', '.join(dupes)} twice; each candidate must appear once.")
-    return names
+    for field_name, fold in (("email", True), ("idnumber", False), ("username", True)):
+        seen: dict[str, str] = {}
+        for e in entries:
+            value = getattr(e, field_name)
+            if value is None:
+                continue
+            key = value.lower() if fold else value
+            if key in seen:
+                raise UserError(f"roster {path} gives {field_name} {value!r} to both {seen[key]} and {e.name}; "
+                                "each candidate needs their own.")
+            seen[key] = e.name
+    return entries
+
+
+def read_roster(path: Path) -> list[str]:
+    """The candidates' names of a roster file (see :func:`read_roster_entries`)."""
+    return [e.name for e in read_roster_entries(path)]
 
 
 def _cohort_file(ctx: Context, name: str) -> Path:
@@ -345,7 +449,8 @@ def cohort_up(ctx: Context, lab_ref: str, roster: Path, *, name: str, seed: int 
     if _cohort_file(ctx, name).exists():
         raise UserError(f"cohort {name!r} already exists; run 'labkit cohort down {name}' or pick another --name.")
     lab = load_lab_checked(ctx, lab_ref)
-    candidates = read_roster(roster)
+    entries = read_roster_entries(roster)
+    candidates = [e.name for e in entries]
     seed = random.SystemRandom().randrange(2**31) if seed is None else seed
     rng = random.Random(seed)
     seeds: list[int] = []
@@ -353,8 +458,9 @@ def cohort_up(ctx: Context, lab_ref: str, roster: Path, *, name: str, seed: int 
         s = rng.randrange(2**31)
         if s not in seeds:
             seeds.append(s)
-    seats = [Seat(candidate=c, instance=f"{name}-{i + 1:02d}", seed=s)
-             for i, (c, s) in enumerate(zip(candidates, seeds, strict=True))]
+    seats = [Seat(candidate=e.name, instance=f"{name}-{i + 1:02d}", seed=s, email=e.email,
+                  idnumber=e.idnumber, username=e.username)
+             for i, (e, s) in enumerate(zip(entries, seeds, strict=True))]
     cohort = Cohort(name, lab.spec.id, seed, seats, str(lab.lab_file))
     _save(ctx, cohort)
     return _launch(ctx, cohort, cohort.seats, parallel, on_event)
