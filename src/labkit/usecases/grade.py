@@ -8,6 +8,7 @@ from typing import Any
 
 from labkit import __version__
 from labkit.adapters.probes import netlink
+from labkit.adapters.security.keyring import Keyring
 from labkit.adapters.storage.runs import RunWriter, new_run_id
 from labkit.adapters.storage.state import utcnow
 from labkit.domain.criteria import load_catalog
@@ -80,6 +81,7 @@ def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | Non
                             f"{', '.join(c.id for c in checks)}.")
         checks = [c for c in checks if c.id in only]
     prov = ctx.provider(state.provider)
+    signer = Keyring(ctx.settings.home / "keys").signer()  # None: sealed unsigned (the CLI warns)
     started = utcnow()
     run_id = new_run_id(name, started)
     writer = RunWriter(ctx.settings.runs, run_id)
@@ -132,7 +134,7 @@ def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | Non
         )
         used = sorted({c for r in results for c in r.criteria})
         criteria = [c for c in catalog.criteria if c.id in used]
-        return writer.seal(info, summary, criteria)
+        return writer.seal(info, summary, criteria, signer=signer)
     except BaseException:
         writer.abort()
         raise

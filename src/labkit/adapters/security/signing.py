@@ -20,7 +20,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -80,12 +80,13 @@ def private_key_bytes(key: Ed25519PrivateKey) -> bytes:
 
 def load_private_key(data: bytes) -> Ed25519PrivateKey:
     """Read an OpenSSH (or PKCS#8 PEM) Ed25519 private key; ValueError when it is not one."""
+    key: object
     try:
         key = serialization.load_ssh_private_key(data, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         try:
             key = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise ValueError("not an unencrypted OpenSSH or PEM private key") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"a {type(key).__name__} key, not an Ed25519 key")
@@ -128,7 +129,7 @@ def load_public_line(text: str) -> tuple[Ed25519PublicKey, str]:
             continue
         try:
             key = serialization.load_ssh_public_key(f"ssh-ed25519 {words[i + 1]}".encode("ascii"))
-        except (ValueError, UnicodeEncodeError) as exc:
+        except (ValueError, UnsupportedAlgorithm) as exc:
             raise ValueError(f"the ssh-ed25519 key is damaged ({exc})") from exc
         if not isinstance(key, Ed25519PublicKey):  # pragma: no cover - the type word says ed25519
             raise ValueError("not an Ed25519 key")
@@ -221,7 +222,10 @@ def sshsig_verify(armored: str, message: bytes, namespace: str) -> Signed:
         raise SignatureError("is not an Ed25519 signature")
     sig = sr.string()
     sr.end()
-    pub = Ed25519PublicKey.from_public_bytes(raw_key)
+    try:
+        pub = Ed25519PublicKey.from_public_bytes(raw_key)
+    except ValueError:  # pragma: no cover - any 32 bytes are accepted today
+        raise SignatureError("carries a damaged public key") from None
     digest = (hashlib.sha512 if hash_alg == b"sha512" else hashlib.sha256)(message).digest()
     signed = _MAGIC + _string(ns) + _string(reserved) + _string(hash_alg) + _string(digest)
     try:
