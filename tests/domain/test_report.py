@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from labkit.adapters.security.signing import CentreSigner
 from labkit.adapters.storage.runs import RunWriter, StoredRun, open_run
 from labkit.domain.report import STRINGS, render_html, render_json
 from labkit.models.common import I18n
@@ -312,7 +314,13 @@ def make_info(run_id: str = RUN_ID, **kw: Any) -> RunInfo:
     return info.model_copy(update=kw)
 
 
-def build_run(runs_dir: Path, artifacts: bool = True, run_id: str = RUN_ID) -> Path:
+# a fixed key, so that the fingerprint (and the signature: Ed25519 is deterministic) never change
+SIGNER = CentreSigner(Ed25519PrivateKey.from_private_bytes(bytes(range(32))), "GRETA Lorraine Nord")
+
+
+def build_run(
+    runs_dir: Path, artifacts: bool = True, run_id: str = RUN_ID, signer: CentreSigner | None = None
+) -> Path:
     info = make_info(run_id)
     summary = GradeSummary(
         run_id=run_id,
@@ -334,7 +342,7 @@ def build_run(runs_dir: Path, artifacts: bool = True, run_id: str = RUN_ID) -> P
         for node, routes in ROUTES.items():
             w.add_artifact(f"routes-{node}", routes)
         w.add_artifact("routes-r-br2", {"error": "ProviderError: r-br2 did not answer"})
-    w.seal(info, summary, CRITERIA, now=_t(43))
+    w.seal(info, summary, CRITERIA, now=_t(43), signer=signer)
     return w.path
 
 
@@ -608,3 +616,57 @@ def test_golden_render_json(run: StoredRun) -> None:
         GOLDEN.write_text(json.dumps(got, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     assert GOLDEN.exists(), "golden file missing; run with UPDATE_GOLDEN=1 to create it"
     assert got == json.loads(GOLDEN.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def signed_run(runs_dir: Path) -> StoredRun:
+    build_run(runs_dir, signer=SIGNER)
+    return open_run(runs_dir, RUN_ID)
+
+
+def test_signature_facts_of_a_signed_run(signed_run: StoredRun) -> None:
+    fp = SIGNER.fingerprint
+    assert fp.startswith("SHA256:") and signed_run.key_fingerprint == fp
+    sig = render_json(signed_run, "fr")["signature"]
+    assert sig["signed"] is True and sig["centre"] == "GRETA Lorraine Nord" and sig["key_fingerprint"] == fp
+    assert sig["key_label"] == fp
+    assert sig["note"] == f"Dossier signé par le centre « GRETA Lorraine Nord » avec la clé {fp}."
+    for lang, words in (
+        ("fr", ("Centre", "Clé de signature", "labkit verify " + RUN_ID)),
+        ("en", ("Centre", "Signing key", "labkit verify " + RUN_ID)),
+    ):
+        html = render_html(signed_run, lang)
+        for word in words:
+            assert word in html, (lang, word)
+        assert "GRETA Lorraine Nord" in html
+        # in the header (where the page margins read it from) and in the integrity section
+        assert html.count(fp) >= 2
+        assert '<meta name="author" content="GRETA Lorraine Nord">' in html
+        assert STRINGS[lang]["unsigned"] not in html.split("</style>", 1)[1]
+
+
+@pytest.mark.parametrize("lang,word", [("fr", "non signé"), ("en", "unsigned")])
+def test_unsigned_run_says_so(run: StoredRun, lang: str, word: str) -> None:
+    assert run.signature is None and run.key_fingerprint is None
+    sig = render_json(run, lang)["signature"]
+    assert sig["signed"] is False and sig["key_fingerprint"] is None and sig["key_label"] == word
+    html = render_html(run, lang)
+    assert f'<code class="s-fingerprint">{word}</code>' in html
+    assert "labkit verify" not in html
+    assert STRINGS[lang]["no_centre"] in html
+
+
+def test_a_run_whose_signature_file_was_removed_is_unsigned(runs_dir: Path) -> None:
+    path = build_run(runs_dir, signer=SIGNER)
+    os.chmod(path, 0o755)
+    (path / "seal.json.sig").unlink()
+    run = open_run(runs_dir, RUN_ID)
+    sig = render_json(run, "en")["signature"]
+    assert sig["signed"] is False and sig["key_label"] == "unsigned"
+    assert SIGNER.fingerprint in sig["note"] and "seal.json.sig is missing" in sig["note"]
+
+
+def test_pdf_metadata_date_is_the_runs(signed_run: StoredRun) -> None:
+    html = render_html(signed_run, "fr")
+    # the run ended at T0 + 42.5 s: the PDF's creation date is that, never the time of rendering
+    assert '<meta name="dcterms.created" content="2026-11-28T03:45:37Z">' in html

@@ -129,6 +129,25 @@ STRINGS: dict[str, dict[str, str]] = {
             "modifié. Comparez l'empreinte ci-dessus à celle affichée à la fin de l'évaluation."
         ),
         "sealed_at": "Scellé le",
+        "centre": "Centre",
+        "key": "Clé de signature",
+        "signature": "Signature",
+        "unsigned": "non signé",
+        "no_centre": "non renseigné",
+        "signed_by": "Dossier signé par le centre « {centre} » avec la clé {fingerprint}.",
+        "signature_missing": (
+            "seal.json nomme la clé {fingerprint} mais la signature seal.json.sig est absente : "
+            "dossier non signé."
+        ),
+        "unsigned_note": (
+            "Dossier non signé : il a été évalué avant que le centre ne crée sa clé "
+            "(labkit keys init)."
+        ),
+        "verify_sig": (
+            "La commande « labkit verify {run_id} --key centre.pub » vérifie la signature avec la "
+            "clé publique du centre (affichée par « labkit keys show --pub »)."
+        ),
+        "page": "page",
         "seconds": "s",
         "colon": " :",
         "percent": "{n} %",
@@ -229,6 +248,24 @@ STRINGS: dict[str, dict[str, str]] = {
             "Compare the hash above with the one shown at the end of grading."
         ),
         "sealed_at": "Sealed at",
+        "centre": "Centre",
+        "key": "Signing key",
+        "signature": "Signature",
+        "unsigned": "unsigned",
+        "no_centre": "not given",
+        "signed_by": "Folder signed by the centre '{centre}' with the key {fingerprint}.",
+        "signature_missing": (
+            "seal.json names the key {fingerprint} but the signature seal.json.sig is missing: "
+            "unsigned folder."
+        ),
+        "unsigned_note": (
+            "Unsigned folder: it was graded before the centre made its key (labkit keys init)."
+        ),
+        "verify_sig": (
+            "The command 'labkit verify {run_id} --key centre.pub' checks the signature with the "
+            "centre's public key (printed by 'labkit keys show --pub')."
+        ),
+        "page": "page",
         "seconds": "s",
         "colon": ":",
         "percent": "{n}%",
@@ -527,6 +564,27 @@ def _json_excerpt(data: Any) -> str:
     return "\n".join(lines[:EXCERPT_LINES]) + ("\n…" if len(lines) > EXCERPT_LINES else "")
 
 
+def _signature_view(run: StoredRun, lang: str) -> dict[str, Any]:
+    """Who signed the run folder, as seal.json names it (``labkit verify`` checks the signature)."""
+    s = STRINGS[lang]
+    signed = run.signature is not None and run.key_fingerprint is not None
+    if signed:
+        note = s["signed_by"].format(centre=run.centre or s["no_centre"], fingerprint=run.key_fingerprint)
+    elif run.key_fingerprint:
+        note = s["signature_missing"].format(fingerprint=run.key_fingerprint)
+    else:
+        note = s["unsigned_note"]
+    return {
+        "signed": signed,
+        "centre": run.centre,
+        "key_fingerprint": run.key_fingerprint,
+        "centre_label": run.centre or s["no_centre"],
+        "key_label": run.key_fingerprint if signed else s["unsigned"],
+        "note": note,
+        "verify": s["verify_sig"].format(run_id=run.info.run_id) if signed else None,
+    }
+
+
 def render_json(run: StoredRun, lang: str = "fr") -> dict[str, Any]:
     """The report's content as JSON-able data, labels in ``lang`` (criterion texts stay French)."""
     lang = _check_lang(lang)
@@ -610,6 +668,7 @@ def render_json(run: StoredRun, lang: str = "fr") -> dict[str, Any]:
             "sealed_on": _fmt_iso(run.sealed_at, lang),
             "verify": f"labkit report {info.run_id}",
         },
+        "signature": _signature_view(run, lang),
     }
 
 
@@ -634,4 +693,6 @@ def render_html(run: StoredRun, lang: str = "fr") -> str:
         addresses = _diagram_addresses(report["artifacts"]["addressing"])
         svg = Markup(topology_svg(topo, addresses, lang=report["lang"]))
     template = _environment().get_template("report.html.j2")
-    return template.render(r=report, s=STRINGS[report["lang"]], svg=svg)
+    # the PDF's creation date is the run's (W3C format, as WeasyPrint reads it), never "now"
+    created = f"{_utc(run.info.ended_at):%Y-%m-%dT%H:%M:%SZ}"
+    return template.render(r=report, s=STRINGS[report["lang"]], svg=svg, created=created)
