@@ -1,0 +1,1 @@
+"""Renderers that turn labkit's HTML into other formats (PDF with WeasyPrint)."""
