@@ -1,0 +1,190 @@
+"""The portfolio index pages, summary and artifact exports, from stored runs only."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from labkit.adapters.storage.runs import RunWriter, StoredRun, open_run
+from labkit.domain.criteria import load_catalog
+from labkit.domain.criteria_summary import criterion_summary
+from labkit.domain.portfolio import (
+    Portfolio,
+    RecordingEntry,
+    RunEntry,
+    readme_text,
+    render_index,
+    report_name,
+    run_exports,
+    summary_json,
+)
+from labkit.models.common import I18n
+from labkit.models.results import CheckResult, GradeSummary
+from tests.domain.test_report import CRITERIA, RUN_ID, _ev, _t, build_run, make_info
+
+FP = "SHA256:abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
+WHEN = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+NASTY = 'Zoé "</style><script>alert(1)</script>" \\ O\'Hara'
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+        self.ids: set[str] = set()
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        d = dict(attrs)
+        if d.get("id"):
+            self.ids.add(str(d["id"]))
+        for k in ("href", "src"):
+            if d.get(k):
+                self.hrefs.append(str(d[k]))
+
+
+def _parse(html: str) -> _Links:
+    p = _Links()
+    p.feed(html)
+    return p
+
+
+def _backup_run(runs_dir: Path) -> StoredRun:
+    """A run with a restore test and two grader tables (availability, alert timeline)."""
+    rid = "bkp-20261128T040000Z-0c0d"
+    check = CheckResult(id="restore-test", title=I18n(fr="Test de restauration", en="Restore test"),
+                        grader="backup.restore_test", status="pass", points=20, max_points=20,
+                        message=I18n(fr="Restauration vérifiée.", en="Restore verified."),
+                        criteria=["tssr-3.1-redondance"], evidence=["restore.run"])
+    info = make_info(rid, lab_id="backup-restore", instance="bkp", checks=[{"id": "restore-test"}])
+    summary = GradeSummary(run_id=rid, lab_id="backup-restore", instance="bkp", candidate=info.candidate, score=20,
+                           max_score=20, started_at=info.started_at, ended_at=info.ended_at, checks=[check])
+    w = RunWriter(runs_dir, rid)
+    w.add_evidence(_ev("restore.damage", "restore-test", "fault", 1, source="grader", target="fs:/srv",
+                       action="simulated ransomware", meta={"phase": "damage"}))
+    w.add_evidence(_ev("restore.run", "restore-test", "exec", 2, source="fs", target="fs",
+                       action="run the restore script", meta={"phase": "restore", "rto_s": 12.5}))
+    w.add_artifact("availability", [{"device": "r1", "up_ratio": 1.0, "samples": [1, 1]}])
+    w.add_artifact("alert-timeline", [{"alert": "NodeDown", "detection_delay_s": 9.5, "fault": "cut r1"}])
+    w.seal(info, summary, CRITERIA, now=_t(43))
+    return open_run(runs_dir, rid)
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> list[StoredRun]:
+    runs_dir = tmp_path / "runs"
+    build_run(runs_dir)
+    return [open_run(runs_dir, RUN_ID), _backup_run(runs_dir)]
+
+
+def _portfolio(runs: list[StoredRun], candidate: str = "Camille Dupont") -> Portfolio:
+    entries = [RunEntry(run=r, counted=True,
+                        reports=[report_name(r.run_id, lg, ext) for lg in ("fr", "en") for ext in ("html", "pdf")],
+                        exports=run_exports(r)) for r in runs]
+    rec = RecordingEntry(cast="recordings/dupont-x.cast", transcript="recordings/dupont-x.html", node="r-hq",
+                         channel="ssh", started_at=WHEN, size_bytes=2048)
+    return Portfolio(candidate=candidate, centre="Centre de Lyon", key_fingerprint=FP, created_at=WHEN,
+                     rows=criterion_summary(runs, load_catalog()), runs=entries, recordings=[rec])
+
+
+def _csv(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8"))))
+
+
+def test_routing_exports(runs: list[StoredRun]) -> None:
+    ex = {x.name: x for x in run_exports(runs[0])}
+    # routes-r-br2 holds {"error": ...}: nothing to export, the report says why
+    assert set(ex) == {"topology.svg", "addressing.csv", "routes-r-hq.csv", "routes-r-br1.csv"}
+    rows = _csv(ex["addressing.csv"].data)
+    assert rows[0] == ["node", "iface", "state", "addresses", "error"]
+    assert ["r-hq", "eth0", "up", "10.1.2.1/24 fe80::1/64", ""] in rows
+    assert _csv(ex["routes-r-hq.csv"].data)[2] == ["10.1.3.0/24", "172.16.0.2", "eth1", "ospf", "20"]
+    assert ex["routes-r-hq.csv"].args == {"node": "r-hq"}
+    svg = ET.fromstring(ex["topology.svg"].data)
+    assert svg.tag.endswith("svg")
+    text = ex["topology.svg"].data.decode()
+    assert "10.1.2.0/24" in text and "fe80" not in text  # link-local left off the drawing
+
+
+def test_backup_and_supervision_exports(runs: list[StoredRun]) -> None:
+    ex = {x.name: x for x in run_exports(runs[1])}
+    assert set(ex) == {"restore-test.csv", "availability.csv", "alert-timeline.csv"}
+    restore = _csv(ex["restore-test.csv"].data)
+    assert restore[0][:4] == ["check", "verdict", "evidence", "phase"]
+    assert [r[2] for r in restore[1:]] == ["restore.damage", "restore.run"]
+    assert restore[2][3] == "restore" and restore[2][12] == "12.5"
+    avail = _csv(ex["availability.csv"].data)
+    assert avail == [["device", "up_ratio", "samples"], ["r1", "1.0", "[1, 1]"]]
+    assert ex["alert-timeline.csv"].label == "art_alerts"
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_index_summary_first_then_criteria_with_links(runs: list[StoredRun], lang: str) -> None:
+    p = _portfolio(runs)
+    html = render_index(p, lang)
+    parsed = _parse(html)
+    summary_at, criteria_at, runs_at = html.index('id="summary"'), html.index('id="criteria"'), html.index('id="runs"')
+    assert summary_at < criteria_at < runs_at
+    # every criterion of the cited certifications, with a row in the table and a section
+    assert len(p.rows) > 3
+    for row in p.rows:
+        assert f"crit-{row.criterion.id}" in parsed.ids
+        assert f'href="#crit-{row.criterion.id}"' in html
+    statuses = {r.criterion.id: r.status for r in p.rows}
+    assert statuses["tssr-2.3-liens"] == "not_acquired"  # ospf-adjacency failed
+    assert statuses["tssr-3.1-redondance"] == "not_acquired"  # wan-resilience in error
+    assert "not_assessed" in statuses.values()
+    quoted = next(c.text for c in CRITERIA if c.id == "tssr-2.3-liens")
+    assert f"« {quoted} »" in html.replace("&#39;", "'")
+    # links: the report section of each check, evidence files that exist (ospf.gone does not)
+    assert f"reports/{RUN_ID}.{lang}.html#check-ospf-adjacency" in parsed.hrefs
+    assert f"runs/{RUN_ID}/evidence/ospf.r-br2.json" in parsed.hrefs
+    assert f"runs/{RUN_ID}/evidence/ospf.gone.json" not in parsed.hrefs and "ospf.gone" in html
+    assert f"artifacts/{RUN_ID}/topology.svg" in parsed.hrefs
+    assert "recordings/dupont-x.html" in parsed.hrefs and "recordings/dupont-x.cast" in parsed.hrefs
+    assert "index.en.html" in parsed.hrefs if lang == "fr" else "index.html" in parsed.hrefs
+    # offline: relative links only, no script, nothing fetched
+    assert all(not re.match(r"^[a-z]+:", h) and not h.startswith("//") and not h.startswith("/") for h in parsed.hrefs)
+    assert "script" not in parsed.tags and "img" not in parsed.tags and "link" not in parsed.tags
+    assert FP in html and "Centre de Lyon" in html
+
+
+def test_index_without_links_for_the_pdf(runs: list[StoredRun]) -> None:
+    html = render_index(_portfolio(runs), "fr", links=False)
+    assert "<a " not in html
+    assert f"reports/{RUN_ID}.fr.pdf" in html  # paths shown as text
+    assert 'counter(page) " / " counter(pages)' in html
+
+
+def test_names_cannot_break_out_of_html_or_css(runs: list[StoredRun]) -> None:
+    html = render_index(_portfolio(runs, NASTY), "fr")
+    assert "<script>" not in html and "</style><script>" not in html
+    style = html[html.index("<style>"): html.index("</style>")]
+    assert '"</' not in style and "<script" not in style
+    top_left = re.search(r"@top-left \{ content: (\"[^\"]*\");", style)
+    assert top_left is not None and "\\00003c" in top_left.group(1)  # '<' escaped in the CSS string
+
+
+def test_summary_json_and_readme(runs: list[StoredRun]) -> None:
+    p = _portfolio(runs)
+    data = summary_json(p)
+    assert data["format"] == "labkit-portfolio/1" and data["key_fingerprint"] == FP
+    assert sum(data["counts"].values()) == len(data["criteria"])
+    by_id = {c["id"]: c for c in data["criteria"]}
+    assert by_id["igs-b1-interconnexions"]["status"] == "not_acquired"
+    refs = by_id["tssr-2.3-liens"]["checks"]
+    assert {(r["run_id"], r["check_id"], r["status"]) for r in refs} == {
+        (RUN_ID, "lan-reachability", "pass"), (RUN_ID, "ospf-adjacency", "fail")}
+    assert data["runs"][0]["artifacts"][0].startswith(f"artifacts/{RUN_ID}/")
+    assert data["recordings"][0]["node"] == "r-hq"
+    text = readme_text(p)
+    assert FP in text and "sha256sum -c SHA256SUMS" in text and "-n labkit-bundle" in text
+    assert text.index("PORTEFEUILLE") < text.index("EVIDENCE PORTFOLIO")
