@@ -279,6 +279,9 @@ def _grade(name: str, as_json: bool, lang: str, checks: tuple[str, ...], mode: s
             lab = load_lab_checked(ctx, state.plan.lab_dir)
             hints = {c.id: c.doc.get(lang) for c in lab.spec.checks if c.doc}
         print_score_table(summary, lang, hints)
+    from labkit.usecases.keys import unsigned_warning
+    if warning := unsigned_warning(ctx, summary):
+        err.print(plain(warning))
     if summary.score != summary.max_score:
         sys.exit(10)
 
