@@ -303,3 +303,21 @@ def test_private_key_never_leaves_the_store(kr: Keyring, tmp_path: Path) -> None
     for blob in texts:
         for secret in leaks:
             assert secret not in blob
+
+
+def test_signature_verdict_from_files_in_memory(kr: Keyring, tmp_path: Path) -> None:
+    """seal_signature_files: the same verdicts for a run read from a zip (no folder on disk)."""
+    from labkit.adapters.security.run_signature import seal_signature_files
+
+    kr.init("CFA")
+    folder = make_run(tmp_path / "runs", "r1", kr.require_signer())
+    seal, sig = (folder / "seal.json").read_bytes(), (folder / "seal.json.sig").read_bytes()
+    trust = Trust.from_keyring(kr)
+    assert seal_signature_files({"seal.json": seal, "seal.json.sig": sig}, trust).ok
+    assert seal_signature_files({"seal.json": seal, "seal.json.sig": None}, trust).message \
+        == "is a link or a special file, not a signature"
+    assert seal_signature_files({"seal.json": seal}, trust).status == "bad"  # removed, seal.json names the key
+    assert seal_signature_files({"seal.json": None, "seal.json.sig": sig}, trust).file == "seal.json"
+    assert seal_signature_files({"seal.json": seal + b" ", "seal.json.sig": sig}, trust).status == "bad"
+    assert seal_signature_files({"seal.json": seal, "seal.json.sig": sig + b"x" * 20000}, trust).message \
+        == "is too large to be a signature"

@@ -9,6 +9,7 @@ last link, the signature, against a :class:`~labkit.adapters.security.keyring.Tr
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,7 +18,7 @@ from labkit.adapters.security.keyring import KeyInfo, Trust
 from labkit.adapters.security.signing import NAMESPACE_RUN, SignatureError, sshsig_verify
 from labkit.adapters.storage.runs import SEAL, SEAL_SIG, StoredRun
 
-__all__ = ["SignatureCheck", "SignatureStatus", "run_signature", "seal_signature"]
+__all__ = ["SignatureCheck", "SignatureStatus", "run_signature", "seal_signature", "seal_signature_files"]
 
 SignatureStatus = Literal["valid", "revoked", "untrusted", "bad", "unsigned"]
 _MAX_SIG = 16384
@@ -58,10 +59,24 @@ def run_signature(run: StoredRun, trust: Trust) -> SignatureCheck:
 def seal_signature(folder: Path, trust: Trust) -> SignatureCheck:
     """The signature verdict of the run folder ``folder``, even one whose hash chain is broken."""
     folder = Path(folder)
-    seal_path, sig_path = folder / SEAL, folder / SEAL_SIG
-    if seal_path.is_symlink() or not seal_path.is_file():
+    files: dict[str, bytes | None] = {}
+    for name in (SEAL, SEAL_SIG):
+        p = folder / name
+        if p.is_symlink() or (p.exists() and not p.is_file()):
+            files[name] = None
+        elif p.is_file():
+            with open(p, "rb") as f:
+                files[name] = f.read(_MAX_SIG + 1) if name == SEAL_SIG else f.read()
+    return seal_signature_files(files, trust)
+
+
+def seal_signature_files(files: Mapping[str, bytes | None], trust: Trust) -> SignatureCheck:
+    """The same verdict from a run's files in memory (a run inside a zip): ``files`` maps
+    ``seal.json`` and ``seal.json.sig`` to their bytes, None for a link or special file, and
+    lacks a name for a missing file (other names are ignored)."""
+    seal_bytes = files.get(SEAL)
+    if seal_bytes is None:
         return SignatureCheck("bad", SEAL, "missing (or not a regular file), so nothing can be checked")
-    seal_bytes = seal_path.read_bytes()
     named: str | None = None
     try:
         seal = json.loads(seal_bytes)
@@ -69,15 +84,15 @@ def seal_signature(folder: Path, trust: Trust) -> SignatureCheck:
         named = value if isinstance(value, str) and value else None
     except ValueError:
         pass  # the signature below decides; a seal.json that is not JSON cannot match a valid signature
-    if not sig_path.exists() and not sig_path.is_symlink():
+    if SEAL_SIG not in files:
         if named:
             return SignatureCheck("bad", SEAL_SIG, f"missing, although seal.json says the run was signed by {named}: "
                                   "the signature was removed", fingerprint=named, key=trust.status(named))
         return SignatureCheck("unsigned", SEAL_SIG, "missing: the run is not signed (it was sealed before the "
                               "centre had a key)")
-    if sig_path.is_symlink() or not sig_path.is_file():
+    raw = files[SEAL_SIG]
+    if raw is None:
         return SignatureCheck("bad", SEAL_SIG, "is a link or a special file, not a signature", fingerprint=named)
-    raw = sig_path.read_bytes()[: _MAX_SIG + 1]
     if len(raw) > _MAX_SIG:
         return SignatureCheck("bad", SEAL_SIG, "is too large to be a signature", fingerprint=named)
     try:
