@@ -321,3 +321,28 @@ def test_signature_verdict_from_files_in_memory(kr: Keyring, tmp_path: Path) -> 
     assert seal_signature_files({"seal.json": seal + b" ", "seal.json.sig": sig}, trust).status == "bad"
     assert seal_signature_files({"seal.json": seal, "seal.json.sig": sig + b"x" * 20000}, trust).message \
         == "is too large to be a signature"
+
+
+def test_a_failed_change_leaves_nothing_half_made(kr: Keyring, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(self: Keyring, keys: list[KeyInfo]) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(Keyring, "_write", disk_full)
+        with pytest.raises(OSError):
+            kr.init("CFA")
+    assert sorted(p.name for p in kr.root.iterdir()) == [".lock"] and kr.keys() == []
+    first = kr.init("CFA")
+    with monkeypatch.context() as m:
+        m.setattr(Keyring, "_write", disk_full)
+        with pytest.raises(OSError):
+            kr.rotate()
+    assert kr.keys() == [first] and kr.require_signer().fingerprint == first.fingerprint
+    assert sorted(p.name for p in kr.root.iterdir() if p.name.startswith("centre-")) == [
+        kr.private_path(first.fingerprint).name, kr.public_path(first.fingerprint).name]
+
+
+def test_an_unreadable_store_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=r"key store .* cannot be used .*set LABKIT_HOME"):
+        Keyring(tmp_path / "file" / "keys").init("CFA")

@@ -252,11 +252,15 @@ class Keyring:
 
     @contextmanager
     def _locked(self, *, exclusive: bool) -> Iterator[None]:
-        if exclusive:
-            self.root.parent.mkdir(parents=True, exist_ok=True)
-            self.root.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(self.root, 0o700)
-        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            if exclusive:
+                self.root.parent.mkdir(parents=True, exist_ok=True)
+                self.root.mkdir(mode=0o700, exist_ok=True)
+                os.chmod(self.root, 0o700)
+            fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise UserError(f"the key store {self.root} cannot be used ({exc.strerror}); run labkit as the user "
+                            "that made it (root), or set LABKIT_HOME to a folder you own.") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -363,6 +367,15 @@ class Keyring:
         _write_atomic(self.public_path(fp), (info.pub_line() + "\n").encode("utf-8"), 0o644)
         return info
 
+    def _commit(self, keys: list[KeyInfo], new: KeyInfo) -> None:
+        """Write the index naming ``new``; if that fails, remove ``new``'s files (nothing half-made)."""
+        try:
+            self._write(keys)
+        except BaseException:
+            self.private_path(new.fingerprint).unlink(missing_ok=True)
+            self.public_path(new.fingerprint).unlink(missing_ok=True)
+            raise
+
     def init(self, centre: str) -> KeyInfo:
         """Make the centre's first key."""
         centre = _one_line(centre, "centre name", _MAX_CENTRE, '--centre "CFA Lyon Informatique"')
@@ -373,7 +386,7 @@ class Keyring:
                 raise UserError(f"the centre already has a key ({current.fingerprint}, {current.status}); "
                                 "run `labkit keys rotate` to replace it, or `labkit keys show` to see it.")
             info = self._new_key(centre)
-            self._write([info])
+            self._commit([info], info)
             return info
 
     def rotate(self) -> KeyInfo:
@@ -387,7 +400,7 @@ class Keyring:
             info = self._new_key(old.centre if old else keys[-1].centre)
             now = _now()
             kept = [replace(k, status="retired", retired_at=now) if k is old else k for k in keys]
-            self._write([*kept, info])
+            self._commit([*kept, info], info)
             if old is not None:
                 self.private_path(old.fingerprint).unlink(missing_ok=True)
             return info
