@@ -309,7 +309,7 @@ def check(name: str, as_json: bool, lang: str, checks: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.argument("run")
-@click.option("--format", "fmt", type=click.Choice(["html", "json"]), default="html", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["html", "json", "pdf"]), default="html", show_default=True)
 @click.option("--lang", type=click.Choice(["fr", "en"]), default="fr", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write here instead of stdout.")
 def report(run: str, fmt: str, lang: str, output: Path | None) -> None:
@@ -317,15 +317,32 @@ def report(run: str, fmt: str, lang: str, output: Path | None) -> None:
     from labkit.adapters.storage.runs import open_run
     from labkit.domain.report import render_html, render_json
 
+    if fmt == "pdf" and output is None and sys.stdout.isatty():
+        raise UserError("a PDF is not for a terminal: write it to a file with -o FILE.pdf (or redirect stdout)")
     stored = open_run(_ctx().settings.runs, run)
-    text = render_html(stored, lang) if fmt == "html" else json.dumps(
-        render_json(stored, lang), indent=2, ensure_ascii=False, default=str)
-    if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
-        out.print(plain(f"report written to {output}"))
+    if fmt == "pdf":
+        from labkit.adapters.render.pdf import html_to_pdf
+
+        data = html_to_pdf(render_html(stored, lang), base_url=str(stored.path))
     else:
-        click.echo(text)
+        text = render_html(stored, lang) if fmt == "html" else json.dumps(
+            render_json(stored, lang), indent=2, ensure_ascii=False, default=str)
+        if output is None:
+            click.echo(text)
+            return
+        data = text.encode("utf-8")
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")  # never a half-written report
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    out.print(plain(f"report written to {output}"))
 
 
 @cli.group()
