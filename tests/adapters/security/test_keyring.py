@@ -346,3 +346,34 @@ def test_an_unreadable_store_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match=r"key store .* cannot be used .*set LABKIT_HOME"):
         Keyring(tmp_path / "file" / "keys").init("CFA")
+
+
+def test_a_jury_checks_with_ssh_keygen_and_the_exported_files(kr: Keyring, tmp_path: Path) -> None:
+    """What a jury does without labkit: exported allowed_signers + ssh-keygen -Y verify, for a run
+    signed by a retired key, a run signed by the active key, and the revocation statement."""
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("needs ssh-keygen")
+    first = kr.init("CFA Lyon")
+    old = make_run(tmp_path / "runs", "r-old", kr.require_signer())
+    kr.rotate()
+    new = make_run(tmp_path / "runs", "r-new", kr.require_signer())
+    third = kr.rotate()
+    jury = tmp_path / "jury"
+    kr.export(jury)
+
+    def verify(sig: Path, data: bytes, namespace: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["ssh-keygen", "-Y", "verify", "-f", str(jury / "allowed_signers"), "-I", "centre",
+                               "-n", namespace, "-s", str(sig)], input=data, capture_output=True, timeout=30)
+
+    for run in (old, new):
+        proc = verify(run / "seal.json.sig", (run / "seal.json").read_bytes(), NAMESPACE_RUN)
+        assert proc.returncode == 0, proc.stderr
+    assert verify(old / "seal.json.sig", (old / "seal.json").read_bytes() + b" ", NAMESPACE_RUN).returncode != 0
+    kr.revoke(first.fingerprint, "stolen")
+    kr.export(jury)
+    entry = json.loads((jury / "revocations.json").read_text())["revocations"][0]
+    (tmp_path / "statement.sig").write_text(entry["signature"])
+    proc = verify(tmp_path / "statement.sig", entry["statement"].encode(), NAMESPACE_REVOCATION)
+    assert proc.returncode == 0 and entry["signed_by"] == third.fingerprint, proc.stderr
+    # the revoked key left the jury's allowed_signers: ssh-keygen now refuses the old run
+    assert verify(old / "seal.json.sig", (old / "seal.json").read_bytes(), NAMESPACE_RUN).returncode != 0
