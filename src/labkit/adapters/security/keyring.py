@@ -195,10 +195,12 @@ def _key_from_record(rec: Any, path: Path) -> KeyInfo:
                    created_at=rec["created_at"], status=cast(KeyStatus, rec["status"]), **opt)
 
 
-def _parse_revocations(data: bytes, source: Path) -> list[dict[str, Any]]:
+_FRESH_COPY = "get a fresh copy from the centre (`labkit keys export DIR`)"
+
+
+def _parse_revocations(data: bytes, source: Path, fix: str = _FRESH_COPY) -> list[dict[str, Any]]:
     """The entries of a revocations.json, each with a parsed ``statement``; UserError if malformed.
     Signatures are checked by the caller (who knows which keys may sign)."""
-    fix = "get a fresh copy from the centre (`labkit keys export DIR`)"
     try:
         doc = json.loads(data)
         entries = doc["revocations"]
@@ -292,8 +294,8 @@ class Keyring:
         path = self.root / REVOCATIONS
         if not path.exists():
             return []
-        return _parse_revocations(_read_small(path, "the revocation list", f"restore {self.root} from a backup"),
-                                  path)
+        fix = f"restore {self.root} from a backup"
+        return _parse_revocations(_read_small(path, "the revocation list", fix), path, fix)
 
     def _load_private(self, info: KeyInfo) -> Ed25519PrivateKey:
         path = self.private_path(info.fingerprint)
