@@ -1,0 +1,65 @@
+"""Seal a bundle folder (SHA256SUMS, its signature, allowed_signers) and write its signed zip."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime
+from pathlib import Path
+
+from labkit.adapters.bundle.container import build_zip
+from labkit.adapters.bundle.sums import ALLOWED_SIGNERS, SUMS, SUMS_SIG, allowed_signers_line, render_sums, sign_sums
+from labkit.adapters.security.signing import CentreSigner
+from labkit.adapters.storage.runs import is_safe_name, read_tree
+from labkit.errors import UserError
+
+__all__ = ["finalize_bundle"]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def finalize_bundle(tree: Path, out_zip: Path, signer: CentreSigner, when: datetime) -> Path:
+    """Write ``allowed_signers``, ``SHA256SUMS`` and ``SHA256SUMS.sig`` into the bundle folder
+    ``tree``, then the signed deterministic zip ``out_zip`` (every entry under ``<stem>/``,
+    the stem of ``out_zip``). The zip is written to a temporary file next to ``out_zip`` and
+    renamed only when complete: on any error or Ctrl-C there is no half-made zip."""
+    tree, out_zip = Path(tree), Path(out_zip)
+    top = out_zip.name[: -len(".zip")] if out_zip.name.endswith(".zip") else ""
+    if not is_safe_name(top):
+        raise UserError(f"{out_zip.name!r} is not a bundle file name; give NAME.zip with letters, digits, "
+                        "'.', '_' or '-' in NAME")
+    if not tree.is_dir():
+        raise UserError(f"{tree} is not a folder; pass the bundle folder to seal")
+    if not out_zip.parent.is_dir():
+        raise UserError(f"the folder {out_zip.parent} does not exist; make it or write the bundle elsewhere")
+    _write_atomic(tree / ALLOWED_SIGNERS, allowed_signers_line(signer))
+    files = read_tree(tree)
+    odd = sorted(rel for rel, data in files.items() if data is None)
+    if odd:
+        raise UserError(f"the bundle folder {tree} holds links or special files ({', '.join(odd[:5])}); "
+                        "a bundle holds regular files only")
+    content = {rel: data for rel, data in files.items() if data is not None and rel not in (SUMS, SUMS_SIG)}
+    try:
+        sums = render_sums(content)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    sig = sign_sums(sums, signer)
+    _write_atomic(tree / SUMS, sums)
+    _write_atomic(tree / SUMS_SIG, sig)
+    try:
+        data = build_zip({**content, SUMS: sums, SUMS_SIG: sig}, top, when, signer)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    _write_atomic(out_zip, data)
+    return out_zip
