@@ -16,7 +16,7 @@ import io
 import json
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -327,8 +327,10 @@ def verify_zip_bytes(data: bytes, trust: Trust, name: str = "bundle.zip") -> Ver
     def caused_by_unreadable(p: Problem) -> bool:
         return p.path in lost or any(p.path.startswith(r) for r in lost_runs)
 
-    report.problems += [p for p in inner.problems if not caused_by_unreadable(p)]
-    report.signatures += inner.signatures
+    # inside a zip every path is the entry's name: <top>/<path in the bundle>
+    report.problems += [Problem(f"{entries.top}/{p.path}", p.what, p.severity)
+                        for p in inner.problems if not caused_by_unreadable(p)]
+    report.signatures += [replace(s, path=f"{entries.top}/{s.path}") for s in inner.signatures]
     report.runs_checked = inner.runs_checked
     report.files_checked = inner.files_checked
     return report
