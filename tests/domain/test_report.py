@@ -670,3 +670,46 @@ def test_pdf_metadata_date_is_the_runs(signed_run: StoredRun) -> None:
     html = render_html(signed_run, "fr")
     # the run ended at T0 + 42.5 s: the PDF's creation date is that, never the time of rendering
     assert '<meta name="dcterms.created" content="2026-11-28T03:45:37Z">' in html
+
+
+def test_a_restore_named_by_its_phase_pairs_with_its_fault(runs_dir: Path) -> None:
+    """A grader that undoes a fault with a command saying neither up nor restore (here a daemon
+    start) records meta.phase = restore: the report must not call that a second fault."""
+    w = RunWriter(runs_dir, "daemon")
+    stop, start = "start-stop-daemon --stop --pidfile /run/snmpd.pid", "/etc/init.d/snmpd start"
+    w.add_evidence(_ev("f1", "wan-resilience", "fault", 1, target="srv2", action=stop, meta={"phase": "fault"}))
+    w.add_evidence(_ev("f2", "wan-resilience", "fault", 9, target="srv2", action=start, meta={"phase": "restore"}))
+    summary = GradeSummary(run_id="daemon", lab_id="x", instance="x", candidate=None, score=0, max_score=20,
+                           started_at=T0, ended_at=T0,
+                           checks=[CHECKS[2].model_copy(update={"evidence": ["f1", "f2"]})])
+    w.seal(make_info("daemon"), summary, CRITERIA)
+    check = render_json(open_run(runs_dir, "daemon"), "en")["checks"][0]
+    assert [e["fault"]["phase"] for e in check["evidence"]] == ["break", "restore"]
+    assert check["faults"] == [
+        f"Fault caused on purpose: {stop} — srv2, at 2026-11-28 03:44:56.000 UTC, "
+        "restored at 2026-11-28 03:45:04.000 UTC."
+    ]
+
+
+def test_artifact_tables_read_well(runs_dir: Path) -> None:
+    """Times on the run's day shrink to the time of day, nested records read as key: value,
+    and a table of many fields and few records is laid out one column per record."""
+    w = RunWriter(runs_dir, "tables")
+    w.add_artifact("availability", [
+        {"device": "r1", "from": _t(5).isoformat(), "down_periods": [{"from": _t(6).isoformat(), "seconds": 6.0}]},
+        {"device": "r2", "from": "2026-11-27T23:00:00+00:00", "down_periods": []},
+    ])
+    w.add_artifact("timeline", [{f"field_{i}": f"v{i}-{a}" for i in range(9)} for a in "ab"])
+    summary = GradeSummary(run_id="tables", lab_id="x", instance="x", candidate=None, score=0, max_score=0,
+                           started_at=T0, ended_at=T0, checks=[])
+    w.seal(make_info("tables"), summary, [])
+    run = open_run(runs_dir, "tables")
+    others = {o["name"]: o["table"] for o in render_json(run, "fr")["artifacts"]["others"]}
+    assert others["availability"]["rows"] == [
+        ["r1", "03:45:00.000", "from: 03:45:01.000, seconds: 6.0"],
+        ["r2", "2026-11-27 23:00:00.000", "—"],
+    ]
+    html = render_html(run, "fr")
+    assert html.count('class="data wide transposed"') == 1  # the 9-field timeline only
+    assert "<tr><th>field_0</th><td>v0-a</td><td>v0-b</td></tr>" in html
+    assert "availability_<wbr>" not in html and "down_<wbr>periods" in html

@@ -12,7 +12,7 @@ import functools
 import ipaddress
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -381,10 +381,13 @@ def _evidence_view(ev_id: str, ev: Evidence | None, cited: bool | None, lang: st
 
 
 def _fault_phase(ev: Evidence) -> str:
-    """``break`` or ``restore``: from ``parsed.requested`` (up/down) when the probe gives it."""
+    """``break`` or ``restore``: from ``parsed.requested`` (up/down) when the probe gives it, else
+    from ``meta.phase`` (graders record ``restore`` for the step that undoes a fault)."""
     requested = ev.parsed.get("requested") if isinstance(ev.parsed, dict) else None
     if requested in ("up", "down"):
         return "restore" if requested == "up" else "break"
+    if ev.meta.get("phase") in ("restore", "restored", "repair", "undo", "unplant", "cleanup"):
+        return "restore"
     return "restore" if re.search(r"\b(up|restore|restored)\b", ev.action) else "break"
 
 
@@ -491,7 +494,8 @@ def _artifacts_view(run: StoredRun) -> dict[str, Any]:
             }
         )
     known = {"addressing", "topology", *route_names}
-    others = [{"name": n, "excerpt": _json_excerpt(arts[n]), "table": _table(arts[n])}
+    day = _utc(run.info.started_at).date()
+    others = [{"name": n, "excerpt": _json_excerpt(arts[n]), "table": _table(arts[n], day)}
               for n in sorted(arts) if n not in known]
     return {
         "topology": topology,
@@ -544,16 +548,38 @@ def _diagram_addresses(rows: list[dict[str, Any]] | None) -> dict[str, list[str]
     return out
 
 
-def _table(data: Any) -> dict[str, Any] | None:
-    """A list of records (e.g. a grader's availability table) as columns and rows of text."""
+_ISO_DT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def _when(text: str, day: date | None) -> str:
+    """An ISO date-time as ``HH:MM:SS.mmm`` (UTC) on the run's day, else with its date too."""
+    if not _ISO_DT.match(text):
+        return text
+    try:
+        d = _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        return text
+    return _fmt_time(d) if d.date() == day else f"{d:%Y-%m-%d} {_fmt_time(d)}"
+
+
+def _table(data: Any, day: date | None = None) -> dict[str, Any] | None:
+    """A list of records (e.g. a grader's availability table) as columns and rows of text.
+
+    Date-times are shortened to the time of day (UTC) when they fall on the run's ``day``;
+    nested records read as ``key: value`` pairs rather than JSON.
+    """
     rows = _rows(data)
     if rows is None:
         return None
     columns = list(dict.fromkeys(k for r in rows for k in r))
 
     def text(v: Any) -> str:
-        if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict) for x in v)):
-            return json.dumps(v, ensure_ascii=False, default=str) if v else "—"
+        if isinstance(v, str):
+            return _when(v, day) if v else "—"
+        if isinstance(v, dict):
+            return ", ".join(f"{k}: {text(x)}" for k, x in v.items()) if v else "—"
+        if isinstance(v, list) and any(isinstance(x, dict) for x in v):
+            return "; ".join(text(x) for x in v) if v else "—"
         return _cell(v)
 
     return {"columns": columns, "rows": [[text(r.get(c)) for c in columns] for r in rows]}
