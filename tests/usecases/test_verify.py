@@ -10,6 +10,7 @@ from types import ModuleType
 
 import pytest
 
+from labkit.adapters.bundle.verify import SignatureReport, VerifyReport
 from labkit.adapters.security.keyring import Keyring
 from labkit.errors import UnknownRunError, UserError
 from labkit.settings import load_settings
@@ -32,6 +33,11 @@ def _fixture() -> ModuleType:
 bf = _fixture()
 
 
+def _signer(report: VerifyReport) -> SignatureReport:
+    assert report.signer is not None
+    return report.signer
+
+
 @pytest.fixture
 def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
@@ -47,7 +53,7 @@ def test_run_id_and_path_with_the_local_key_store(ctx: Context, tmp_path: Path) 
     for target in (bf.RUN_ID, str(run)):
         report = verify(ctx, target)
         assert report.ok and report.kind == "run", report.problems
-        assert report.signer.fingerprint == signer.fingerprint and report.signer.key_status == "active"
+        assert _signer(report).fingerprint == signer.fingerprint and _signer(report).key_status == "active"
     tree, zpath = bf.make_bundle(tmp_path / "b", signer)
     assert verify(ctx, str(zpath)).ok and verify(ctx, str(tree)).ok
 
@@ -56,7 +62,7 @@ def test_key_files_replace_the_key_store(ctx: Context, tmp_path: Path) -> None:
     signer = bf.make_signer()
     _, zpath = bf.make_bundle(tmp_path, signer)
     report = verify(ctx, str(zpath))  # no local key at all: the signature is valid but not trusted
-    assert not report.ok and report.signer.status == "untrusted"
+    assert not report.ok and _signer(report).status == "untrusted"
     pub = tmp_path / "centre.pub"
     pub.write_text(signer.public_line + "\n")
     assert verify(ctx, str(zpath), [pub]).ok
@@ -72,12 +78,12 @@ def test_rotation_then_revocation(ctx: Context, tmp_path: Path) -> None:
     _, zpath = bf.make_bundle(tmp_path / "b", old)
     kr.rotate()
     report = verify(ctx, str(zpath))
-    assert report.ok and report.signer.key_status == "retired"
+    assert report.ok and _signer(report).key_status == "retired"
     kr.revoke(old.fingerprint, "laptop stolen")
     exported = kr.export(tmp_path / "jury")
     for keys in ([], exported):
         report = verify(ctx, str(zpath), keys)
-        assert not report.ok and report.signer.status == "revoked"
+        assert not report.ok and _signer(report).status == "revoked"
         assert any("revoked on" in p.what and "laptop stolen" in p.what for p in report.problems)
 
 

@@ -191,8 +191,12 @@ def test_zip_bomb_is_refused_before_inflating(tmp_path: Path, signer: CentreSign
     monkeypatch.setattr(container, "MAX_TOTAL", 1024 * 1024)
     inflated: list[str] = []
     real_read = zipfile.ZipFile.read
-    monkeypatch.setattr(zipfile.ZipFile, "read", lambda self, name, pwd=None: inflated.append(str(name))
-                        or real_read(self, name, pwd))
+
+    def spy(self: zipfile.ZipFile, name: str | zipfile.ZipInfo, pwd: bytes | None = None) -> bytes:
+        inflated.append(str(name))
+        return real_read(self, name, pwd)
+
+    monkeypatch.setattr(zipfile.ZipFile, "read", spy)
     report = verify_zip_bytes(bomb, trust_of(key_info(signer)))
     assert any(p.path == "zip" and "would inflate to 8388608 bytes" in p.what and "zip bomb" in p.what
                for p in report.problems), report.problems
@@ -221,3 +225,10 @@ def test_not_a_zip_and_no_signature(tmp_path: Path, signer: CentreSigner) -> Non
     f.write_bytes(b"hello")
     with pytest.raises(UserError, match="is not a zip"):
         verify_path(f, trust_of())
+
+
+def test_finalize_refuses_a_zip_inside_the_folder(tmp_path: Path, signer: CentreSigner) -> None:
+    tree = make_tree(tmp_path, signer)
+    with pytest.raises(UserError, match="inside the bundle folder"):
+        finalize_bundle(tree, tree / "self.zip", signer, T0)
+    assert not (tree / "self.zip").exists()

@@ -41,6 +41,8 @@ def finalize_bundle(tree: Path, out_zip: Path, signer: CentreSigner, when: datet
                         "'.', '_' or '-' in NAME")
     if not tree.is_dir():
         raise UserError(f"{tree} is not a folder; pass the bundle folder to seal")
+    if out_zip.resolve().is_relative_to(tree.resolve()):
+        raise UserError(f"{out_zip} is inside the bundle folder {tree}; write the zip outside the folder it packs")
     if not out_zip.parent.is_dir():
         raise UserError(f"the folder {out_zip.parent} does not exist; make it or write the bundle elsewhere")
     _write_atomic(tree / ALLOWED_SIGNERS, allowed_signers_line(signer))

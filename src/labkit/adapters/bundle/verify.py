@@ -349,7 +349,7 @@ def verify_path(path: Path, trust: Trust) -> VerifyReport:
             raise UserError(f"{path} is not a zip; pass a bundle .zip, an unzipped bundle folder or a run folder")
         return verify_zip_bytes(data, trust, str(path))
     if path.is_dir():
-        if (path / SUMS).exists() or (path / SUMS_SIG).exists():
+        if any((path / n).exists() for n in (SUMS, SUMS_SIG, ALLOWED_SIGNERS)) or (path / RUNS).is_dir():
             return verify_bundle_folder(path, trust)
         if any((path / n).exists() for n in (SEAL, MANIFEST, RUN_FILE)):
             return verify_run_folder(path, trust)

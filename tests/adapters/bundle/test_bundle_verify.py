@@ -234,3 +234,12 @@ def test_jury_checks_with_ssh_keygen_and_sha256sum(bundle: tuple[Path, Path], tm
     sums = folder / "SHA256SUMS"
     sums.write_bytes(sums.read_bytes().replace(b"  index.html", b"  index.htm"))
     assert _jury(folder)[0] != 0
+
+
+def test_folder_without_sums_nor_signature(bundle: tuple[Path, Path], trust: Trust, tmp_path: Path) -> None:
+    t = _copy(bundle[0], tmp_path / "t")
+    (t / "SHA256SUMS").unlink()
+    (t / "SHA256SUMS.sig").unlink()
+    report = verify_path(t, trust)
+    assert not report.ok and report.kind == "bundle-folder"
+    assert [p.path for p in report.problems] == ["SHA256SUMS", "SHA256SUMS.sig"]
