@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from bundle_fixture import RUN_ID, STEM, key_info, make_bundle, make_signer, relfiles, trust_of, writable
+from bundle_fixture import RUN_ID, STEM, T0, key_info, make_bundle, make_signer, relfiles, trust_of, writable
 
 from labkit.adapters.bundle.verify import HINT, verify_bundle_folder, verify_path, verify_zip_bytes
 from labkit.adapters.security.keyring import Trust
@@ -243,3 +243,18 @@ def test_folder_without_sums_nor_signature(bundle: tuple[Path, Path], trust: Tru
     report = verify_path(t, trust)
     assert not report.ok and report.kind == "bundle-folder"
     assert [p.path for p in report.problems] == ["SHA256SUMS", "SHA256SUMS.sig"]
+
+
+def test_zip_and_sums_signed_by_two_keys(tmp_path: Path, signer: CentreSigner) -> None:
+    """Both keys trusted, but a bundle is signed by one key: the mix is reported."""
+    from labkit.adapters.bundle.container import build_zip
+    from labkit.adapters.storage.runs import read_tree
+
+    other = make_signer()
+    tree, _ = make_bundle(tmp_path, other)
+    files = {rel: data for rel, data in read_tree(tree).items() if data is not None}
+    mixed = build_zip(files, STEM, T0, signer)
+    report = verify_zip_bytes(mixed, trust_of(key_info(signer), key_info(other)))
+    assert not report.ok
+    assert any(p.path == f"{STEM}/SHA256SUMS.sig" and "one bundle is signed by one key" in p.what
+               for p in report.problems), _lines(report)

@@ -338,7 +338,14 @@ def verify_zip_bytes(data: bytes, trust: Trust, name: str = "bundle.zip") -> Ver
 
 def verify_path(path: Path, trust: Trust) -> VerifyReport:
     """A run folder, a bundle zip or an unzipped bundle folder, told apart by what it holds."""
-    path = Path(path)
+    try:
+        return _verify_path(Path(path), trust)
+    except OSError as exc:
+        raise UserError(f"cannot read {exc.filename or path} ({exc.strerror}); check that you may read every "
+                        "file of what you verify") from None
+
+
+def _verify_path(path: Path, trust: Trust) -> VerifyReport:
     if path.is_file():
         size = path.stat().st_size
         if size > MAX_ZIP_BYTES:
