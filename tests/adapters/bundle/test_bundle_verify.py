@@ -11,7 +11,18 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from bundle_fixture import RUN_ID, STEM, T0, key_info, make_bundle, make_signer, relfiles, trust_of, writable
+from bundle_fixture import (
+    RUN_ID,
+    STEM,
+    T0,
+    key_info,
+    make_bundle,
+    make_signer,
+    make_tree,
+    relfiles,
+    trust_of,
+    writable,
+)
 
 from labkit.adapters.bundle.verify import HINT, verify_bundle_folder, verify_path, verify_zip_bytes
 from labkit.adapters.security.keyring import Trust
@@ -258,3 +269,44 @@ def test_zip_and_sums_signed_by_two_keys(tmp_path: Path, signer: CentreSigner) -
     assert not report.ok
     assert any(p.path == f"{STEM}/SHA256SUMS.sig" and "one bundle is signed by one key" in p.what
                for p in report.problems), _lines(report)
+
+
+def _sign_other(tree: Path) -> None:
+    from labkit.adapters.security.signing import NAMESPACE_RUN
+
+    seal = tree / RUN / "seal.json"
+    (tree / RUN / "seal.json.sig").write_text(make_signer().sign(seal.read_bytes(), NAMESPACE_RUN))
+
+
+RUN_TAMPERS = {
+    "evidence changed": (lambda t: (t / RUN / "evidence/ping.a.json").write_text("{}"),
+                         [(f"{RUN}/evidence/ping.a.json", "changed (against the run's manifest)")]),
+    "run signature removed": (lambda t: (t / RUN / "seal.json.sig").unlink(),
+                              [(f"{RUN}/seal.json.sig", "missing, although seal.json says the run was signed")]),
+    "run signed by another key": (_sign_other, [(f"{RUN}/seal.json", "but seal.json.sig was made with")]),
+    "run signature damaged": (lambda t: (t / RUN / "seal.json.sig").write_text("garbage"),
+                              [(f"{RUN}/seal.json.sig", "the signature is not an armored SSH signature")]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RUN_TAMPERS))
+def test_run_tampered_before_bundling_zip_and_folder_agree(tmp_path: Path, signer: CentreSigner, trust: Trust,
+                                                          case: str) -> None:
+    """The centre bundles a run that was tampered with: the bundle signature is valid, the run's
+    own chain and signature catch it, identically in the zip (checked in memory, with this
+    module's reading of the seal) and in the folder (with the keyring's seal_signature)."""
+    from labkit.adapters.bundle import finalize_bundle
+    from labkit.adapters.bundle.sums import SUMS
+
+    tamper, expected = RUN_TAMPERS[case]
+    tree = make_tree(tmp_path, signer)
+    tamper(tree)
+    zpath = finalize_bundle(tree, tmp_path / f"{STEM}.zip", signer, T0)
+    folder = verify_path(tree, trust)
+    zipped = verify_path(zpath, trust)
+    assert not folder.ok and not zipped.ok
+    assert [(p.path, p.what) for p in folder.problems] == [
+        (p.path.removeprefix(f"{STEM}/"), p.what) for p in zipped.problems]
+    for path, words in expected:
+        assert any(p.path == path and words in p.what for p in folder.problems), _lines(folder)
+    assert not any(p.path in (SUMS, "SHA256SUMS.sig") for p in folder.problems)
