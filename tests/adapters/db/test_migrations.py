@@ -40,7 +40,7 @@ def test_upgrade_head_is_the_models_schema_and_downgrade_removes_it(db_url: str)
         with db.engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
             assert tables == TABLES | {"alembic_version"}
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
         db.upgrade()  # a second start changes nothing
         assert _diff(db) == []
         db.downgrade("base")
@@ -53,9 +53,41 @@ def test_upgrade_head_is_the_models_schema_and_downgrade_removes_it(db_url: str)
         db.dispose()
 
 
+def test_0002_adds_candidate_identifiers_and_downgrade_keeps_the_rows(db_url: str) -> None:
+    """0001 -> 0002 adds the roster identifiers to a table that already holds candidates;
+    back to 0001 removes them and keeps the rows; 0002 again is the models' schema."""
+    db = Database(db_url)
+    try:
+        db.upgrade("0001")
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO users (id, login, display_name, role, locale, disabled, created_at) "
+                              "VALUES (1, 'al', 'Al', 'candidate', 'fr', false, CURRENT_TIMESTAMP)"))
+            conn.execute(text("INSERT INTO cohorts (id, name, lab_id, seed, created_at) "
+                              "VALUES (1, 'c1', 'demo-lab', 1, CURRENT_TIMESTAMP)"))
+            conn.execute(text("INSERT INTO candidates (id, cohort_id, user_id, name, instance, seed, status, detail, "
+                              "updated_at) VALUES (1, 1, 1, 'Al', 'c1-01', 2, 'planned', '', CURRENT_TIMESTAMP)"))
+        cols = {c["name"] for c in inspect(db.engine).get_columns("candidates")}
+        assert not cols & {"email", "idnumber", "username"}
+        db.upgrade()
+        assert _diff(db) == []
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE candidates SET email = 'al@example.org' WHERE id = 1"))
+            assert conn.execute(text("SELECT email, idnumber FROM candidates")).one() == ("al@example.org", None)
+        db.downgrade("0001")
+        cols = {c["name"] for c in inspect(db.engine).get_columns("candidates")}
+        assert not cols & {"email", "idnumber", "username"}
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT name FROM candidates")).scalar_one() == "Al"
+        db.upgrade()
+        assert _diff(db) == []
+    finally:
+        db.dispose()
+
+
 def test_migrations_are_inside_the_package() -> None:
     assert (MIGRATIONS / "env.py").is_file()
     assert (MIGRATIONS / "versions" / "0001_initial.py").is_file()
+    assert (MIGRATIONS / "versions" / "0002_candidate_identifiers.py").is_file()
     assert "labkit" in MIGRATIONS.parts and "adapters" in MIGRATIONS.parts
 
 

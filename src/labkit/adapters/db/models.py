@@ -155,6 +155,10 @@ class Candidate(Base):
     status: Mapped[str] = mapped_column(String(16), default="planned")
     detail: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # identifiers from the roster, for the Moodle gradebook (migration 0002); None when not given
+    email: Mapped[str | None] = mapped_column(String(254), default=None)
+    idnumber: Mapped[str | None] = mapped_column(String(255), default=None)
+    username: Mapped[str | None] = mapped_column(String(100), default=None)
 
     cohort: Mapped[Cohort] = relationship(back_populates="candidates")
     user: Mapped[User] = relationship()
