@@ -40,13 +40,14 @@ from labkit.adapters.security.passwords import hash_password, needs_rehash, new_
 from labkit.adapters.storage.state import check_instance_name
 from labkit.errors import LabkitError, UserError
 from labkit.models.results import GradeSummary
-from labkit.usecases.cohort import DEFAULT_GRADE_PARALLEL, DEFAULT_PARALLEL
+from labkit.usecases.cohort import DEFAULT_GRADE_PARALLEL, DEFAULT_PARALLEL, RosterEntry
+from labkit.usecases.gradebook import Gradebook, IdField, Scale
 from labkit.usecases.lifecycle import Context
 from labkit.usecases.runs_record import record_sealed
 
 __all__ = [
     "Busy", "Credential", "Exam", "ExamClosed", "LabOps", "RateLimited", "RealLabOps",
-    "exam_is_over", "exam_is_open", "login_from_name", "parse_roster",
+    "exam_is_over", "exam_is_open", "login_from_name", "parse_roster", "parse_roster_entries",
 ]
 
 LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -205,13 +206,19 @@ def login_from_name(name: str) -> str:
 def parse_roster(text: str, label: str = "the uploaded roster") -> list[str]:
     """Candidate names from a roster's text, with the same rules as ``labkit cohort up``
     (:func:`labkit.usecases.cohort.read_roster`); errors name ``label``, not a scratch file."""
-    from labkit.usecases.cohort import read_roster
+    return [e.name for e in parse_roster_entries(text, label)]
+
+
+def parse_roster_entries(text: str, label: str = "the uploaded roster") -> list[RosterEntry]:
+    """The candidates of a roster's text with their identifiers (email, ID number, username)
+    when its header names them (:func:`labkit.usecases.cohort.read_roster_entries`)."""
+    from labkit.usecases.cohort import read_roster_entries
 
     with tempfile.TemporaryDirectory(prefix="labkit-roster-") as d:
         path = Path(d) / "roster.csv"
         path.write_text(text, encoding="utf-8")
         try:
-            return read_roster(path)
+            return read_roster_entries(path)
         except UserError as exc:
             raise UserError(str(exc).replace(f"roster {path}", label).replace(str(path), label)) from None
 
@@ -528,7 +535,8 @@ class Exam:
             raise ExamError(f"cohort name {name!r} is too long; use at most 27 characters (instances add '-NN').",
                             "cohort_name_too_long", name=name)
         lab_id = self.lab.lab_id(lab_ref)
-        names = parse_roster(roster_text, roster_label)
+        entries = parse_roster_entries(roster_text, roster_label)
+        names = [e.name for e in entries]
         seed = random.SystemRandom().randrange(2**31) if seed is None else seed
         if seed < 0:
             raise UserError(f"seed {seed} is negative; give a seed of 0 or more.")
@@ -552,14 +560,16 @@ class Exam:
             cohort = repo.create_cohort(s, name, lab_id, seed, created_by=created_by)
             s.flush()
             taken: set[str] = set()
-            rows = zip(names, instances, _seeds(seed, len(names)), passwords, hashes, strict=True)
-            for cand_name, inst, cand_seed, password, pw_hash in rows:
+            rows = zip(entries, instances, _seeds(seed, len(names)), passwords, hashes, strict=True)
+            for entry, inst, cand_seed, password, pw_hash in rows:
+                cand_name = entry.name
                 login = self._free_login(s, login_from_name(cand_name), taken)
                 taken.add(login)
                 user = repo.create_user(s, login, cand_name[:200], "candidate")
                 user.password_hash = pw_hash
                 s.flush()
-                repo.add_candidate(s, cohort, user, cand_name[:200], inst, cand_seed)
+                seat = repo.add_candidate(s, cohort, user, cand_name[:200], inst, cand_seed)
+                seat.email, seat.idnumber, seat.username = entry.email, entry.idnumber, entry.username
                 creds.append(Credential(name=cand_name, login=login, password=password, instance=inst))
             s.flush()
             cohort_id = cohort.id
@@ -879,6 +889,21 @@ class Exam:
                 "last_selfcheck_score": c["selfcheck"]["score"] if c["selfcheck"] else None,
             })
         return out
+
+    def gradebook(self, cohort_id: int, *, id_field: IdField, scale: Scale = "100") -> Gradebook:
+        """The cohort's gradebook (:mod:`labkit.usecases.gradebook`): the latest recorded grade
+        (a submission or the final grade) of each candidate, from the sealed run folders."""
+        from labkit.domain.criteria import load_catalog
+        from labkit.usecases.gradebook import Enrolment, build_gradebook
+
+        with self.db.session() as s:
+            cohort = s.get(Cohort, cohort_id)
+            if cohort is None:
+                raise UserError(f"there is no cohort {cohort_id}; see the cohorts page.")
+            enrolments = [Enrolment(cohort=cohort.name, lab=cohort.lab_id, candidate=c.name, instance=c.instance,
+                                    email=c.email, idnumber=c.idnumber, username=c.username)
+                          for c in cohort.candidates]
+        return build_gradebook(enrolments, self.ctx.settings.runs, load_catalog(), id_field=id_field, scale=scale)
 
     def results_csv(self, cohort_id: int) -> str:
         rows = self.results(cohort_id)

@@ -46,6 +46,7 @@ __all__ = [
     "GradebookRow",
     "IdField",
     "LabGrade",
+    "MissingIdentifiers",
     "Scale",
     "build_gradebook",
     "cohort_enrolments",
@@ -183,16 +184,21 @@ def _lab_grade(run: StoredRun, scale: Scale) -> LabGrade:
     )
 
 
-def _missing_error(missing: list[Enrolment], id_field: IdField) -> UserError:
-    who = ", ".join(f"{e.candidate} (cohort {e.cohort})" for e in missing[:12])
-    if len(missing) > 12:
-        who += f" and {len(missing) - 12} more"
-    others = "/".join(f for f in ID_FIELDS if f != id_field)
-    return UserError(
-        f"{len(missing)} candidate(s) have no {id_field}, so Moodle could not match them: {who}; "
-        f"give a roster with a name column and an {id_field} column (Moodle's participants export "
-        f"does) with --roster FILE, or choose --id-field {others} if the roster had those."
-    )
+class MissingIdentifiers(UserError):
+    """Candidates without the chosen identifier: Moodle could not tell whose grade a row is."""
+
+    def __init__(self, missing: list[Enrolment], id_field: IdField):
+        self.missing = missing
+        self.id_field = id_field
+        who = ", ".join(f"{e.candidate} (cohort {e.cohort})" for e in missing[:12])
+        if len(missing) > 12:
+            who += f" and {len(missing) - 12} more"
+        others = "/".join(f for f in ID_FIELDS if f != id_field)
+        super().__init__(
+            f"{len(missing)} candidate(s) have no {id_field}, so Moodle could not match them: {who}; "
+            f"give a roster with a name column and an {id_field} column (Moodle's participants export "
+            f"does) with --roster FILE, or choose --id-field {others} if the roster had those."
+        )
 
 
 def build_gradebook(
@@ -216,7 +222,7 @@ def build_gradebook(
         raise UserError(f"--scale {scale!r} is not one of {', '.join(SCALES)}; choose one of them.")
     missing = [e for e in enrolments if e.identifier(id_field) is None]
     if missing:
-        raise _missing_error(missing, id_field)
+        raise MissingIdentifiers(missing, id_field)
 
     labs: list[str] = list(dict.fromkeys(e.lab for e in enrolments))
     people: dict[str, list[Enrolment]] = {}

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from labkit.adapters.db import repo
 from labkit.adapters.db.database import Database
 from labkit.adapters.recording.asciicast import CastHeader, CastWriter, recording_path
+from labkit.adapters.security.keyring import Keyring
 from labkit.adapters.storage.runs import RunWriter, new_run_id
 from labkit.errors import UserError
 from labkit.interfaces.web import create_app
@@ -200,8 +201,9 @@ def portal(tmp_path: Path, portal_db: Database) -> Iterator[Portal]:
     exam = Exam(ctx, db, ops=ops, selfcheck_interval=0)
     trainer, trainer_pw = exam.add_user("formateur", "trainer", "Claire Formatrice")
     assessor, assessor_pw = exam.add_user("jury", "assessor", "Jules Jury")
-    cohort_id, creds = exam.create_cohort("demo-lab", "nom\nAlice Martin\nBob Durand\n", "bts1",
-                                          created_by=trainer.id, seed=7)
+    Keyring(settings.home / "keys").init("Centre de test")  # bundles are signed with the centre key
+    roster = "nom,adresse de courriel\nAlice Martin,alice@example.org\nBob Durand,bob@example.org\n"
+    cohort_id, creds = exam.create_cohort("demo-lab", roster, "bts1", created_by=trainer.id, seed=7)
     exam.launch(cohort_id)
     exam.wait_idle()
     with db.session() as s:

@@ -51,6 +51,10 @@ EXPECTED: dict[tuple[str, str], Rule | str] = {
     ("GET", "/cohorts/{cohort_id}/sheet"): Rule(TRAINER),
     ("GET", "/cohorts/{cohort_id}/results.csv"): Rule(STAFF),
     ("GET", "/cohorts/{cohort_id}/results.json"): Rule(STAFF),
+    ("GET", "/cohorts/{cohort_id}/gradebook.csv"): Rule(STAFF),
+    ("GET", "/cohorts/{cohort_id}/gradebook.json"): Rule(STAFF),
+    ("GET", "/candidates/{candidate_id}/bundle.zip"): Rule(STAFF),
+    ("GET", "/runs/{run_id}/report.pdf"): Rule(EVERYONE, owned=True),
     ("GET", "/candidates/{candidate_id}"): Rule(STAFF),
     ("POST", "/candidates/{candidate_id}/reset"): Rule(TRAINER),
     ("GET", "/runs"): Rule(STAFF),
@@ -278,8 +282,12 @@ def test_candidate_never_sees_the_other(portal: Portal, me: str, other: str) -> 
     for text in seen:
         assert other_name not in text and other_login not in text and f"secret-of-{other_login}" not in text
     for url in [f"/runs/{portal.run_ids[other]['grade']}", f"/runs/{portal.run_ids[other]['selfcheck']}",
+                f"/runs/{portal.run_ids[other]['grade']}/report.pdf",
+                f"/runs/{portal.run_ids[other]['selfcheck']}/report.pdf",
                 f"/recordings/{portal.recording_ids[other]}", f"/recordings/{portal.recording_ids[other]}/raw",
-                f"/candidates/{portal.candidate_ids[other]}"]:
+                f"/candidates/{portal.candidate_ids[other]}", f"/candidates/{portal.candidate_ids[other]}/bundle.zip",
+                f"/candidates/{portal.candidate_ids[me]}/bundle.zip",
+                f"/cohorts/{portal.cohort_id}/gradebook.csv", f"/cohorts/{portal.cohort_id}/gradebook.json"]:
         r = c.get(url)
         assert r.status_code in (403, 404), (url, r.status_code)
         assert other_name not in r.text and f"secret-of-{other_login}" not in r.text

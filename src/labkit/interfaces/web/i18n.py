@@ -76,7 +76,9 @@ CATALOG: dict[str, dict[str, str]] = {
         "cohort_name": "Nom de la session",
         "cohort_name_help": "Lettres minuscules, chiffres et tirets, 27 caractères au plus (ex. : bts-sio-juin).",
         "roster_file": "Liste des candidats (CSV ou texte, UTF-8)",
-        "roster_help": "Un candidat par ligne ; première colonne : le nom. Une ligne d'en-tête « nom » est ignorée.",
+        "roster_help": "Un candidat par ligne ; première colonne : le nom. Avec une ligne d'en-tête, les colonnes "
+                       "« nom » (ou « prénom » et « nom »), « adresse de courriel », « numéro d'identification », "
+                       "« nom d'utilisateur » sont reconnues : l'export des participants de Moodle convient.",
         "seed": "Graine (facultatif)",
         "seed_help": "La même graine redonne les mêmes paramètres à chaque candidat.",
         "create": "Créer la session",
@@ -92,6 +94,28 @@ CATALOG: dict[str, dict[str, str]] = {
         "sheet": "Fiche de connexion (à imprimer)",
         "export_csv": "Résultats (CSV)",
         "export_json": "Résultats (JSON)",
+        "gradebook_title": "Carnet de notes (Moodle)",
+        "gradebook_help": "La dernière note enregistrée de chaque candidat (remise ou note finale), avec un "
+                          "commentaire qui cite le run et l'empreinte de sa preuve. Import dans Moodle : "
+                          "Notes > Importer > Fichier CSV (docs/moodle-import.md).",
+        "gradebook_id_field": "Identifier les utilisateurs Moodle par",
+        "gradebook_scale": "Note sur",
+        "scale_100": "100",
+        "scale_20": "20",
+        "scale_points": "les points du lab",
+        "gradebook_csv": "Télécharger le CSV pour Moodle",
+        "gradebook_json": "Télécharger le JSON (avec le tableau par critère)",
+        "id_email": "adresse de courriel",
+        "id_idnumber": "numéro d'identification",
+        "id_username": "nom d'utilisateur",
+        "gradebook_missing_ids": "Ces candidats n'ont pas de {field} dans la liste importée : {names}. Moodle ne "
+                                 "saurait pas à qui donner leur note : choisissez un autre identifiant, ou "
+                                 "créez la session avec une liste qui le donne (l'export des participants de "
+                                 "Moodle convient).",
+        "bundle_download": "Télécharger le dossier de preuves signé (zip)",
+        "bundle_help": "Rapports HTML et PDF, preuves, artefacts, enregistrements et index par critère, signés "
+                       "avec la clé du centre ; vérifiable hors ligne (labkit verify, ou ssh-keygen et sha256sum).",
+        "report_pdf": "PDF",
         "candidate": "Candidat",
         "login": "Identifiant",
         "instance": "Instance",
@@ -279,7 +303,9 @@ CATALOG: dict[str, dict[str, str]] = {
         "cohort_name": "Cohort name",
         "cohort_name_help": "Lowercase letters, digits and dashes, at most 27 characters (e.g. bts-sio-june).",
         "roster_file": "Roster (CSV or text, UTF-8)",
-        "roster_help": "One candidate per line; first column: the name. A header line \"name\" is skipped.",
+        "roster_help": "One candidate per line; first column: the name. With a header line, the columns \"name\" "
+                       "(or \"first name\" and \"last name\"), \"email address\", \"ID number\", \"username\" "
+                       "are recognised: Moodle's participants export works as it is.",
         "seed": "Seed (optional)",
         "seed_help": "The same seed gives every candidate the same parameters again.",
         "create": "Create the cohort",
@@ -294,6 +320,27 @@ CATALOG: dict[str, dict[str, str]] = {
         "sheet": "Login sheet (to print)",
         "export_csv": "Results (CSV)",
         "export_json": "Results (JSON)",
+        "gradebook_title": "Gradebook (Moodle)",
+        "gradebook_help": "Each candidate's latest recorded grade (submission or final grade), with feedback "
+                          "naming the run and its proof's hash. Import in Moodle: Grades > Import > CSV file "
+                          "(docs/moodle-import.md).",
+        "gradebook_id_field": "Match Moodle users by",
+        "gradebook_scale": "Grade out of",
+        "scale_100": "100",
+        "scale_20": "20",
+        "scale_points": "the lab's points",
+        "gradebook_csv": "Download the CSV for Moodle",
+        "gradebook_json": "Download the JSON (with the per-criterion table)",
+        "id_email": "email address",
+        "id_idnumber": "ID number",
+        "id_username": "username",
+        "gradebook_missing_ids": "These candidates have no {field} in the imported roster: {names}. Moodle "
+                                 "could not tell whose grade it is: choose another identifier, or create the "
+                                 "cohort from a roster that gives it (Moodle's participants export does).",
+        "bundle_download": "Download the signed proof bundle (zip)",
+        "bundle_help": "HTML and PDF reports, evidence, artifacts, recordings and an index by criterion, signed "
+                       "with the centre's key; checkable offline (labkit verify, or ssh-keygen and sha256sum).",
+        "report_pdf": "PDF",
         "candidate": "Candidate",
         "login": "Login",
         "instance": "Instance",

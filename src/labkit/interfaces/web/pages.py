@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from datetime import datetime
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 
@@ -318,6 +320,54 @@ def cohort_results_json(request: Request, cohort_id: int, who: Staff) -> Respons
                     headers={"Content-Disposition": f'attachment; filename="{name}-results.json"'})
 
 
+# ----------------------------------------------------------------------------- gradebook (staff)
+IdFieldParam = Annotated[Literal["email", "idnumber", "username"], Query()]
+ScaleParam = Annotated[Literal["points", "20", "100"], Query()]
+
+
+def _gradebook(request: Request, cohort_id: int, id_field: str, scale: str) -> tuple[str, Any]:
+    from labkit.usecases.gradebook import MissingIdentifiers
+
+    with _db(request).session() as s:
+        name = _cohort_or_404(s, cohort_id).name
+    t = translator(request.state.lang)
+    try:
+        return name, _exam(request).gradebook(cohort_id, id_field=id_field, scale=scale)  # type: ignore[arg-type]
+    except MissingIdentifiers as exc:
+        names = ", ".join(e.candidate for e in exc.missing)
+        return name, error_page(request, 409, message=t("gradebook_missing_ids", field=t("id_" + id_field),
+                                                         names=names))
+    except (EvidenceIntegrityError, UserError) as exc:
+        return name, error_page(request, 409, message=f"{t('error_prefix')} {exc}")
+
+
+@router.get("/cohorts/{cohort_id}/gradebook.csv")
+def cohort_gradebook_csv(request: Request, cohort_id: int, who: Staff, id_field: IdFieldParam = "email",
+                         scale: ScaleParam = "100") -> Response:
+    """The cohort's grades for Moodle's grade import (docs/moodle-import.md)."""
+    from labkit.usecases.gradebook import moodle_csv
+
+    name, gb = _gradebook(request, cohort_id, id_field, scale)
+    if isinstance(gb, Response):
+        return gb
+    return PlainTextResponse(moodle_csv(gb, request.state.lang), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{name}-moodle.csv"'})
+
+
+@router.get("/cohorts/{cohort_id}/gradebook.json")
+def cohort_gradebook_json(request: Request, cohort_id: int, who: Staff, id_field: IdFieldParam = "email",
+                          scale: ScaleParam = "100") -> Response:
+    """The same as the Moodle CSV, with each candidate's per-criterion table."""
+    from labkit.usecases.gradebook import gradebook_json
+
+    name, gb = _gradebook(request, cohort_id, id_field, scale)
+    if isinstance(gb, Response):
+        return gb
+    body = json.dumps(gradebook_json(gb), ensure_ascii=False, indent=2)
+    return Response(body, media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{name}-gradebook.json"'})
+
+
 # ----------------------------------------------------------------------------- candidates (staff)
 @router.get("/candidates/{candidate_id}", response_class=HTMLResponse)
 def candidate_page(request: Request, candidate_id: int, who: Staff) -> Response:
@@ -331,6 +381,34 @@ def candidate_page(request: Request, candidate_id: int, who: Staff) -> Response:
         runs = [_run_row(r) for r in repo.latest_runs(s, cand, limit=500)]
         recs = [_rec_row(r) for r in repo.recordings_of(s, cand)]
     return render(request, "candidate.html", who=who, cand=view, runs=runs, recordings=recs)
+
+
+@router.get("/candidates/{candidate_id}/bundle.zip")
+def candidate_bundle(request: Request, candidate_id: int, who: Staff) -> Response:
+    """The candidate's signed portfolio bundle (labkit bundle --candidate), built now."""
+    from labkit.adapters.storage.runs import list_runs
+    from labkit.usecases.bundle import bundle_candidate, slug
+
+    with _db(request).session() as s:
+        cand = s.get(Candidate, candidate_id)
+        if cand is None:
+            raise NotFound()
+        name, instance = cand.name, cand.instance
+    ctx = request.app.state.ctx
+    # by name when every graded run of that name is this candidate's instance (the bundle shows
+    # the name); else by instance, which is theirs alone
+    named = [r for r in list_runs(ctx.settings.runs) if r["candidate"] == name and r["mode"] == "grade"]
+    ref = name if named and all(r["instance"] == instance for r in named) else instance
+    stem = slug(name) or instance
+    t = translator(request.state.lang)
+    with tempfile.TemporaryDirectory(prefix="labkit-web-bundle-") as tmp:
+        try:
+            result = bundle_candidate(ctx, ref, Path(tmp) / f"{stem}.zip", lang=request.state.lang)
+        except LabkitError as exc:
+            return error_page(request, 409, message=f"{t('error_prefix')} {exc}")
+        data = result.path.read_bytes()
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{stem}.zip"'})
 
 
 def _run_row(r: GradingRun) -> dict[str, Any]:
@@ -391,6 +469,30 @@ def run_report(request: Request, run_id: int, who: Anyone) -> Response:
     if request.query_params.get("format") == "json":
         return JSONResponse(json.loads(json.dumps(render_json(stored, request.state.lang), default=str)))
     return HTMLResponse(render_html(stored, request.state.lang))
+
+
+@router.get("/runs/{run_id}/report.pdf")
+def run_report_pdf(request: Request, run_id: int, who: Anyone) -> Response:
+    """The proof report as PDF (A4, the centre's key on every page), from the sealed run folder."""
+    from labkit.adapters.render.pdf import html_to_pdf
+    from labkit.adapters.storage.runs import open_run
+    from labkit.domain.report import render_html
+
+    with _db(request).session() as s:
+        row = s.get(GradingRun, run_id)
+        if row is None or row.status != "complete" or not row.run_id:
+            raise NotFound()
+        folder = row.run_id
+    try:
+        stored = open_run(request.app.state.ctx.settings.runs, folder)
+    except UnknownRunError:
+        raise NotFound() from None
+    except EvidenceIntegrityError as exc:
+        return error_page(request, 409, message=translator(request.state.lang)("integrity_error", message=str(exc)))
+    pdf = html_to_pdf(render_html(stored, request.state.lang), base_url=str(stored.path))
+    filename = f"{stored.run_id}.{request.state.lang}.pdf"
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 # ----------------------------------------------------------------------------- recordings
