@@ -89,3 +89,26 @@ def test_seats_keep_identifiers_and_old_cohort_files_load(tmp_path: Path) -> Non
     path.write_text(json.dumps(old))
     seat_old = load(ctx, "old").seats[0]
     assert (seat_old.candidate, seat_old.email, seat_old.idnumber, seat_old.username) == ("Bob", None, None, None)
+
+
+def test_cohort_up_puts_the_identifiers_in_the_seats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    ctx = Context(Settings(home=tmp_path / "home", run_dir=tmp_path / "run", project=Path.cwd()))
+    launched: list[tuple[str, str]] = []
+    monkeypatch.setattr(cohort_mod, "load_lab_checked",
+                        lambda c, ref: SimpleNamespace(spec=SimpleNamespace(id="routing-multisite"),
+                                                       lab_file=tmp_path / "lab.yaml"))
+    monkeypatch.setattr(cohort_mod, "up", lambda c, lab, *, instance, seed, candidate: launched.append(
+        (instance, candidate)))
+    roster = _write(tmp_path, "First name,Last name,ID number,Institution,Department,Email address\n"
+                              "Alice,Martin,A-1,CFA,Réseaux,alice@example.org\n"
+                              "Bob,Durand,,CFA,Réseaux,bob@example.org\n")  # Moodle's grade export columns
+    c = cohort_mod.cohort_up(ctx, "routing-multisite", roster, name="idu", seed=5, parallel=2)
+    assert sorted(launched) == [("idu-01", "Alice Martin"), ("idu-02", "Bob Durand")]
+    back = load(ctx, "idu")
+    assert [(s.candidate, s.email, s.idnumber, s.username) for s in back.seats] == [
+        ("Alice Martin", "alice@example.org", "A-1", None),
+        ("Bob Durand", "bob@example.org", None, None),
+    ]
+    assert [s.status for s in c.seats] == ["up", "up"]
