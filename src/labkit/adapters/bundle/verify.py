@@ -13,7 +13,6 @@ its entries are inflated in memory and checked like a bundle folder.
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -23,10 +22,9 @@ from typing import Any, Literal
 from labkit.adapters.bundle import container
 from labkit.adapters.bundle.sums import ALLOWED_SIGNERS, SUMS, SUMS_SIG, check_sums, is_exact_armor
 from labkit.adapters.security.keyring import KeyInfo, Trust
-from labkit.adapters.security.run_signature import SignatureCheck, seal_signature
+from labkit.adapters.security.run_signature import SignatureCheck, seal_signature, seal_signature_files
 from labkit.adapters.security.signing import (
     NAMESPACE_BUNDLE,
-    NAMESPACE_RUN,
     SignatureError,
     Signed,
     fingerprint,
@@ -165,48 +163,6 @@ def _from_seal_check(prefix: str, check: SignatureCheck, in_bundle: bool) -> tup
     return rep, Problem(prefix + check.file, check.message)
 
 
-def _seal_check_bytes(files: Mapping[str, bytes | None], trust: Trust) -> SignatureCheck:
-    """H1's :func:`seal_signature` on a run's files in memory (a run inside a zip)."""
-    seal_bytes = files.get(SEAL)
-    if seal_bytes is None:
-        return SignatureCheck("bad", SEAL, "missing (or not a regular file), so nothing can be checked")
-    named: str | None = None
-    try:
-        seal = json.loads(seal_bytes)
-        value = seal.get("key_fingerprint") if isinstance(seal, dict) else None
-        named = value if isinstance(value, str) and value else None
-    except ValueError:
-        pass
-    if SEAL_SIG not in files:
-        if named:
-            return SignatureCheck("bad", SEAL_SIG, f"missing, although seal.json says the run was signed by {named}: "
-                                  "the signature was removed", fingerprint=named, key=trust.status(named))
-        return SignatureCheck("unsigned", SEAL_SIG, "missing: the run is not signed (it was sealed before the "
-                              "centre had a key)")
-    raw = files[SEAL_SIG]
-    if raw is None:
-        return SignatureCheck("bad", SEAL_SIG, "is a link or a special file, not a signature", fingerprint=named)
-    if len(raw) > _MAX_SIG:
-        return SignatureCheck("bad", SEAL_SIG, "is too large to be a signature", fingerprint=named)
-    try:
-        signed = sshsig_verify(raw.decode("utf-8", "replace"), seal_bytes, NAMESPACE_RUN)
-    except SignatureError as exc:
-        return SignatureCheck("bad", SEAL_SIG, f"the signature {exc}", fingerprint=named,
-                              key=trust.status(named) if named else None)
-    fp = signed.fingerprint
-    key = trust.status(fp)
-    if named != fp:
-        return SignatureCheck("bad", SEAL, f"names the key {named or '(none)'} but seal.json.sig was made with {fp}",
-                              fingerprint=fp, key=key)
-    if key is None or key.status == "unknown":
-        return SignatureCheck("untrusted", SEAL_SIG, f"signed by {fp}, a key that is not trusted; {HINT}",
-                              fingerprint=fp, key=key)
-    if key.status == "revoked":
-        return SignatureCheck("revoked", SEAL_SIG, f"signed by {fp}, a key revoked on {key.revoked_at}: {key.reason}",
-                              fingerprint=fp, key=key)
-    return SignatureCheck("valid", SEAL_SIG, f"signed by the centre key {fp}", fingerprint=fp, key=key)
-
-
 # ------------------------------------------------------------------ run folder
 
 
@@ -320,7 +276,7 @@ def verify_zip_bytes(data: bytes, trust: Trust, name: str = "bundle.zip") -> Ver
         files, unreadable = container.read_entries(zf, entries)
     report.problems += [Problem(where, what) for where, what in unreadable]
     inner = VerifyReport(name, "bundle-zip")
-    _check_bundle(inner, files, trust, lambda _prefix, sub: _seal_check_bytes(sub, trust), archive.signed)
+    _check_bundle(inner, files, trust, lambda _prefix, sub: seal_signature_files(sub, trust), archive.signed)
     lost = {where.split("/", 1)[1] for where, _ in unreadable if "/" in where}
     lost_runs = {"/".join(p.split("/")[:2]) + "/" for p in lost if p.startswith(f"{RUNS}/")}
 
