@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv demo test test-fast bench bench-labs bench-probes bench-enter bench-cohort lint clean
+.PHONY: deps venv demo test test-fast bench bench-labs bench-probes bench-enter bench-cohort bench-proof lint clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -50,6 +50,9 @@ bench-enter: deps venv
 
 bench-cohort: deps venv
 	$(VENV)/bin/python bench/cohort.py -n 30 --launch 2,4,6 --grade 10,30 --solve 6
+
+bench-proof: deps venv
+	$(VENV)/bin/python bench/proof_verify.py
 
 clean:
 	-$(VENV)/bin/labkit down --all
