@@ -173,7 +173,9 @@ def test_unsigned_report_says_so_on_every_page(runs_dir: Path, tmp_path: Path) -
     run = open_run(runs_dir, RUN_ID)
     pdf = tmp_path / "en.pdf"
     pdf.write_bytes(html_to_pdf(render_html(run, "en"), base_url=str(run.path)))
-    pages = int(pdfinfo(pdf)["Pages"])
+    info = pdfinfo(pdf)
+    assert "Author" not in info  # no centre named: no author rather than a made-up one
+    pages = int(info["Pages"])
     for n in range(1, pages + 1):
         text = page_text(pdf, n)
         assert "Signing key: unsigned" in text and f"page {n} / {pages}" in text, n
