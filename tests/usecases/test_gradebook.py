@@ -121,6 +121,13 @@ def test_moodle_csv_rows_and_feedback(ctx: Context, hashes: dict[str, str]) -> N
     assert any("Checks not passed: Check dns (failed)" in cell for r in en for cell in r)
 
 
+def test_a_name_is_never_a_spreadsheet_formula(ctx: Context, hashes: dict[str, str]) -> None:
+    cohort_mod._save(ctx, Cohort("gbf", "lab-a", 3, [Seat("=HYPERLINK(\"x\")", "gbf-01", 1, "up",
+                                                          email="f@example.org")]))
+    rows = _rows(moodle_csv(gradebook_for_cohorts(ctx, ["gbf"], id_field="email", catalog=CATALOG)))
+    assert rows[1][:2] == ["f@example.org", "'=HYPERLINK(\"x\")"]
+
+
 def test_scales(ctx: Context, hashes: dict[str, str]) -> None:
     def grade(scale: str) -> str:
         gb = gradebook_for_cohorts(ctx, ["gba"], id_field="idnumber", scale=scale, catalog=CATALOG)  # type: ignore[arg-type]

@@ -342,6 +342,12 @@ def _number(value: float | None) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def _not_a_formula(text: str) -> str:
+    """A name a spreadsheet will not run as a formula (the column Moodle ignores; the
+    identifier is left as is, Moodle must find it unchanged)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def moodle_csv(gb: Gradebook, lang: str = "fr") -> str:
     """The CSV for Moodle's grade import (see the module docstring and docs/moodle-import.md)."""
     buf = io.StringIO()
@@ -351,7 +357,7 @@ def moodle_csv(gb: Gradebook, lang: str = "fr") -> str:
         header += [lab, f"Feedback: {lab}"]
     w.writerow(header)
     for row in gb.rows:
-        cells = [row.identifier, row.name]
+        cells = [row.identifier, _not_a_formula(row.name)]
         for lab, _title in gb.labs:
             grade = row.grades.get(lab)
             cells += [NO_GRADE, ""] if grade is None else [_number(grade.grade), grade.feedback(lang)]
