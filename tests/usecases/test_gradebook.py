@@ -62,6 +62,7 @@ def _run(ctx: Context, run_id: str, lab: str, instance: str, candidate: str | No
 def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.delenv("LABKIT_DB_URL", raising=False)  # the portal database, if any, is <home>/labkit.db
     c = Context.default()
     cohort_mod._save(c, Cohort("gba", "lab-a", 1, [
         Seat("Alice Martin", "gba-01", 1, "up", email="alice@example.org", idnumber="A1", username="amartin"),
@@ -167,6 +168,40 @@ def test_missing_identifier_names_them_and_roster_fills_it(ctx: Context, hashes:
                       "Denis,Roy,denis@example.org\n", encoding="utf-8")
     gb = gradebook_for_cohorts(ctx, ["gbc"], id_field="email", roster=roster, catalog=CATALOG)
     assert [r.identifier for r in gb.rows] == ["alice@example.org", "denis@example.org"]
+
+
+def test_portal_cohorts_join_the_cli_ones(ctx: Context, hashes: dict[str, str]) -> None:
+    from labkit.adapters.db import repo
+    from labkit.adapters.db.database import Database
+
+    db = Database(f"sqlite:///{ctx.settings.home / 'labkit.db'}")
+    try:
+        db.upgrade()
+        with db.session() as s:
+            cohort = repo.create_cohort(s, "web1", "lab-c", 9)
+            for login, name, inst, email in (("am", "Alice Martin", "web1-01", "ALICE@example.org"),
+                                             ("zz", "Zoé Zed", "web1-02", None)):
+                user = repo.create_user(s, login, name, "candidate")
+                s.flush()
+                seat = repo.add_candidate(s, cohort, user, name, inst, 1)
+                seat.email = email
+    finally:
+        db.dispose()
+    _run(ctx, "web1-01-1", "lab-c", "web1-01", "Alice Martin", [_check("route", "pass", 5, 10, "aaa-c1-route")], 40)
+    with pytest.raises(UserError, match=r"1 candidate\(s\) have no email.*Zoé Zed \(cohort web1\)"):
+        gradebook_for_cohorts(ctx, ["gba", "web1"], id_field="email", catalog=CATALOG)
+    roster = ctx.settings.home / "zoe.csv"
+    roster.write_text("nom;courriel\nZoé Zed;zoe@example.org\n", encoding="utf-8")
+    gb = gradebook_for_cohorts(ctx, ["gba", "gbb", "web1"], id_field="email", roster=roster, catalog=CATALOG)
+    assert [lab for lab, _t in gb.labs] == ["lab-a", "lab-b", "lab-c"]
+    alice = next(r for r in gb.rows if r.name == "Alice Martin")  # one row: emails match whatever the case
+    assert alice.cohorts == ["gba", "gbb", "web1"]
+    assert {lab: g.run_id if g else None for lab, g in alice.grades.items()} == {
+        "lab-a": "gba-01-new", "lab-b": "gbb-01-1", "lab-c": "web1-01-1"}
+    zoe = next(r for r in gb.rows if r.name == "Zoé Zed")
+    assert zoe.identifier == "zoe@example.org" and set(zoe.grades.values()) == {None}
+    with pytest.raises(UserError, match="there is no cohort named 'nope'"):
+        gradebook_for_cohorts(ctx, ["nope"], id_field="email", catalog=CATALOG)
 
 
 # ------------------------------------------------------------------ the Moodle-shaped fixture

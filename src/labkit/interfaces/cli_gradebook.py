@@ -41,7 +41,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="File to write.")
 def gradebook(cohorts: tuple[str, ...], fmt: str, id_field: str, scale: str, roster: Path | None, lang: str,
               output: Path) -> None:
-    """Export the latest recorded grade per lab of every candidate of COHORT(s): Moodle CSV or JSON."""
+    """Export the latest recorded grade per lab of every candidate of COHORT(s): Moodle CSV or JSON.
+
+    A COHORT is one made by `labkit cohort up`, or one made in the portal. A candidate of
+    several cohorts has one row (same identifier). Import steps: docs/moodle-import.md.
+    """
     gb = gradebook_for_cohorts(_ctx(), list(cohorts), id_field=id_field, scale=scale,  # type: ignore[arg-type]
                                roster=roster)
     if fmt == "moodle":

@@ -1,6 +1,8 @@
 """The gradebook: every candidate's latest recorded grade per lab, for Moodle and as JSON.
 
-One row per candidate, joined across cohorts by the chosen identifier (email, ID number or
+The cohorts are those of ``labkit cohort up`` (their seats say whose instance is whose) or
+the portal's (its database's candidates). One row per candidate, joined across cohorts by the
+chosen identifier (email, ID number or
 username: the user fields Moodle's grade import can match, see ``docs/moodle-import.md``).
 For each lab of the cohorts, the grade is the one of the latest recorded grading (a run of
 mode ``"grade"``; self-checks never count) of that candidate's instance, read back from the
@@ -21,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -297,28 +299,62 @@ def _roster_index(path: Path) -> dict[str, RosterEntry]:
     return {_fold(e.name): e for e in read_roster_entries(path)}
 
 
+def _portal_enrolments(ctx: Context, name: str) -> list[Enrolment] | None:
+    """The candidates of the portal's cohort ``name``, or None when there is no portal database
+    (LABKIT_DB_URL or ``<home>/labkit.db``; none is created here) or no such cohort in it."""
+    import os
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from labkit.adapters.db import repo
+    from labkit.adapters.db.database import Database, url_for
+
+    if not os.environ.get("LABKIT_DB_URL", "").strip() and not (ctx.settings.home / "labkit.db").is_file():
+        return None
+    db = Database(url_for(ctx.settings))
+    try:
+        with db.session() as s:
+            cohort = repo.get_cohort(s, name)
+            if cohort is None:
+                return None
+            return [Enrolment(cohort=cohort.name, lab=cohort.lab_id, candidate=c.name, instance=c.instance,
+                              email=c.email, idnumber=c.idnumber, username=c.username)
+                    for c in repo.candidates_of(s, cohort)]
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise UserError(f"cannot read the portal database {db.safe_url} ({first}); start `labkit serve` once so "
+                        "that it is brought up to date, or unset LABKIT_DB_URL.") from None
+    finally:
+        db.dispose()
+
+
 def cohort_enrolments(ctx: Context, names: list[str], roster: Path | None = None) -> list[Enrolment]:
-    """The seats of the named cohorts (``labkit cohort up``) as enrolments; identifiers missing
-    from a seat are taken from ``roster`` (matched by name), when one is given."""
+    """The candidates of the named cohorts as enrolments: a cohort of ``labkit cohort up``, else
+    one made in the portal. Identifiers missing from a seat are taken from ``roster``
+    (matched by name), when one is given."""
     if not names:
         raise UserError("name at least one cohort; 'labkit cohort status' lists them.")
     extra = _roster_index(roster) if roster is not None else {}
-    out: list[Enrolment] = []
+    found: list[Enrolment] = []
     for name in dict.fromkeys(names):
-        cohort = load_cohort(ctx, name)
-        for seat in cohort.seats:
-            more = extra.get(_fold(seat.candidate))
-            out.append(
-                Enrolment(
-                    cohort=cohort.name,
-                    lab=cohort.lab,
-                    candidate=seat.candidate,
-                    instance=seat.instance,
-                    email=seat.email or (more.email if more else None),
-                    idnumber=seat.idnumber or (more.idnumber if more else None),
-                    username=seat.username or (more.username if more else None),
-                )
-            )
+        try:
+            cohort = load_cohort(ctx, name)
+        except UserError:
+            portal = _portal_enrolments(ctx, name)
+            if portal is None:
+                raise
+            found += portal
+            continue
+        found += [Enrolment(cohort=cohort.name, lab=cohort.lab, candidate=seat.candidate, instance=seat.instance,
+                            email=seat.email, idnumber=seat.idnumber, username=seat.username)
+                  for seat in cohort.seats]
+    out: list[Enrolment] = []
+    for e in found:
+        more = extra.get(_fold(e.candidate))
+        if more is not None:
+            e = replace(e, email=e.email or more.email, idnumber=e.idnumber or more.idnumber,
+                        username=e.username or more.username)
+        out.append(e)
     return out
 
 
