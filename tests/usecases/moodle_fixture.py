@@ -2,7 +2,13 @@
 
 This is not Moodle; it is the sequence of checks Moodle's code applies to an uploaded grade
 CSV, written from its source so that labkit's export can be tried against it in a test, and
-so that each rejection can be shown to trigger. Sources (moodle/moodle on GitHub):
+so that each rejection can be shown to trigger. Sources (moodle/moodle on GitHub; cited by
+file and function, as line numbers move between versions; versions read:
+``grade/import/csv/classes/load_data.php`` at 0289d8c7665458f8ffc47e34527598e15523f104,
+``grade/import/direct/classes/mapping_form.php`` at 3235dc1285284af0375d8e8478462d0e935764e5,
+and the fgetcsv-based ``csv_import_reader`` of current releases; the older
+``grade/import/csv/index.php`` and ``csvlib.class.php`` (explode on the delimiter) did the
+same checks inline):
 
 - ``lib/csvlib.class.php``, ``csv_import_reader::load_csv_content()``: the text is converted
   from the encoding chosen on the form to UTF-8 (``core_text::convert``), the UTF-8 BOM is

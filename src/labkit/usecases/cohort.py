@@ -7,7 +7,8 @@ name (or first name + last name), and optionally the candidate's email, ID numbe
 username, which the gradebook uses to match Moodle's users. Moodle's participants export
 ("First name", "Last name"/"Surname", "Email address", "ID number", "Username", or in French
 "Prénom", "Nom", "Adresse de courriel", "Numéro d'identification", "Nom d'utilisateur") is a
-roster as it is. Instances are
+roster as it is: Moodle's ``user/action_redir.php`` writes ``firstname``, ``lastname`` and the
+site's identity fields, each headed by its ``get_string()`` label. Instances are
 named ``<cohort>-01``, ``<cohort>-02``… and seeded from the cohort seed, so two candidates
 never share an addressing plan or credentials, and the same roster and seed rebuild the same
 cohort. The cohort file ``<home>/cohorts/<name>.json`` records who has which instance.
