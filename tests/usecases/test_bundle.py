@@ -242,3 +242,12 @@ def test_zip_and_tree_carry_no_private_key(ctx: Context, tmp_path: Path) -> None
     with zipfile.ZipFile(tmp_path / "k.zip") as zf:
         blobs = [data] + [zf.read(n) for n in zf.namelist()]
     assert not any(f in b for f in forms for b in blobs)
+
+
+def test_no_portal_database_is_created(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = _run(ctx, "solo-20261128T034455Z-000d", "solo", None)
+    bundle_run(ctx, rid, tmp_path / "a.zip")
+    assert not (ctx.settings.home / "labkit.db").exists()
+    monkeypatch.setenv("LABKIT_DB_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    bundle_run(ctx, rid, tmp_path / "b.zip")
+    assert not (tmp_path / "elsewhere.db").exists()

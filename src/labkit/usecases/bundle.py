@@ -94,10 +94,19 @@ def _runs_of_instance(ctx: Context, instance: str, with_selfchecks: bool) -> lis
 def _open_db(ctx: Context) -> Any:
     from labkit.adapters.db.database import Database, url_for
 
-    explicit = os.environ.get("LABKIT_DB_URL", "").strip()
-    if not explicit and not (ctx.settings.home / "labkit.db").is_file():
-        return None
-    return Database(url_for(ctx.settings))
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    url = url_for(ctx.settings)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        parsed = None  # Database() says what is wrong with it
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        # Database() would create a missing file: no portal here, so no recordings
+        if not parsed.database or parsed.database == ":memory:" or not Path(parsed.database).is_file():
+            return None
+    return Database(url)
 
 
 def _db_read(ctx: Context, fn: Callable[[Any], Any]) -> Any:
