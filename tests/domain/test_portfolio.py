@@ -91,8 +91,10 @@ def _portfolio(runs: list[StoredRun], candidate: str = "Camille Dupont") -> Port
                         exports=run_exports(r)) for r in runs]
     rec = RecordingEntry(cast="recordings/dupont-x.cast", transcript="recordings/dupont-x.html", node="r-hq",
                          channel="ssh", started_at=WHEN, size_bytes=2048)
+    catalog = load_catalog()
     return Portfolio(candidate=candidate, centre="Centre de Lyon", key_fingerprint=FP, created_at=WHEN,
-                     rows=criterion_summary(runs, load_catalog()), runs=entries, recordings=[rec])
+                     rows=criterion_summary(runs, catalog), runs=entries, recordings=[rec],
+                     certifications={c.id: c.title for c in catalog.certifications})
 
 
 def _csv(data: bytes) -> list[list[str]]:
@@ -155,6 +157,7 @@ def test_index_summary_first_then_criteria_with_links(runs: list[StoredRun], lan
     assert all(not re.match(r"^[a-z]+:", h) and not h.startswith("//") and not h.startswith("/") for h in parsed.hrefs)
     assert "script" not in parsed.tags and "img" not in parsed.tags and "link" not in parsed.tags
     assert FP in html and "Centre de Lyon" in html
+    assert "tssr — Référentiel technicien systèmes et réseaux" in html
 
 
 def test_index_without_links_for_the_pdf(runs: list[StoredRun]) -> None:

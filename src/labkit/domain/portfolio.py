@@ -259,6 +259,7 @@ class Portfolio:
     rows: list[CriterionRow]
     runs: list[RunEntry]
     recordings: list[RecordingEntry] = field(default_factory=list)
+    certifications: dict[str, str] = field(default_factory=dict)  # id -> title, from the catalog
 
 
 def report_name(run_id: str, lang: str, ext: str) -> str:
@@ -425,7 +426,8 @@ def _view(p: Portfolio, lang: str) -> dict[str, Any]:
         rows.append({"id": c.id, "anchor": f"crit-{c.id}", "certification": c.certification, "code": c.code,
                      "block": c.block, "text": c.text, "status": r.status, "status_label": s[r.status],
                      "checks": checks})
-    certs = list(dict.fromkeys(r["certification"] for r in rows))
+    certs = [{"id": c, "title": p.certifications.get(c, "")}
+             for c in dict.fromkeys(r["certification"] for r in rows)]
     runs = []
     for e in p.runs:
         run = e.run

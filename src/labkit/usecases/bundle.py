@@ -249,7 +249,8 @@ def _build_tree(ctx: Context, tree: Path, run_ids: list[str], candidate: str, si
         if warning:
             result.warnings.append(warning)
     counted = {r.run_id for r in latest_grades(runs)}
-    rows = criterion_summary(runs, load_catalog())
+    catalog = load_catalog()
+    rows = criterion_summary(runs, catalog)
 
     t0 = time.perf_counter()
     html: dict[tuple[str, str], str] = {}
@@ -278,7 +279,8 @@ def _build_tree(ctx: Context, tree: Path, run_ids: list[str], candidate: str, si
     result.recordings = len(rec_entries)
 
     p = portfolio.Portfolio(candidate=candidate, centre=signer.centre, key_fingerprint=signer.fingerprint,
-                            created_at=when, rows=rows, runs=entries, recordings=rec_entries)
+                            created_at=when, rows=rows, runs=entries, recordings=rec_entries,
+                            certifications={c.id: c.title for c in catalog.certifications})
     _write(tree, "index.html", portfolio.render_index(p, "fr").encode("utf-8"))
     _write(tree, "index.en.html", portfolio.render_index(p, "en").encode("utf-8"))
     t3 = time.perf_counter()
