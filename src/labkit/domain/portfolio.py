@@ -409,7 +409,7 @@ def _css_string(text: str) -> Markup:
 def _view(p: Portfolio, lang: str) -> dict[str, Any]:
     s = STRINGS[lang]
     by_id = {e.run.run_id: e.run for e in p.runs}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in p.rows:
         c = r.criterion
         checks = []
@@ -427,7 +427,7 @@ def _view(p: Portfolio, lang: str) -> dict[str, Any]:
                      "block": c.block, "text": c.text, "status": r.status, "status_label": s[r.status],
                      "checks": checks})
     certs = [{"id": c, "title": p.certifications.get(c, "")}
-             for c in dict.fromkeys(r["certification"] for r in rows)]
+             for c in dict.fromkeys(r.criterion.certification for r in p.rows)]
     runs = []
     for e in p.runs:
         run = e.run
