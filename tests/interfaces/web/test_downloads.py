@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from labkit.adapters.bundle import verify_path
+from labkit.adapters.db import repo
 from labkit.adapters.security.keyring import Keyring, Trust
 from tests.interfaces.web.conftest import Portal
 from tests.usecases.moodle_fixture import Course, GradeItem, User, import_grades
@@ -89,3 +90,19 @@ def test_report_pdf(portal: Portal, tmp_path: Path) -> None:
     me = c.get("/me").text
     assert f"/runs/{portal.run_ids['A']['grade']}/report.pdf" in me
     assert f"/runs/{portal.run_ids['A']['selfcheck']}/report.pdf" not in me
+
+
+def test_bundle_refusals_say_what_to_do(portal: Portal) -> None:
+    c = portal.login("trainer")
+    # a candidate with no recorded grade (a new cohort: nobody submitted yet)
+    cohort_id, _creds = portal.exam.create_cohort("demo-lab", "nom\nZoé Zed\n", "bts2", created_by=None, seed=3)
+    with portal.db.session() as s:
+        zoe = repo.candidates_of(s, cohort_id)[0].id
+    r = c.get(f"/candidates/{zoe}/bundle.zip")
+    assert r.status_code == 409 and "Zoé Zed n&#39;a pas encore de note enregistrée" in r.text
+    # no centre key: how to make it
+    for path in (portal.settings.home / "keys").iterdir():
+        if path.is_file():
+            path.unlink()
+    r = c.get(f"/candidates/{portal.candidate_ids['A']}/bundle.zip?lang=en")
+    assert r.status_code == 409 and "labkit keys init --centre NAME" in r.text

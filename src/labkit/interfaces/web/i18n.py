@@ -116,6 +116,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "bundle_help": "Rapports HTML et PDF, preuves, artefacts, enregistrements et index par critère, signés "
                        "avec la clé du centre ; vérifiable hors ligne (labkit verify, ou ssh-keygen et sha256sum).",
         "report_pdf": "PDF",
+        "bundle_no_key": "Le centre n'a pas encore de clé de signature : sur le serveur, lancez "
+                         "« labkit keys init --centre NOM » (une fois), puis recommencez.",
+        "bundle_no_grade": "{name} n'a pas encore de note enregistrée : le dossier de preuves rassemble les "
+                           "notes remises et la note finale.",
         "candidate": "Candidat",
         "login": "Identifiant",
         "instance": "Instance",
@@ -341,6 +345,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "bundle_help": "HTML and PDF reports, evidence, artifacts, recordings and an index by criterion, signed "
                        "with the centre's key; checkable offline (labkit verify, or ssh-keygen and sha256sum).",
         "report_pdf": "PDF",
+        "bundle_no_key": "The centre has no signing key yet: on the server, run \"labkit keys init --centre "
+                         "NAME\" (once), then try again.",
+        "bundle_no_grade": "{name} has no recorded grade yet: the proof bundle gathers the submitted grades "
+                           "and the final grade.",
         "candidate": "Candidate",
         "login": "Login",
         "instance": "Instance",

@@ -386,6 +386,7 @@ def candidate_page(request: Request, candidate_id: int, who: Staff) -> Response:
 @router.get("/candidates/{candidate_id}/bundle.zip")
 def candidate_bundle(request: Request, candidate_id: int, who: Staff) -> Response:
     """The candidate's signed portfolio bundle (labkit bundle --candidate), built now."""
+    from labkit.adapters.security.keyring import Keyring
     from labkit.adapters.storage.runs import list_runs
     from labkit.usecases.bundle import bundle_candidate, slug
 
@@ -395,12 +396,17 @@ def candidate_bundle(request: Request, candidate_id: int, who: Staff) -> Respons
             raise NotFound()
         name, instance = cand.name, cand.instance
     ctx = request.app.state.ctx
+    t = translator(request.state.lang)
+    if Keyring(ctx.settings.home / "keys").signer() is None:
+        return error_page(request, 409, message=t("bundle_no_key"))
+    graded = [r for r in list_runs(ctx.settings.runs) if r["mode"] == "grade"]
+    if not any(r["instance"] == instance for r in graded):
+        return error_page(request, 409, message=t("bundle_no_grade", name=name))
     # by name when every graded run of that name is this candidate's instance (the bundle shows
     # the name); else by instance, which is theirs alone
-    named = [r for r in list_runs(ctx.settings.runs) if r["candidate"] == name and r["mode"] == "grade"]
+    named = [r for r in graded if r["candidate"] == name]
     ref = name if named and all(r["instance"] == instance for r in named) else instance
     stem = slug(name) or instance
-    t = translator(request.state.lang)
     with tempfile.TemporaryDirectory(prefix="labkit-web-bundle-") as tmp:
         try:
             result = bundle_candidate(ctx, ref, Path(tmp) / f"{stem}.zip", lang=request.state.lang)
