@@ -23,7 +23,18 @@ from labkit.adapters.storage.runs import RunWriter, StoredRun, open_run
 from labkit.domain.report import render_html
 from labkit.models.results import GradeSummary
 from labkit.settings import load_settings
-from tests.domain.test_report import CHECKS, CRITERIA, EVIDENCE, RUN_ID, SIGNER, T0, _ev, build_run, make_info
+from tests.domain.test_report import (
+    CHECKS,
+    CRITERIA,
+    EVIDENCE,
+    RUN_ID,
+    SIGNER,
+    T0,
+    _check,
+    _ev,
+    build_run,
+    make_info,
+)
 
 A4 = (595.276, 841.89)
 MARGIN_X = 14 / 25.4 * 72  # the report's left/right page margin, in points
@@ -239,3 +250,47 @@ def test_long_lines_wrap_and_tables_rows_stay_whole(runs_dir: Path, tmp_path: Pa
     assert len(set(row_pages)) >= 2, "the 60-row table should span pages for this test to mean anything"
     for n in set(row_pages):
         assert any(t == "latency" for *_, t in pages[n]), f"table header not repeated on page {n + 1}"
+
+
+# what must never be the last line of a page: a heading, or a check's intro without its evidence
+ORPHANS = [
+    re.compile(p)
+    for p in (
+        r"^Synthèse des contrôles$", r"^Critères du référentiel$", r"^Chaque critère est cité",
+        r"^Documents techniques$", r"^Schéma de la topologie$", r"^Plan d'adressage$", r"^Tables de routage$",
+        r"^Table de routage de ", r"^Paramètres de l'instance$", r"^Détail des contrôles",
+        r"^Intégrité du dossier", r"^Titre du contrôle numéro \d+( chk-\d+ Réussi 1 / 1)?$",
+        r"^chk-\d+ Réussi 1 / 1$", r"^ok$", r"^Méthode d'observation", r"^Critères : ", r"^Preuves$",
+    )
+]
+
+
+def test_no_page_ends_with_a_heading_or_a_check_intro(runs_dir: Path, tmp_path: Path) -> None:
+    """14 checks with 1 to 3 evidence blocks of varied length, so that page ends fall in many
+    places (without the break rules of the report, pages 1, 7, 9, 10 and 11 end on a heading,
+    a check's title, its message or its criteria line)."""
+    w = RunWriter(runs_dir, "orph")
+    checks = []
+    for k in range(14):
+        evs = []
+        for j in range(1 + k % 3):
+            eid = f"c{k}.e{j}"
+            lines = 2 + (k * 7 + j * 5) % 14
+            w.add_evidence(_ev(eid, f"chk-{k}", "icmp", k * 3 + j, action=f"ping {k} {j}",
+                               raw="\n".join(f"line {i} of evidence {eid}" for i in range(lines))))
+            evs.append(eid)
+        checks.append(_check(f"chk-{k}", f"Titre du contrôle numéro {k}", f"Check number {k}", "pass", 1, 1,
+                             ["tssr-2.3-liens"], evs, ("ok", "ok")))
+    info = make_info("orph").model_copy(update={"checks": [{"id": c.id, "grader": c.grader} for c in checks]})
+    w.seal(info, GradeSummary(run_id="orph", lab_id="x", instance="x", candidate="C", score=14, max_score=14,
+                              started_at=T0, ended_at=T0 + timedelta(seconds=60), checks=checks), CRITERIA)
+    run = open_run(runs_dir, "orph")
+    pdf = tmp_path / "orph.pdf"
+    pdf.write_bytes(html_to_pdf(render_html(run, "fr"), base_url=str(run.path)))
+    pages = words(pdf)
+    assert len(pages) >= 8
+    for n, page in enumerate(pages, 1):
+        body = [(y0, t) for _x0, y0, _x1, _y1, t in page if 20 / 25.4 * 72 < y0 < A4[1] - 18 / 25.4 * 72]
+        last_y = max(y for y, _ in body)
+        last = " ".join(t for y, t in body if abs(y - last_y) < 2)
+        assert not any(p.search(last) for p in ORPHANS), f"page {n} ends with {last!r}"
