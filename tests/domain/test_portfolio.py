@@ -191,3 +191,4 @@ def test_summary_json_and_readme(runs: list[StoredRun]) -> None:
     text = readme_text(p)
     assert FP in text and "sha256sum -c SHA256SUMS" in text and "-n labkit-bundle" in text
     assert text.index("PORTEFEUILLE") < text.index("EVIDENCE PORTFOLIO")
+    assert "(or index.pdf, in French)" in text and "(or index.pdf)" in readme_text(p, "en")

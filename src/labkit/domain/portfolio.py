@@ -528,14 +528,17 @@ def summary_json(p: Portfolio) -> dict[str, Any]:
     }
 
 
-def readme_text(p: Portfolio) -> str:
-    """LISEZMOI.txt: how to check the bundle without labkit, in French then in English."""
+def readme_text(p: Portfolio, pdf_lang: str = "fr") -> str:
+    """LISEZMOI.txt: how to check the bundle without labkit, in French then in English;
+    ``pdf_lang`` is the language index.pdf was made in."""
     fp = p.key_fingerprint
+    pdf_fr = "" if pdf_lang == "fr" else ", en anglais"
+    pdf_en = ", in French" if pdf_lang == "fr" else ""
     return f"""PORTEFEUILLE DE PREUVES — {p.candidate}
 Centre : {p.centre}
 Clé de signature du centre (empreinte) : {fp}
 
-Ouvrez index.html (ou index.pdf) : la synthèse par critère du référentiel, puis les
+Ouvrez index.html (ou index.pdf{pdf_fr}) : la synthèse par critère du référentiel, puis les
 contrôles, les preuves, les rapports (reports/), les documents techniques (artifacts/) et
 les dossiers de preuves scellés (runs/).
 
@@ -558,7 +561,7 @@ EVIDENCE PORTFOLIO — {p.candidate}
 Centre: {p.centre}
 Centre signing key (fingerprint): {fp}
 
-Open index.en.html (or index.pdf, in French): the summary by referential criterion, then the
+Open index.en.html (or index.pdf{pdf_en}): the summary by referential criterion, then the
 checks, the evidence, the reports (reports/), the technical documents (artifacts/) and the
 sealed evidence folders (runs/).
 

@@ -288,7 +288,7 @@ def _build_tree(ctx: Context, tree: Path, run_ids: list[str], candidate: str, si
     t4 = time.perf_counter()
     _write(tree, "summary.json",
            (json.dumps(portfolio.summary_json(p), indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-    _write(tree, "LISEZMOI.txt", portfolio.readme_text(p).encode("utf-8"))
+    _write(tree, "LISEZMOI.txt", portfolio.readme_text(p, pdf_lang).encode("utf-8"))
     result.timings = {"reports_html": round(t1 - t0, 3), "pdf": round(t2 - t1 + t4 - t3, 3)}
     return result
 
