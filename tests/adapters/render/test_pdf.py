@@ -294,3 +294,32 @@ def test_no_page_ends_with_a_heading_or_a_check_intro(runs_dir: Path, tmp_path: 
         last_y = max(y for y, _ in body)
         last = " ".join(t for y, t in body if abs(y - last_y) < 2)
         assert not any(p.search(last) for p in ORPHANS), f"page {n} ends with {last!r}"
+
+
+def test_a_wide_topology_scales_to_the_page(runs_dir: Path, tmp_path: Path) -> None:
+    """Ten sites on a ring draw an SVG about 1800 px wide: it shrinks to the page, every label kept."""
+    n = 10
+    topology = {
+        "nodes": [{"name": f"router-{i:02d}", "role": "router"} for i in range(n)]
+        + [{"name": f"pc-{i:02d}", "role": "workstation"} for i in range(n)],
+        "segments": [{"name": f"lan-{i:02d}", "members": [f"router-{i:02d}:eth0", f"pc-{i:02d}:eth0"]}
+                     for i in range(n)],
+        "links": [{"name": f"wan-{i:02d}", "endpoints": [f"router-{i:02d}:eth1", f"router-{(i + 1) % n:02d}:eth2"]}
+                  for i in range(n)],
+    }
+    w = RunWriter(runs_dir, "wide")
+    w.add_artifact("topology", topology)
+    w.seal(make_info("wide"), GradeSummary(run_id="wide", lab_id="x", instance="x", candidate="C", score=0,
+                                           max_score=0, started_at=T0, ended_at=T0, checks=[]), [])
+    run = open_run(runs_dir, "wide")
+    html = render_html(run, "fr")
+    width = int(re.search(r'<svg[^>]* width="(\d+)"', html).group(1))  # type: ignore[union-attr]
+    assert width * 0.75 > A4[0]  # wider than the page at its natural size (px -> pt)
+    pdf = tmp_path / "wide.pdf"
+    pdf.write_bytes(html_to_pdf(html, base_url=str(run.path)))
+    pages = words(pdf)
+    labels = [t for page in pages for *_, t in page if t.startswith("router-")]
+    assert sorted(labels) == [f"router-{i:02d}" for i in range(n)]
+    for page in pages:
+        for x0, _y0, x1, _y1, text in page:
+            assert x0 >= MARGIN_X - 1 and x1 <= A4[0] - MARGIN_X + 1, (text, x0, x1)
