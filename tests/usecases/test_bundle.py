@@ -152,6 +152,11 @@ def test_bad_requests(ctx: Context, tmp_path: Path, capsys: pytest.CaptureFixtur
         bundle_cohort(ctx, "c1", tmp_path / "c")
     assert main(["bundle", "-o", str(tmp_path / "x.zip")]) == 2
     assert "exactly one of RUN, --candidate ID or --cohort C" in capsys.readouterr().err
+    assert main(["bundle", "nope", "-o", str(tmp_path / "x.zip")]) == 2
+    printed = capsys.readouterr().err
+    assert "no run 'nope'" in printed and "Traceback" not in printed
+    assert main(["bundle", "--candidate", "Camille Dupont", "-o", str(tmp_path / "x.zip"), "--with-selfchecks",
+                 "--lang", "de"]) == 2
     # without a centre key
     (ctx.settings.home / "keys").rename(tmp_path / "keys-away")
     with pytest.raises(UserError, match="labkit keys init"):
