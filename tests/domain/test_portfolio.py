@@ -104,7 +104,8 @@ def _csv(data: bytes) -> list[list[str]]:
 def test_routing_exports(runs: list[StoredRun]) -> None:
     ex = {x.name: x for x in run_exports(runs[0])}
     # routes-r-br2 holds {"error": ...}: nothing to export, the report says why
-    assert set(ex) == {"topology.svg", "addressing.csv", "routes-r-hq.csv", "routes-r-br1.csv"}
+    assert set(ex) == {"topology.svg", "addressing.csv", "routes-r-hq.csv", "routes-r-br1.csv",
+                       "addressing.html", "routes-r-hq.html", "routes-r-br1.html"}
     rows = _csv(ex["addressing.csv"].data)
     assert rows[0] == ["node", "iface", "state", "addresses", "error"]
     assert ["r-hq", "eth0", "up", "10.1.2.1/24 fe80::1/64", ""] in rows
@@ -118,7 +119,8 @@ def test_routing_exports(runs: list[StoredRun]) -> None:
 
 def test_backup_and_supervision_exports(runs: list[StoredRun]) -> None:
     ex = {x.name: x for x in run_exports(runs[1])}
-    assert set(ex) == {"restore-test.csv", "availability.csv", "alert-timeline.csv"}
+    assert set(ex) == {f"{n}.{ext}" for n in ("restore-test", "availability", "alert-timeline")
+                       for ext in ("csv", "html")}
     restore = _csv(ex["restore-test.csv"].data)
     assert restore[0][:4] == ["check", "verdict", "evidence", "phase"]
     assert [r[2] for r in restore[1:]] == ["restore.damage", "restore.run"]
@@ -126,7 +128,22 @@ def test_backup_and_supervision_exports(runs: list[StoredRun]) -> None:
     avail = _csv(ex["availability.csv"].data)
     assert avail == [["device", "up_ratio", "samples"], ["r1", "1.0", "[1, 1]"]]
     assert ex["alert-timeline.csv"].label == "art_alerts"
+    page = ex["restore-test.html"].data.decode()
+    assert "<h1>Test de restauration</h1>" in page and "<td>restore.run</td>" in page and "<td>12.5</td>" in page
+    assert 'href="../../index.html"' in page and "<script" not in page
 
+
+def test_table_pages_escape_what_graders_stored(tmp_path: Path) -> None:
+    rid = "sup-20261128T040000Z-0e0f"
+    info = make_info(rid, instance="sup", checks=[])
+    summary = GradeSummary(run_id=rid, lab_id=info.lab_id, instance="sup", candidate=info.candidate, score=0,
+                           max_score=0, started_at=info.started_at, ended_at=info.ended_at, checks=[])
+    w = RunWriter(tmp_path / "runs", rid)
+    w.add_artifact("alert-timeline", [{"alert": "<img src=x onerror=alert(1)>", "fault": "cut"}])
+    w.seal(info, summary, [], now=_t(43))
+    ex = {x.name: x for x in run_exports(open_run(tmp_path / "runs", rid), "en")}
+    page = ex["alert-timeline.html"].data.decode()
+    assert "<img" not in page and "&lt;img src=x" in page and "<h1>Alert timeline</h1>" in page
 
 @pytest.mark.parametrize("lang", ["fr", "en"])
 def test_index_summary_first_then_criteria_with_links(runs: list[StoredRun], lang: str) -> None:
@@ -151,6 +168,7 @@ def test_index_summary_first_then_criteria_with_links(runs: list[StoredRun], lan
     assert f"runs/{RUN_ID}/evidence/ospf.r-br2.json" in parsed.hrefs
     assert f"runs/{RUN_ID}/evidence/ospf.gone.json" not in parsed.hrefs and "ospf.gone" in html
     assert f"artifacts/{RUN_ID}/topology.svg" in parsed.hrefs
+    assert {f"artifacts/{RUN_ID}/addressing.html", f"artifacts/{RUN_ID}/addressing.csv"} <= set(parsed.hrefs)
     assert "recordings/dupont-x.html" in parsed.hrefs and "recordings/dupont-x.cast" in parsed.hrefs
     assert "index.en.html" in parsed.hrefs if lang == "fr" else "index.html" in parsed.hrefs
     # offline: relative links only, no script, nothing fetched

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import html
 import io
 import ipaddress
 import json
@@ -122,18 +123,21 @@ STRINGS: dict[str, dict[str, str]] = {
             "Le fichier allowed_signers est fourni par commodité et ne prouve rien à lui seul : comparez "
             "l'empreinte de la clé ci-dessus à celle que le centre publie (labkit keys show --pub)."
         ),
-        "art_topology": "Schéma de la topologie (SVG)",
-        "art_addressing": "Plan d'adressage (CSV)",
-        "art_routes": "Table de routage de {node} (CSV)",
-        "art_restore": "Test de restauration (CSV)",
-        "art_availability": "Tableau de disponibilité (CSV)",
-        "art_alerts": "Chronologie des alertes (CSV)",
-        "art_other": "{name} (CSV)",
+        "art_topology": "Schéma de la topologie",
+        "art_addressing": "Plan d'adressage",
+        "art_routes": "Table de routage de {node}",
+        "art_restore": "Test de restauration",
+        "art_availability": "Tableau de disponibilité",
+        "art_alerts": "Chronologie des alertes",
+        "art_other": "{name}",
         "html": "HTML",
         "pdf": "PDF",
         "fr": "français",
         "en": "anglais",
         "colon": " :",
+        "back": "Retour au portefeuille",
+        "csv": "CSV",
+        "svg": "SVG",
     },
     "en": {
         "kind": "Evidence portfolio",
@@ -206,18 +210,21 @@ STRINGS: dict[str, dict[str, str]] = {
             "The allowed_signers file is given for convenience and proves nothing by itself: compare the key "
             "fingerprint above with the one the centre publishes (labkit keys show --pub)."
         ),
-        "art_topology": "Topology diagram (SVG)",
-        "art_addressing": "Addressing plan (CSV)",
-        "art_routes": "Routing table of {node} (CSV)",
-        "art_restore": "Restore test (CSV)",
-        "art_availability": "Availability table (CSV)",
-        "art_alerts": "Alert timeline (CSV)",
-        "art_other": "{name} (CSV)",
+        "art_topology": "Topology diagram",
+        "art_addressing": "Addressing plan",
+        "art_routes": "Routing table of {node}",
+        "art_restore": "Restore test",
+        "art_availability": "Availability table",
+        "art_alerts": "Alert timeline",
+        "art_other": "{name}",
         "html": "HTML",
         "pdf": "PDF",
         "fr": "French",
         "en": "English",
         "colon": ":",
+        "back": "Back to the portfolio",
+        "csv": "CSV",
+        "svg": "SVG",
     },
 }
 
@@ -276,6 +283,39 @@ def _csv(columns: list[str], rows: list[list[Any]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+_TABLE_CSS = (
+    'body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10pt; margin: 0 auto; max-width: 260mm; '
+    "padding: 8mm; color: #1d1d1d; } h1 { font-size: 14pt; color: #14324f; } .note { color: #5a6570; } "
+    "table { border-collapse: collapse; } th, td { border: 1px solid #c9cfd6; padding: 3px 6px; text-align: left; "
+    "vertical-align: top; font-size: 9pt; } thead th { background: #e8eef4; } tr { break-inside: avoid; } "
+    'td { font-family: "DejaVu Sans Mono", monospace; font-size: 8.5pt; word-break: break-word; }'
+)
+
+
+def _table_html(title: str, run: StoredRun, columns: list[str], rows: list[list[Any]], lang: str) -> bytes:
+    """The same table as a standalone HTML page (for a browser; the CSV is for a spreadsheet)."""
+    e = html.escape
+    s = STRINGS[lang]
+    who = run.info.candidate or run.info.instance
+    head = "".join(f"<th>{e(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{e(str(_cell(v) if v is not None else ''))}</td>" for v in r) + "</tr>\n"
+                   for r in rows)
+    return (f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{e(title)} — {e(who)}</title>\n<style>{_TABLE_CSS}</style>\n</head>\n<body>\n"
+            f'<p><a href="../../{"index.html" if lang == "fr" else "index.en.html"}">{e(s["back"])}</a></p>\n'
+            f"<h1>{e(title)}</h1>\n<p class=\"note\">{e(run.info.lab_title.get(lang))} — {e(who)} — "
+            f"<code>{e(run.run_id)}</code></p>\n"
+            f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n</body>\n</html>\n"
+            ).encode()
+
+
+def _table(stem: str, label: str, args: dict[str, str], columns: list[str], rows: list[list[Any]],
+           run: StoredRun, lang: str) -> list[Export]:
+    title = STRINGS[lang][label].format(**args)
+    return [Export(f"{stem}.html", label, args, _table_html(title, run, columns, rows, lang)),
+            Export(f"{stem}.csv", label, args, _csv(columns, rows))]
+
+
 def _cell(v: Any) -> Any:
     if isinstance(v, (dict, list)):
         return json.dumps(v, ensure_ascii=False, default=str) if v else ""
@@ -289,9 +329,9 @@ def _records(data: Any) -> list[dict[str, Any]] | None:
     return rows or None
 
 
-def _table_csv(rows: list[dict[str, Any]]) -> bytes:
+def _columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    return _csv(columns, [[_cell(r.get(c)) for c in columns] for r in rows])
+    return columns, [[_cell(r.get(c)) for c in columns] for r in rows]
 
 
 def _address_text(a: Any) -> str | None:
@@ -345,10 +385,9 @@ def run_exports(run: StoredRun, lang: str = "fr") -> list[Export]:
         svg = topology_svg(topo, _diagram_addresses(addressing), lang=lang)
         out.append(Export("topology.svg", "art_topology", {}, svg.encode("utf-8")))
     if addressing:
-        out.append(Export("addressing.csv", "art_addressing", {}, _csv(
-            ["node", "iface", "state", "addresses", "error"],
-            [[r.get("node"), r.get("iface"), r.get("state"), " ".join(_addresses(r.get("addresses"))),
-              r.get("error")] for r in addressing])))
+        out += _table("addressing", "art_addressing", {}, ["node", "iface", "state", "addresses", "error"],
+                      [[r.get("node"), r.get("iface"), r.get("state"), " ".join(_addresses(r.get("addresses"))),
+                        r.get("error")] for r in addressing], run, lang)
     node_order = [n.get("name") for n in (topo or {}).get("nodes", []) if isinstance(n, dict)] \
         if isinstance(topo, dict) else []
     routes = sorted((n for n in arts if n.startswith("routes-")),
@@ -357,14 +396,14 @@ def run_exports(run: StoredRun, lang: str = "fr") -> list[Export]:
         rows = _records(arts[name])
         if rows is None:
             continue  # {"error": ...}: the report says why it was not collected
-        out.append(Export(f"{name}.csv", "art_routes", {"node": name[len("routes-"):]}, _csv(
-            ["dst", "gateway", "dev", "protocol", "metric"],
-            [[_cell(r.get(k)) for k in ("dst", "gateway", "dev", "protocol", "metric")] for r in rows])))
+        keys = ["dst", "gateway", "dev", "protocol", "metric"]
+        out += _table(name, "art_routes", {"node": name[len("routes-"):]}, keys,
+                      [[_cell(r.get(k)) for k in keys] for r in rows], run, lang)
     restore = _restore_rows(run)
     if restore:
-        out.append(Export("restore-test.csv", "art_restore", {}, _csv(
-            ["check", "verdict", "evidence", "phase", "kind", "source", "target", "action", "started_at",
-             "ended_at", "probe", "error", "rto_s", "file"], restore)))
+        out += _table("restore-test", "art_restore", {},
+                      ["check", "verdict", "evidence", "phase", "kind", "source", "target", "action", "started_at",
+                       "ended_at", "probe", "error", "rto_s", "file"], restore, run, lang)
     labels = {"availability": "art_availability", "alert-timeline": "art_alerts"}
     for name in sorted(arts):
         if name in _KNOWN or name.startswith("routes-"):
@@ -372,7 +411,8 @@ def run_exports(run: StoredRun, lang: str = "fr") -> list[Export]:
         rows = _records(arts[name])
         if rows is None:
             continue
-        out.append(Export(f"{name}.csv", labels.get(name, "art_other"), {"name": name}, _table_csv(rows)))
+        columns, values = _columns(rows)
+        out += _table(name, labels.get(name, "art_other"), {"name": name}, columns, values, run, lang)
     return out
 
 
@@ -395,6 +435,17 @@ def _size(n: int) -> str:
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return f"{n} B"
+
+
+def _grouped(e: RunEntry, s: dict[str, str]) -> list[dict[str, Any]]:
+    """One line per artifact, with its formats: ``Addressing plan: HTML · CSV``."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for x in e.exports:
+        label = s[x.label].format(**x.args)
+        fmt = x.name.rsplit(".", 1)[-1]
+        entry = out.setdefault((x.label, label), {"label": label, "files": []})
+        entry["files"].append({"href": f"artifacts/{e.run.run_id}/{x.name}", "fmt": s.get(fmt, fmt.upper())})
+    return list(out.values())
 
 
 def _css_string(text: str) -> Markup:
@@ -448,8 +499,7 @@ def _view(p: Portfolio, lang: str) -> dict[str, Any]:
             "score": f"{run.summary.score} / {run.summary.max_score}", "counted": e.counted, "note": note,
             "signed": bool(run.signature), "centre": run.centre, "key_fingerprint": run.key_fingerprint,
             "manifest": run.manifest_sha256, "reports": reports,
-            "artifacts": [{"href": f"artifacts/{run.run_id}/{x.name}", "label": s[x.label].format(**x.args)}
-                          for x in e.exports],
+            "artifacts": _grouped(e, s),
             "folder": f"runs/{run.run_id}/manifest.json",
         })
     recordings = [{"cast": r.cast, "transcript": r.transcript, "node": r.node, "channel": r.channel,
