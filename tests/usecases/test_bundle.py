@@ -256,3 +256,19 @@ def test_no_portal_database_is_created(ctx: Context, tmp_path: Path, monkeypatch
     monkeypatch.setenv("LABKIT_DB_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
     bundle_run(ctx, rid, tmp_path / "b.zip")
     assert not (tmp_path / "elsewhere.db").exists()
+
+
+def test_cohort_from_the_cli_cohort_file(ctx: Context, tmp_path: Path) -> None:
+    from labkit.usecases.cohort import Cohort, Seat
+
+    c = Cohort("c3", "routing-multisite", 9, [Seat("Ana Lima", "c3-01", 9), Seat("Ana Lima", "c3-02", 10)])
+    path = ctx.settings.home / "cohorts" / "c3.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(c.to_json()))
+    _run(ctx, "c3-01-20261128T034455Z-000e", "c3-01", "Ana Lima")
+    _run(ctx, "c3-02-20261128T034455Z-000f", "c3-02", "Ana Lima")
+    results, skipped = bundle_cohort(ctx, "c3", tmp_path / "c3")
+    assert skipped == []
+    # two seats with the same name: the second zip carries its instance, each holds its own run
+    assert [r.path.name for r in results] == ["ana-lima.zip", "ana-lima-c3-02.zip"]
+    assert [r.runs for r in results] == [["c3-01-20261128T034455Z-000e"], ["c3-02-20261128T034455Z-000f"]]
