@@ -8,6 +8,7 @@ measured, not eyeballed.
 from __future__ import annotations
 
 import html as htmlmod
+import logging
 import re
 import subprocess
 import threading
@@ -142,10 +143,18 @@ def test_rendering_never_reaches_the_network(tmp_path: Path) -> None:
     assert pdf.startswith(b"%PDF-") and hits == []
 
 
-def test_weasyprint_warnings_stay_out_of_stderr(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    html_to_pdf('<html><body style="frobnicate: 3"><img src="http://example.org/x.png">x</body></html>')
+def test_weasyprint_warnings_stay_out_of_stderr(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="labkit.render.pdf"):
+        html_to_pdf('<html><body style="frobnicate: 3"><img src="http://example.org/x.png">x</body></html>')
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""
+    # ... they are in labkit's log, at debug level: the refused image and the unknown property
+    records = [r for r in caplog.records if r.name == "labkit.render.pdf"]
+    assert records and all(r.levelno == logging.DEBUG for r in records)
+    text = "\n".join(r.getMessage() for r in records)
+    assert "http://example.org/x.png" in text and "refused" in text and "frobnicate" in text
 
 
 # --- the report as a PDF ---------------------------------------------------------------------
