@@ -38,6 +38,8 @@ class _ToLabkitLog(logging.Handler):
 
 
 def _quiet_weasyprint() -> None:
+    """Once per process: WeasyPrint (and fontTools, which subsets its fonts) log to labkit's
+    logger at debug instead of propagating to the root logger, which prints warnings on stderr."""
     for name in ("weasyprint", "fontTools"):
         logger = logging.getLogger(name)
         if not any(isinstance(h, _ToLabkitLog) for h in logger.handlers):
@@ -104,7 +106,7 @@ def html_to_pdf(html: str, *, base_url: str | None = None) -> bytes:
         )
         pdf = doc.write_pdf(pdf_identifier=True)
     except Exception as exc:  # WeasyPrint raises assorted errors on documents it cannot lay out
-        raise RenderError(f"the PDF could not be rendered ({type(exc).__name__}: {exc}); "
-                          "render the HTML instead with --format html and report the problem") from exc
+        raise RenderError(f"the PDF could not be rendered ({type(exc).__name__}: {exc}); the HTML "
+                          "report still opens in a browser (print it from there), please report the problem") from exc
     assert isinstance(pdf, bytes)
     return pdf
