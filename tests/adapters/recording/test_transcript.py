@@ -67,6 +67,7 @@ def test_transcript_keeps_input_apart_with_times(tmp_path: Path) -> None:
     assert "<script" not in page and "&lt;script&gt;" in page  # typed text is escaped
     assert page.count('class="b input"') == 3
     assert "00:03.250" in page and "r-hq console" in page
+    assert "00:53:23 UTC" in page  # wall-clock time of the block (header timestamp + 3.25 s)
     assert not re.search(r"https?://", page)
 
 

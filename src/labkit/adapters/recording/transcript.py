@@ -233,7 +233,8 @@ body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10pt; max-width
 h1 { font-size: 15pt; color: #14324f; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 10px; }
 dt { color: #5a6570; } dd { margin: 0; }
-.b { display: grid; grid-template-columns: 18mm 1fr; gap: 6px; margin: 2px 0; break-inside: avoid; }
+.t .w { color: #8a949e; font-size: 7pt; }
+.b { display: grid; grid-template-columns: 20mm 1fr; gap: 6px; margin: 2px 0; break-inside: avoid; }
 .t { color: #5a6570; font-family: "DejaVu Sans Mono", monospace; font-size: 8pt; text-align: right;
      padding-top: 3px; }
 pre { margin: 0; white-space: pre-wrap; word-break: break-all; font-family: "DejaVu Sans Mono", monospace;
@@ -277,7 +278,9 @@ def render_html(tr: Transcript, lang: str = "fr") -> str:
             text = f"{s['resize']}: {b.text}"
         elif b.kind == "marker":
             text = f"{s['marker']}: {b.text}"
-        parts.append(f'<div class="b {b.kind}" title="{e(labels[b.kind])}"><div class="t">{_clock(b.time)}</div>'
+        wall = (f'<br><span class="w">{datetime.fromtimestamp(h.timestamp + b.time, UTC):%H:%M:%S} UTC</span>'
+                if h.timestamp else "")
+        parts.append(f'<div class="b {b.kind}" title="{e(labels[b.kind])}"><div class="t">{_clock(b.time)}{wall}</div>'
                      f"<pre>{e(text)}</pre></div>\n")
     if tr.truncated:
         parts.append(f'<p class="trunc">{e(s["truncated"].format(file=tr.source))}</p>\n')
