@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv demo test test-fast bench bench-labs bench-probes bench-enter bench-cohort bench-proof lint clean
+.PHONY: deps venv demo test test-fast bench bench-labs bench-probes bench-enter bench-cohort bench-proof bench-bundle lint clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -53,6 +53,9 @@ bench-cohort: deps venv
 
 bench-proof: deps venv
 	$(VENV)/bin/python bench/proof_verify.py
+
+bench-bundle: deps venv
+	$(VENV)/bin/python bench/bundle.py
 
 clean:
 	-$(VENV)/bin/labkit down --all
