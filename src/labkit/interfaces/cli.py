@@ -335,13 +335,10 @@ def report(run: str, fmt: str, lang: str, output: Path | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
+    from labkit.adapters.storage.files import write_atomic
+
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")  # never a half-written report
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(output, data)  # never a half-written report
     out.print(plain(f"report written to {output}"))
 
 

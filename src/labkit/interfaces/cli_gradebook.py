@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
+from labkit.adapters.storage.files import write_atomic
 from labkit.errors import UserError
 from labkit.interfaces.cli import _ctx, cli, out, plain
 from labkit.usecases.gradebook import ID_FIELDS, MOODLE_MAPTO, SCALES, gradebook_for_cohorts, gradebook_json, moodle_csv
@@ -17,12 +17,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     if path.is_dir():
         raise UserError(f"{path} is a folder; give the file to write with -o FILE.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # never a half-written file
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, data)  # never a half-written file
 
 
 @cli.command()

@@ -302,16 +302,14 @@ def _roster_index(path: Path) -> dict[str, RosterEntry]:
 def _portal_enrolments(ctx: Context, name: str) -> list[Enrolment] | None:
     """The candidates of the portal's cohort ``name``, or None when there is no portal database
     (LABKIT_DB_URL or ``<home>/labkit.db``; none is created here) or no such cohort in it."""
-    import os
-
     from sqlalchemy.exc import SQLAlchemyError
 
     from labkit.adapters.db import repo
-    from labkit.adapters.db.database import Database, url_for
+    from labkit.adapters.db.database import existing_database
 
-    if not os.environ.get("LABKIT_DB_URL", "").strip() and not (ctx.settings.home / "labkit.db").is_file():
+    db = existing_database(ctx.settings)
+    if db is None:
         return None
-    db = Database(url_for(ctx.settings))
     try:
         with db.session() as s:
             cohort = repo.get_cohort(s, name)
@@ -322,8 +320,8 @@ def _portal_enrolments(ctx: Context, name: str) -> list[Enrolment] | None:
                     for c in repo.candidates_of(s, cohort)]
     except SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise UserError(f"cannot read the portal database {db.safe_url} ({first}); start `labkit serve` once so "
-                        "that it is brought up to date, or unset LABKIT_DB_URL.") from None
+        raise UserError(f"cannot read the portal database {db.safe_url} ({first}); check LABKIT_DB_URL and that "
+                        "the database server runs, or unset LABKIT_DB_URL.") from None
     finally:
         db.dispose()
 

@@ -148,3 +148,34 @@ def test_processes_starting_at_once_upgrade_once(db_url: str, tmp_path: Path) ->
         assert _diff(db) == []
     finally:
         db.dispose()
+
+
+def test_existing_database_is_none_without_a_portal_and_never_creates_one(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from labkit.adapters.db.database import existing_database
+
+    monkeypatch.delenv("LABKIT_DB_URL", raising=False)
+    settings = Settings(home=tmp_path, run_dir=tmp_path / "run", project=tmp_path)
+    assert existing_database(settings) is None
+    assert not (tmp_path / "labkit.db").exists()
+
+
+def test_existing_database_brings_an_older_portal_database_up_to_date(db_url: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command reading what an older portal recorded (bundle, gradebook) finds the schema it reads."""
+    from labkit.adapters.db.database import existing_database
+
+    old = Database(db_url)
+    try:
+        old.upgrade("0001")
+    finally:
+        old.dispose()
+    monkeypatch.setenv("LABKIT_DB_URL", db_url)
+    db = existing_database(Settings(home=tmp_path, run_dir=tmp_path / "run", project=tmp_path))
+    assert db is not None
+    try:
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+            assert "email" in {c["name"] for c in inspect(conn).get_columns("candidates")}
+    finally:
+        db.dispose()

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from datetime import datetime
 from pathlib import Path
 
 from labkit.adapters.bundle.container import build_zip
 from labkit.adapters.bundle.sums import ALLOWED_SIGNERS, SUMS, SUMS_SIG, allowed_signers_line, render_sums, sign_sums
 from labkit.adapters.security.signing import CentreSigner
+from labkit.adapters.storage.files import write_atomic
 from labkit.adapters.storage.runs import is_safe_name, read_tree
 from labkit.errors import UserError
 
 __all__ = ["finalize_bundle"]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def finalize_bundle(tree: Path, out_zip: Path, signer: CentreSigner, when: datetime) -> Path:
@@ -45,7 +31,7 @@ def finalize_bundle(tree: Path, out_zip: Path, signer: CentreSigner, when: datet
         raise UserError(f"{out_zip} is inside the bundle folder {tree}; write the zip outside the folder it packs")
     if not out_zip.parent.is_dir():
         raise UserError(f"the folder {out_zip.parent} does not exist; make it or write the bundle elsewhere")
-    _write_atomic(tree / ALLOWED_SIGNERS, allowed_signers_line(signer))
+    write_atomic(tree / ALLOWED_SIGNERS, allowed_signers_line(signer))
     files = read_tree(tree)
     odd = sorted(rel for rel, data in files.items() if data is None)
     if odd:
@@ -57,11 +43,11 @@ def finalize_bundle(tree: Path, out_zip: Path, signer: CentreSigner, when: datet
     except ValueError as exc:
         raise UserError(str(exc)) from None
     sig = sign_sums(sums, signer)
-    _write_atomic(tree / SUMS, sums)
-    _write_atomic(tree / SUMS_SIG, sig)
+    write_atomic(tree / SUMS, sums)
+    write_atomic(tree / SUMS_SIG, sig)
     try:
         data = build_zip({**content, SUMS: sums, SUMS_SIG: sig}, top, when, signer)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    _write_atomic(out_zip, data)
+    write_atomic(out_zip, data)
     return out_zip

@@ -157,5 +157,23 @@ class Database:
         self.engine.dispose()
 
 
+def existing_database(settings: Settings) -> Database | None:
+    """The portal's database when there is one (LABKIT_DB_URL, or an existing ``<home>/labkit.db``),
+    brought to the schema this labkit reads; None when no portal was ever started here (a
+    missing SQLite file is not created). For commands that read what the portal recorded."""
+    url = url_for(settings)
+    parsed = _parse(url)
+    if parsed.get_backend_name() == "sqlite" and (
+            not parsed.database or parsed.database == ":memory:" or not Path(parsed.database).is_file()):
+        return None
+    db = Database(url)
+    try:
+        db.upgrade()
+    except BaseException:
+        db.dispose()
+        raise
+    return db
+
+
 def _first_line(exc: OperationalError) -> str:
     return str(exc.orig or exc).strip().splitlines()[0]

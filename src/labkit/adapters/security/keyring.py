@@ -31,7 +31,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +55,7 @@ from labkit.adapters.security.signing import (
     public_line,
     sshsig_verify,
 )
+from labkit.adapters.storage.files import write_atomic
 from labkit.errors import UserError
 
 __all__ = [
@@ -135,28 +135,6 @@ def _one_line(text: str, what: str, limit: int, example: str) -> str:
         raise UserError(f"the {what} must be one line of 1 to {limit} printable characters; "
                         f"give it again, for example {example}.")
     return value
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write to a temporary file in the same folder with ``mode``, fsync, rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-        try:
-            os.fchmod(fd, mode)  # the umask may have removed bits; never added any
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def _json_bytes(data: Any) -> bytes:
@@ -287,8 +265,8 @@ class Keyring:
         return keys
 
     def _write(self, keys: list[KeyInfo]) -> None:
-        _write_atomic(self.meta_path, _json_bytes({"version": _VERSION, "keys": [k.to_public() for k in keys]}),
-                      0o600)
+        write_atomic(self.meta_path, _json_bytes({"version": _VERSION, "keys": [k.to_public() for k in keys]}),
+                     mode=0o600, sync_dir=True)
 
     def _read_revocations(self) -> list[dict[str, Any]]:
         path = self.root / REVOCATIONS
@@ -365,8 +343,8 @@ class Keyring:
         fp = fingerprint(pub)
         info = KeyInfo(fingerprint=fp, public_line=public_line(pub, f"labkit centre key: {centre}"), centre=centre,
                        created_at=_now(), status="active")
-        _write_atomic(self.private_path(fp), private_key_bytes(key), 0o600)
-        _write_atomic(self.public_path(fp), (info.pub_line() + "\n").encode("utf-8"), 0o644)
+        write_atomic(self.private_path(fp), private_key_bytes(key), mode=0o600, sync_dir=True)
+        write_atomic(self.public_path(fp), (info.pub_line() + "\n").encode("utf-8"), mode=0o644, sync_dir=True)
         return info
 
     def _commit(self, keys: list[KeyInfo], new: KeyInfo) -> None:
@@ -434,8 +412,8 @@ class Keyring:
                      "signature": signer.sign(statement.encode("utf-8"), NAMESPACE_REVOCATION)}
             entries = [{k: v for k, v in e.items() if k != "parsed"} for e in self._read_revocations()
                        if e["parsed"]["fingerprint"] != target.fingerprint]
-            _write_atomic(self.root / REVOCATIONS,
-                          _json_bytes({"version": _VERSION, "revocations": [*entries, entry]}), 0o644)
+            write_atomic(self.root / REVOCATIONS, _json_bytes({"version": _VERSION, "revocations": [*entries, entry]}),
+                         mode=0o644, sync_dir=True)
             revoked = replace(target, status="revoked", revoked_at=now, reason=reason)
             self._write([revoked if k is target else k for k in keys])
             return revoked
@@ -466,7 +444,7 @@ class Keyring:
         }
         out = []
         for name, text in files.items():
-            _write_atomic(folder / name, text.encode("utf-8"), 0o644)
+            write_atomic(folder / name, text.encode("utf-8"), mode=0o644, sync_dir=True)
             out.append(folder / name)
         return out
 

@@ -47,6 +47,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
 from labkit.adapters.security.signing import NAMESPACE_RUN, CentreSigner
+from labkit.adapters.storage.files import write_atomic
 from labkit.errors import EvidenceIntegrityError, UnknownRunError
 from labkit.models.common import is_name
 from labkit.models.criteria import Criterion
@@ -109,20 +110,6 @@ def _json_bytes(data: Any) -> bytes:
 
 def _model_bytes(model: BaseModel) -> bytes:
     return model.model_dump_json(indent=2).encode("utf-8") + b"\n"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _fsync_dir(path: Path) -> None:
@@ -191,7 +178,7 @@ class RunWriter:
             )
         if ev.id in self._evidence:
             raise ValueError(f"evidence id {ev.id!r} was already stored in run {self.run_id}")
-        _write_atomic(self.path / EVIDENCE_DIR / f"{ev.id}.json", _model_bytes(ev))
+        write_atomic(self.path / EVIDENCE_DIR / f"{ev.id}.json", _model_bytes(ev))
         self._evidence.add(ev.id)
 
     def add_artifact(self, name: str, data: Any) -> None:
@@ -201,7 +188,7 @@ class RunWriter:
             raise ValueError(f"artifact name {name!r} is not a safe file name")
         if name in self._artifacts:
             raise ValueError(f"artifact {name!r} was already stored in run {self.run_id}")
-        _write_atomic(self.path / ARTIFACTS_DIR / f"{name}.json", _json_bytes(to_jsonable_python(data)))
+        write_atomic(self.path / ARTIFACTS_DIR / f"{name}.json", _json_bytes(to_jsonable_python(data)))
         self._artifacts.add(name)
 
     def seal(
@@ -226,9 +213,9 @@ class RunWriter:
                 f"must both carry run id {self.run_id}"
             )
         stored = summary.model_copy(update={"manifest_sha256": None})
-        _write_atomic(self.path / RUN_FILE, _model_bytes(info))
-        _write_atomic(self.path / RESULTS_FILE, _model_bytes(stored))
-        _write_atomic(self.path / CRITERIA_FILE, _CRITERIA.dump_json(criteria, indent=2) + b"\n")
+        write_atomic(self.path / RUN_FILE, _model_bytes(info))
+        write_atomic(self.path / RESULTS_FILE, _model_bytes(stored))
+        write_atomic(self.path / CRITERIA_FILE, _CRITERIA.dump_json(criteria, indent=2) + b"\n")
 
         files: dict[str, str] = {}
         for rel, abspath in _walk_files(self.path):
@@ -236,7 +223,7 @@ class RunWriter:
                 raise RuntimeError(f"{abspath} is not a regular file; a run folder holds only files")
             files[rel] = _sha256(abspath.read_bytes())
         manifest = _json_bytes({"algorithm": ALGORITHM, "files": dict(sorted(files.items()))})
-        _write_atomic(self.path / MANIFEST, manifest)
+        write_atomic(self.path / MANIFEST, manifest)
         digest = _sha256(manifest)
         seal = {
             "algorithm": ALGORITHM,
@@ -247,9 +234,9 @@ class RunWriter:
             "key_fingerprint": signer.fingerprint if signer else None,
         }
         seal_bytes = _json_bytes(seal)
-        _write_atomic(self.path / SEAL, seal_bytes)
+        write_atomic(self.path / SEAL, seal_bytes)
         if signer is not None:
-            _write_atomic(self.path / SEAL_SIG, signer.sign(seal_bytes, NAMESPACE_RUN).encode("ascii"))
+            write_atomic(self.path / SEAL_SIG, signer.sign(seal_bytes, NAMESPACE_RUN).encode("ascii"))
 
         for dirpath, _dirnames, filenames in os.walk(self.path, topdown=False):
             for name in filenames:
