@@ -7,6 +7,7 @@ import io
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from labkit.domain.portfolio import (
     run_exports,
     summary_json,
 )
+from labkit.domain.report import render_html
 from labkit.models.common import I18n
 from labkit.models.results import CheckResult, GradeSummary
 from tests.domain.test_report import CRITERIA, RUN_ID, _ev, _t, build_run, make_info
@@ -85,7 +87,8 @@ def runs(tmp_path: Path) -> list[StoredRun]:
     return [open_run(runs_dir, RUN_ID), _backup_run(runs_dir)]
 
 
-def _portfolio(runs: list[StoredRun], candidate: str = "Camille Dupont") -> Portfolio:
+def _portfolio(runs: list[StoredRun], candidate: str = "Camille Dupont",
+               certifications: list[str] | None = None) -> Portfolio:
     entries = [RunEntry(run=r, counted=True,
                         reports=[report_name(r.run_id, lg, ext) for lg in ("fr", "en") for ext in ("html", "pdf")],
                         exports=run_exports(r)) for r in runs]
@@ -93,7 +96,7 @@ def _portfolio(runs: list[StoredRun], candidate: str = "Camille Dupont") -> Port
                          channel="ssh", started_at=WHEN, size_bytes=2048)
     catalog = load_catalog()
     return Portfolio(candidate=candidate, centre="Centre de Lyon", key_fingerprint=FP, created_at=WHEN,
-                     rows=criterion_summary(runs, catalog), runs=entries, recordings=[rec],
+                     rows=criterion_summary(runs, catalog, certifications), runs=entries, recordings=[rec],
                      certifications={c.id: c.title for c in catalog.certifications})
 
 
@@ -178,11 +181,91 @@ def test_index_summary_first_then_criteria_with_links(runs: list[StoredRun], lan
     assert "tssr — Référentiel technicien systèmes et réseaux" in html
 
 
+def _between(html: str, start: str, end: str) -> str:
+    return html[html.index(start): html.index(end)]
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_cards_for_assessed_criteria_one_line_for_the_others(runs: list[StoredRun], lang: str) -> None:
+    p = _portfolio(runs)
+    html = render_index(p, lang)
+    criteria = _between(html, 'id="criteria"', 'id="not-assessed"')
+    unassessed = _between(html, 'id="not-assessed"', 'id="runs"')
+    assessed = [r for r in p.rows if r.status != "not_assessed"]
+    others = [r for r in p.rows if r.status == "not_assessed"]
+    assert assessed and len(others) > 10
+    # a card per assessed criterion, none for the others, and no "nobody cites it" filler
+    assert criteria.count('<div class="criterion ') == len(assessed)
+    for r in assessed:
+        assert f'id="crit-{r.criterion.id}"' in criteria
+    assert "Aucun contrôle des évaluations retenues ne cite ce critère" not in html
+    assert "No check of the gradings kept cites this criterion" not in html
+    # one line each: certification, code, the full text (the summary table truncates long ones)
+    items = re.findall(r'<li id="crit-([^"]+)">(.*?)</li>', unassessed, re.S)
+    assert [i for i, _ in items] == [r.criterion.id for r in others]
+    texts = {r.criterion.id: r for r in others}
+    for cid, item in items:
+        row = texts[cid]
+        assert f"{row.criterion.certification} · {row.criterion.code}" in item
+        assert f"« {row.criterion.text} »" in unescape(item)
+    long = next(r for r in others if len(r.criterion.text) > 140)
+    summary = _between(html, 'id="summary"', 'id="criteria"')
+    assert long.criterion.text not in unescape(summary) and "…" in summary
+    assert f'href="#crit-{long.criterion.id}"' in summary
+
+
+def test_evidence_line_under_each_check_and_report_anchor(runs: list[StoredRun]) -> None:
+    html = render_index(_portfolio(runs), "fr")
+    criteria = _between(html, 'id="criteria"', 'id="not-assessed"')
+    # the evidence is not a table column any more: a full-width line under the check's row
+    assert "<th>Preuves</th>" not in criteria
+    card = _between(criteria, 'id="crit-tssr-2.3-liens"', 'id="crit-tssr-3.1-redondance"')
+    checks = card.split('<div class="chk">')[1:]
+    assert len(checks) == 2  # lan-reachability and ospf-adjacency cite it
+    ospf = next(c for c in checks if "check-ospf-adjacency" in c)
+    row, ev = ospf.split('<div class="ev">', 1)
+    assert "evidence/" not in row
+    hrefs = _parse(ev).hrefs
+    assert f"runs/{RUN_ID}/evidence/ospf.r-br2.json" in hrefs
+    assert f"reports/{RUN_ID}.fr.html#check-ospf-adjacency" in _parse(row).hrefs
+    # inline, comma-separated
+    assert re.search(r"ospf\.r-br2</a>,</span> <span class=\"ev\"><a [^>]*>ospf\.r-br1</a>,</span>", ev)
+    # the anchor exists in the report the link points to
+    report_ids = _parse(render_html(runs[0], "fr")).ids
+    for href in _parse(criteria).hrefs:
+        if href.startswith(f"reports/{RUN_ID}.fr.html#"):
+            assert href.split("#", 1)[1] in report_ids, href
+
+
+def test_certification_filter(runs: list[StoredRun]) -> None:
+    catalog = load_catalog()
+    everything = criterion_summary(runs, catalog)
+    assert {r.criterion.certification for r in everything} == {"igs", "tssr"}
+    tssr = criterion_summary(runs, catalog, ["tssr"])
+    assert tssr == [r for r in everything if r.criterion.certification == "tssr"]
+    # a certification nobody cites: all its criteria, not assessed; the order asked is kept after the cited ones
+    rows = criterion_summary(runs, catalog, ["sio", "tssr"])
+    certs = list(dict.fromkeys(r.criterion.certification for r in rows))
+    assert certs == ["tssr", "sio"]
+    sio = [r for r in rows if r.criterion.certification == "sio"]
+    assert len(sio) == sum(1 for c in catalog.criteria if c.certification == "sio") > 0
+    assert {r.status for r in sio} == {"not_assessed"}
+    p = _portfolio(runs, certifications=["tssr"])
+    html = render_index(p, "fr")
+    assert "tssr — " in html and "igs — " not in html and "crit-igs-" not in html
+    data = summary_json(p)
+    assert data["certifications"] == ["tssr"]
+    assert {c["certification"] for c in data["criteria"]} == {"tssr"}
+    assert sum(data["counts"].values()) == len(data["criteria"]) == len(tssr)
+
+
 def test_index_without_links_for_the_pdf(runs: list[StoredRun]) -> None:
     html = render_index(_portfolio(runs), "fr", links=False)
     hrefs = _parse(html).hrefs
     assert hrefs and all(h.startswith("#crit-") for h in hrefs)  # only links inside the page
     assert f"reports/{RUN_ID}.fr.pdf" in html  # paths shown as text
+    assert f"reports/{RUN_ID}.fr.html#check-ospf-adjacency" in html
+    assert f"runs/{RUN_ID}/evidence/&lt;preuve&gt;.json" in html and "ospf.r-br2" in html
     assert 'counter(page) " / " counter(pages)' in html
 
 
@@ -199,6 +282,7 @@ def test_summary_json_and_readme(runs: list[StoredRun]) -> None:
     p = _portfolio(runs)
     data = summary_json(p)
     assert data["format"] == "labkit-portfolio/1" and data["key_fingerprint"] == FP
+    assert data["certifications"] == ["igs", "tssr"]
     assert sum(data["counts"].values()) == len(data["criteria"])
     by_id = {c["id"]: c for c in data["criteria"]}
     assert by_id["igs-b1-interconnexions"]["status"] == "not_acquired"

@@ -164,6 +164,51 @@ def test_bad_requests(ctx: Context, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not list(tmp_path.glob("*.zip"))
 
 
+def test_certification_restricts_the_summary_criteria_and_json(ctx: Context, tmp_path: Path) -> None:
+    _run(ctx, "dupont-20261128T034455Z-0010", "dupont", "Camille Dupont")
+    bundle_candidate(ctx, "Camille Dupont", tmp_path / "all.zip")
+    assert main(["bundle", "--candidate", "Camille Dupont", "--certification", "tssr", "-o",
+                 str(tmp_path / "tssr.zip")]) == 0
+    with zipfile.ZipFile(tmp_path / "all.zip") as zf:
+        every = json.loads(zf.read("all/summary.json"))
+    with zipfile.ZipFile(tmp_path / "tssr.zip") as zf:
+        tssr = json.loads(zf.read("tssr/summary.json"))
+        index = zf.read("tssr/index.html").decode()
+        index_en = zf.read("tssr/index.en.html").decode()
+        runs = {n for n in zf.namelist() if n.startswith("tssr/runs/")}
+    assert every["certifications"] == ["igs", "tssr"]
+    assert tssr["certifications"] == ["tssr"]
+    assert tssr["criteria"] == [c for c in every["criteria"] if c["certification"] == "tssr"]
+    assert sum(tssr["counts"].values()) == len(tssr["criteria"]) > 0
+    for page in (index, index_en):
+        assert 'id="crit-tssr-2.3-liens"' in page and "crit-igs-" not in page
+    assert runs  # the runs are bundled whole
+    assert verify_path(tmp_path / "tssr.zip", _trust(ctx)).ok
+    # two certifications, one of them cited by nobody: its criteria are all listed as not assessed
+    bundle_candidate(ctx, "Camille Dupont", tmp_path / "two.zip", certifications=["tssr", "sio", "tssr"])
+    with zipfile.ZipFile(tmp_path / "two.zip") as zf:
+        two = json.loads(zf.read("two/summary.json"))
+    assert two["certifications"] == ["tssr", "sio"]
+    assert {c["status"] for c in two["criteria"] if c["certification"] == "sio"} == {"not_assessed"}
+
+
+def test_unknown_certification_is_refused_before_anything_is_written(
+        ctx: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rid = _run(ctx, "dupont-20261128T034455Z-0011", "dupont", "Camille Dupont")
+    out = tmp_path / "x.zip"
+    assert main(["bundle", "--candidate", "Camille Dupont", "--certification", "tssr", "--certification", "bts",
+                 "-o", str(out)]) == 2
+    printed = capsys.readouterr().err
+    assert "unknown certification 'bts'" in printed and "igs, tssr, sio, expert, afip" in printed
+    assert "Traceback" not in printed and len(printed.strip().splitlines()) == 1
+    with pytest.raises(UserError, match="unknown certification 'TSSR'"):
+        bundle_run(ctx, rid, out, certifications=["TSSR"])
+    with pytest.raises(UserError, match="unknown certification 'x'"):
+        bundle_cohort(ctx, "c1", tmp_path / "c", certifications=["x"])
+    assert not out.exists() and not (tmp_path / "c").exists()
+    assert os.listdir(tempfile.gettempdir()) == []
+
+
 def _portal(ctx: Context, cohort: str, seats: list[tuple[str, str]], casts: dict[str, bytes]) -> None:
     """A portal database in <home>/labkit.db with a cohort and its candidates' recordings."""
     from labkit.adapters.db import repo

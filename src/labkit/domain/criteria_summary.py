@@ -10,8 +10,9 @@ Only recorded grades count (runs of mode ``"grade"``), and for each lab only the
 (:func:`latest_grades`): a later grade of the same lab replaces the earlier one, self-checks
 are practice and never count.
 
-The certifications listed are those cited by the runs' checks; their rows are every
-criterion of the catalog for those certifications, in catalog order. The text of a cited
+The certifications listed are those cited by the runs' checks (or, when the caller names
+them, those certifications only, cited or not: a jury examines one title); their rows are
+every criterion of the catalog for those certifications, in catalog order. The text of a cited
 criterion is the one stored in the run's ``criteria.json`` (sealed with the evidence), the
 catalog only supplies the criteria no check cites. A cited criterion the catalog no longer
 knows is kept (after the catalog's rows of its certification) so no evidence is lost.
@@ -19,6 +20,7 @@ knows is kept (after the catalog's rows of its certification) so no evidence is 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -81,8 +83,10 @@ def _status(checks: list[CheckRef]) -> CriterionStatus:
     return "not_acquired"
 
 
-def criterion_summary(runs: list[StoredRun], catalog: Catalog) -> list[CriterionRow]:
-    """One row per criterion of the cited certifications (see the module docstring)."""
+def criterion_summary(runs: list[StoredRun], catalog: Catalog,
+                      certifications: Iterable[str] | None = None) -> list[CriterionRow]:
+    """One row per criterion of the cited certifications (see the module docstring), or of
+    ``certifications`` only when given (catalog ids; the caller checks they exist)."""
     graded = latest_grades(runs)
     citing: dict[str, list[CheckRef]] = {}
     stored: dict[str, Criterion] = {}  # texts sealed with the runs
@@ -107,6 +111,9 @@ def criterion_summary(runs: list[StoredRun], catalog: Catalog) -> list[Criterion
     # a criterion cited but known neither to the run nor to the catalog cannot be shown
     cited = [cid for cid in citing if cid in stored]
     certs = list(dict.fromkeys(stored[cid].certification for cid in cited))
+    if certifications is not None:
+        wanted = list(dict.fromkeys(certifications))
+        certs = [c for c in certs if c in wanted] + [c for c in wanted if c not in certs]
     cert_order = [c.id for c in catalog.certifications if c.id in certs]
     cert_order += [c for c in certs if c not in cert_order]
 

@@ -5,11 +5,13 @@ text; :mod:`labkit.usecases.bundle` writes them into the bundle folder and signs
 
 The index (``index.html`` in French, ``index.en.html``, ``index.pdf``) is what a jury reads
 first: the per-criterion summary table (acquired / not acquired / not assessed, from
-:func:`labkit.domain.criteria_summary.criterion_summary`), then each criterion with its quoted
-text and the checks that evidence it (verdict, message, run, links to the report section and
-to the evidence files), then the runs with their reports and artifacts, the console
-recordings, and how to verify the bundle. Links are relative, there is no script and no
-external resource: the unzipped folder works offline in any browser.
+:func:`labkit.domain.criteria_summary.criterion_summary`), then each assessed criterion with
+its quoted text and the checks that evidence it (verdict, message, run, a link to the check's
+section of the report, and under it a full-width line of links to the evidence files), then
+the criteria nobody assessed, one line each with their full text, then the runs with their
+reports and artifacts, the console recordings, and how to verify the bundle. Links are
+relative, there is no script and no external resource: the unzipped folder works offline in
+any browser.
 """
 
 from __future__ import annotations
@@ -79,6 +81,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "block": "Bloc / activité",
         "verbatim": "Texte du critère",
         "no_check": "Aucun contrôle des évaluations retenues ne cite ce critère.",
+        "none_assessed": "Aucun critère n'est évalué par les évaluations retenues.",
+        "unassessed": "Critères non évalués",
+        "unassessed_intro": (
+            "Aucun contrôle des évaluations retenues ne cite les critères ci-dessous ; ils ne sont ni acquis "
+            "ni non acquis. Leur texte est cité en entier."
+        ),
+        "evidence_in": "fichiers runs/{run}/evidence/<preuve>.json",
+        "open_report": "voir dans le rapport",
         "check": "Contrôle",
         "verdict": "Verdict",
         "message": "Constat",
@@ -166,6 +176,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "block": "Block / activity",
         "verbatim": "Criterion text (verbatim, in French)",
         "no_check": "No check of the gradings kept cites this criterion.",
+        "none_assessed": "No criterion is assessed by the gradings kept.",
+        "unassessed": "Criteria not assessed",
+        "unassessed_intro": (
+            "No check of the gradings kept cites the criteria below; they are neither acquired nor not "
+            "acquired. Their text is quoted in full (in French, verbatim)."
+        ),
+        "evidence_in": "files runs/{run}/evidence/<evidence>.json",
+        "open_report": "see in the report",
         "check": "Check",
         "verdict": "Verdict",
         "message": "Finding",
@@ -473,10 +491,11 @@ def _view(p: Portfolio, lang: str) -> dict[str, Any]:
                 "report": f"{report_name(ref.run_id, lang, 'html')}#check-{ref.check_id}",
                 "evidence": [{"id": ev, "href": f"runs/{ref.run_id}/evidence/{ev}.json",
                               "present": run is not None and ev in run.evidence} for ev in ref.evidence],
+                "evidence_in": s["evidence_in"].format(run=ref.run_id),
             })
         rows.append({"id": c.id, "anchor": f"crit-{c.id}", "certification": c.certification, "code": c.code,
                      "block": c.block, "text": c.text, "status": r.status, "status_label": s[r.status],
-                     "checks": checks})
+                     "checks": checks, "assessed": r.status != "not_assessed"})
     certs = [{"id": c, "title": p.certifications.get(c, "")}
              for c in dict.fromkeys(r.criterion.certification for r in p.rows)]
     runs = []
@@ -507,6 +526,7 @@ def _view(p: Portfolio, lang: str) -> dict[str, Any]:
     return {
         "lang": lang, "candidate": p.candidate, "centre": p.centre, "key_fingerprint": p.key_fingerprint,
         "made_on": _fmt_dt(p.created_at, lang), "rows": rows, "certs": certs,
+        "assessed": [r for r in rows if r["assessed"]], "unassessed": [r for r in rows if not r["assessed"]],
         "css": {
             "top_left": _css_string(f"{s['kind']} — {p.candidate}"),
             "top_right": _css_string(f"{p.centre} · {_fmt_dt(p.created_at, lang)}"),
@@ -545,6 +565,7 @@ def summary_json(p: Portfolio) -> dict[str, Any]:
         "centre": p.centre,
         "key_fingerprint": p.key_fingerprint,
         "created_at": p.created_at.astimezone(UTC).isoformat(),
+        "certifications": list(dict.fromkeys(r.criterion.certification for r in p.rows)),
         "counts": counts(p.rows),
         "criteria": [
             {

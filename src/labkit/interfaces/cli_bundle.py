@@ -32,9 +32,12 @@ def _say(r: Any) -> None:
 @click.option("--with-selfchecks", is_flag=True, help="Add the candidate's self-checks to the recorded grades.")
 @click.option("--lang", type=click.Choice(["fr", "en"]), default="fr", show_default=True,
               help="Language of index.pdf and of the artifacts' legends (the HTML index exists in both).")
+@click.option("--certification", "certifications", multiple=True, metavar="ID",
+              help="Show only this certification in the summary, the criteria and summary.json (repeatable; "
+                   "catalog ids such as tssr). Default: every certification the runs cite.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def bundle(run: str | None, candidate: str | None, cohort_name: str | None, output: Path, with_selfchecks: bool,
-           lang: str, as_json: bool) -> None:
+           lang: str, certifications: tuple[str, ...], as_json: bool) -> None:
     """Make a signed portfolio bundle: one RUN, a --candidate's recorded grades, or a --cohort."""
     from labkit.usecases.bundle import bundle_candidate, bundle_cohort, bundle_run
 
@@ -46,14 +49,16 @@ def bundle(run: str | None, candidate: str | None, cohort_name: str | None, outp
         raise UserError("--with-selfchecks goes with --candidate or --cohort; a RUN is bundled whatever its mode")
     ctx = _ctx()
     if run:
-        results = [bundle_run(ctx, run, output, lang=lang)]
+        results = [bundle_run(ctx, run, output, lang=lang, certifications=certifications)]
         skipped: list[str] = []
     elif candidate:
-        results = [bundle_candidate(ctx, candidate, output, with_selfchecks=with_selfchecks, lang=lang)]
+        results = [bundle_candidate(ctx, candidate, output, with_selfchecks=with_selfchecks, lang=lang,
+                                    certifications=certifications)]
         skipped = []
     else:
         assert cohort_name is not None
-        results, skipped = bundle_cohort(ctx, cohort_name, output, with_selfchecks=with_selfchecks, lang=lang)
+        results, skipped = bundle_cohort(ctx, cohort_name, output, with_selfchecks=with_selfchecks, lang=lang,
+                                         certifications=certifications)
     if as_json:
         _print_json({"bundles": [_summary(r) for r in results], "skipped": skipped})
         return

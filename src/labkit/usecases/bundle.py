@@ -7,6 +7,10 @@ error naming it. The bundle folder is built in a private temporary folder, remov
 whatever happens, and :func:`labkit.adapters.bundle.finalize_bundle` writes SHA256SUMS, its
 signature and the zip (atomically: a failed bundle leaves no zip behind).
 
+``certifications`` (catalog ids) restricts the per-criterion summary, the criteria pages and
+summary.json to those certifications (a jury examines one title); by default every
+certification the runs' checks cite is shown. The runs themselves are bundled whole.
+
 Recordings of the console come from the portal database when there is one (``LABKIT_DB_URL``
 or ``<home>/labkit.db``; none is created here).
 """
@@ -19,7 +23,7 @@ import re
 import tempfile
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +40,7 @@ from labkit.domain.report import render_html
 from labkit.errors import EnvironmentProblem, EvidenceIntegrityError, UserError
 from labkit.usecases.lifecycle import Context
 
-__all__ = ["BundleResult", "bundle_candidate", "bundle_cohort", "bundle_run", "slug"]
+__all__ = ["BundleResult", "bundle_candidate", "bundle_cohort", "bundle_run", "check_certifications", "slug"]
 
 LANGS = ("fr", "en")
 MAX_RECORDING = 256 * 1024 * 1024  # bytes of one .cast copied into a bundle
@@ -90,30 +94,14 @@ def _runs_of_instance(ctx: Context, instance: str, with_selfchecks: bool) -> lis
     return [r["id"] for r in reversed(rows) if r["instance"] == instance]
 
 
-# -- the portal database (read only, never created) ----------------------------------------------
-def _open_db(ctx: Context) -> Any:
-    from labkit.adapters.db.database import Database, url_for
-
-    from sqlalchemy import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    url = url_for(ctx.settings)
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        parsed = None  # Database() says what is wrong with it
-    if parsed is not None and parsed.get_backend_name() == "sqlite":
-        # Database() would create a missing file: no portal here, so no recordings
-        if not parsed.database or parsed.database == ":memory:" or not Path(parsed.database).is_file():
-            return None
-    return Database(url)
-
-
+# -- the portal database (never created here) ---------------------------------------------------
 def _db_read(ctx: Context, fn: Callable[[Any], Any]) -> Any:
     """``fn(session)`` on the portal database, or None when there is none."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    db = _open_db(ctx)
+    from labkit.adapters.db.database import existing_database
+
+    db = existing_database(ctx.settings)
     if db is None:
         return None
     try:
@@ -122,8 +110,8 @@ def _db_read(ctx: Context, fn: Callable[[Any], Any]) -> Any:
     except SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise EnvironmentProblem(
-            f"cannot read the portal database {db.safe_url} ({first}); start `labkit serve` once so that it "
-            "is brought up to date, or unset LABKIT_DB_URL"
+            f"cannot read the portal database {db.safe_url} ({first}); check LABKIT_DB_URL and that the "
+            "database server runs, or unset LABKIT_DB_URL"
         ) from None
     finally:
         db.dispose()
@@ -237,8 +225,22 @@ def _html_to_pdf(html: str) -> bytes:
     return html_to_pdf(html)
 
 
+def check_certifications(certifications: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The certification ids to show (None: every one the runs cite); UserError for an id
+    the catalog does not know."""
+    if not certifications:
+        return None
+    known = [c.id for c in load_catalog().certifications]
+    unknown = [c for c in dict.fromkeys(certifications) if c not in known]
+    if unknown:
+        names = ", ".join(repr(c) for c in unknown)
+        raise UserError(f"unknown certification {names}; pass --certification with one of {', '.join(known)}")
+    return tuple(dict.fromkeys(certifications))
+
+
 def _build_tree(ctx: Context, tree: Path, run_ids: list[str], candidate: str, signer: CentreSigner,
-                when: datetime, recordings: list[_Recording], pdf_lang: str) -> BundleResult:
+                when: datetime, recordings: list[_Recording], pdf_lang: str,
+                certifications: tuple[str, ...] | None) -> BundleResult:
     trust = Trust.from_keyring(Keyring(ctx.settings.home / "keys"))
     result = BundleResult(path=tree, candidate=candidate, runs=[])
     runs: list[StoredRun] = []
@@ -250,7 +252,7 @@ def _build_tree(ctx: Context, tree: Path, run_ids: list[str], candidate: str, si
             result.warnings.append(warning)
     counted = {r.run_id for r in latest_grades(runs)}
     catalog = load_catalog()
-    rows = criterion_summary(runs, catalog)
+    rows = criterion_summary(runs, catalog, certifications)
 
     t0 = time.perf_counter()
     html: dict[tuple[str, str], str] = {}
@@ -338,7 +340,8 @@ def _check_zip_path(out: Path) -> Path:
 
 
 def _make(ctx: Context, out: Path, run_ids: list[str], candidate: str, recordings: list[_Recording],
-          signer: CentreSigner, lang: str, now: datetime | None) -> BundleResult:
+          signer: CentreSigner, lang: str, now: datetime | None,
+          certifications: tuple[str, ...] | None = None) -> BundleResult:
     from labkit.adapters.bundle import finalize_bundle
 
     when = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
@@ -347,7 +350,7 @@ def _make(ctx: Context, out: Path, run_ids: list[str], candidate: str, recording
         os.chmod(tmp, 0o700)
         tree = Path(tmp) / out.stem
         tree.mkdir()
-        result = _build_tree(ctx, tree, run_ids, candidate, signer, when, recordings, lang)
+        result = _build_tree(ctx, tree, run_ids, candidate, signer, when, recordings, lang, certifications)
         t0 = time.perf_counter()
         out.parent.mkdir(parents=True, exist_ok=True)
         result.path = finalize_bundle(tree, out, signer, when)
@@ -356,22 +359,24 @@ def _make(ctx: Context, out: Path, run_ids: list[str], candidate: str, recording
     return result
 
 
-def bundle_run(ctx: Context, run_ref: str, out: Path, *, lang: str = "fr",
-               now: datetime | None = None) -> BundleResult:
+def bundle_run(ctx: Context, run_ref: str, out: Path, *, lang: str = "fr", now: datetime | None = None,
+               certifications: Sequence[str] | None = None) -> BundleResult:
     """One run (id or folder) in one bundle."""
     out = _check_zip_path(out)
+    certs = check_certifications(certifications)
     signer = Keyring(ctx.settings.home / "keys").require_signer()
     run = open_run(ctx.settings.runs, run_ref)
     candidate = run.info.candidate or run.info.instance
     recs = _recordings(ctx, {run.info.instance}, run.info.candidate)
-    return _make(ctx, out, [str(run.path)], candidate, recs, signer, lang, now)
+    return _make(ctx, out, [str(run.path)], candidate, recs, signer, lang, now, certs)
 
 
 def bundle_candidate(ctx: Context, candidate: str, out: Path, *, with_selfchecks: bool = False, lang: str = "fr",
-                     now: datetime | None = None) -> BundleResult:
+                     now: datetime | None = None, certifications: Sequence[str] | None = None) -> BundleResult:
     """A candidate's recorded grades (and self-checks with ``with_selfchecks``) in one bundle;
     ``candidate`` is the candidate's name as recorded in the runs, or an instance name."""
     out = _check_zip_path(out)
+    certs = check_certifications(certifications)
     signer = Keyring(ctx.settings.home / "keys").require_signer()
     ids = _runs_of_candidate(ctx, candidate, with_selfchecks)
     if not ids:
@@ -380,11 +385,12 @@ def bundle_candidate(ctx: Context, candidate: str, out: Path, *, with_selfchecks
                         "(`labkit grade NAME`) or see `labkit runs` for the names recorded")
     instances = {r["instance"] for r in list_runs(ctx.settings.runs) if r["id"] in ids}
     recs = _recordings(ctx, instances, candidate)
-    return _make(ctx, out, ids, candidate, recs, signer, lang, now)
+    return _make(ctx, out, ids, candidate, recs, signer, lang, now, certs)
 
 
 def bundle_cohort(ctx: Context, cohort: str, out_dir: Path, *, with_selfchecks: bool = False, lang: str = "fr",
-                  now: datetime | None = None) -> tuple[list[BundleResult], list[str]]:
+                  now: datetime | None = None, certifications: Sequence[str] | None = None,
+                  ) -> tuple[list[BundleResult], list[str]]:
     """One ``<candidate-slug>.zip`` per candidate of the cohort (CLI cohort file and/or portal
     database) into ``out_dir``. Returns the bundles and the candidates skipped (no recorded grade)."""
     from labkit.usecases import cohort as cohort_uc
@@ -393,6 +399,7 @@ def bundle_cohort(ctx: Context, cohort: str, out_dir: Path, *, with_selfchecks: 
         raise UserError(f"--cohort writes one zip per candidate into a folder; pass -o FOLDER, not {out_dir.name}")
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir} exists and is not a folder; pass -o FOLDER for the cohort's bundles")
+    certs = check_certifications(certifications)
     signer = Keyring(ctx.settings.home / "keys").require_signer()
     seats: dict[str, _Seat] = {}
     from_db = _db_cohort(ctx, cohort)
@@ -423,5 +430,5 @@ def bundle_cohort(ctx: Context, cohort: str, out_dir: Path, *, with_selfchecks: 
             stem = f"{stem}-{seat.instance}"
         used.add(stem)
         recs = _recordings(ctx, {seat.instance}, None)
-        results.append(_make(ctx, out_dir / f"{stem}.zip", ids, seat.candidate, recs, signer, lang, now))
+        results.append(_make(ctx, out_dir / f"{stem}.zip", ids, seat.candidate, recs, signer, lang, now, certs))
     return results, skipped
