@@ -6,6 +6,7 @@ The private key appears nowhere in the bundle, the folder or what the commands p
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -142,7 +143,13 @@ def test_grade_bundle_unzip_verify_open_offline(lab_env: LabEnv, tmp_path: Path)
             assert page.title().endswith(CANDIDATE)
             assert page.locator("table.summary tbody tr").count() > 5
             assert page.locator(".badge.s-acquired").count() >= 1
-            assert page.locator("blockquote").count() > 5
+            # a card (quoted text, checks) per assessed criterion, one line per criterion nobody assessed
+            cards = page.locator("div.criterion").count()
+            assert cards >= 3 and page.locator("div.criterion blockquote").count() == cards
+            assert page.locator("div.criterion div.chk div.ev a").count() > 20  # evidence links
+            assert page.locator("ul.unassessed li").count() > 10
+            assert cards + page.locator("ul.unassessed li").count() == page.locator(
+                "table.summary tbody tr:not(.cert)").count()
             page.click(f'a[href="reports/{run_id}.fr.html#check-lan-reachability"]')
             page.wait_for_load_state()
             assert page.url.endswith(f"reports/{run_id}.fr.html#check-lan-reachability")
@@ -160,6 +167,15 @@ def test_grade_bundle_unzip_verify_open_offline(lab_env: LabEnv, tmp_path: Path)
                    check=True, timeout=120)
     pages = sorted(tmp_path.glob("page-*.png"))
     assert pages and all(pg.stat().st_size > 5000 for pg in pages)
+    assert len(pages) <= 14  # was 28 when every criterion nobody assessed had its own card
+
+    # one certification only (what a jury for that title reads)
+    tssr = tmp_path / "out" / "nadia-tssr.zip"
+    labkit("bundle", "--candidate", CANDIDATE, "--certification", "tssr", "-o", str(tssr))
+    with zipfile.ZipFile(tssr) as zf:
+        summary = json.loads(zf.read("nadia-tssr/summary.json"))
+    assert summary["certifications"] == ["tssr"] and summary["counts"]["acquired"] >= 1
+    assert {c["certification"] for c in summary["criteria"]} == {"tssr"}
     assert (folder / f"reports/{run_id}.fr.pdf").read_bytes().startswith(b"%PDF-")
 
     # one byte changed: verify exits 1 and names the file (folder and zip)
