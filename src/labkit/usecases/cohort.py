@@ -388,19 +388,42 @@ def _error_text(exc: Exception) -> str:
 def _run_pool(items: list[Seat], fn: Callable[[Seat], None], parallel: int, stop: threading.Event) -> None:
     """Run ``fn`` on every seat, ``parallel`` at a time, in worker threads. The calling thread
     only waits (so Ctrl-C reaches it): on KeyboardInterrupt, seats not started are left alone,
-    those running finish, and the interrupt goes on."""
+    those running finish, and the interrupt goes on. ``fn`` must return at once when ``stop``
+    is set.
+
+    Running seats are counted by the workers themselves: an interrupt can land inside
+    ``pool.submit`` after a worker thread started but before the pool recorded it (seen under
+    load), and ``shutdown(wait=True)`` would then not wait for that worker."""
     if not items:
         return
+    running = 0
+    idle = threading.Condition()
+
+    def tracked(seat: Seat) -> None:
+        nonlocal running
+        with idle:
+            running += 1
+        try:
+            fn(seat)
+        finally:
+            with idle:
+                running -= 1
+                idle.notify_all()
+
     pool = ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="cohort")
-    futures: set[Future[None]] = set()
+    futures: list[Future[None]] = []
     try:
-        futures = {pool.submit(fn, s) for s in items}
-        pending = futures
+        for s in items:
+            futures.append(pool.submit(tracked, s))
+        pending: set[Future[None]] = set(futures)
         while pending:
             _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
     except BaseException:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop.set()  # a seat that starts from now on returns at once
+        pool.shutdown(wait=False, cancel_futures=True)
+        with idle:
+            idle.wait_for(lambda: running == 0)
+        pool.shutdown(wait=True)
         raise
     pool.shutdown(wait=True)
     for f in futures:
