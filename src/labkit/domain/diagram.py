@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-__all__ = ["topology_svg"]
+__all__ = ["cidr_addresses", "diagram_addresses", "topology_svg"]
 
 CORE_ROLES = ("router", "firewall")
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
@@ -481,3 +481,31 @@ def topology_svg(
 
 def _seg_addresses(seg: _Segment, addresses: Mapping[str, Sequence[str]]) -> list[str]:
     return [a for node, iface in seg.members for a in addresses.get(f"{node}:{iface}", ())]
+
+
+def cidr_addresses(value: Any) -> list[str]:
+    """Addresses as CIDR text, from strings or ``{address: ...}`` records (the netlink probe's)."""
+    items = value if isinstance(value, list) else [value] if value else []
+    out = []
+    for a in items:
+        text = a.get("address") if isinstance(a, dict) else a
+        if isinstance(text, str) and text:
+            out.append(text)
+    return out
+
+
+def diagram_addresses(rows: Sequence[Mapping[str, Any]] | None) -> dict[str, list[str]]:
+    """``node:iface`` -> global addresses, from the addressing artifact's rows (link-local and
+    loopback ones would only clutter the drawing)."""
+    out: dict[str, list[str]] = {}
+    for r in rows or []:
+        keep = []
+        for a in cidr_addresses(r.get("addresses")):
+            try:
+                itf = ipaddress.ip_interface(a)
+            except ValueError:
+                continue
+            if not (itf.is_link_local or itf.is_loopback):
+                keep.append(a)
+        out[f"{r.get('node')}:{r.get('iface')}"] = keep
+    return out

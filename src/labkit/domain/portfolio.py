@@ -17,22 +17,19 @@ any browser.
 from __future__ import annotations
 
 import csv
-import functools
 import html
 import io
-import ipaddress
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from labkit.adapters.storage.runs import StoredRun
 from labkit.domain.criteria_summary import CriterionRow, counts
-from labkit.domain.diagram import topology_svg
+from labkit.domain.diagram import cidr_addresses, diagram_addresses, topology_svg
+from labkit.domain.templating import environment
 
 __all__ = [
     "FORMAT",
@@ -49,7 +46,6 @@ __all__ = [
 ]
 
 FORMAT = "labkit-portfolio/1"
-TEMPLATES = Path(__file__).parent / "templates"
 RESTORE_GRADERS = ("restore_test",)  # grader names (after the last dot) whose evidence is a restore test
 _KNOWN = ("topology", "addressing")
 
@@ -352,31 +348,6 @@ def _columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     return columns, [[_cell(r.get(c)) for c in columns] for r in rows]
 
 
-def _address_text(a: Any) -> str | None:
-    text = a.get("address") if isinstance(a, dict) else a
-    return text if isinstance(text, str) and text else None
-
-
-def _addresses(value: Any) -> list[str]:
-    items = value if isinstance(value, list) else [value] if value else []
-    return [t for t in (_address_text(a) for a in items) if t]
-
-
-def _diagram_addresses(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for r in rows:
-        keep = []
-        for a in _addresses(r.get("addresses")):
-            try:
-                itf = ipaddress.ip_interface(a)
-            except ValueError:
-                continue
-            if not (itf.is_link_local or itf.is_loopback):
-                keep.append(a)
-        out[f"{r.get('node')}:{r.get('iface')}"] = keep
-    return out
-
-
 def _restore_rows(run: StoredRun) -> list[list[Any]]:
     rows: list[list[Any]] = []
     for check in run.summary.checks:
@@ -400,11 +371,11 @@ def run_exports(run: StoredRun, lang: str = "fr") -> list[Export]:
     addressing = _records(arts.get("addressing")) or []
     topo = arts.get("topology")
     if isinstance(topo, dict) and isinstance(topo.get("nodes"), list) and topo["nodes"]:
-        svg = topology_svg(topo, _diagram_addresses(addressing), lang=lang)
+        svg = topology_svg(topo, diagram_addresses(addressing), lang=lang)
         out.append(Export("topology.svg", "art_topology", {}, svg.encode("utf-8")))
     if addressing:
         out += _table("addressing", "art_addressing", {}, ["node", "iface", "state", "addresses", "error"],
-                      [[r.get("node"), r.get("iface"), r.get("state"), " ".join(_addresses(r.get("addresses"))),
+                      [[r.get("node"), r.get("iface"), r.get("state"), " ".join(cidr_addresses(r.get("addresses"))),
                         r.get("error")] for r in addressing], run, lang)
     node_order = [n.get("name") for n in (topo or {}).get("nodes", []) if isinstance(n, dict)] \
         if isinstance(topo, dict) else []
@@ -536,24 +507,12 @@ def _view(p: Portfolio, lang: str) -> dict[str, Any]:
     }
 
 
-@functools.cache
-def _environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html", "j2"], default=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-
-
 def render_index(p: Portfolio, lang: str = "fr", *, links: bool = True) -> str:
     """The index page in ``lang``; ``links=False`` for the PDF (paths shown as text: a PDF
     reader would resolve relative links against where the PDF was made)."""
     if lang not in STRINGS:
         raise ValueError(f"portfolio language must be 'fr' or 'en', not {lang!r}")
-    template = _environment().get_template("portfolio.html.j2")
+    template = environment().get_template("portfolio.html.j2")
     return template.render(p=_view(p, lang), s=STRINGS[lang], links=links)
 
 

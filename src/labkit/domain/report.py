@@ -8,19 +8,16 @@ criteria.json, so a report renders the same anywhere the folder is copied.
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import json
 import re
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any, Literal
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from labkit.adapters.storage.runs import StoredRun
-from labkit.domain.diagram import topology_svg
+from labkit.domain.diagram import cidr_addresses, diagram_addresses, topology_svg
+from labkit.domain.templating import environment
 from labkit.models.evidence import Evidence
 from labkit.models.results import CheckResult
 
@@ -30,7 +27,6 @@ Lang = Literal["fr", "en"]
 FORMAT = "labkit-report/1"
 EXCERPT_LINES = 15
 EXCERPT_WIDTH = 160
-TEMPLATES = Path(__file__).parent / "templates"
 
 STRINGS: dict[str, dict[str, str]] = {
     "fr": {
@@ -504,7 +500,7 @@ def _artifacts_view(run: StoredRun) -> dict[str, Any]:
                 "node": _cell(r.get("node")),
                 "iface": _cell(r.get("iface")),
                 "state": _cell(r.get("state")) + (f" ({r['error']})" if r.get("error") else ""),
-                "addresses": _addresses(r.get("addresses")),
+                "addresses": cidr_addresses(r.get("addresses")),
             }
             for r in addressing
         ]
@@ -516,36 +512,9 @@ def _artifacts_view(run: StoredRun) -> dict[str, Any]:
     }
 
 
-def _addresses(value: Any) -> list[str]:
-    """Addresses as CIDR text, from strings or ``{address: ...}`` records (the netlink probe's)."""
-    items = value if isinstance(value, list) else [value] if value else []
-    out = []
-    for a in items:
-        text = a.get("address") if isinstance(a, dict) else a
-        if isinstance(text, str) and text:
-            out.append(text)
-    return out
-
-
 def _error_of(data: Any) -> str | None:
     """The reason an artifact could not be read, when the grader stored ``{"error": ...}``."""
     return str(data["error"]) if isinstance(data, dict) and data.get("error") else None
-
-
-def _diagram_addresses(rows: list[dict[str, Any]] | None) -> dict[str, list[str]]:
-    """``node:iface`` -> global addresses (link-local ones would only clutter the drawing)."""
-    out: dict[str, list[str]] = {}
-    for r in rows or []:
-        keep = []
-        for a in r["addresses"]:
-            try:
-                itf = ipaddress.ip_interface(a)
-            except ValueError:
-                continue
-            if not (itf.is_link_local or itf.is_loopback):
-                keep.append(a)
-        out[f"{r['node']}:{r['iface']}"] = keep
-    return out
 
 
 _ISO_DT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -698,27 +667,15 @@ def render_json(run: StoredRun, lang: str = "fr") -> dict[str, Any]:
     }
 
 
-@functools.cache
-def _environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html", "j2"], default=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-
-
 def render_html(run: StoredRun, lang: str = "fr") -> str:
     """A standalone, printable HTML report (inline CSS and SVG, no script, no external asset)."""
     report = render_json(run, lang)
     topo = report["artifacts"]["topology"]
     svg = None
     if topo is not None:
-        addresses = _diagram_addresses(report["artifacts"]["addressing"])
+        addresses = diagram_addresses(report["artifacts"]["addressing"])
         svg = Markup(topology_svg(topo, addresses, lang=report["lang"]))
-    template = _environment().get_template("report.html.j2")
+    template = environment().get_template("report.html.j2")
     # the PDF's creation date is the run's (W3C format, as WeasyPrint reads it), never "now"
     created = f"{_utc(run.info.ended_at):%Y-%m-%dT%H:%M:%SZ}"
     return template.render(r=report, s=STRINGS[report["lang"]], svg=svg, created=created)
