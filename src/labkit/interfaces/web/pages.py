@@ -455,11 +455,10 @@ def runs_page(request: Request, who: Staff) -> Response:
     return render(request, "runs.html", who=who, runs=rows)
 
 
-@router.get("/runs/{run_id}")
-def run_report(request: Request, run_id: int, who: Anyone) -> Response:
-    """The proof report of a complete grading, rendered from its sealed run folder."""
+def _sealed_run(request: Request, run_id: int) -> Any:
+    """The verified run folder of a complete grading (404 otherwise), or the 409 page saying
+    it was modified after sealing."""
     from labkit.adapters.storage.runs import open_run
-    from labkit.domain.report import render_html, render_json
 
     with _db(request).session() as s:
         row = s.get(GradingRun, run_id)
@@ -467,11 +466,21 @@ def run_report(request: Request, run_id: int, who: Anyone) -> Response:
             raise NotFound()
         folder = row.run_id
     try:
-        stored = open_run(request.app.state.ctx.settings.runs, folder)
+        return open_run(request.app.state.ctx.settings.runs, folder)
     except UnknownRunError:
         raise NotFound() from None
     except EvidenceIntegrityError as exc:
         return error_page(request, 409, message=translator(request.state.lang)("integrity_error", message=str(exc)))
+
+
+@router.get("/runs/{run_id}")
+def run_report(request: Request, run_id: int, who: Anyone) -> Response:
+    """The proof report of a complete grading, rendered from its sealed run folder."""
+    from labkit.domain.report import render_html, render_json
+
+    stored = _sealed_run(request, run_id)
+    if isinstance(stored, Response):
+        return stored
     if request.query_params.get("format") == "json":
         return JSONResponse(json.loads(json.dumps(render_json(stored, request.state.lang), default=str)))
     return HTMLResponse(render_html(stored, request.state.lang))
@@ -481,20 +490,11 @@ def run_report(request: Request, run_id: int, who: Anyone) -> Response:
 def run_report_pdf(request: Request, run_id: int, who: Anyone) -> Response:
     """The proof report as PDF (A4, the centre's key on every page), from the sealed run folder."""
     from labkit.adapters.render.pdf import html_to_pdf
-    from labkit.adapters.storage.runs import open_run
     from labkit.domain.report import render_html
 
-    with _db(request).session() as s:
-        row = s.get(GradingRun, run_id)
-        if row is None or row.status != "complete" or not row.run_id:
-            raise NotFound()
-        folder = row.run_id
-    try:
-        stored = open_run(request.app.state.ctx.settings.runs, folder)
-    except UnknownRunError:
-        raise NotFound() from None
-    except EvidenceIntegrityError as exc:
-        return error_page(request, 409, message=translator(request.state.lang)("integrity_error", message=str(exc)))
+    stored = _sealed_run(request, run_id)
+    if isinstance(stored, Response):
+        return stored
     pdf = html_to_pdf(render_html(stored, request.state.lang), base_url=str(stored.path))
     filename = f"{stored.run_id}.{request.state.lang}.pdf"
     return Response(pdf, media_type="application/pdf",
