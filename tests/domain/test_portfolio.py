@@ -6,6 +6,7 @@ import csv
 import io
 import re
 import xml.etree.ElementTree as ET
+import json
 from datetime import UTC, datetime
 from html import unescape
 from html.parser import HTMLParser
@@ -147,6 +148,28 @@ def test_table_pages_escape_what_graders_stored(tmp_path: Path) -> None:
     ex = {x.name: x for x in run_exports(open_run(tmp_path / "runs", rid), "en")}
     page = ex["alert-timeline.html"].data.decode()
     assert "<img" not in page and "&lt;img src=x" in page and "<h1>Alert timeline</h1>" in page
+
+def test_table_pages_read_like_the_report_while_the_csv_keeps_raw_values(tmp_path: Path) -> None:
+    """A jury reads the HTML table: times of the run's day as HH:MM:SS.mmm (the day said once),
+    nested records as ``key: value``; a spreadsheet gets the CSV with ISO dates and JSON."""
+    rid = "sup-20261128T040000Z-0e1f"
+    info = make_info(rid, instance="sup", checks=[])
+    day = info.started_at.astimezone(UTC)
+    at = day.replace(hour=4, minute=5, second=6, microsecond=789000).isoformat()
+    summary = GradeSummary(run_id=rid, lab_id=info.lab_id, instance="sup", candidate=info.candidate, score=0,
+                           max_score=0, started_at=info.started_at, ended_at=info.ended_at, checks=[])
+    w = RunWriter(tmp_path / "runs", rid)
+    w.add_artifact("availability", [{"device": "srv2", "from": at,
+                                     "down_periods": [{"from": at, "seconds": 4.0}]}])
+    w.seal(info, summary, [], now=_t(43))
+    ex = {x.name: x for x in run_exports(open_run(tmp_path / "runs", rid), "fr")}
+    page = ex["availability.html"].data.decode()
+    assert '<td class="t">04:05:06.789</td>' in page
+    assert "<td>from: 04:05:06.789, seconds: 4.0</td>" in page
+    assert f"heures UTC du {day:%d/%m/%Y}" in page and at not in page
+    raw = _csv(ex["availability.csv"].data)
+    assert raw[1][1] == at and json.loads(raw[1][2]) == [{"from": at, "seconds": 4.0}]
+
 
 @pytest.mark.parametrize("lang", ["fr", "en"])
 def test_index_summary_first_then_criteria_with_links(runs: list[StoredRun], lang: str) -> None:

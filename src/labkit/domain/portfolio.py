@@ -29,6 +29,7 @@ from markupsafe import Markup
 from labkit.adapters.storage.runs import StoredRun
 from labkit.domain.criteria_summary import CriterionRow, counts
 from labkit.domain.diagram import cidr_addresses, diagram_addresses, topology_svg
+from labkit.domain.report import cell_text
 from labkit.domain.templating import environment
 
 __all__ = [
@@ -142,6 +143,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "en": "anglais",
         "colon": " :",
         "back": "Retour au portefeuille",
+        "times_utc": "heures UTC du {day}",
         "csv": "CSV",
         "svg": "SVG",
     },
@@ -237,6 +239,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "en": "English",
         "colon": ":",
         "back": "Back to the portfolio",
+        "times_utc": "times in UTC on {day}",
         "csv": "CSV",
         "svg": "SVG",
     },
@@ -293,7 +296,7 @@ def _csv(columns: list[str], rows: list[list[Any]]) -> bytes:
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(columns)
     for r in rows:
-        w.writerow(["" if v is None else v for v in r])
+        w.writerow(["" if v is None else _cell(v) for v in r])
     return buf.getvalue().encode("utf-8")
 
 
@@ -302,7 +305,8 @@ _TABLE_CSS = (
     "padding: 8mm; color: #1d1d1d; } h1 { font-size: 14pt; color: #14324f; } .note { color: #5a6570; } "
     "table { border-collapse: collapse; } th, td { border: 1px solid #c9cfd6; padding: 3px 6px; text-align: left; "
     "vertical-align: top; font-size: 9pt; } thead th { background: #e8eef4; } tr { break-inside: avoid; } "
-    'td { font-family: "DejaVu Sans Mono", monospace; font-size: 8.5pt; word-break: break-word; }'
+    'td { font-family: "DejaVu Sans Mono", monospace; font-size: 8.5pt; overflow-wrap: break-word; } '
+    "th { overflow-wrap: normal; } td.t { white-space: nowrap; }"
 )
 
 
@@ -311,14 +315,20 @@ def _table_html(title: str, run: StoredRun, columns: list[str], rows: list[list[
     e = html.escape
     s = STRINGS[lang]
     who = run.info.candidate or run.info.instance
-    head = "".join(f"<th>{e(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{e(str(_cell(v) if v is not None else ''))}</td>" for v in r) + "</tr>\n"
-                   for r in rows)
+    day = run.info.started_at.astimezone(UTC).date()  # times of that day are shown as HH:MM:SS.mmm
+
+    def td(v: Any) -> str:
+        text = cell_text(v, day) if v is not None else ""
+        timed = isinstance(v, str) and text != v  # a date-time shortened to its time of day
+        return f'<td class="t">{e(text)}</td>' if timed else f"<td>{e(text)}</td>"
+
+    head = "".join(f"<th>{e(c.replace('_', ' '))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(td(v) for v in r) + "</tr>\n" for r in rows)
     return (f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{e(title)} — {e(who)}</title>\n<style>{_TABLE_CSS}</style>\n</head>\n<body>\n"
             f'<p><a href="../../{"index.html" if lang == "fr" else "index.en.html"}">{e(s["back"])}</a></p>\n'
             f"<h1>{e(title)}</h1>\n<p class=\"note\">{e(run.info.lab_title.get(lang))} — {e(who)} — "
-            f"<code>{e(run.run_id)}</code></p>\n"
+            f"<code>{e(run.run_id)}</code> — {e(s['times_utc'].format(day=f'{day:%d/%m/%Y}'))}</p>\n"
             f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n</body>\n</html>\n"
             ).encode()
 
@@ -345,7 +355,7 @@ def _records(data: Any) -> list[dict[str, Any]] | None:
 
 def _columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    return columns, [[_cell(r.get(c)) for c in columns] for r in rows]
+    return columns, [[r.get(c) for c in columns] for r in rows]
 
 
 def _restore_rows(run: StoredRun) -> list[list[Any]]:

@@ -21,7 +21,7 @@ from labkit.domain.templating import environment
 from labkit.models.evidence import Evidence
 from labkit.models.results import CheckResult
 
-__all__ = ["FORMAT", "STRINGS", "Lang", "render_html", "render_json"]
+__all__ = ["FORMAT", "STRINGS", "Lang", "render_html", "cell_text", "render_json", "when_text"]
 
 Lang = Literal["fr", "en"]
 FORMAT = "labkit-report/1"
@@ -520,7 +520,7 @@ def _error_of(data: Any) -> str | None:
 _ISO_DT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
-def _when(text: str, day: date | None) -> str:
+def when_text(text: str, day: date | None) -> str:
     """An ISO date-time as ``HH:MM:SS.mmm`` (UTC) on the run's day, else with its date too."""
     if not _ISO_DT.match(text):
         return text
@@ -531,27 +531,26 @@ def _when(text: str, day: date | None) -> str:
     return _fmt_time(d) if d.date() == day else f"{d:%Y-%m-%d} {_fmt_time(d)}"
 
 
-def _table(data: Any, day: date | None = None) -> dict[str, Any] | None:
-    """A list of records (e.g. a grader's availability table) as columns and rows of text.
+def cell_text(v: Any, day: date | None = None) -> str:
+    """One value of a grader's table as text: date-times of the run's ``day`` as the time of
+    day (UTC), nested records as ``key: value`` pairs rather than JSON, empty as "—"."""
+    if isinstance(v, str):
+        return when_text(v, day) if v else "—"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {cell_text(x, day)}" for k, x in v.items()) if v else "—"
+    if isinstance(v, list) and any(isinstance(x, dict) for x in v):
+        return "; ".join(cell_text(x, day) for x in v) if v else "—"
+    return _cell(v)
 
-    Date-times are shortened to the time of day (UTC) when they fall on the run's ``day``;
-    nested records read as ``key: value`` pairs rather than JSON.
-    """
+
+def _table(data: Any, day: date | None = None) -> dict[str, Any] | None:
+    """A list of records (e.g. a grader's availability table) as columns and rows of text
+    (see :func:`cell_text`)."""
     rows = _rows(data)
     if rows is None:
         return None
     columns = list(dict.fromkeys(k for r in rows for k in r))
-
-    def text(v: Any) -> str:
-        if isinstance(v, str):
-            return _when(v, day) if v else "—"
-        if isinstance(v, dict):
-            return ", ".join(f"{k}: {text(x)}" for k, x in v.items()) if v else "—"
-        if isinstance(v, list) and any(isinstance(x, dict) for x in v):
-            return "; ".join(text(x) for x in v) if v else "—"
-        return _cell(v)
-
-    return {"columns": columns, "rows": [[text(r.get(c)) for c in columns] for r in rows]}
+    return {"columns": columns, "rows": [[cell_text(r.get(c), day) for c in columns] for r in rows]}
 
 
 def _json_excerpt(data: Any) -> str:
