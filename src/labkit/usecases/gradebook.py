@@ -198,7 +198,8 @@ class MissingIdentifiers(UserError):
         others = "/".join(f for f in ID_FIELDS if f != id_field)
         super().__init__(
             f"{len(missing)} candidate(s) have no {id_field}, so Moodle could not match them: {who}; "
-            f"give a roster with a name column and an {id_field} column (Moodle's participants export "
+            f"give a roster with a name column and {'an' if id_field[0] in 'aeiou' else 'a'} {id_field} column "
+            "(Moodle's participants export "
             f"does) with --roster FILE, or choose --id-field {others} if the roster had those."
         )
 
