@@ -536,7 +536,7 @@ def runs() -> None:
 
 
 # Commands kept in their own modules; importing them registers them on ``cli``.
-from labkit.interfaces import cli_bundle, cli_gradebook, cli_keys, cli_verify  # noqa: E402,F401
+from labkit.interfaces import cli_bundle, cli_gradebook, cli_keys, cli_summary, cli_verify  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:

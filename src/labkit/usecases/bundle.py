@@ -39,6 +39,7 @@ from labkit.domain.criteria_summary import criterion_summary, latest_grades
 from labkit.domain.report import render_html
 from labkit.errors import EnvironmentProblem, EvidenceIntegrityError, UserError
 from labkit.usecases.lifecycle import Context
+from labkit.usecases.summary import check_certifications, recorded_run_ids
 
 __all__ = ["BundleResult", "bundle_candidate", "bundle_cohort", "bundle_run", "check_certifications", "slug"]
 
@@ -81,12 +82,6 @@ def slug(text: str) -> str:
 # -- choosing runs ---------------------------------------------------------------------------------
 def _modes(with_selfchecks: bool) -> tuple[str, ...]:
     return ("grade", "selfcheck") if with_selfchecks else ("grade",)
-
-
-def _runs_of_candidate(ctx: Context, candidate: str, with_selfchecks: bool) -> list[str]:
-    rows = [r for r in list_runs(ctx.settings.runs) if r["mode"] in _modes(with_selfchecks)]
-    chosen = [r for r in rows if r["candidate"] == candidate] or [r for r in rows if r["instance"] == candidate]
-    return [r["id"] for r in reversed(chosen)]  # oldest first
 
 
 def _runs_of_instance(ctx: Context, instance: str, with_selfchecks: bool) -> list[str]:
@@ -223,19 +218,6 @@ def _html_to_pdf(html: str) -> bytes:
     from labkit.adapters.render.pdf import html_to_pdf
 
     return html_to_pdf(html)
-
-
-def check_certifications(certifications: Sequence[str] | None) -> tuple[str, ...] | None:
-    """The certification ids to show (None: every one the runs cite); UserError for an id
-    the catalog does not know."""
-    if not certifications:
-        return None
-    known = [c.id for c in load_catalog().certifications]
-    unknown = [c for c in dict.fromkeys(certifications) if c not in known]
-    if unknown:
-        names = ", ".join(repr(c) for c in unknown)
-        raise UserError(f"unknown certification {names}; pass --certification with one of {', '.join(known)}")
-    return tuple(dict.fromkeys(certifications))
 
 
 def _build_tree(ctx: Context, tree: Path, run_ids: list[str], candidate: str, signer: CentreSigner,
@@ -378,7 +360,7 @@ def bundle_candidate(ctx: Context, candidate: str, out: Path, *, with_selfchecks
     out = _check_zip_path(out)
     certs = check_certifications(certifications)
     signer = Keyring(ctx.settings.home / "keys").require_signer()
-    ids = _runs_of_candidate(ctx, candidate, with_selfchecks)
+    ids = recorded_run_ids(ctx, candidate, with_selfchecks=with_selfchecks)
     if not ids:
         what = "grade or self-check" if with_selfchecks else "grade"
         raise UserError(f"no recorded {what} for candidate or instance {candidate!r}; grade it first "
