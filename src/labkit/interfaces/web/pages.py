@@ -368,6 +368,52 @@ def cohort_gradebook_json(request: Request, cohort_id: int, who: Staff, id_field
                     headers={"Content-Disposition": f'attachment; filename="{name}-gradebook.json"'})
 
 
+# ----------------------------------------------------------------------------- per-criterion table
+LONG_TEXT = 400  # characters: a longer criterion text folds into <details>
+
+
+def _criteria(request: Request, candidate_id: int, name: str) -> dict[str, Any]:
+    """The candidate's per-criterion table from their complete gradings (grade and final; the
+    latest per lab counts), limited to ``?certification=ID`` when given. A run folder that fails
+    verification is listed, not counted."""
+    from labkit.usecases.summary import summarize
+
+    t = translator(request.state.lang)
+    lang = request.state.lang
+    with _db(request).session() as s:
+        rows = s.scalars(select(GradingRun).where(GradingRun.candidate_id == candidate_id,
+                                                  GradingRun.status == "complete",
+                                                  GradingRun.mode.in_(("grade", "final")))
+                         .order_by(GradingRun.started_at, GradingRun.id)).all()
+        folders = {r.run_id: r.id for r in rows if r.run_id}
+    wanted = request.query_params.get("certification", "").strip()
+    error = None
+    try:
+        summary = summarize(request.app.state.ctx, list(folders), name, [wanted] if wanted else None)
+    except UserError:
+        error = t("crit_unknown_cert", value=repr(wanted[:60]))
+        wanted = ""
+        summary = summarize(request.app.state.ctx, list(folders), name)
+    link = {run.run_id: folders[ref] for ref, run in summary.runs.items()}
+    view_rows = []
+    for r in summary.rows:
+        crit = r.criterion
+        view_rows.append({
+            "certification": crit.certification, "code": crit.code, "id": crit.id, "text": crit.text,
+            "long": len(crit.text) > LONG_TEXT, "status": r.status,
+            "checks": [{"id": c.check_id, "title": c.title.get(lang), "status": c.status,
+                        "message": c.message.get(lang), "run": c.run_id,
+                        "href": f"/runs/{link[c.run_id]}#check-{c.check_id}" if c.run_id in link else None}
+                       for c in r.checks]})
+    return {"rows": view_rows, "counts": summary.counts, "has_runs": bool(folders),
+            "options": [(c, summary.certifications.get(c, c)) for c in summary.cited]
+            + ([(wanted, summary.certifications.get(wanted, wanted))] if wanted and wanted not in summary.cited
+               else []),
+            "selected": wanted, "error": error,
+            "unverifiable": [{"run": u.ref, "message": u.message, "href": f"/runs/{folders[u.ref]}"}
+                             for u in summary.unverifiable]}
+
+
 # ----------------------------------------------------------------------------- candidates (staff)
 @router.get("/candidates/{candidate_id}", response_class=HTMLResponse)
 def candidate_page(request: Request, candidate_id: int, who: Staff) -> Response:
@@ -380,7 +426,8 @@ def candidate_page(request: Request, candidate_id: int, who: Staff) -> Response:
                 "cohort": cand.cohort.name}
         runs = [_run_row(r) for r in repo.latest_runs(s, cand, limit=500)]
         recs = [_rec_row(r) for r in repo.recordings_of(s, cand)]
-    return render(request, "candidate.html", who=who, cand=view, runs=runs, recordings=recs)
+    return render(request, "candidate.html", who=who, cand=view, runs=runs, recordings=recs,
+                  criteria=_criteria(request, candidate_id, view["name"]))
 
 
 @router.get("/candidates/{candidate_id}/bundle.zip")
@@ -606,6 +653,7 @@ def _me(request: Request, who: Principal) -> dict[str, Any] | None:
     hints = _hints(request, selfcheck["run_id"]) if selfcheck else None
     host = request.app.state.ssh_host or request.url.hostname or "127.0.0.1"
     return {"cand": view, "runs": [r for r in runs if r["mode"] != "selfcheck"], "running": running,
+            "criteria": _criteria(request, view["id"], view["name"]),
             "selfcheck": selfcheck, "hints": hints, "brief": brief, "nodes": nodes or [], "recordings": recs,
             "ssh_host": host, "ssh_port": request.app.state.ssh_port, "login": who.login,
             "ssh_keys": Exam.ssh_key_prints(stored_keys)}
