@@ -52,7 +52,8 @@ def test_changed_byte_names_the_file(signed: tuple[Path, Path, Path], capsys: py
     (tree / "index.html").write_text("<p>forged</p>\n")
     assert main(["verify", str(tree), "--key", str(pub)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["error: index.html: changed", f"FAILED: bundle folder {tree} does not verify (1 problem)"]
+    assert lines == ["error: index.html: changed (against SHA256SUMS)",
+                     f"FAILED: bundle folder {tree} does not verify (1 problem)"]
 
     data = bytearray(zpath.read_bytes())
     data[65] ^= 0x01  # inside the first entry's data (its local header is 30 + 29 bytes)

@@ -115,7 +115,7 @@ def test_folder_changed_file_is_named_by_sums_and_by_the_run(bundle: tuple[Path,
     ev = t / RUN / "evidence/ping.a.json"
     ev.write_bytes(ev.read_bytes().replace(b'"ok": true', b'"ok": false'))
     report = verify_bundle_folder(t, trust)
-    assert _lines(report) == [f"{RUN}/evidence/ping.a.json: changed",
+    assert _lines(report) == [f"{RUN}/evidence/ping.a.json: changed (against SHA256SUMS)",
                               f"{RUN}/evidence/ping.a.json: changed (against the run's manifest)"]
     assert report.verdict().startswith("FAILED") and "2 problems" in report.verdict()
 
@@ -125,7 +125,7 @@ def test_folder_symlink_instead_of_file(bundle: tuple[Path, Path], trust: Trust,
     (t / "index.html").unlink()
     os.symlink("/etc/hostname", t / "index.html")
     report = verify_bundle_folder(t, trust)
-    assert "index.html: replaced by a link or special file" in _lines(report)
+    assert "index.html: replaced by a link or special file (against SHA256SUMS)" in _lines(report)
 
 
 def _entries(data: bytes) -> tuple[dict[str, bytes], bytes]:

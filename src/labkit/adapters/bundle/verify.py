@@ -225,7 +225,8 @@ def _check_bundle(report: VerifyReport, files: Mapping[str, bytes | None], trust
             except ValueError as exc:
                 report.problems.append(Problem(ALLOWED_SIGNERS, f"holds no usable key ({exc})"))
     if sums is not None:
-        report.problems += [Problem(rel, what) for rel, what in check_sums(sums, files).problems]
+        report.problems += [Problem(rel, f"{what} (against SHA256SUMS)")
+                            for rel, what in check_sums(sums, files).problems]
 
     run_ids = sorted({rel.split("/")[1] for rel in files if rel.startswith(f"{RUNS}/") and rel.count("/") >= 2})
     for run_id in run_ids:
