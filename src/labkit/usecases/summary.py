@@ -24,7 +24,7 @@ from labkit.errors import EvidenceIntegrityError, UnknownRunError, UserError
 from labkit.usecases.lifecycle import Context
 
 __all__ = ["CandidateSummary", "Unverifiable", "candidate_summary", "check_certifications", "recorded_run_ids",
-           "summarize"]
+           "seat_ref", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,18 @@ def recorded_run_ids(ctx: Context, candidate: str, *, with_selfchecks: bool = Fa
     rows = [r for r in list_runs(ctx.settings.runs) if r["mode"] in modes]
     chosen = [r for r in rows if r["candidate"] == candidate] or [r for r in rows if r["instance"] == candidate]
     return [r["id"] for r in reversed(chosen)]
+
+
+def seat_ref(ctx: Context, name: str, instance: str) -> str | None:
+    """What to pass as ``candidate`` to :func:`recorded_run_ids` (and ``labkit bundle
+    --candidate``) for a seat of a cohort: the name when every graded run of that name is this
+    seat's instance (a bundle then shows the name), else the instance, which is the seat's alone;
+    None when the instance has no recorded grade."""
+    graded = [r for r in list_runs(ctx.settings.runs) if r["mode"] == "grade"]
+    if not any(r["instance"] == instance for r in graded):
+        return None
+    named = [r for r in graded if r["candidate"] == name]
+    return name if named and all(r["instance"] == instance for r in named) else instance
 
 
 def summarize(ctx: Context, refs: Sequence[str], candidate: str,

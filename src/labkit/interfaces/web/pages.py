@@ -434,8 +434,8 @@ def candidate_page(request: Request, candidate_id: int, who: Staff) -> Response:
 def candidate_bundle(request: Request, candidate_id: int, who: Staff) -> Response:
     """The candidate's signed portfolio bundle (labkit bundle --candidate), built now."""
     from labkit.adapters.security.keyring import Keyring
-    from labkit.adapters.storage.runs import list_runs
     from labkit.usecases.bundle import bundle_candidate, slug
+    from labkit.usecases.summary import seat_ref
 
     with _db(request).session() as s:
         cand = s.get(Candidate, candidate_id)
@@ -446,13 +446,9 @@ def candidate_bundle(request: Request, candidate_id: int, who: Staff) -> Respons
     t = translator(request.state.lang)
     if Keyring(ctx.settings.home / "keys").signer() is None:
         return error_page(request, 409, message=t("bundle_no_key"))
-    graded = [r for r in list_runs(ctx.settings.runs) if r["mode"] == "grade"]
-    if not any(r["instance"] == instance for r in graded):
+    ref = seat_ref(ctx, name, instance)
+    if ref is None:
         return error_page(request, 409, message=t("bundle_no_grade", name=name))
-    # by name when every graded run of that name is this candidate's instance (the bundle shows
-    # the name); else by instance, which is theirs alone
-    named = [r for r in graded if r["candidate"] == name]
-    ref = name if named and all(r["instance"] == instance for r in named) else instance
     stem = slug(name) or instance
     with tempfile.TemporaryDirectory(prefix="labkit-web-bundle-") as tmp:
         try:
