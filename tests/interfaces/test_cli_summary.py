@@ -51,7 +51,12 @@ def _run(runs: Path, run_id: str, candidate: str, instance: str, checks: list[tu
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "160")
+    # labkit's console was made at import, when COLUMNS was whatever it was: fix its width
+    # here, or the table wraps differently with a terminal and without one (CI)
+    from labkit.interfaces import cli as cli_module
+
+    monkeypatch.setattr(cli_module.out, "_width", 160)
+    monkeypatch.setattr(cli_module.out, "_height", 50)  # both set: rich uses them even when TERM=dumb
     runs = load_settings().runs
     _run(runs, "zoe-routing-1", NASTY, "zoe", [("lan", "pass", [LINKS]), ("wan", "fail", [INTERCO])])
     _run(runs, "zoe-practice-1", NASTY, "zoe", [("redundancy", "pass", [REDUNDANCY])], mode="selfcheck",
