@@ -3,29 +3,13 @@ good with a trusted key; bad input: one sentence, exit 2, no traceback."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from labkit.interfaces.cli import main
-
-
-def _fixture() -> ModuleType:
-    if "bundle_fixture" not in sys.modules:
-        path = Path(__file__).parents[1] / "adapters" / "bundle" / "bundle_fixture.py"
-        spec = importlib.util.spec_from_file_location("bundle_fixture", path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bundle_fixture"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["bundle_fixture"]
-
-
-bf = _fixture()
+from tests.adapters.bundle import bundle_fixture as bf
 
 
 @pytest.fixture

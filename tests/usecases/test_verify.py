@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -16,21 +13,7 @@ from labkit.errors import UnknownRunError, UserError
 from labkit.settings import load_settings
 from labkit.usecases.lifecycle import Context
 from labkit.usecases.verify import verify
-
-
-def _fixture() -> ModuleType:
-    """tests/adapters/bundle/bundle_fixture.py (the tiny signed bundle), shared by three folders."""
-    if "bundle_fixture" not in sys.modules:
-        path = Path(__file__).parents[1] / "adapters" / "bundle" / "bundle_fixture.py"
-        spec = importlib.util.spec_from_file_location("bundle_fixture", path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bundle_fixture"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["bundle_fixture"]
-
-
-bf = _fixture()
+from tests.adapters.bundle import bundle_fixture as bf
 
 
 def _signer(report: VerifyReport) -> SignatureReport:

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from bundle_fixture import (
+from tests.adapters.bundle.bundle_fixture import (
     RUN_ID,
     STEM,
     T0,

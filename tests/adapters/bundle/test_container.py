@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from bundle_fixture import STEM, T0, key_info, make_bundle, make_signer, make_tree, trust_of
+from tests.adapters.bundle.bundle_fixture import STEM, T0, key_info, make_bundle, make_signer, make_tree, trust_of
 
 from labkit.adapters.bundle import container, finalize_bundle
 from labkit.adapters.bundle.container import CENTRAL, COMMENT, END, build_zip
