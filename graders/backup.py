@@ -36,7 +36,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from labkit.adapters.netns.nodefs import NodeFS
+from labkit.domain.grading import NodeFiles as NodeFS
 from labkit.adapters.probes import backuprepo as br
 from labkit.adapters.probes import capture as capture_probe
 from labkit.adapters.probes import nodetree, sshauth, tcpspan

@@ -121,5 +121,13 @@ class NamespaceSafetyError(LabkitError):
     exit_code = 6
 
 
+class ProbeNotAllowedError(LabkitError):
+    """A probe that is not in the registry, or whose arguments cannot cross to the agent."""
+
+
+class AgentError(ProviderError):
+    """The grader agent could not be reached or answered out of protocol."""
+
+
 class EvidenceIntegrityError(LabkitError):
     exit_code = 7

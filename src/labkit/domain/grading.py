@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
-from labkit.adapters.netns.nodefs import NodeFS
+from labkit.adapters.providers.base import NodeFiles
 from labkit.adapters.probes.echo import EchoPair
 from labkit.adapters.providers.base import Provider
 from labkit.errors import ProviderError
@@ -35,6 +35,8 @@ from labkit.models.evidence import Evidence, EvidenceKind
 from labkit.models.instance import InstancePlan, InstanceState
 from labkit.models.lab import CheckSpec
 from labkit.models.results import CheckResult, Verdict
+
+__all__ = ["CheckContext", "Grader", "GraderRegistry", "NodeFiles", "error_if_unrun", "utcnow"]
 
 BUILTIN_GRADER_MODULES = ("graders.routing", "graders.snmp", "graders.ad", "graders.backup", "graders.vpn",
                           "graders.supervision")
@@ -228,7 +230,7 @@ class CheckContext:
         return self._echo(src, dst, f"nonce echo to {dst} until a verified reply (≤ {deadline_s:g} s)",
                           lambda pair: pair.wait(deadline_s, interval), meta)
 
-    def node_fs(self, node: str) -> NodeFS:
+    def node_fs(self, node: str) -> NodeFiles:
         """The node's files read by the grader's own code (never the node's binaries); use
         it ``with ctx.node_fs(node) as fs:``. Raises ProviderError if the node is gone."""
         return self.provider.node_fs(self.state, node)

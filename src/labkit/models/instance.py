@@ -94,6 +94,8 @@ class InstanceState(BaseModel):
     ssh_key: str  # private key the grader uses to log in to nodes
     inventory: str | None = None  # generated Ansible inventory
     provider_data: dict[str, Any] = Field(default_factory=dict)
+    # where the grader's probes run: in labkit's process (netns only) or in the grader agent
+    vantage: Literal["inprocess", "agent"] = "inprocess"
     applied: list[str] = Field(default_factory=list)  # playbooks applied, in order
 
 

@@ -36,7 +36,10 @@ from typing import TypeVar
 from labkit.adapters.netns import enter as enter_module
 from labkit.adapters.netns.nodefs import NodeFS, init_pid_of
 from labkit.adapters.netns.nsutil import run_in_netns
-from labkit.errors import MissingDependencyError, NotRootError, ProviderError, UnknownNodeError
+from labkit.adapters.netns.ground import InProcessGround
+from labkit.adapters.providers.base import GraderGround
+from labkit.errors import MissingDependencyError, NotRootError, ProviderError, UnknownNodeError, UserError
+from labkit.models.capabilities import ALL_CAPABILITIES, Capability
 from labkit.models.instance import ExecResult, InstancePlan, InstanceState, InstanceStatus, NodeStatus
 from labkit.settings import Settings, load_settings
 
@@ -219,6 +222,7 @@ def _mounts_under(prefix: str) -> list[str]:
 
 class NetnsProvider:
     name = "netns"
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES
 
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or load_settings()
@@ -580,11 +584,11 @@ class NetnsProvider:
                 *self.node_enter_argv(state.name, node, wd="/root"), "/bin/bash", "-l"]
 
     # -------------------------------------------------------------- grading
-    def run_at(self, state: InstanceState, where: str, fn: Callable[[], T], timeout: float) -> T:
-        """``where``: a vantage point, a node (read its kernel state, cut its links),
-        ``segment:NAME``, the LAN's switch namespace, or ``link:NAME``, the namespace a
-        point-to-point link passes through (ports ``p1``/``p2`` facing its two endpoints),
-        where a grader may capture on ``br0`` or cut the link."""
+    def place_namespace(self, state: InstanceState, where: str) -> str:
+        """The namespace of a grader place. ``where``: a vantage point, a node (read its kernel
+        state, cut its links), ``segment:NAME``, the LAN's switch namespace, or ``link:NAME``,
+        the namespace a point-to-point link passes through (ports ``p1``/``p2`` facing its two
+        endpoints), where a grader may capture on ``br0`` or cut the link."""
         if where.startswith("segment:") and where[8:] in state.plan.segments:
             ns = switch_ns(state.name, where[8:])
         elif where.startswith("link:") and where[5:] in state.plan.links:
@@ -595,7 +599,31 @@ class NetnsProvider:
             ns = node_ns(state.name, where)
         else:
             raise UnknownNodeError(f"instance {state.name!r} has no vantage point or node {where!r}.")
-        return run_in_netns(ns, fn, timeout=timeout)
+        return ns
+
+    def run_at(self, state: InstanceState, where: str, fn: Callable[[], T], timeout: float) -> T:
+        """Run ``fn`` in labkit's process with its sockets opened at place ``where``
+        (:meth:`place_namespace`); the in-process ground and the agent both come here."""
+        return run_in_netns(self.place_namespace(state, where), fn, timeout=timeout)
+
+    def ground(self, state: InstanceState, mode: str | None = None) -> GraderGround:
+        """In-process by default; ``agent``: the grader agent behind SSH on the instance's
+        management namespace (made at ``up`` when the instance's vantage is ``agent``)."""
+        mode = mode or state.vantage
+        if mode == "inprocess":
+            return InProcessGround(self, state)
+        if mode == "agent":
+            from labkit.adapters.netns.agentground import open_agent_ground
+
+            return open_agent_ground(self, state)
+        raise UserError(f"unknown vantage {mode!r}; use 'inprocess' or 'agent'.")
+
+    def leftovers(self, name: str) -> list[str]:
+        """Namespaces and run-directory files of ``name`` still on this host."""
+        left = [str(p) for p in NETNS_DIR.glob(ns_prefix(name) + "*")] if NETNS_DIR.is_dir() else []
+        if self._inst_run_dir(name).exists():
+            left.append(str(self._inst_run_dir(name)))
+        return sorted(left)
 
     def node_fs(self, state: InstanceState, node: str) -> NodeFS:
         """The node's files, read by the grader's own code (nothing runs in the node)."""

@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit.adapters.netns.nodefs import NodeFS
+from labkit.adapters.providers.base import NodeFiles as NodeFS
 
 MAX_TREE_BYTES = 512 << 20
 MAX_TREE_FILES = 200_000

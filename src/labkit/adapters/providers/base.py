@@ -5,26 +5,89 @@ needs to find its resources again in ``InstanceState.provider_data`` and in name
 from the instance name, so that ``destroy`` works from a new process and after a crash,
 even when the state file is missing.
 
-Grading needs two more things from a provider: running code "at" a grader vantage point
-(``run_at``) and cutting/restoring a link end (``set_link``), used for fault injection.
+Grading needs the grader's ground from a provider (``ground``): the places where the grader
+runs its own probes (vantage points, grader-owned links and segments, node kernels where the
+provider can read them), in labkit's process (netns, ``vantage: inprocess``) or in the grader
+agent over SSH (``vantage: agent``; every remote provider). Probes cross as
+:class:`ProbeCall` (registered name + JSON arguments) and come back as :class:`Evidence`.
+
+What a provider can do for the grader is declared in ``capabilities``; checks declare what
+they need (``Grader.needs``); ``validate`` and ``up`` compare the two.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import Protocol, TypeVar, runtime_checkable
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
 
-from labkit.adapters.netns.nodefs import NodeFS
 from labkit.errors import UserError
+from labkit.models.capabilities import Capability
+from labkit.models.evidence import Evidence
 from labkit.models.instance import ExecResult, InstancePlan, InstanceState, InstanceStatus
+from labkit.models.probe import EchoCall, ProbeCall
 
-T = TypeVar("T")
+
+VantageMode = str  # "inprocess" | "agent"
+
+
+@runtime_checkable
+class NodeFiles(Protocol):
+    """A node's files as the grader's own code reads them, from outside the node (symlinks
+    resolved inside the node's root). Use it as a context manager. The netns implementation
+    is :class:`labkit.adapters.netns.nodefs.NodeFS`."""
+
+    init_pid: int | None
+
+    def __enter__(self) -> NodeFiles: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def close(self) -> None: ...
+
+    def pristine(self, path: str) -> Any: ...
+
+    def open(self, path: str, flags: int = ...) -> int: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def read_bytes(self, path: str, limit: int = ...) -> bytes: ...
+
+    def read_text(self, path: str, limit: int = ...) -> str: ...
+
+    def sha256(self, path: str) -> str: ...
+
+    def listdir(self, path: str) -> list[str]: ...
+
+    def walk_files(self, path: str, max_files: int = ...) -> Iterator[tuple[str, int]]: ...
+
+    def hash_tree(self, path: str, max_files: int = ...) -> dict[str, Any]: ...
+
+    def process_ids(self) -> list[int]: ...
+
+
+@runtime_checkable
+class GraderGround(Protocol):
+    """Where the grader's probes run. ``where`` is a place of the instance: a vantage point,
+    a node (its kernel, with ``node_kernel``), ``segment:NAME`` or ``link:NAME``."""
+
+    mode: VantageMode
+
+    def run(self, where: str, call: ProbeCall, ev_id: str, timeout: float) -> Evidence:
+        """Run a registered probe at ``where``; raises if it cannot run (the caller turns that
+        into evidence with ``ok=False``)."""
+
+    def echo(self, src: str, dst: str, call: EchoCall, timeout: float) -> dict[str, Any]:
+        """A grader-to-grader nonce echo from ``src`` to ``dst`` (two vantage points); returns
+        the parsed result of ``EchoPair.exchange``/``wait``."""
+
+    def close(self) -> None: ...
 
 
 @runtime_checkable
 class Provider(Protocol):
     name: str
+    capabilities: frozenset[Capability]
 
     def preflight(self, plan: InstancePlan) -> None:
         """Raise a UserError/EnvironmentProblem before anything is created if it cannot work."""
@@ -48,13 +111,16 @@ class Provider(Protocol):
     def destroy(self, name: str, state: InstanceState | None) -> list[str]:
         """Remove everything of instance ``name``; idempotent; returns what was removed."""
 
-    def run_at(self, state: InstanceState, where: str, fn: Callable[[], T], timeout: float) -> T:
-        """Run ``fn`` with its sockets opened at ``where``: a vantage point, a node, or
-        ``segment:NAME`` (the LAN itself, for passive capture)."""
+    def leftovers(self, name: str) -> list[str]:
+        """What of instance ``name`` still exists on this provider (namespaces, VMs, VNets...),
+        found from the name alone; empty when nothing is left."""
 
-    def node_fs(self, state: InstanceState, node: str) -> NodeFS:
+    def ground(self, state: InstanceState, mode: VantageMode | None = None) -> GraderGround:
+        """The grader's ground of this instance (``mode``: default ``state.vantage``)."""
+
+    def node_fs(self, state: InstanceState, node: str) -> NodeFiles:
         """The node's files, read by the grader's own code with symlinks resolved inside the
-        node (see :mod:`labkit.adapters.netns.nodefs`); nothing is executed in the node."""
+        node; nothing is executed in the node (capability ``node_fs``)."""
 
     def ansible_host_vars(self, state: InstanceState, node: str) -> dict[str, str]:
         """Connection variables that let Ansible reach ``node``."""
@@ -63,6 +129,7 @@ class Provider(Protocol):
 # name -> "module:Class"; imported lazily so a missing optional SDK breaks only its provider.
 PROVIDERS: dict[str, str] = {
     "netns": "labkit.adapters.netns.provider:NetnsProvider",
+    "proxmox": "labkit.adapters.proxmox.provider:ProxmoxProvider",
 }
 
 
