@@ -1,0 +1,70 @@
+"""Names of an instance's Proxmox objects, derived from the instance name alone, so that
+``destroy`` and ``leftovers`` find them after a crash without the state file.
+
+- pool: ``lk-<instance>``;
+- VNets: SDN ids are 2-8 characters ``[a-z][a-z0-9]*`` (PN ``VnetPlugin.pm``), so a compact
+  hashed id; the readable ``lk-<instance>-<net>`` goes in the VNet's ``alias`` and is how a
+  VNet is found again;
+- VMs: ``lk-<instance>-<node>`` (DNS-safe), explicit VMIDs in the instance's block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+POOL_PREFIX = "lk-"
+GRADER_NODE = "grader"
+BASE_SNAPSHOT = "labkitbase"  # snapshot names: [a-zA-Z][a-zA-Z0-9_-]*
+_ALPHA = "abcdefghijklmnopqrstuvwxyz"
+_ALNUM = _ALPHA + "0123456789"
+
+
+def _digest(*parts: str) -> int:
+    return int.from_bytes(hashlib.sha256("\0".join(parts).encode()).digest()[:8], "big")
+
+
+def pool_id(instance: str) -> str:
+    return f"{POOL_PREFIX}{instance}"
+
+
+def alias(instance: str, net: str) -> str:
+    """The readable name of a VNet (kept in its ``alias``)."""
+    return f"lk-{instance}-{net}"
+
+
+def alias_prefix(instance: str) -> str:
+    return f"lk-{instance}-"
+
+
+def vnet_id(instance: str, net: str, attempt: int = 0) -> str:
+    """A compact VNet id: 8 characters, a letter then letters/digits, from a hash."""
+    n = _digest("vnet", instance, net, str(attempt))
+    out = [_ALPHA[n % 26]]
+    n //= 26
+    for _ in range(7):
+        out.append(_ALNUM[n % 36])
+        n //= 36
+    return "".join(out)
+
+
+def vm_name(instance: str, node: str) -> str:
+    """A DNS-safe VM name (PVE checks names as DNS names)."""
+    clean = re.sub(r"[^a-z0-9-]", "-", f"lk-{instance}-{node}".lower()).strip("-")
+    return clean[:63].rstrip("-")
+
+
+def template_name(prefix: str, image: str) -> str:
+    """The template a node's image comes from (``lk-tpl-<image>``)."""
+    return f"{prefix}{re.sub(r'[^a-z0-9-]', '-', image.lower())}"
+
+
+def vmid_block_candidates(instance: str, base: int, block: int, blocks: int) -> list[int]:
+    """First VMIDs of the blocks to try, in order: from a hash of the name, then the next ones."""
+    start = _digest("vmid", instance) % blocks
+    return [base + ((start + i) % blocks) * block for i in range(blocks)]
+
+
+def link_vnets(link: str) -> tuple[str, str]:
+    """The two nets of a point-to-point link: endpoint a <-> grader, endpoint b <-> grader."""
+    return f"{link}.a", f"{link}.b"

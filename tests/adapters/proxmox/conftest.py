@@ -1,0 +1,141 @@
+"""fakepve for the Proxmox tests: a separate server process (fakepve is AGPL-3.0 and test-only;
+it is never imported here), run with the venv of scripts/fakepve-venv.sh by our own launcher
+tests/adapters/proxmox/fakepve_server.py.
+
+Fixtures:
+- ``fakepve`` (session): a :class:`FakePveServer` (url, cafile, token_id, token_secret,
+  ``control(op, **args)`` for faults, SDN states, agent answers, recorded requests, state).
+- ``pve_home`` (function): a private LABKIT_HOME whose proxmox.toml points at it (env
+  LABKIT_HOME and LABKIT_PVE_TOKEN_SECRET set), failures cleared before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parents[2]
+LAUNCHER = HERE / "fakepve_server.py"
+START_TIMEOUT = 60.0
+
+
+@dataclass
+class FakePveServer:
+    url: str
+    cafile: str
+    token_id: str
+    token_secret: str
+    control_path: str
+    proc: subprocess.Popen[str] = field(repr=False)
+
+    def control(self, op: str, **args: Any) -> Any:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(self.control_path)
+            s.sendall((json.dumps({"op": op, **args}) + "\n").encode())
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                buf += chunk
+        answer = json.loads(buf)
+        if not answer["ok"]:
+            raise AssertionError(f"fakepve control {op}: {answer['error']}")
+        return answer["result"]
+
+    def state(self) -> dict[str, Any]:
+        return self.control("state")  # type: ignore[no-any-return]
+
+    def leftovers(self, instance: str) -> list[str]:
+        """Everything of ``instance`` fakepve still holds (VMs, pool, VNets by alias)."""
+        st = self.state()
+        prefix = f"lk-{instance}-"
+        out = [f"vm {v['vmid']} {v['name']}" for v in st["vms"] if v["name"].startswith(prefix)]
+        out += [f"pool {p}" for p in st["pools"] if p == f"lk-{instance}"]
+        out += [f"vnet {k} {c.get('alias')}" for k, c in st["vnets"].items()
+                if str(c.get("alias", "")).startswith(prefix)]
+        return out
+
+    def write_config(self, home: Path, **extra: Any) -> Path:
+        home.mkdir(parents=True, exist_ok=True)
+        lines = [f'url = "{self.url}"', f'token_id = "{self.token_id}"', f'ca_file = "{self.cafile}"',
+                 'storage = "local-lvm"', 'zone = "labkit"', 'mgmt_bridge = "vmbr1"',
+                 "task_timeout = 20.0", "api_timeout = 10.0", "sdn_timeout = 5.0",
+                 "ready_timeout = 10.0", "poll_interval = 0.05"]
+        for k, v in extra.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        path = home / "proxmox.toml"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+
+def _venv_python() -> str | None:
+    script = PROJECT / "scripts" / "fakepve-venv.sh"
+    try:
+        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600, check=True)
+    except (subprocess.SubprocessError, OSError) as exc:
+        err = getattr(exc, "stderr", "") or str(exc)
+        pytest.skip(f"the fakepve venv could not be made by scripts/fakepve-venv.sh: {err.strip()[-300:]}")
+        return None
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def fakepve() -> Iterator[FakePveServer]:
+    python = _venv_python()
+    assert python
+    tmp = tempfile.mkdtemp(prefix="lk-fakepve-")
+    proc = subprocess.Popen([python, "-I", str(LAUNCHER), "--dir", tmp], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    try:
+        assert proc.stdout is not None
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(START_TIMEOUT):
+            raise AssertionError("fakepve did not start within 60 s")
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"fakepve exited: {proc.stderr.read() if proc.stderr else ''}")
+        info = json.loads(line)
+        yield FakePveServer(info["url"], info["cafile"], info["token_id"], info["token_secret"],
+                            info["control"], proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def pve_home(fakepve: FakePveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "home"
+    fakepve.write_config(home)
+    monkeypatch.setenv("LABKIT_HOME", str(home))
+    monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("LABKIT_PVE_TOKEN_SECRET", fakepve.token_secret)
+    monkeypatch.delenv("LABKIT_PROXMOX_CONFIG", raising=False)
+    fakepve.control("clear_failures")
+    fakepve.control("restore_token")
+    yield home
+    fakepve.control("clear_failures")
+    fakepve.control("restore_token")
+
+
