@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from labkit.adapters.storage.runs import StoredRun
+from labkit.models.stored_run import StoredRun
 from labkit.models.common import I18n
 from labkit.models.criteria import Catalog, Criterion
 from labkit.models.results import Status

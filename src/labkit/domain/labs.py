@@ -12,7 +12,7 @@ import difflib
 import ipaddress
 import re
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
@@ -29,6 +29,7 @@ from labkit.domain.params import (
     render,
 )
 from labkit.errors import Issue, LabDefinitionError, UnknownLabError, UserError
+from labkit.models.capabilities import DESCRIPTIONS
 from labkit.models.common import IFACE_RE, NAME_RE, PARAM_RE, I18n, is_iface, is_name
 from labkit.models.instance import IfacePlan, InstancePlan, NodePlan, RoutePlan, VantagePlan, VolumePlan
 from labkit.models.lab import CheckSpec, LabSpec
@@ -732,6 +733,39 @@ def instantiate(lab: LoadedLab, name: str, seed: int, candidate: str | None) -> 
         vantage=vantage,
         candidate=candidate,
     )
+
+
+@dataclass(frozen=True)
+class CapabilityGap:
+    """A check of a lab whose grader needs a capability the provider does not offer."""
+
+    check: str
+    grader: str
+    capability: str
+
+    def text(self) -> str:
+        desc = DESCRIPTIONS.get(self.capability, (self.capability, self.capability))[1]
+        return f"check {self.check!r} needs {desc} ({self.capability})"
+
+
+def capability_gaps(lab: LoadedLab | LabSpec, needs_of: Callable[[str], Iterable[str]],
+                    offered: Iterable[str]) -> list[CapabilityGap]:
+    """Every (check, capability) of ``lab`` that ``offered`` lacks, in check order; ``needs_of``
+    gives a grader's needs from its name (``getattr(grader, "needs", frozenset())``)."""
+    spec = lab.spec if isinstance(lab, LoadedLab) else lab
+    have = set(offered)
+    return [CapabilityGap(c.id, c.grader, cap)
+            for c in spec.checks for cap in sorted(set(needs_of(c.grader)) - have)]
+
+
+def capability_problem(lab_id: str, provider: str, gaps: Sequence[CapabilityGap]) -> str | None:
+    """One sentence saying what ``provider`` lacks for lab ``lab_id`` and what to do, or None."""
+    if not gaps:
+        return None
+    return (f"lab {lab_id} cannot be graded on provider {provider}: {'; '.join(g.text() for g in gaps)}, "
+            f"which {provider} does not offer; bring it up on a provider that offers "
+            f"{'it' if len(gaps) == 1 else 'them'} ('labkit validate {lab_id} --provider NAME' checks one), "
+            f"or take {'that check' if len(gaps) == 1 else 'those checks'} out of the lab.")
 
 
 def render_value(value: Any, params: dict[str, Any]) -> Any:

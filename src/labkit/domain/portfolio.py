@@ -26,7 +26,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from labkit.adapters.storage.runs import StoredRun
+from labkit.models.stored_run import StoredRun
 from labkit.domain.criteria_summary import CriterionRow, counts
 from labkit.domain.diagram import cidr_addresses, diagram_addresses, topology_svg
 from labkit.domain.report import cell_text

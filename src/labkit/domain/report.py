@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from markupsafe import Markup
 
-from labkit.adapters.storage.runs import StoredRun
+from labkit.models.stored_run import StoredRun
 from labkit.domain.diagram import cidr_addresses, diagram_addresses, topology_svg
 from labkit.domain.templating import environment
 from labkit.models.evidence import Evidence

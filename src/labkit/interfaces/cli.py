@@ -79,15 +79,18 @@ def cli() -> None:
 # ------------------------------------------------------------------ labs
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
-def validate(paths: tuple[str, ...]) -> None:
+@click.option("--provider", help="Also check that this provider offers what every check needs (netns, proxmox).")
+def validate(paths: tuple[str, ...], provider: str | None) -> None:
     """Validate lab definitions (a lab id, a lab.yaml or its folder)."""
-    from labkit.usecases.lifecycle import load_lab_checked
+    from labkit.usecases.lifecycle import check_provider_fits, load_lab_checked
 
     ctx = _ctx()
     failed = 0
     for p in paths:
         try:
             lab = load_lab_checked(ctx, p)
+            if provider is not None:
+                check_provider_fits(ctx, lab, provider)
         except LabkitError as exc:
             failed += 1
             err.print(Text.assemble(("✗", "red"), plain(f" {p}: {exc}")))
@@ -161,17 +164,25 @@ def schema(out_dir: Path | None) -> None:
 
 
 # ------------------------------------------------------------- lifecycle
+_VANTAGE_HELP = ("Where the grader's probes run: in labkit's process (inprocess) or in the grader agent "
+                 "over SSH (agent); default: the provider's (netns: inprocess, proxmox: agent).")
+
+
 @cli.command()
 @click.argument("lab")
 @click.option("--instance", "-i", help="Instance name (default: the lab id).")
 @click.option("--seed", type=int, help="Seed of the per-instance parameters (default: random).")
 @click.option("--candidate", help="Candidate name recorded in grades and reports.")
 @click.option("--provider", default="netns", show_default=True)
-def up(lab: str, instance: str | None, seed: int | None, candidate: str | None, provider: str) -> None:
+@click.option("--vantage", type=click.Choice(["inprocess", "agent"]),
+              help=_VANTAGE_HELP)
+def up(lab: str, instance: str | None, seed: int | None, candidate: str | None, provider: str,
+       vantage: str | None) -> None:
     """Bring up an instance of LAB."""
     from labkit.usecases import lifecycle
 
-    state = lifecycle.up(_ctx(), lab, instance=instance, seed=seed, candidate=candidate, provider=provider)
+    state = lifecycle.up(_ctx(), lab, instance=instance, seed=seed, candidate=candidate, provider=provider,
+                         vantage=vantage)
     out.print(plain(f"instance {state.name} is up ({len(state.plan.nodes)} nodes, seed {state.plan.seed}); "
                     f"brief: labkit brief {state.name}; shell: labkit console {state.name} NODE"))
 
@@ -260,13 +271,19 @@ def solve(name: str, variant: str | None, no_wait: bool) -> None:
     out.print(plain(f"applied {variant or 'reference solution'} to {name} in {res.duration:.1f} s{settled}"))
 
 
+VANTAGE_OPTION = click.option(
+    "--vantage", type=click.Choice(["inprocess", "agent"]), default=None,
+    help="Where the grader's probes run: in labkit's process, or in the instance's grader agent over SSH "
+         "(the instance must have been brought up with --vantage agent). Default: the instance's own.")
+
+
 def _grade(name: str, as_json: bool, lang: str, checks: tuple[str, ...], mode: str,
-           save_json: Path | None = None) -> None:
+           save_json: Path | None = None, vantage: str | None = None) -> None:
     from labkit.usecases.grade import grade as do_grade
     from labkit.usecases.lifecycle import load_lab_checked
 
     ctx = _ctx()
-    summary = do_grade(ctx, name, mode=mode, only=list(checks) or None)
+    summary = do_grade(ctx, name, mode=mode, only=list(checks) or None, vantage=vantage)
     if save_json:
         save_json.parent.mkdir(parents=True, exist_ok=True)
         save_json.write_text(json.dumps(summary.to_public(lang), indent=2, ensure_ascii=False))
@@ -292,9 +309,11 @@ def _grade(name: str, as_json: bool, lang: str, checks: tuple[str, ...], mode: s
 @click.option("--lang", type=click.Choice(["fr", "en"]), default="fr")
 @click.option("--check", "checks", multiple=True, help="Only this check (repeatable).")
 @click.option("--save-json", type=click.Path(path_type=Path), help="Also write the JSON result to this file.")
-def grade(name: str, as_json: bool, lang: str, checks: tuple[str, ...], save_json: Path | None) -> None:
+@VANTAGE_OPTION
+def grade(name: str, as_json: bool, lang: str, checks: tuple[str, ...], save_json: Path | None,
+          vantage: str | None) -> None:
     """Grade an instance and record the run (exit 10 if not full marks)."""
-    _grade(name, as_json, lang, checks, "grade", save_json)
+    _grade(name, as_json, lang, checks, "grade", save_json, vantage)
 
 
 @cli.command()
@@ -302,9 +321,10 @@ def grade(name: str, as_json: bool, lang: str, checks: tuple[str, ...], save_jso
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--lang", type=click.Choice(["fr", "en"]), default="fr")
 @click.option("--check", "checks", multiple=True)
-def check(name: str, as_json: bool, lang: str, checks: tuple[str, ...]) -> None:
+@VANTAGE_OPTION
+def check(name: str, as_json: bool, lang: str, checks: tuple[str, ...], vantage: str | None) -> None:
     """Self-check while working: the same checks, with hints on what is observed."""
-    _grade(name, as_json, lang, checks, "selfcheck")
+    _grade(name, as_json, lang, checks, "selfcheck", vantage=vantage)
 
 
 @cli.command()
@@ -399,12 +419,16 @@ _PARALLEL_HELP = "How many seats at once (default {}); the others wait their tur
 @click.option("--name", required=True, help="Cohort name; instances are NAME-01, NAME-02...")
 @click.option("--seed", type=int, help="Cohort seed (default: random); the same seed rebuilds the same cohort.")
 @click.option("--parallel", type=int, default=4, show_default=True, help=_PARALLEL_HELP.format(4))
-def cohort_up_cmd(lab: str, roster: Path, name: str, seed: int | None, parallel: int) -> None:
+@click.option("--provider", default="netns", show_default=True, help="Where every seat runs (netns, proxmox).")
+@click.option("--vantage", type=click.Choice(["inprocess", "agent"]), help=_VANTAGE_HELP)
+def cohort_up_cmd(lab: str, roster: Path, name: str, seed: int | None, parallel: int, provider: str,
+                  vantage: str | None) -> None:
     """Bring up one instance of LAB per candidate in ROSTER (failed seats: 'labkit cohort retry')."""
     from labkit.usecases.cohort import cohort_up
 
     with _cohort_progress(f"cohort {name}: launching") as on_event:
-        c = cohort_up(_ctx(), lab, roster, name=name, seed=seed, parallel=parallel, on_event=on_event)
+        c = cohort_up(_ctx(), lab, roster, name=name, seed=seed, parallel=parallel, on_event=on_event,
+                      provider=provider, vantage=vantage)
     _print_cohort(c)
     if any(s.status != "up" for s in c.seats):
         err.print(plain(f"some seats failed; launch them again with 'labkit cohort retry {c.name}'."))
@@ -536,7 +560,7 @@ def runs() -> None:
 
 
 # Commands kept in their own modules; importing them registers them on ``cli``.
-from labkit.interfaces import cli_bundle, cli_gradebook, cli_keys, cli_summary, cli_verify  # noqa: E402,F401
+from labkit.interfaces import cli_bundle, cli_doctor, cli_gradebook, cli_keys, cli_summary, cli_templates, cli_verify  # noqa: E402,F401,E501
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,7 +60,7 @@ from typing import Any
 from labkit.adapters.storage.state import check_instance_name
 from labkit.errors import LabkitError, UserError
 from labkit.usecases.grade import grade
-from labkit.usecases.lifecycle import Context, down, load_lab_checked, up
+from labkit.usecases.lifecycle import Context, check_provider_fits, down, instance_exists, load_lab_checked, up
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +98,18 @@ class Cohort:
     seed: int
     seats: list[Seat] = field(default_factory=list)
     lab_file: str = ""  # the lab.yaml launched (retries use it; empty in older files: the lab id)
+    provider: str = "netns"  # where every seat runs (older files: netns)
+    vantage: str = "inprocess"  # the seats' vantage mode (older files: inprocess)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "lab": self.lab, "seed": self.seed, "lab_file": self.lab_file,
+                "provider": self.provider, "vantage": self.vantage,
                 "seats": [seat.__dict__ for seat in self.seats]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Cohort:
         return cls(data["name"], data["lab"], data["seed"], [Seat(**s) for s in data["seats"]],
-                   data.get("lab_file", ""))
+                   data.get("lab_file", ""), data.get("provider", "netns"), data.get("vantage", "inprocess"))
 
     def seat(self, instance: str) -> Seat:
         for s in self.seats:
@@ -443,7 +446,8 @@ def _launch(ctx: Context, cohort: Cohort, seats: list[Seat], parallel: int,
         tracker.emit(seat, "launching")
         t0 = time.monotonic()
         try:
-            up(ctx, lab_ref, instance=seat.instance, seed=seat.seed, candidate=seat.candidate)
+            up(ctx, lab_ref, instance=seat.instance, seed=seat.seed, candidate=seat.candidate,
+               provider=cohort.provider, vantage=cohort.vantage)
         except Exception as exc:  # noqa: BLE001 - one seat's failure is that seat's result
             error = _error_text(exc)
             _set_seat(ctx, cohort.name, seat.instance, status="failed", detail=error)
@@ -463,9 +467,12 @@ def _launch(ctx: Context, cohort: Cohort, seats: list[Seat], parallel: int,
 
 
 def cohort_up(ctx: Context, lab_ref: str, roster: Path, *, name: str, seed: int | None = None,
-              parallel: int = DEFAULT_PARALLEL, on_event: ProgressCallback | None = None) -> Cohort:
-    """Bring up one instance of the lab per candidate of ``roster``, ``parallel`` at a time.
-    Failed seats are reported (status ``failed``, ``detail``) and left for :func:`cohort_retry`."""
+              parallel: int = DEFAULT_PARALLEL, on_event: ProgressCallback | None = None,
+              provider: str = "netns", vantage: str | None = None) -> Cohort:
+    """Bring up one instance of the lab per candidate of ``roster``, ``parallel`` at a time, on
+    ``provider`` with ``vantage`` (its default when None; a lab the provider cannot grade is
+    refused before any seat is made). Failed seats are reported (status ``failed``,
+    ``detail``) and left for :func:`cohort_retry`."""
     check_instance_name(name)
     _check_parallel(parallel)
     if len(name) > 27:
@@ -473,6 +480,7 @@ def cohort_up(ctx: Context, lab_ref: str, roster: Path, *, name: str, seed: int 
     if _cohort_file(ctx, name).exists():
         raise UserError(f"cohort {name!r} already exists; run 'labkit cohort down {name}' or pick another --name.")
     lab = load_lab_checked(ctx, lab_ref)
+    vantage = check_provider_fits(ctx, lab, provider, vantage)
     entries = read_roster_entries(roster)
     candidates = [e.name for e in entries]
     seed = random.SystemRandom().randrange(2**31) if seed is None else seed
@@ -485,7 +493,7 @@ def cohort_up(ctx: Context, lab_ref: str, roster: Path, *, name: str, seed: int 
     seats = [Seat(candidate=e.name, instance=f"{name}-{i + 1:02d}", seed=s, email=e.email,
                   idnumber=e.idnumber, username=e.username)
              for i, (e, s) in enumerate(zip(entries, seeds, strict=True))]
-    cohort = Cohort(name, lab.spec.id, seed, seats, str(lab.lab_file))
+    cohort = Cohort(name, lab.spec.id, seed, seats, str(lab.lab_file), provider, vantage)
     _save(ctx, cohort)
     return _launch(ctx, cohort, cohort.seats, parallel, on_event)
 
@@ -513,7 +521,8 @@ def cohort_retry(ctx: Context, name: str, candidates: list[str] | None = None, *
         chosen = [s for s in cohort.seats if _retryable(ctx, s)]
         if not chosen:
             raise UserError(f"no seat of cohort {name!r} has failed; nothing to retry.")
-    load_lab_checked(ctx, cohort.lab_file or cohort.lab)  # the lab still loads, before touching seats
+    lab = load_lab_checked(ctx, cohort.lab_file or cohort.lab)  # the lab still loads, before touching seats
+    check_provider_fits(ctx, lab, cohort.provider, cohort.vantage)
     return _launch(ctx, cohort, chosen, parallel, on_event)
 
 
@@ -574,10 +583,8 @@ def cohort_down(ctx: Context, name: str, *, on_event: ProgressCallback | None = 
     for seat in cohort.seats:
         tracker.emit(seat, "removing")
         t0 = time.monotonic()
-        exists = ctx.store.exists(seat.instance) or (ctx.settings.run_dir / seat.instance).exists() \
-            or any(Path("/run/netns").glob(f"lk-{seat.instance}.*"))
         try:
-            if exists:
+            if instance_exists(ctx, seat.instance, cohort.provider):
                 down(ctx, seat.instance)
         except LabkitError as exc:
             _set_seat(ctx, name, seat.instance, detail=str(exc))

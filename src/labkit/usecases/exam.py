@@ -145,8 +145,9 @@ class RealLabOps:
         down(self.ctx, instance)
 
     def exists(self, instance: str) -> bool:
-        return self.ctx.store.exists(instance) or (self.ctx.settings.run_dir / instance).exists() \
-            or any(Path("/run/netns").glob(f"lk-{instance}.*"))
+        from labkit.usecases.lifecycle import instance_exists
+
+        return instance_exists(self.ctx, instance)
 
     def grade(self, instance: str, mode: str) -> GradeSummary:
         """Grade under the instance's grading lock, shared with ``labkit cohort grade``."""

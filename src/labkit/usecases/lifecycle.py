@@ -9,11 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit.adapters.ansible.inventory import build_inventory, write_inventory
-from labkit.adapters.providers.base import Provider, get_provider
+from labkit.adapters.providers.base import PROVIDERS, Provider, get_provider, vantage_modes
 from labkit.adapters.storage.state import InstanceStore, check_instance_name, utcnow
 from labkit.domain.criteria import load_catalog
 from labkit.domain.grading import CheckContext, GraderRegistry, has_baseline
-from labkit.domain.labs import LoadedLab, find_lab, instantiate, load_lab, rendered_checks
+from labkit.domain.labs import (
+    LoadedLab,
+    capability_gaps,
+    capability_problem,
+    find_lab,
+    instantiate,
+    load_lab,
+    rendered_checks,
+)
 from labkit.errors import InstanceExistsError, LabkitError, ProviderError, SolveError, UserError
 from labkit.models.instance import ExecResult, InstancePlan, InstanceState, InstanceStatus
 from labkit.settings import Settings, load_settings
@@ -51,25 +59,70 @@ def inventory_path(ctx: Context, name: str) -> Path:
     return ctx.settings.inventories / f"{name}.yml"
 
 
+def check_provider_fits(ctx: Context, lab: LoadedLab, provider: str, vantage: str | None = None) -> str:
+    """Refuse, before anything is made, a lab whose checks need a capability ``provider`` lacks,
+    or a vantage mode it cannot grade with; return the vantage mode to use (the provider's
+    default when ``vantage`` is None)."""
+    try:
+        prov = ctx.provider(provider)
+    except ImportError as exc:
+        raise UserError(f"provider {provider} cannot be used here: its code does not load ({exc}); install "
+                        "what it needs, or choose another --provider.") from None
+    registry = GraderRegistry.load()
+    gaps = capability_gaps(lab, lambda g: getattr(registry.get(g), "needs", frozenset()), prov.capabilities)
+    problem = capability_problem(lab.spec.id, provider, gaps)
+    if problem:
+        raise UserError(problem)
+    modes = vantage_modes(prov)
+    if vantage is None:
+        return modes[0]
+    if vantage not in modes:
+        raise UserError(f"provider {provider} cannot grade with vantage {vantage!r} (it grades with: "
+                        f"{', '.join(modes)}); use --vantage {modes[0]} or leave --vantage out.")
+    return vantage
+
+
+def leftovers_by_provider(ctx: Context, name: str, providers: list[str] | None = None) -> dict[str, list[str]]:
+    """What of instance ``name`` is still on each provider (those with something left), found
+    from the name alone. A provider that cannot be imported here (an optional SDK missing, a
+    provider not installed) is not configured: nothing of it can be left."""
+    found: dict[str, list[str]] = {}
+    for pname in providers or list(PROVIDERS):
+        try:
+            prov = ctx.provider(pname)
+        except ImportError:
+            continue
+        left = prov.leftovers(name)
+        if left:
+            found[pname] = left
+    return found
+
+
+def instance_exists(ctx: Context, name: str, provider: str | None = None) -> bool:
+    """An instance ``name`` has state, or something of it is left on ``provider`` (any
+    registered provider when None)."""
+    return ctx.store.exists(name) or bool(leftovers_by_provider(ctx, name, [provider] if provider else None))
+
+
 def up(ctx: Context, lab_ref: str, *, instance: str | None = None, seed: int | None = None,
-       candidate: str | None = None, provider: str = "netns") -> InstanceState:
+       candidate: str | None = None, provider: str = "netns", vantage: str | None = None) -> InstanceState:
     lab = load_lab_checked(ctx, lab_ref)
     name = check_instance_name(instance or lab.spec.id[:31])
     seed = secrets.randbelow(2**31) if seed is None else seed
     if seed < 0:
         raise UserError(f"seed {seed} is negative; give a seed of 0 or more.")
+    vantage = check_provider_fits(ctx, lab, provider, vantage)
     plan = instantiate(lab, name, seed, candidate)
-    return _up(ctx, lab, plan, provider)
+    return _up(ctx, lab, plan, provider, vantage)
 
 
-def _up(ctx: Context, lab: LoadedLab, plan: InstancePlan, provider: str) -> InstanceState:
+def _up(ctx: Context, lab: LoadedLab, plan: InstancePlan, provider: str, vantage: str) -> InstanceState:
     name = plan.name
     prov = ctx.provider(provider)
     prov.preflight(plan)
     store = ctx.store
     with store.lock(name):
-        if store.exists(name) or any(Path("/run/netns").glob(f"lk-{name}.*")) \
-                or (ctx.settings.run_dir / name).exists():
+        if store.exists(name) or prov.leftovers(name):
             raise InstanceExistsError(
                 f"an instance named {name!r} already exists; pick another --instance or run 'labkit down {name}'."
             )
@@ -78,7 +131,7 @@ def _up(ctx: Context, lab: LoadedLab, plan: InstancePlan, provider: str) -> Inst
         key = inst_dir / "grader_key"
         now = utcnow()
         state = InstanceState(name=name, provider=provider, phase="creating", created_at=now,
-                              updated_at=now, plan=plan, ssh_key=str(key))
+                              updated_at=now, plan=plan, ssh_key=str(key), vantage=vantage)  # type: ignore[arg-type]
         try:
             store.save(state)  # first, so that 'down' finds it after a crash
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"labkit-grader-{name}",
@@ -89,7 +142,7 @@ def _up(ctx: Context, lab: LoadedLab, plan: InstancePlan, provider: str) -> Inst
             inv = inventory_path(ctx, name)
             inv.parent.mkdir(parents=True, exist_ok=True)
             write_inventory(inv, build_inventory(plan, {
-                n.name: _ns_paths(prov.ansible_host_vars(state, n.name)) for n in plan.nodes}))
+                n.name: prov.ansible_host_vars(state, n.name) for n in plan.nodes}))
             state.inventory = str(inv)
             store.save(state)
             _setup_and_baseline(ctx, lab, prov, state)
@@ -97,7 +150,7 @@ def _up(ctx: Context, lab: LoadedLab, plan: InstancePlan, provider: str) -> Inst
             store.save(state)
         except BaseException as exc:
             state.phase = "failed"
-            _teardown(ctx, prov, name, state)
+            _teardown(ctx, [prov], name, state)
             if isinstance(exc, LabkitError):
                 raise
             if isinstance(exc, KeyboardInterrupt):
@@ -132,12 +185,8 @@ def _setup_and_baseline(ctx: Context, lab: LoadedLab, prov: Provider, state: Ins
             ctx.store.save_baseline(state.name, spec.id, evidence)
 
 
-def _ns_paths(hv: dict[str, str]) -> tuple[str, ...]:
-    return hv["labkit_netns"], hv["labkit_mnt"], hv["labkit_uts"], hv["labkit_ipc"], hv["labkit_pid"]
-
-
-def _teardown(ctx: Context, prov: Provider, name: str, state: InstanceState | None) -> list[str]:
-    removed = prov.destroy(name, state)
+def _teardown(ctx: Context, provs: list[Provider], name: str, state: InstanceState | None) -> list[str]:
+    removed = [item for prov in provs for item in prov.destroy(name, state)]
     inv = inventory_path(ctx, name)
     if inv.exists():
         inv.unlink()
@@ -151,7 +200,8 @@ def _teardown(ctx: Context, prov: Provider, name: str, state: InstanceState | No
 
 
 def down(ctx: Context, name: str) -> list[str]:
-    """Remove an instance, whatever state it is in (also after a crash, or a half-made up)."""
+    """Remove an instance, whatever state it is in (also after a crash, or a half-made up).
+    Without its state, every provider that still has something of ``name`` removes it."""
     check_instance_name(name)
     store = ctx.store
     state: InstanceState | None = None
@@ -160,13 +210,16 @@ def down(ctx: Context, name: str) -> list[str]:
             state = store.load(name)
         except UserError:
             state = None
-    elif not any(Path("/run/netns").glob(f"lk-{name}.*")) and not (ctx.settings.run_dir / name).exists() \
-            and not store.dir(name).exists():
-        known = ", ".join(store.names()) or "none"
-        raise UserError(f"there is no instance named {name!r} (instances: {known}); nothing to do.")
-    prov = ctx.provider(state.provider if state else "netns")
+    if state is not None:
+        provs = [ctx.provider(state.provider)]
+    else:
+        found = leftovers_by_provider(ctx, name)
+        if not found and not store.dir(name).exists():
+            known = ", ".join(store.names()) or "none"
+            raise UserError(f"there is no instance named {name!r} (instances: {known}); nothing to do.")
+        provs = [ctx.provider(p) for p in found]
     with store.lock(name):
-        return _teardown(ctx, prov, name, state)
+        return _teardown(ctx, provs, name, state)
 
 
 def down_all(ctx: Context) -> dict[str, list[str]]:

@@ -250,8 +250,9 @@ def _inventory(node: ThrowawayNode, path: Path, **override: str | None) -> Path:
     plan = InstancePlan(name="lktans", lab_id="none", lab_dir="/nonexistent", topology_id="none", seed=1,
                         params={"greeting": "hi"}, nodes=[NodePlan(name=node.x, role="router", services=[])],
                         segments={}, links={})
-    inv = build_inventory(plan, {node.x: (str(node.netns), str(node.mnt), str(node.uts), str(node.ipc),
-                                          str(node.pid))})
+    inv = build_inventory(plan, {node.x: {"labkit_netns": str(node.netns), "labkit_mnt": str(node.mnt),
+                                          "labkit_uts": str(node.uts), "labkit_ipc": str(node.ipc),
+                                          "labkit_pid": str(node.pid)}})
     host = inv["all"]["children"]["routers"]["hosts"][node.x]
     for k, v in override.items():
         if v is None:

@@ -59,11 +59,14 @@ def make_plan() -> InstancePlan:
     )
 
 
-def ns_paths(plan: InstancePlan) -> dict[str, tuple[str, ...]]:
+def ns_paths(plan: InstancePlan) -> dict[str, dict[str, str]]:
+    """The netns provider's ansible_host_vars, as it gives them."""
     return {
-        n.name: (f"/run/netns/lk-{plan.name}.n.{n.name}", f"/run/labkit/{plan.name}/{n.name}.mnt",
-                 f"/run/labkit/{plan.name}/{n.name}.uts", f"/run/labkit/{plan.name}/{n.name}.ipc",
-                 f"/run/labkit/{plan.name}/{n.name}.pid")
+        n.name: {"labkit_netns": f"/run/netns/lk-{plan.name}.n.{n.name}",
+                 "labkit_mnt": f"/run/labkit/{plan.name}/{n.name}.mnt",
+                 "labkit_uts": f"/run/labkit/{plan.name}/{n.name}.uts",
+                 "labkit_ipc": f"/run/labkit/{plan.name}/{n.name}.ipc",
+                 "labkit_pid": f"/run/labkit/{plan.name}/{n.name}.pid"}
         for n in plan.nodes
     }
 
@@ -99,20 +102,52 @@ def test_group_names() -> None:
     assert group_name("switch") == "switches"
 
 
-def test_every_node_needs_its_namespace_paths() -> None:
+def test_every_node_needs_its_connection_vars() -> None:
     plan = make_plan()
     paths = ns_paths(plan)
     del paths["pc-hq"]
     with pytest.raises(ValueError, match="pc-hq"):
         build_inventory(plan, paths)
     paths = ns_paths(plan)
-    paths["r-hq"] = ("/run/netns/x", "", "/run/labkit/t9/r-hq.uts", "/run/labkit/t9/r-hq.ipc",
-                     "/run/labkit/t9/r-hq.pid")
+    paths["r-hq"]["labkit_mnt"] = ""
     with pytest.raises(ValueError, match="mnt"):
         build_inventory(plan, paths)
     paths = ns_paths(plan)
-    paths["ghost"] = ("/a", "/b", "/c", "/d")
+    paths["r-hq"]["labkit_uts"] = "relative/r-hq.uts"
+    with pytest.raises(ValueError, match="uts"):
+        build_inventory(plan, paths)
+    paths = ns_paths(plan)
+    del paths["r-hq"]["labkit_pid"]
+    with pytest.raises(ValueError, match="pid"):
+        build_inventory(plan, paths)
+    paths = ns_paths(plan)
+    paths["ghost"] = {"labkit_netns": "/a"}
     with pytest.raises(ValueError, match="ghost"):
+        build_inventory(plan, paths)
+    paths = ns_paths(plan)
+    paths["pc-hq"] = {}
+    with pytest.raises(ValueError, match="pc-hq"):
+        build_inventory(plan, paths)
+
+
+def test_provider_vars_are_taken_as_they_are() -> None:
+    """A remote provider's ssh variables go into the inventory unchanged, beside labkit's own."""
+    plan = make_plan()
+    ssh = {n.name: {"ansible_connection": "ssh", "ansible_host": f"10.99.0.{i + 1}", "ansible_user": "root",
+                    "ansible_ssh_common_args": "-o ProxyJump=root@192.0.2.7"}
+           for i, n in enumerate(plan.nodes)}
+    inv = build_inventory(plan, ssh)
+    hq = inv["all"]["children"]["routers"]["hosts"]["r-hq"]
+    assert {k: hq[k] for k in ssh["r-hq"]} == ssh["r-hq"]
+    assert not any(k.startswith("labkit_netns") or k in ("labkit_mnt", "labkit_pid") for k in hq)
+    assert hq["labkit_role"] == "router" and hq["ansible_python_interpreter"] == "/usr/bin/python3"
+
+
+def test_provider_vars_cannot_change_labkits_own() -> None:
+    plan = make_plan()
+    paths = ns_paths(plan)
+    paths["r-hq"]["labkit_role"] = "workstation"
+    with pytest.raises(ValueError, match="labkit_role"):
         build_inventory(plan, paths)
 
 

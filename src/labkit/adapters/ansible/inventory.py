@@ -1,6 +1,10 @@
-"""Ansible inventory of a lab instance: one host per node, reached through labkit_netns.
+"""Ansible inventory of a lab instance: one host per node, reached as its provider says.
 
-Shape (YAML)::
+Each node's connection variables are the provider's ``ansible_host_vars`` as they are (netns:
+the ``labkit_netns`` connection plugin and its namespace files; a remote provider: ssh vars);
+labkit adds the node's plan (role, interfaces, routes) beside them.
+
+Shape (YAML, netns)::
 
     all:
       vars:
@@ -60,43 +64,53 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-NS_LABELS = ("netns", "mnt", "uts", "ipc", "pid")
+# The labkit_netns plugin's namespace variables: absolute paths, checked here so that a host
+# without them never reaches the plugin (which refuses too).
+NS_VARS = ("labkit_netns", "labkit_mnt", "labkit_uts", "labkit_ipc", "labkit_pid")
+# What labkit writes itself; a provider's connection variables cannot change them.
+_OWN_VARS = ("ansible_python_interpreter", "labkit_role", "labkit_services", "labkit_interfaces",
+             "labkit_addresses", "labkit_routes")
 
 
-def _check_paths(node: str, paths: tuple[str, ...]) -> tuple[str, ...]:
-    if len(paths) != len(NS_LABELS):
-        raise ValueError(f"node {node!r}: expected ({', '.join(NS_LABELS)}) paths, got {paths!r}")
-    for label, p in zip(NS_LABELS, paths, strict=True):
-        if not isinstance(p, str) or not p or not os.path.isabs(p):
-            raise ValueError(f"node {node!r}: {label} path {p!r} is not an absolute path")
-    return paths
+def _connection_vars(node: str, hv: dict[str, str]) -> dict[str, str]:
+    if not hv:
+        raise ValueError(f"node {node!r}: the provider gave no connection variables")
+    for k, v in hv.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ValueError(f"node {node!r}: connection variable {k!r}={v!r} is not a string")
+        if k in _OWN_VARS:
+            raise ValueError(f"node {node!r}: connection variable {k!r} is labkit's own and cannot be set")
+    conn = dict(hv)
+    if "labkit_netns" in conn:
+        conn.setdefault("ansible_connection", CONNECTION)
+    if conn.get("ansible_connection") == CONNECTION:
+        for var in NS_VARS:
+            p = conn.get(var)
+            if not p or not os.path.isabs(p):
+                raise ValueError(f"node {node!r}: {var} path {p!r} is not an absolute path")
+    return conn
 
 
-def build_inventory(plan: InstancePlan, node_ns: dict[str, tuple[str, ...]]) -> dict[str, Any]:
-    """Inventory dict for ``plan``; ``node_ns`` maps every node to its (netns, mnt, uts, ipc,
-    pid) namespace files.
+def build_inventory(plan: InstancePlan, host_vars: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """Inventory dict for ``plan``; ``host_vars`` maps every node to its provider's connection
+    variables (``Provider.ansible_host_vars``), taken as they are.
 
-    Raises ``ValueError`` if a node has no namespace paths (a host without them would have
-    nowhere safe to run) or if ``node_ns`` names a node the plan does not have.
+    Raises ``ValueError`` if a node has no connection variables (a host without them would
+    have nowhere safe to run), if they are malformed (the labkit_netns plugin's paths must be
+    absolute), or if ``host_vars`` names a node the plan does not have.
     """
     names = {n.name for n in plan.nodes}
-    missing = sorted(names - node_ns.keys())
-    unknown = sorted(node_ns.keys() - names)
+    missing = sorted(names - host_vars.keys())
+    unknown = sorted(host_vars.keys() - names)
     if missing:
-        raise ValueError(f"no namespace paths for node(s) {', '.join(missing)} of instance {plan.name!r}")
+        raise ValueError(f"no connection variables for node(s) {', '.join(missing)} of instance {plan.name!r}")
     if unknown:
-        raise ValueError(f"namespace paths given for unknown node(s) {', '.join(unknown)}")
+        raise ValueError(f"connection variables given for unknown node(s) {', '.join(unknown)}")
 
     children: dict[str, dict[str, Any]] = {}
     for node in plan.nodes:
-        netns, mnt, uts, ipc, pid = _check_paths(node.name, node_ns[node.name])
         host: dict[str, Any] = {
-            "ansible_connection": CONNECTION,
-            "labkit_netns": netns,
-            "labkit_mnt": mnt,
-            "labkit_uts": uts,
-            "labkit_ipc": ipc,
-            "labkit_pid": pid,
+            **_connection_vars(node.name, host_vars[node.name]),
             "ansible_python_interpreter": PYTHON,
             "labkit_role": node.role,
             "labkit_services": list(node.services),

@@ -126,6 +126,19 @@ class Provider(Protocol):
         """Connection variables that let Ansible reach ``node``."""
 
 
+# The vantage modes of a provider that declares none (netns): in labkit's process, or the
+# grader agent. A provider declares ``vantage_modes`` (a class attribute, the first is its
+# default) when it can do less: a remote provider runs its probes only in the agent
+# (``vantage_modes = ("agent",)``). Optional, so it is read with :func:`vantage_modes`.
+DEFAULT_VANTAGE_MODES: tuple[VantageMode, ...] = ("inprocess", "agent")
+
+
+def vantage_modes(provider: object) -> tuple[VantageMode, ...]:
+    """The vantage modes ``provider`` can grade with; the first one is its default."""
+    modes = getattr(provider, "vantage_modes", None)
+    return tuple(modes) if modes else DEFAULT_VANTAGE_MODES
+
+
 # name -> "module:Class"; imported lazily so a missing optional SDK breaks only its provider.
 PROVIDERS: dict[str, str] = {
     "netns": "labkit.adapters.netns.provider:NetnsProvider",

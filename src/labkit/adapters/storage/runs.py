@@ -53,6 +53,7 @@ from labkit.models.common import is_name
 from labkit.models.criteria import Criterion
 from labkit.models.evidence import Evidence
 from labkit.models.results import GradeSummary, RunInfo
+from labkit.models.stored_run import StoredRun
 
 __all__ = [
     "ALGORITHM",
@@ -254,28 +255,6 @@ class RunWriter:
             _make_writable(self.path)
             shutil.rmtree(self.path)
         self._state = "aborted"
-
-
-@dataclass(frozen=True)
-class StoredRun:
-    """A run folder read back and verified against its manifest."""
-
-    path: Path
-    info: RunInfo
-    summary: GradeSummary  # manifest_sha256 filled from the verified seal
-    criteria: list[Criterion]
-    evidence: dict[str, Evidence]
-    artifacts: dict[str, Any]
-    manifest_sha256: str
-    manifest: dict[str, str] = field(default_factory=dict)  # relpath -> sha256
-    sealed_at: str | None = None
-    centre: str | None = None  # as named in seal.json (signed when signature is set)
-    key_fingerprint: str | None = None  # the key seal.json names; labkit verify checks the signature
-    signature: str | None = None  # seal.json.sig, armored SSHSIG, None for an unsigned run
-
-    @property
-    def run_id(self) -> str:
-        return self.info.run_id
 
 
 def _walk_files(root: Path) -> list[tuple[str, Path]]:

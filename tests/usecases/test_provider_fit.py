@@ -1,0 +1,109 @@
+"""A lab is refused, before anything is made, on a provider that lacks what its checks need or
+cannot grade with the vantage mode asked; the vantage mode is stored in the instance; which
+provider holds an instance's leftovers is asked of the providers (no root: fake providers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labkit.adapters.providers import base
+from labkit.errors import UserError
+from labkit.models.capabilities import ALL_CAPABILITIES
+from labkit.usecases import lifecycle
+from labkit.usecases.lifecycle import (
+    Context,
+    check_provider_fits,
+    down,
+    instance_exists,
+    leftovers_by_provider,
+    load_lab_checked,
+    up,
+)
+from tests.usecases.capability_fixture import FakeProvider, LesserProvider, install, install_fake, make_project
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
+    install(monkeypatch)
+    install_fake(monkeypatch)
+    return Context(make_project(tmp_path))
+
+
+def test_netns_offers_everything_and_grades_in_process_by_default(ctx: Context) -> None:
+    lab = load_lab_checked(ctx, "captest")
+    assert check_provider_fits(ctx, lab, "netns") == "inprocess"
+    assert check_provider_fits(ctx, lab, "netns", "agent") == "agent"
+
+
+def test_a_missing_capability_is_one_sentence_naming_lab_check_capability_provider(ctx: Context) -> None:
+    lab = load_lab_checked(ctx, "captest")
+    with pytest.raises(UserError) as info:
+        check_provider_fits(ctx, lab, "lesser")
+    msg = str(info.value)
+    assert msg.startswith("lab captest cannot be graded on provider lesser: check 'login' needs ")
+    assert "node files read from outside the node (node_fs)" in msg  # DESCRIPTIONS, English
+    assert "'ping'" not in msg  # vantage and grader_echo are offered
+    assert "labkit validate captest --provider NAME" in msg and msg.count("\n") == 0
+
+
+def test_a_vantage_mode_the_provider_cannot_do_is_refused(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LesserProvider, "capabilities", ALL_CAPABILITIES)
+    lab = load_lab_checked(ctx, "captest")
+    assert check_provider_fits(ctx, lab, "lesser") == "agent"  # its only mode is its default
+    with pytest.raises(UserError, match=r"provider lesser cannot grade with vantage 'inprocess' \(it grades "
+                                        r"with: agent\); use --vantage agent"):
+        check_provider_fits(ctx, lab, "lesser", "inprocess")
+
+
+def test_a_provider_whose_code_does_not_load_is_one_clear_error(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(base.PROVIDERS, "ghost", "tests.usecases.no_such_module:Ghost")
+    lab = load_lab_checked(ctx, "captest")
+    with pytest.raises(UserError, match="provider ghost cannot be used here: its code does not load"):
+        check_provider_fits(ctx, lab, "ghost")
+    with pytest.raises(UserError, match="unknown provider 'nope'"):
+        check_provider_fits(ctx, lab, "nope")
+
+
+def test_up_refuses_before_anything_is_made(ctx: Context) -> None:
+    with pytest.raises(UserError, match="check 'login' needs"):
+        up(ctx, "captest", instance="capt1", seed=1, provider="lesser")
+    assert LesserProvider.made == []  # not even preflight
+    assert ctx.store.names() == [] and not ctx.store.dir("capt1").exists()
+    assert not lifecycle.inventory_path(ctx, "capt1").exists()
+
+
+def test_up_stores_the_vantage_and_takes_the_providers_host_vars(ctx: Context) -> None:
+    state = up(ctx, "captest", instance="capt2", seed=3, provider="fake", vantage="agent")
+    assert state.vantage == "agent" and ctx.store.load("capt2").vantage == "agent"
+    assert "create capt2 agent" in FakeProvider.calls  # the provider sees the mode at create
+    inv = yaml.safe_load(Path(state.inventory or "").read_text())
+    r1 = inv["all"]["children"]["routers"]["hosts"]["r1"]
+    assert r1["ansible_connection"] == "ssh" and r1["ansible_host"] == "192.0.2.2"
+    assert not any(k in r1 for k in ("labkit_netns", "labkit_mnt"))
+    assert up(ctx, "captest", instance="capt3", seed=3, provider="fake").vantage == "inprocess"  # default
+    assert down(ctx, "capt2") and down(ctx, "capt3")
+    assert "destroy capt2 with state" in FakeProvider.calls and FakeProvider.left == {}
+
+
+def test_leftovers_are_asked_of_the_providers(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(base.PROVIDERS, "ghost", "tests.usecases.no_such_module:Ghost")  # not installed: skipped
+    assert leftovers_by_provider(ctx, "capt4") == {}
+    assert not instance_exists(ctx, "capt4")
+    with pytest.raises(UserError, match="there is no instance named 'capt4'"):
+        down(ctx, "capt4")
+    FakeProvider.left["capt4"] = ["vm capt4", "vnet capt4"]  # a crash: no state, things left
+    assert leftovers_by_provider(ctx, "capt4") == {"fake": ["vm capt4", "vnet capt4"]}
+    assert instance_exists(ctx, "capt4") and instance_exists(ctx, "capt4", "fake")
+    assert not instance_exists(ctx, "capt4", "netns")
+    assert down(ctx, "capt4") == ["vm capt4", "vnet capt4"]
+    assert "destroy capt4 without state" in FakeProvider.calls and not instance_exists(ctx, "capt4")
+
+
+def test_up_refuses_a_name_whose_leftovers_are_still_there(ctx: Context) -> None:
+    FakeProvider.left["capt5"] = ["vm capt5"]
+    with pytest.raises(UserError, match="already exists"):
+        up(ctx, "captest", instance="capt5", seed=1, provider="fake")
+    assert not any(c.startswith("create") for c in FakeProvider.calls)
