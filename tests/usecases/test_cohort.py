@@ -4,6 +4,7 @@ parallel on a real lab (root)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ from labkit.usecases.cohort import (
 )
 from labkit.usecases.lifecycle import Context, down, exec_in
 from tests.conftest import LabEnv, leftovers, namespace_inodes
+from tests.usecases.capability_fixture import FakeProvider, LesserProvider, install, install_fake, make_project
 
 
 @pytest.mark.parametrize("text,names", [
@@ -200,6 +202,7 @@ def test_retry_takes_failed_unlaunched_and_abandoned_seats(tmp_path: Path, monke
     launched: list[str] = []
     monkeypatch.setattr(cohort_mod, "up", lambda c, lab, *, instance, **kw: launched.append(instance))
     monkeypatch.setattr(cohort_mod, "load_lab_checked", lambda c, ref: None)
+    monkeypatch.setattr(cohort_mod, "check_provider_fits", lambda c, lab, prov, vantage=None: vantage)
     with ctx.store.lock("fk-04"):  # fk-04 is being launched by someone right now; fk-03's launcher died
         c = cohort_retry(ctx, "fk", parallel=2)
         with pytest.raises(UserError, match="is launching, not failed"):
@@ -231,6 +234,7 @@ def test_interrupted_launch_leaves_the_rest_planned_for_retry(tmp_path: Path, mo
 
     monkeypatch.setattr(cohort_mod, "up", fake_up)
     monkeypatch.setattr(cohort_mod, "load_lab_checked", lambda c, ref: None)
+    monkeypatch.setattr(cohort_mod, "check_provider_fits", lambda c, lab, prov, vantage=None: vantage)
     with pytest.raises(UserError, match=r"interrupted: \d of 6 seats are up; run 'labkit cohort retry fk'"):
         cohort_mod._launch(ctx, load(ctx, "fk"), load(ctx, "fk").seats, 2, None)
     after = load(ctx, "fk")
@@ -249,6 +253,59 @@ def test_progress_callback_errors_do_not_stop_the_cohort(tmp_path: Path, monkeyp
 
     c = cohort_grade(ctx, "fk", parallel=3, on_event=broken)
     assert [s.status for s in c.seats] == ["graded"] * 3
+
+
+# -- provider and vantage ------------------------------------------------------------------------
+def test_older_cohort_files_load_with_netns_in_process(tmp_path: Path) -> None:
+    ctx = _fake_cohort(tmp_path, 1)
+    path = cohort_mod._cohort_file(ctx, "fk")
+    data = json.loads(path.read_text())
+    for key in ("provider", "vantage", "lab_file"):
+        data.pop(key)
+    path.write_text(json.dumps(data))
+    c = load(ctx, "fk")
+    assert (c.provider, c.vantage, c.lab_file) == ("netns", "inprocess", "")
+
+
+def test_cohort_on_a_provider_that_cannot_grade_the_lab_makes_nothing(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    install(monkeypatch)
+    ctx = Context(make_project(tmp_path))
+    roster = tmp_path / "roster.txt"
+    roster.write_text("Alice\nBob\n")
+    with pytest.raises(UserError, match="lab captest cannot be graded on provider lesser: check 'login' needs"):
+        cohort_up(ctx, "captest", roster, name="capc", provider="lesser")
+    with pytest.raises(UserError, match="provider netns cannot grade with vantage 'remote'"):
+        cohort_up(ctx, "captest", roster, name="capc", vantage="remote")
+    assert not cohort_mod._cohort_file(ctx, "capc").exists()
+    assert LesserProvider.made == [] and ctx.store.names() == []
+
+
+def test_cohort_seats_run_on_its_provider_with_its_vantage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the real use cases, on a provider that makes nothing (no root)."""
+    install(monkeypatch)
+    install_fake(monkeypatch)
+    ctx = Context(make_project(tmp_path))
+    roster = tmp_path / "roster.txt"
+    roster.write_text("Alice\nBob\n")
+    c = cohort_up(ctx, "captest", roster, name="capf", seed=5, provider="fake", vantage="agent", parallel=2)
+    assert [s.status for s in c.seats] == ["up", "up"], [s.detail for s in c.seats]
+    assert (load(ctx, "capf").provider, load(ctx, "capf").vantage) == ("fake", "agent")
+    for s in c.seats:
+        state = ctx.store.load(s.instance)
+        assert (state.provider, state.vantage) == ("fake", "agent")
+    assert sorted(c for c in FakeProvider.calls if c.startswith("create")) == ["create capf-01 agent",
+                                                                              "create capf-02 agent"]
+    # a seat that failed is launched again on the same provider, with the same vantage
+    down(ctx, "capf-02")
+    cohort_mod._set_seat(ctx, "capf", "capf-02", status="failed")
+    cohort_retry(ctx, "capf")
+    assert FakeProvider.calls.count("create capf-02 agent") == 2
+    FakeProvider.left["capf-01"].append("vnet capf-01")  # the cohort's provider is asked what is left
+    c = cohort_down(ctx, "capf")
+    assert [s.status for s in c.seats] == ["removed", "removed"]
+    assert FakeProvider.left == {} and ctx.store.names() == []
+    assert not cohort_mod._cohort_file(ctx, "capf").exists()
 
 
 # -- a real cohort, launched and graded in parallel ----------------------------------------------
