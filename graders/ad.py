@@ -25,6 +25,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from labkit.adapters.probes import dns, kerberos, ldap, smb
 from labkit.domain.grading import CheckContext, error_if_unrun
+from labkit.models.capabilities import Capability
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
@@ -276,6 +277,7 @@ class DnsSrv:
     responder cannot answer it."""
 
     name = "ad.dns_srv"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         server, realm, vantage = args["server"], args["realm"].lower(), args["vantage"]
@@ -295,7 +297,7 @@ class DnsSrv:
         address = f"192.0.2.{secrets.randbelow(254) + 1}"  # TEST-NET-1: never a real host
         node_dn = f"DC={label},DC={realm},CN=MicrosoftDNS,DC=DomainDnsZones,{base_dn(realm)}"
         write = {"name": "record", "op": "add", "dn": node_dn, "object_class": ["top", "dnsNode"],
-                 "attributes": {"dnsRecord": dns_a_record(address)}}
+                 "binary_attributes": {"dnsRecord": base64.b64encode(dns_a_record(address)).decode()}}
         evidence += ctx.parallel([_ldap_write(ctx, args, [write], "dns-write", written=address)])
         if ((evidence[-1].parsed or {}).get("ops", {}).get("record") or {}).get("result") == "success":
             evidence += ctx.parallel([query(f"{label}.{realm}", "A", "dns-proof", written=address)])
@@ -373,6 +375,7 @@ class Users:
     granted for the CSV's password."""
 
     name = "ad.users"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         calls = [_ldap_call(ctx, args, [_users_query(args)], "directory")]
@@ -426,6 +429,7 @@ class Groups:
     department and no account of another department."""
 
     name = "ad.groups"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         prefix = args.get("group_prefix", "GG_")
@@ -477,6 +481,7 @@ class MemberServer:
     object without the machine's keys on the server, cannot."""
 
     name = "ad.member_server"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         server = args["server"]
@@ -551,6 +556,7 @@ class ShareAccess:
     granted by the group, not by a list of users. The grader deletes its accounts afterwards."""
 
     name = "ad.share_access"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         base = base_dn(args["realm"])
@@ -674,6 +680,7 @@ class PasswordPolicy:
     fine-grained policy (PSO) that would weaken them for some accounts."""
 
     name = "ad.password_policy"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         base = base_dn(args["realm"])
@@ -812,6 +819,7 @@ class Gpo:
     required registry setting, in GptTmpl.inf ([Registry Values]) or in Registry.pol."""
 
     name = "ad.gpo"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         base = base_dn(args["realm"])
@@ -925,6 +933,7 @@ class DomainAdmins:
     grader takes it out again as Administrator)."""
 
     name = "ad.domain_admins"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         base = base_dn(args["realm"])

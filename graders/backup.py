@@ -28,7 +28,6 @@ import shlex
 import shutil
 import stat
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -39,8 +38,9 @@ from typing import Any
 from labkit.domain.grading import NodeFiles as NodeFS
 from labkit.adapters.probes import backuprepo as br
 from labkit.adapters.probes import capture as capture_probe
-from labkit.adapters.probes import nodetree, sshauth, tcpspan
+from labkit.adapters.probes import nodetree, rendezvous, sshauth, tcpspan
 from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
+from labkit.models.capabilities import Capability
 from labkit.models.evidence import Evidence, EvidenceKind
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
@@ -295,6 +295,7 @@ class RepositoryEncrypted:
     of the proof file."""
 
     name = "backup.repository_encrypted"
+    needs: frozenset[Capability] = frozenset({"node_exec", "node_fs"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         with Workdir() as w:
@@ -351,6 +352,7 @@ class RecentSnapshot:
     snapshot newer than the RPO, and that snapshot holds the business data."""
 
     name = "backup.recent_snapshot"
+    needs: frozenset[Capability] = frozenset({"node_fs"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         with Workdir() as w:
@@ -506,6 +508,7 @@ class Schedule:
     grader's fresh proof file appears in a new snapshot of the repository."""
 
     name = "backup.schedule"
+    needs: frozenset[Capability] = frozenset({"node_exec", "node_fs"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         node = args["node"]
@@ -622,6 +625,7 @@ class Retention:
     those the brief's --keep-daily / --keep-weekly keep."""
 
     name = "backup.retention"
+    needs: frozenset[Capability] = frozenset({"node_exec", "node_fs"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         node, repo = args["repo_node"], args["repo"]
@@ -736,12 +740,6 @@ class Retention:
 
 # --- backups travel encrypted --------------------------------------------------------------
 
-def _capture(ev_id: str, *, markers: list[str], source: str, check: str, duration_s: float, max_bytes: int,
-             ready: threading.Event, stop: threading.Event) -> Evidence:
-    return capture_probe.capture(markers=markers, ev_id=ev_id, source=source, check=check, duration_s=duration_s,
-                                 max_bytes=max_bytes, ready=ready, stop=stop)
-
-
 def ssh_flows(flows: list[dict[str, Any]]) -> set[frozenset[tuple[str, int]]]:
     """Connections (unordered endpoint pairs) where one side greeted with ``SSH-``."""
     return {frozenset({(f["src"], f["sport"]), (f["dst"], f["dport"])}) for f in flows
@@ -769,6 +767,7 @@ class TransportEncrypted:
     file's size, no other flow may carry data, and no piece of the data may cross in clear."""
 
     name = "backup.transport_encrypted"
+    needs: frozenset[Capability] = frozenset({"capture", "node_exec", "node_fs"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         path = _proof_path(args["data_root"])
@@ -776,22 +775,23 @@ class TransportEncrypted:
         if not plant.ok:
             return [plant]
         plant.meta["proof_bytes"] = len(proofs[path])
-        ready, stop = threading.Event(), threading.Event()
+        ready, stop = rendezvous.new_name("ready"), rendezvous.new_name("stop")
         duration = float(args.get("capture_s", 120))
         where = f"segment:{args['segment']}"
         cap = ctx.deferred(where, "capture", "br0", "capture", partial(
-            _capture, markers=[*args["markers"], *proof_needles(proofs[path])], source=where, check=ctx.check.id,
+            capture_probe.capture, markers=[*args["markers"], *proof_needles(proofs[path])], source=where,
+            check=ctx.check.id,
             duration_s=duration, max_bytes=int(args.get("max_bytes", 64 << 20)), ready=ready, stop=stop),
             timeout=duration + 10, meta={"phase": "capture"})
 
-        ready2 = threading.Event()
+        ready2 = rendezvous.new_name("ready")
         span = ctx.deferred(where, "capture", "br0", "tcp sequence numbers", partial(
             tcpspan.tcp_span, source=where, check=ctx.check.id, duration_s=duration, ready=ready2, stop=stop),
             timeout=duration + 10, meta={"phase": "span"})
 
         def backup() -> Evidence:
             try:
-                if not (ready.wait(5) and ready2.wait(5)):
+                if not (ctx.wait_signal(where, ready, 5) and ctx.wait_signal(where, ready2, 5)):
                     return Evidence(id=ctx.eid("backup-not-run"), check=ctx.check.id, kind="exec", source=args["node"],
                                     target=args["node"], action="run the backup script", started_at=utcnow(),
                                     ended_at=utcnow(), ok=False, error="the capture did not start within 5 s",
@@ -801,7 +801,7 @@ class TransportEncrypted:
                 time.sleep(0.3)  # let the last frames of the session cross the bridge
                 return ev
             finally:
-                stop.set()
+                ctx.signal(where, stop)
 
         try:
             evidence = [plant, *ctx.parallel([cap, span, backup])]
@@ -923,6 +923,7 @@ class RestoreTest:
     recorded at ``up`` plus the proof files, which can only come back from the repository."""
 
     name = "backup.restore_test"
+    needs: frozenset[Capability] = frozenset({"capture", "node_exec", "node_fs"})
 
     def _manifest(self, ctx: CheckContext, args: dict[str, Any], phase: str) -> Evidence:
         node, root = args["node"], args["data_root"]
@@ -996,7 +997,7 @@ class RestoreTest:
             if not dmg.ok:
                 return evidence
             timeout = float(args.get("timeout", 120))
-            ready, stop = threading.Event(), threading.Event()
+            ready, stop = rendezvous.new_name("ready"), rendezvous.new_name("stop")
             where = f"segment:{args['segment']}"
             cap = ctx.deferred(where, "capture", "br0", "tcp sequence numbers", partial(
                 tcpspan.tcp_span, source=where, check=ctx.check.id, duration_s=timeout + 15, ready=ready, stop=stop),
@@ -1004,7 +1005,7 @@ class RestoreTest:
 
             def restore() -> Evidence:
                 try:
-                    if not ready.wait(5):
+                    if not ctx.wait_signal(where, ready, 5):
                         return Evidence(id=ctx.eid("restore-not-run"), check=ctx.check.id, kind="exec", source=node,
                                         target=node, action="run the restore script", started_at=utcnow(),
                                         ended_at=utcnow(), ok=False, error="the capture did not start within 5 s",
@@ -1015,7 +1016,7 @@ class RestoreTest:
                     time.sleep(0.3)  # let the last frames cross the bridge
                     return ev
                 finally:
-                    stop.set()
+                    ctx.signal(where, stop)
 
             cap_ev, run = ctx.parallel([cap, restore])
             evidence += [cap_ev, run]
@@ -1132,21 +1133,18 @@ class RestoreTest:
 
 # --- no password login on the backup server ------------------------------------------------
 
-def _password_login(ev_id: str, *, host: str, user: str, password: str, source: str, check: str) -> Evidence:
-    return sshauth.password_login(host, user=user, password=password, ev_id=ev_id, source=source, check=check)
-
-
 class NoPasswordLogin:
     """The grader tries a password login on the backup server's SSH from its vantage point."""
 
     name = "backup.no_password_login"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         vantage = args["vantage"]
         seg = ctx.plan.vantage_point(vantage).segment  # type: ignore[union-attr]
         addr = ctx.address(args["node"], seg)
         return [ctx.probe(vantage, "ssh", f"{addr}:22", "ssh password login attempt", partial(
-            _password_login, host=addr, user=args["user"], password=args["password"], source=vantage,
+            sshauth.password_login, addr, user=args["user"], password=args["password"], source=vantage,
             check=ctx.check.id))]
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:

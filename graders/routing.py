@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from labkit.adapters.probes import capture, icmp, netlink, ospf
+from labkit.adapters.probes import capture, icmp, netlink, ospf, rendezvous
 from labkit.domain.grading import CheckContext, error_if_unrun
+from labkit.models.capabilities import Capability
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
@@ -60,6 +60,7 @@ def _unreachable(evidence: list[Evidence]) -> list[str]:
 
 class LanReachability:
     name = "routing.lan_reachability"
+    needs: frozenset[Capability] = frozenset({"vantage", "grader_echo"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         return _ping_matrix(ctx, args["vantage"], args.get("hosts"))
@@ -98,7 +99,7 @@ BACKBONE = "0.0.0.0"
 
 
 def _capture(ctx: CheckContext, link: str, duration_s: float, *, phase: str,
-             ready: threading.Event | None = None, stop: threading.Event | None = None) -> Callable[[], Evidence]:
+             ready: str | None = None, stop: str | None = None) -> Callable[[], Evidence]:
     probe = partial(ospf.capture_ospf, source=f"link:{link}", check=ctx.check.id, duration_s=duration_s,
                     max_frames=5000, ready=ready, stop=stop)
     return ctx.deferred(f"link:{link}", "capture", link, f"OSPF capture on {link} (grader bridge)", probe,
@@ -157,6 +158,7 @@ class OspfAdjacency:
     timer, the dead interval, has run)."""
 
     name = "routing.ospf_adjacency"
+    needs: frozenset[Capability] = frozenset({"capture"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         dur = float(args.get("capture_s", 3.5))
@@ -224,18 +226,6 @@ def _route_net(route: dict[str, Any]) -> ipaddress.IPv4Network | ipaddress.IPv6N
         return None
 
 
-def _routes(ev_id: str, *, source: str, check: str) -> Evidence:
-    return netlink.routes(ev_id=ev_id, source=source, check=check)
-
-
-def _port(ev_id: str, *, port: str, up: bool, source: str, check: str) -> Evidence:
-    return netlink.set_link_state(port, up, ev_id=ev_id, source=source, check=check)
-
-
-def _block(ev_id: str, *, block: bool, source: str, check: str) -> Evidence:
-    return capture.bridge_block(block, ev_id=ev_id, source=source, check=check)
-
-
 def _pull(ctx: CheckContext, link: str, up: bool, meta: dict[str, Any]) -> list[Evidence]:
     """Set the grader's two ports of ``link`` down (a cable pull: both routers lose
     carrier) or up again."""
@@ -243,7 +233,7 @@ def _pull(ctx: CheckContext, link: str, up: bool, meta: dict[str, Any]) -> list[
     for port in LINK_PORTS:
         ev = ctx.probe(f"link:{link}", "fault", f"{link}/{port}",
                        f"ip link set {port} {'up' if up else 'down'} ({link}, grader bridge)",
-                       partial(_port, port=port, up=up, source=f"link:{link}", check=ctx.check.id))
+                       partial(netlink.set_link_state, port, up, source=f"link:{link}", check=ctx.check.id))
         ev.meta.update({"link": link, **meta})
         out.append(ev)
     return out
@@ -279,6 +269,7 @@ class OspfRoutes:
     (a route to another site's LAN installed by a static route) but never gives them."""
 
     name = "routing.ospf_routes"
+    needs: frozenset[Capability] = frozenset({"vantage", "grader_echo", "capture", "link_cut", "node_kernel"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         links: dict[str, dict[str, str]] = args["links"]
@@ -286,15 +277,15 @@ class OspfRoutes:
         down_s = float(args.get("down_s", 1.5))
         gap_s = float(args.get("gap_s", 1.5))
         total = len(pulls) * (down_s + gap_s) + 2.5
-        stop = threading.Event()
-        readies = {link: threading.Event() for link in links}
+        stop = rendezvous.new_name("stop")
+        readies = {link: rendezvous.new_name("ready") for link in links}
         evidence: list[Evidence] = []
         with ThreadPoolExecutor(max_workers=len(links)) as pool:
             futures = [pool.submit(_capture(ctx, link, total + 5, phase="lsa", ready=readies[link], stop=stop))
                        for link in links]
             try:
-                for r in readies.values():
-                    r.wait(5)
+                for link, r in readies.items():
+                    ctx.wait_signal(f"link:{link}", r, 5)
                 for link in pulls:
                     pulled: list[Evidence] = []
                     try:
@@ -306,7 +297,7 @@ class OspfRoutes:
                     time.sleep(gap_s)
                 time.sleep(2.5)
             finally:
-                stop.set()
+                ctx.signal(f"link:{next(iter(links))}", stop)
             evidence = [f.result() for f in futures] + evidence
         vantage: list[str] = list(args.get("vantage") or [])
         settle = float(args.get("settle_s", 20))
@@ -314,7 +305,7 @@ class OspfRoutes:
                                   for s, d in itertools.permutations(vantage, 2)])
         evidence += ctx.parallel([
             ctx.deferred(r, "netlink", r, "ip route show (netlink)",
-                         partial(_routes, source=r, check=ctx.check.id), meta={"target_name": r})
+                         partial(netlink.routes, source=r, check=ctx.check.id), meta={"target_name": r})
             for r in args.get("routers") or []
         ])
         return evidence
@@ -382,6 +373,7 @@ class WanResilience:
     in a ``finally``, then the lab is given ``settle_s`` (bounded) to settle again."""
 
     name = "routing.wan_resilience"
+    needs: frozenset[Capability] = frozenset({"vantage", "grader_echo", "capture", "link_cut", "silent_cut"})
 
     def _recovery(self, ctx: CheckContext, vantage: list[str], deadline: float, phase: str) -> list[Evidence]:
         return ctx.parallel([partial(ctx.wait_echo, s, d, deadline, meta={"phase": phase})
@@ -417,7 +409,7 @@ class WanResilience:
             try:
                 if fault == "silent-cut":
                     ev = ctx.probe(f"link:{link}", "fault", link, f"silent cut of {link} (nftables, grader bridge)",
-                                   partial(_block, block=True, source=f"link:{link}", check=ctx.check.id))
+                                   partial(capture.bridge_block, True, source=f"link:{link}", check=ctx.check.id))
                     ev.meta.update({"link": link, "fault": fault, "phase": "apply"})
                     applied = [ev]
                 else:
@@ -428,7 +420,7 @@ class WanResilience:
             finally:
                 if fault == "silent-cut":
                     ev = ctx.probe(f"link:{link}", "fault", link, f"end of the silent cut of {link}",
-                                   partial(_block, block=False, source=f"link:{link}", check=ctx.check.id))
+                                   partial(capture.bridge_block, False, source=f"link:{link}", check=ctx.check.id))
                     ev.meta.update({"link": link, "fault": fault, "phase": "restore"})
                     evidence.append(ev)
                 else:

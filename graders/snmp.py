@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import socket
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from labkit.adapters.netns.nsutil import assert_in_lab_netns
-from labkit.adapters.probes import snmp
-from labkit.adapters.probes._common import evidence as make_ev
-from labkit.adapters.probes._common import utcnow
+from labkit.adapters.probes import netlink, snmp
 from labkit.domain.grading import CheckContext, error_if_unrun
+from labkit.models.capabilities import Capability
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
@@ -41,6 +38,7 @@ def _v3_probe(ctx: CheckContext, args: dict[str, Any], addr: str, vantage: str) 
 
 class V3SysName:
     name = "snmp.v3_sysname"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         return ctx.parallel([
@@ -126,57 +124,6 @@ def v3_discovery_packet(msg_id: int) -> bytes:
     return _tlv(0x30, _int(3) + header + _tlv(0x04, usm) + scoped)
 
 
-def _exchange(host: str, src_ip: str, packet: bytes, marker: bytes, *, kind_label: str, ev_id: str, source: str,
-              check: str | None, timeout: float, meta: dict[str, Any]) -> Evidence:
-    """Send ``packet`` to ``host``:161 from ``src_ip``; answered = a datagram came back from
-    host:161 carrying ``marker`` (the request id / message id encoding)."""
-    netns = assert_in_lab_netns()
-    started = utcnow()
-    base = partial(make_ev, ev_id=ev_id, check=check, kind="snmp", source=source, target=f"{host}:161",
-                   action=f"{kind_label} from {src_ip}")
-    meta = {"netns": netns, "source_address": src_ip, **meta}
-    replies = 0
-    answered = False
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind((src_ip, 0))
-            sock.settimeout(0.2)
-            sock.sendto(packet, (host, 161))
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and not answered:
-                try:
-                    data, peer = sock.recvfrom(65535)
-                except TimeoutError:
-                    continue
-                if peer == (host, 161):
-                    replies += 1
-                    answered = data[:1] == b"\x30" and marker in data
-    except OSError as exc:
-        return base(started_at=started, ok=False, error=str(exc), meta=meta)
-    parsed = {"answered": answered, "replies": replies, "source_address": src_ip}
-    return base(started_at=started, ok=True, parsed=parsed, meta=meta,
-                raw=f"{kind_label} from {src_ip}: " + ("answered" if answered else "no answer"))
-
-
-def _source_address(cidr: str, add: bool, *, ev_id: str, source: str, check: str | None) -> Evidence:
-    """Add (or remove) ``cidr`` on this vantage namespace's eth0."""
-    netns = assert_in_lab_netns()  # before anything is opened
-    from pyroute2 import IPRoute
-
-    started = utcnow()
-    ip, plen = cidr.split("/")
-    base = partial(make_ev, ev_id=ev_id, check=check, kind="netlink", source=source, target=f"{source}/eth0",
-                   action=f"ip addr {'add' if add else 'del'} {cidr} dev eth0 (grader probe)")
-    try:
-        with IPRoute() as ipr:
-            idx = ipr.link_lookup(ifname="eth0")[0]
-            ipr.addr("add" if add else "del", index=idx, address=ip, prefixlen=int(plen))
-    except Exception as exc:  # noqa: BLE001 - the probe could not run
-        return base(started_at=started, ok=False, error=str(exc), meta={"netns": netns})
-    return base(started_at=started, ok=True, parsed={"address": cidr, "added": add}, raw=cidr,
-                meta={"netns": netns, "purpose": "fresh-source"})
-
-
 def fresh_address(prefix: str, taken: set[str], rng: random.Random) -> str:
     """A host address of ``prefix`` that is in no plan (not a node's, not a probe's)."""
     net = ipaddress.ip_network(prefix, strict=False)
@@ -198,6 +145,7 @@ class NoCommunityAccess:
     v3 authPriv liveness request from the vantage point's own address is kept."""
 
     name = "snmp.no_community_access"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         rng = random.SystemRandom()
@@ -214,7 +162,7 @@ class NoCommunityAccess:
         try:
             for vantage, cidr in fresh.items():
                 ev = ctx.probe(vantage, "netlink", f"{vantage}/eth0", f"ip addr add {cidr}",
-                               partial(_source_address, cidr, True, source=vantage, check=ctx.check.id))
+                               partial(netlink.source_address, cidr, True, source=vantage, check=ctx.check.id))
                 evidence.append(ev)
                 if ev.ok:
                     added.append(vantage)
@@ -225,7 +173,7 @@ class NoCommunityAccess:
             for vantage in added:
                 cidr = fresh[vantage]
                 evidence.append(ctx.probe(vantage, "netlink", f"{vantage}/eth0", f"ip addr del {cidr}",
-                                          partial(_source_address, cidr, False, source=vantage,
+                                          partial(netlink.source_address, cidr, False, source=vantage,
                                                   check=ctx.check.id)))
         return evidence
 
@@ -239,14 +187,16 @@ class NoCommunityAccess:
                                       meta={"target_name": router, "purpose": "v3-liveness"}))
             msg_id = rng.randrange(1 << 16, 1 << 30)
             calls.append(ctx.deferred(vantage, "snmp", addr, f"SNMPv3 discovery from {src}",
-                                      partial(_exchange, addr, src, v3_discovery_packet(msg_id), _int(msg_id),
+                                      partial(snmp.raw_exchange, addr, src, v3_discovery_packet(msg_id).hex(),
+                                              _int(msg_id).hex(),
                                               kind_label="SNMPv3 engine discovery", check=ctx.check.id,
                                               source=vantage, timeout=2.0, meta={"version": "3"}),
                                       meta={"target_name": router, "purpose": "v3-fresh-source"}))
             for community in args.get("communities", ["public"]):
                 for version in ("1", "2c"):
                     req = rng.randrange(1 << 16, 1 << 30)
-                    probe = partial(_exchange, addr, src, community_get_packet(community, version, req), _int(req),
+                    probe = partial(snmp.raw_exchange, addr, src, community_get_packet(community, version, req).hex(),
+                                    _int(req).hex(),
                                     kind_label=f"snmpget -v {version} -c <community> {SYS_DESCR}",
                                     check=ctx.check.id, source=vantage, timeout=1.5, meta={"version": version})
                     calls.append(ctx.deferred(vantage, "snmp", addr, f"snmpget v{version} {SYS_DESCR} from {src}",

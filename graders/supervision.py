@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from labkit.adapters.netns.nsutil import assert_in_lab_netns
-from labkit.adapters.probes import capture, http, netlink, ntp, snmp, sshauth
+from labkit.adapters.probes import capture, http, netlink, ntp, rendezvous, snmp, sshauth
 from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
+from labkit.models.capabilities import Capability
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
@@ -83,25 +83,18 @@ def nonce_problem(evidence: list[Evidence]) -> tuple[str, str] | None:
     return None
 
 
-def _veth_ends(only: str | None = None) -> list[tuple[str, int, int]]:
-    """(name, ifindex, peer ifindex) of the veth ends of this thread's namespace."""
-    assert_in_lab_netns()
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        out = []
-        for link in ipr.get_links():
-            name, peer = link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_LINK")
-            if peer and (only is None or name == only):
-                out.append((str(name), int(link["index"]), int(peer)))
-        return out
-
-
 def bridge_port_of(ctx: CheckContext, node: str, iface: str, segment: str) -> str:
     """The port of ``segment``'s bridge that faces ``node``'s ``iface``: the veth whose peer is
     that interface, both ways (ifindexes the candidate cannot choose)."""
-    mine = ctx.provider.run_at(ctx.state, node, partial(_veth_ends, iface), 5.0)
-    ports = ctx.provider.run_at(ctx.state, f"segment:{segment}", _veth_ends, 5.0)
+    seg = f"segment:{segment}"
+    found = [ctx.probe(node, "netlink", iface, f"veth ends of {node}",
+                       partial(netlink.veth_ends, iface, source=node, check=ctx.check.id), timeout=5.0),
+             ctx.probe(seg, "netlink", seg, f"veth ends of {segment}'s bridge",
+                       partial(netlink.veth_ends, source=seg, check=ctx.check.id), timeout=5.0)]
+    for ev in found:
+        if not ev.ok:
+            raise RuntimeError(ev.error)
+    mine, ports = (ev.parsed or [] for ev in found)
     match = [p[0] for p in ports for m in mine if p[2] == m[1] and m[2] == p[1]]
     if len(match) != 1:
         raise RuntimeError(f"no single port of {segment}'s bridge faces {node}:{iface} ({match})")
@@ -120,7 +113,7 @@ def _seen(flows: list[dict[str, Any]], proto: str, src: str, dst: str, dport: in
 
 
 def _capture_call(ctx: CheckContext, segment: str, seconds: float, markers: list[str] | None = None,
-                  stop: threading.Event | None = None, meta: dict[str, Any] | None = None):  # noqa: ANN202
+                  stop: str | None = None, meta: dict[str, Any] | None = None):  # noqa: ANN202
     """A bounded capture on the bridge of a LAN (``segment``) or of a point-to-point link
     (``link:NAME``), both grader-owned."""
     where = segment if segment.startswith("link:") else f"segment:{segment}"
@@ -135,6 +128,7 @@ class SnmpV3Devices:
     """Every device answers SNMPv3 authPriv (user, SHA, AES of the brief) with its sysName."""
 
     name = "supervision.snmpv3_devices"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         calls = []
@@ -177,6 +171,7 @@ class TargetsUp:
     161) and each device answering it, within ``capture.seconds`` (the brief's 2 s scrape)."""
 
     name = "supervision.targets_up"
+    needs: frozenset[Capability] = frozenset({"vantage", "capture"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         cap = args["capture"]
@@ -243,6 +238,7 @@ class AlertRules:
     brief's delay, and where a threshold is required the rule compares against at most it."""
 
     name = "supervision.alert_rules"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         return [_prom_get(ctx, args["source"], args["prometheus"], "/api/v1/rules", {"type": "alert"},
@@ -287,20 +283,8 @@ class AlertRules:
 
 
 # ------------------------------------------------------------------------------- alerts
-def _alerts_in(post: dict[str, Any], alert: str, status: str | None = None) -> list[dict[str, Any]]:
-    doc = post.get("json")
-    if not isinstance(doc, dict):
-        return []
-    return [a for a in doc.get("alerts") or [] if isinstance(a, dict)
-            and (a.get("labels") or {}).get("alertname") == alert and (status is None or a.get("status") == status)]
-
-
-def _ts(text: Any) -> datetime | None:
-    try:
-        at = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+_alerts_in = http.alerts_in
+_ts = http.post_time
 
 
 def label_fingerprint(labels: dict[str, str]) -> str:
@@ -372,6 +356,7 @@ class AlertFires:
     check. Prometheus's ALERTS series also gives the ``alert-timeline`` artifact."""
 
     name = "supervision.alert_fires"
+    needs: frozenset[Capability] = frozenset({"vantage", "capture", "link_cut", "node_exec", "node_kernel"})
 
     def _apply(self, ctx: CheckContext, fault: dict[str, Any], undo: bool, how: dict[str, Any]) -> Evidence:
         kind, node = fault["kind"], fault["node"]
@@ -437,8 +422,7 @@ class AlertFires:
             evidence.append(unrun("sender-port", sender["node"], "find the bridge port facing the sender", exc,
                                   "witness"))
             return evidence
-        stop = threading.Event()
-        ready = threading.Event()
+        stop, ready = rendezvous.new_name("stop"), rendezvous.new_name("ready")
         witness: list[Evidence] = []
         where = f"segment:{sender['segment']}"
         watch = threading.Thread(target=lambda: witness.append(ctx.probe(
@@ -447,23 +431,29 @@ class AlertFires:
                     duration_s=min(lifetime, 300.0), stop=stop, ready=ready),
             timeout=min(lifetime, 300.0) + 15)), name="webhook-witness", daemon=True)
         watch.start()
-        ready.wait(5.0)
-        receiver = http.WebhookReceiver(
-            rx["address"], int(rx["port"]), source=rx["vantage"], max_lifetime=lifetime,
-            open_in=lambda fn: ctx.provider.run_at(ctx.state, rx["vantage"], fn, 5.0))
-        try:
-            receiver.start()
-        except Exception as exc:  # noqa: BLE001 - the receiver could not listen: the check cannot run
-            stop.set()
+        ctx.wait_signal(where, ready, 5.0)
+        handle = rendezvous.new_name("webhook")
+        started = ctx.probe(rx["vantage"], "tcp", f"{rx['address']}:{rx['port']}", "HTTP webhook receiver",
+                            partial(http.webhook_start, rx["address"], int(rx["port"]), handle=handle,
+                                    source=rx["vantage"], check=ctx.check.id, max_lifetime=lifetime), timeout=10.0)
+        if not started.ok:  # the receiver could not listen: the check cannot run
+            ctx.signal(where, stop)
             watch.join(20)
-            evidence.append(unrun("webhook", f"{rx['address']}:{rx['port']}", "HTTP webhook receiver", exc,
-                                  "receiver"))
+            started.meta.update(phase="receiver")
+            started.source = source
+            evidence.append(started)
             return evidence
         from_sender = sender["address"]
 
-        def ours(status: str, since: datetime) -> Any:
-            return lambda p: (p.get("peer") == from_sender and bool(_alerts_in(p, alert, status))
-                              and (_ts(p["at"]) or since) >= since)
+        def wait(status: str, since: datetime) -> dict[str, Any] | None:
+            ev = ctx.probe(rx["vantage"], "tcp", handle, f"wait for a {status} notification",
+                           partial(http.webhook_wait, handle, peer=from_sender, alert=alert, status=status,
+                                   since=since.isoformat(), deadline_s=within, source=rx["vantage"],
+                                   check=ctx.check.id), timeout=within + 15)
+            if not ev.ok:
+                raise RuntimeError(f"the grader's webhook receiver could not be read: {ev.error}")
+            post = (ev.parsed or {}).get("post")
+            return post if isinstance(post, dict) else None
 
         fired: dict[str, Any] | None = None
         resolved: dict[str, Any] | None = None
@@ -475,19 +465,20 @@ class AlertFires:
             applied = self._apply(ctx, fault, undo=False, how=how)
             evidence.append(applied)
             if applied.ok:
-                fired = receiver.wait_for(ours("firing", t_fault), within)
+                fired = wait("firing", t_fault)
         finally:
             t_repair = utcnow()
             repair = self._apply(ctx, fault, undo=True, how=how)
             evidence.append(repair)
         try:
             if fired is not None and repair.ok:
-                resolved = receiver.wait_for(ours("resolved", t_repair), within)
+                resolved = wait("resolved", t_repair)
         finally:
-            receiver.stop()
-            stop.set()
+            rx_ev = ctx.probe(rx["vantage"], "tcp", f"{rx['address']}:{rx['port']}", "HTTP webhook receiver",
+                              partial(http.webhook_finish, handle, source=rx["vantage"], check=ctx.check.id),
+                              timeout=15.0)
+            ctx.signal(where, stop)
             watch.join(20)
-        rx_ev = receiver.evidence(ev_id=ctx.eid(f"{rx['vantage']}-webhook"), check=ctx.check.id)
         rx_ev.meta.update(phase="receiver", quiet_from=t_quiet.isoformat(), fault_at=t_fault.isoformat(),
                           repair_at=t_repair.isoformat())
         evidence.append(rx_ev)
@@ -667,12 +658,13 @@ class SyslogForwarded:
     the grader's own code (``ctx.node_fs``; nothing runs in the node), within ``within_s``."""
 
     name = "supervision.syslog_forwarded"
+    needs: frozenset[Capability] = frozenset({"vantage", "capture", "node_fs"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         nonce = f"lk{secrets.token_hex(6)}"
         emitter, collector, directory = args["emitter"], args["collector"], str(args["directory"])
         within = float(args.get("within_s", 10))
-        stop = threading.Event()
+        stop = rendezvous.new_name("stop")
         wire: list[Evidence] = []
         cap = _capture_call(ctx, args["segment"], within + 5, markers=[nonce], stop=stop)
         watch = threading.Thread(target=lambda: wire.append(cap()), name="syslog-wire", daemon=True)
@@ -703,7 +695,7 @@ class SyslogForwarded:
             if found or time.monotonic() > end:
                 break
             time.sleep(0.5)
-        stop.set()
+        ctx.signal(args["segment"] if str(args["segment"]).startswith("link:") else f"segment:{args['segment']}", stop)
         watch.join(within + 20)
         evidence.append(Evidence(
             id=ctx.eid(f"{collector}-files"), check=ctx.check.id, kind="exec", source="grader", target=collector,
@@ -762,6 +754,7 @@ class NtpReference:
     ``wire_seconds``: a responder that makes up a refid without syncing sends none."""
 
     name = "supervision.ntp_reference"
+    needs: frozenset[Capability] = frozenset({"vantage", "capture"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         calls = [ctx.deferred(where["vantage"], "udp", where["address"], "NTP mode 3 request",
@@ -865,6 +858,7 @@ class Availability:
     ``availability`` artifact."""
 
     name = "supervision.availability"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         end = time.time()

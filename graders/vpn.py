@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
-import time
 from functools import partial
 from typing import Any
 
-from labkit.adapters.probes import capture, tcp, vpn
+from labkit.adapters.probes import capture, rendezvous, tcp, vpn
 from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
 from labkit.errors import ProviderError
+from labkit.models.capabilities import Capability
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
@@ -51,28 +50,17 @@ class WireConfidentiality:
     than ICMP may cross."""
 
     name = "vpn.wire_confidentiality"
+    needs: frozenset[Capability] = frozenset({"vantage", "capture"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         marker = f"LABKIT-MARK-{secrets.token_hex(8)}"
         port = 40000 + secrets.randbelow(9000)
         count = int(args.get("count", 5))
         taps: list[str] = args["taps"]
-        stop = threading.Event()
-        cap_ready = [threading.Event() for _ in taps]
-        rx_ready = threading.Event()
+        stop = rendezvous.new_name("stop")
+        cap_ready = [rendezvous.new_name("cap") for _ in taps]
+        rx_ready = rendezvous.new_name("rx")
         duration = float(args.get("capture_s", 12))
-
-        def send(ev_id: str) -> Evidence:
-            try:
-                if not all(e.wait(READY_WAIT_S) for e in [*cap_ready, rx_ready]):
-                    raise TimeoutError(f"capture or receiver not ready within {READY_WAIT_S:g} s")
-                time.sleep(0.2)
-                return vpn.udp_send(args["receiver_ip"], port, marker=marker, ev_id=ev_id, source=args["sender"],
-                                    check=ctx.check.id, count=count)
-            finally:
-                time.sleep(1.0)  # let the last datagrams cross before the capture stops
-                stop.set()
-
         calls = [
             ctx.deferred(f"segment:{tap}", "capture", "br0", "capture",
                          partial(capture.capture, markers=[marker], source=f"segment:{tap}", check=ctx.check.id,
@@ -84,6 +72,9 @@ class WireConfidentiality:
                                   partial(vpn.udp_receive, port, marker=marker, source=args["receiver"],
                                           check=ctx.check.id, duration_s=duration, expect=count, ready=rx_ready),
                                   timeout=duration + 5, meta={"role": "receiver"}))
+        send = partial(vpn.udp_send_when_ready, args["receiver_ip"], port, marker=marker, source=args["sender"],
+                       check=ctx.check.id, count=count, wait_for=[*cap_ready, rx_ready], stop=stop,
+                       ready_wait_s=READY_WAIT_S)
         calls.append(ctx.deferred(args["sender"], "udp", f"{args['receiver_ip']}:{port}", "send", send,
                                   timeout=duration + 5, meta={"role": "sender", "udp_port": port}))
         return ctx.parallel(calls)
@@ -139,6 +130,7 @@ class ExposedPorts:
     filter exempting one scanner's network is seen from another."""
 
     name = "vpn.exposed_ports"
+    needs: frozenset[Capability] = frozenset({"vantage"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         calls = []
@@ -220,6 +212,14 @@ def _missing_files(evidence: list[Evidence]) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------- the legitimate client
+def _stop_client(ctx: CheckContext, where: str, handle: str) -> None:
+    """End the grader's OpenVPN client (kept by the probes' process under ``handle``)."""
+    ev = ctx.probe(where, "exec", handle, "stop the openvpn client",
+                   partial(vpn.client_stop, handle, source=where, check=ctx.check.id), timeout=15.0)
+    if not ev.ok:
+        raise ProviderError(f"the grader's OpenVPN client could not be stopped: {ev.error}")
+
+
 def _legit_client(ctx: CheckContext, args: dict[str, Any]) -> tuple[list[Evidence], str | None]:
     """The positive control: the grader's own OpenVPN client, from its Internet vantage
     point, with the laptop's certificate and key, trusting only the CA published on the
@@ -234,14 +234,14 @@ def _legit_client(ctx: CheckContext, args: dict[str, Any]) -> tuple[list[Evidenc
     cl_ev.parsed = {**(cl_ev.parsed or {}), "issued_by_published_ca": issued, "openssl_verify": line}
     src, server, port = args["source"], args["server"], int(args["port"])
     wait = float(args.get("wait", 8))
-    client = vpn.OpenvpnClient()
-    start = partial(client.start, server, port, ca_pem=ca["ca"], cert_pem=cl["cert"], key_pem=cl["key"],
-                    source=src, check=ctx.check.id, wait_s=wait, label="control")
+    handle = rendezvous.new_name("openvpn")
+    start = partial(vpn.client_start, server, port, handle=handle, ca_pem=ca["ca"], cert_pem=cl["cert"],
+                    key_pem=cl["key"], source=src, check=ctx.check.id, wait_s=wait, label="control")
     try:
         evidence.append(ctx.deferred(src, "exec", f"{server}:{port}", "openvpn legitimate client", start,
                                      timeout=wait + 30, meta={"role": "control"})())
     finally:
-        client.stop()
+        _stop_client(ctx, src, handle)
     return evidence, ca["ca"]
 
 
@@ -280,6 +280,7 @@ class OpenvpnTls:
     the published CA, must get a session."""
 
     name = "vpn.openvpn_tls"
+    needs: frozenset[Capability] = frozenset({"vantage", "node_fs"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         src, server, port = args["source"], args["server"], int(args["port"])
@@ -320,6 +321,7 @@ class ImpostorRefused:
     that same server, authenticate it, and get no session."""
 
     name = "vpn.impostor_refused"
+    needs: frozenset[Capability] = frozenset({"vantage", "node_fs"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         evidence, ca = _legit_client(ctx, args)
@@ -409,6 +411,7 @@ class RestartRecovery:
     ``within`` s, measured with grader-to-grader nonce echoes between the two LAN probes."""
 
     name = "vpn.restart_recovery"
+    needs: frozenset[Capability] = frozenset({"vantage", "grader_echo", "node_exec", "node_fs", "node_kernel"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         within = float(args.get("within", 15))
@@ -518,6 +521,7 @@ class LaptopScope:
     tunnel) none of the ``denied`` ones either."""
 
     name = "vpn.laptop_scope"
+    needs: frozenset[Capability] = frozenset({"vantage", "grader_echo", "node_fs"})
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         node, vp = args["node"], args["client_vantage"]
@@ -531,8 +535,9 @@ class LaptopScope:
             return evidence
         server, port = args["server"], int(args["port"])
         wait = float(args.get("wait", 8))
-        client = vpn.OpenvpnClient()
-        start = partial(client.start, server, port, ca_pem=cl["ca"], cert_pem=cl["cert"], key_pem=cl["key"],
+        handle = rendezvous.new_name("openvpn")
+        start = partial(vpn.client_start, server, port, handle=handle, ca_pem=cl["ca"], cert_pem=cl["cert"],
+                        key_pem=cl["key"],
                         source=vp, check=ctx.check.id, wait_s=wait, dev="tun",
                         routes=[str(r) for r in args["tunnel_routes"]], label="session")
         try:
@@ -544,7 +549,7 @@ class LaptopScope:
                     evidence += [ctx.echo(vp, d, count=3, meta={"expect": verdict, "path": "tunnel"})
                                  for d in args[verdict]]
         finally:
-            client.stop()
+            _stop_client(ctx, vp, handle)
         return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:

@@ -23,17 +23,18 @@ import shlex
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
-from labkit.adapters.providers.base import NodeFiles
-from labkit.adapters.probes.echo import EchoPair
-from labkit.adapters.providers.base import Provider
+from labkit.adapters.probes import registry, rendezvous
+from labkit.adapters.providers.base import GraderGround, NodeFiles, Provider
 from labkit.errors import ProviderError
 from labkit.models.evidence import Evidence, EvidenceKind
 from labkit.models.instance import InstancePlan, InstanceState
 from labkit.models.lab import CheckSpec
+from labkit.models.probe import EchoCall, ProbeCall
 from labkit.models.results import CheckResult, Verdict
 
 __all__ = ["CheckContext", "Grader", "GraderRegistry", "NodeFiles", "error_if_unrun", "utcnow"]
@@ -95,7 +96,13 @@ _ID_SAFE = re.compile(r"[^a-z0-9._-]+")
 
 @dataclass
 class CheckContext:
-    """What a grader's ``collect`` may use: the instance, the provider and probe helpers."""
+    """What a grader's ``collect`` may use: the instance, the provider and probe helpers.
+
+    Probes run through ``ground`` (the provider's :class:`GraderGround`: in labkit's process
+    or in the grader agent), as data: a partial of a registered probe becomes a
+    :class:`ProbeCall`. The use case hands one ground to every check of a grading and closes
+    it; without one, the provider's default ground is made on first use (:meth:`close` ends it).
+    """
 
     state: InstanceState
     provider: Provider
@@ -103,6 +110,21 @@ class CheckContext:
     baseline: list[Evidence] = field(default_factory=list)
     _seq: int = 0
     faults: list[Evidence] = field(default_factory=list)
+    ground: GraderGround | None = None
+    _own_ground: bool = False
+
+    def grader_ground(self) -> GraderGround:
+        """The ground probes run through (made on first use when none was given)."""
+        if self.ground is None:
+            self.ground = self.provider.ground(self.state)
+            self._own_ground = True
+        return self.ground
+
+    def close(self) -> None:
+        """End the ground this context made itself (a ground handed in is the caller's)."""
+        if self._own_ground and self.ground is not None:
+            ground, self.ground, self._own_ground = self.ground, None, False
+            ground.close()
 
     @property
     def plan(self) -> InstancePlan:
@@ -125,12 +147,15 @@ class CheckContext:
         return addr
 
     def probe(self, where: str, kind: EvidenceKind, target: str, action: str,
-              fn: Callable[..., Evidence], timeout: float | None = None) -> Evidence:
-        """Run probe ``fn(ev_id=...)`` at ``where``; any failure to run becomes evidence."""
+              fn: Callable[..., Evidence] | ProbeCall, timeout: float | None = None) -> Evidence:
+        """Run probe ``fn`` (a partial of a registered probe, or a :class:`ProbeCall`) with
+        ``ev_id=...`` at ``where``; any failure to run (a grader bug too: an unregistered
+        function, arguments that are not JSON) becomes evidence with ``ok=False``."""
         ev_id = self.eid(f"{where}-{target}")
         started = utcnow()
         try:
-            return self.provider.run_at(self.state, where, lambda: fn(ev_id=ev_id), timeout or self.check.timeout)
+            call = registry.call_of(fn)
+            return self.grader_ground().run(where, call, ev_id, timeout or self.check.timeout)
         except Exception as exc:  # noqa: BLE001 - a failed probe is a result, not a crash
             return Evidence(
                 id=ev_id, check=self.check.id, kind=kind, source=where, target=target, action=action,
@@ -139,7 +164,7 @@ class CheckContext:
             )
 
     def deferred(self, where: str, kind: EvidenceKind, target: str, action: str,
-                 fn: Callable[..., Evidence], timeout: float | None = None,
+                 fn: Callable[..., Evidence] | ProbeCall, timeout: float | None = None,
                  meta: dict[str, Any] | None = None) -> Callable[[], Evidence]:
         """A probe to run later (e.g. in :meth:`parallel`); ``meta`` is added to its evidence."""
 
@@ -191,8 +216,24 @@ class CheckContext:
                         action=action, started_at=started, ended_at=utcnow(), ok=True, raw=raw, parsed=parsed,
                         meta=meta)
 
-    def _echo(self, src: str, dst: str, action: str, run: Callable[[EchoPair], dict[str, Any]],
-              meta: dict[str, Any] | None) -> Evidence:
+    def signal(self, where: str, name: str) -> bool:
+        """Set the signal ``name`` (:mod:`labkit.adapters.probes.rendezvous`) where the probes
+        run, e.g. to stop a capture; False if it could not be set."""
+        return self._signal_probe(where, partial(rendezvous.set_event, name, source=where, check=self.check.id), 10.0)
+
+    def wait_signal(self, where: str, name: str, timeout: float) -> bool:
+        """Wait at most ``timeout`` s for the signal ``name`` (e.g. a capture is listening)."""
+        call = partial(rendezvous.wait_event, name, source=where, check=self.check.id, timeout=timeout)
+        return self._signal_probe(where, call, timeout + 10.0)
+
+    def _signal_probe(self, where: str, fn: Callable[..., Evidence], timeout: float) -> bool:
+        try:
+            ev = self.grader_ground().run(where, registry.call_of(fn), f"{self.check.id}.signal", timeout)
+        except Exception:  # noqa: BLE001 - the caller treats "not set" as the probe's outcome
+            return False
+        return ev.ok and bool((ev.parsed or {}).get("set"))
+
+    def _echo(self, src: str, dst: str, action: str, call: EchoCall, meta: dict[str, Any] | None) -> Evidence:
         target = self.plan.vantage_point(dst)
         ev_id = self.eid(f"{src}-{dst}")
         started = utcnow()
@@ -200,12 +241,10 @@ class CheckContext:
         try:
             if target is None or self.plan.vantage_point(src) is None:
                 raise ProviderError(f"grader echo runs between vantage points only ({src!r} → {dst!r})")
-
-            def open_at(where: str, fn: Callable[[], Any]) -> Any:
-                return self.provider.run_at(self.state, where, fn, 10.0)
-
-            with EchoPair.open(open_at, src, dst, target.ip) as pair:
-                parsed = run(pair)
+            p = call.params
+            budget = float(p.get("deadline_s", 0)) + float(p.get("count", 0)) * (float(p.get("timeout", 0)) + 0.1)
+            parsed = self.grader_ground().echo(src, dst, call.model_copy(update={"target_ip": target.ip}),
+                                               10.0 + budget)
         except Exception as exc:  # noqa: BLE001 - a probe that cannot run is a result
             return Evidence(id=ev_id, check=self.check.id, kind="udp", source=src,
                             target=target.ip if target else dst, action=action, started_at=started,
@@ -221,14 +260,15 @@ class CheckContext:
         """Grader-to-grader echo between two vantage points (see :mod:`labkit.adapters.probes.echo`):
         only replies carrying this call's HMAC of a fresh nonce count. Never raises."""
         return self._echo(src, dst, f"nonce echo ×{count} to {dst} (UDP, HMAC-verified)",
-                          lambda pair: pair.exchange(count=count, timeout=timeout), meta)
+                          EchoCall(mode="exchange", target_ip="", params={"count": count, "timeout": timeout}), meta)
 
     def wait_echo(self, src: str, dst: str, deadline_s: float, interval: float = 0.2,
                   meta: dict[str, Any] | None = None) -> Evidence:
         """Like :meth:`echo`, until the first verified reply or ``deadline_s``;
         ``parsed['first_reply_after_s']`` is None if none came."""
         return self._echo(src, dst, f"nonce echo to {dst} until a verified reply (≤ {deadline_s:g} s)",
-                          lambda pair: pair.wait(deadline_s, interval), meta)
+                          EchoCall(mode="wait", target_ip="", params={"deadline_s": deadline_s, "interval": interval}),
+                          meta)
 
     def node_fs(self, node: str) -> NodeFiles:
         """The node's files read by the grader's own code (never the node's binaries); use

@@ -74,6 +74,7 @@ class RunInfo(BaseModel):
     ended_at: datetime
     labkit_version: str
     checks: list[dict[str, Any]]  # the check specs as run (args rendered)
+    vantage: str = "inprocess"  # where the grader's probes ran: inprocess | agent
 
 
 class GradeSummary(BaseModel):

@@ -7,7 +7,8 @@ from functools import partial
 from typing import Any
 
 from labkit import __version__
-from labkit.adapters.probes import netlink
+from labkit.adapters.probes import netlink, registry
+from labkit.adapters.providers.base import GraderGround
 from labkit.adapters.security.keyring import Keyring
 from labkit.adapters.storage.runs import RunWriter, new_run_id
 from labkit.adapters.storage.state import utcnow
@@ -34,7 +35,12 @@ def _route_rows(ev: Evidence) -> list[dict[str, Any]]:
     ]
 
 
-def _collect_artifacts(state: InstanceState, prov: Any, writer: RunWriter) -> None:
+def _read(ground: GraderGround, where: str, fn: Any, ev_id: str, timeout: float) -> Evidence:
+    """Run a registered probe (``partial``) at ``where`` through the grader's ground."""
+    return ground.run(where, registry.call_of(fn), ev_id, timeout)
+
+
+def _collect_artifacts(state: InstanceState, ground: GraderGround, writer: RunWriter) -> None:
     """Portfolio artifacts read from the live lab: topology, addressing plan, routing tables."""
     plan = state.plan
     writer.add_artifact("topology", {
@@ -46,8 +52,8 @@ def _collect_artifacts(state: InstanceState, prov: Any, writer: RunWriter) -> No
     addressing: list[dict[str, Any]] = []
     for node in plan.nodes:
         try:
-            ev = prov.run_at(state, node.name, partial(netlink.addresses, ev_id=f"artifact.addresses.{node.name}",
-                                                       source=node.name), 10.0)
+            ev = _read(ground, node.name, partial(netlink.addresses, source=node.name),
+                       f"artifact.addresses.{node.name}", 10.0)
             for iface in ev.parsed or []:
                 if iface.get("name") == "lo":
                     continue
@@ -58,20 +64,23 @@ def _collect_artifacts(state: InstanceState, prov: Any, writer: RunWriter) -> No
                                "error": str(exc)})
         if node.role == "router":
             try:
-                ev = prov.run_at(state, node.name, partial(netlink.routes, ev_id=f"artifact.routes.{node.name}",
-                                                           source=node.name), 10.0)
+                ev = _read(ground, node.name, partial(netlink.routes, source=node.name),
+                           f"artifact.routes.{node.name}", 10.0)
                 writer.add_artifact(f"routes-{node.name}", _route_rows(ev))
             except Exception as exc:  # noqa: BLE001
                 writer.add_artifact(f"routes-{node.name}", {"error": str(exc)})
     writer.add_artifact("addressing", addressing)
 
 
-def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | None = None) -> GradeSummary:
+def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | None = None,
+          vantage: str | None = None) -> GradeSummary:
+    """Grade instance ``name``; ``vantage`` picks the grader's ground (``inprocess`` or
+    ``agent``; None: the instance's own). One ground serves every check and is closed at the end."""
     state = ctx.store.load(name)
     if state.phase != "up":
         raise UserError(f"instance {name!r} is {state.phase}, not up; bring it up before grading.")
     lab = load_lab_checked(ctx, state.plan.lab_dir)
-    registry = GraderRegistry.load()
+    graders = GraderRegistry.load()
     catalog = load_catalog()
     checks = rendered_checks(lab, state.plan.params)
     if only:
@@ -85,15 +94,17 @@ def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | Non
     started = utcnow()
     run_id = new_run_id(name, started)
     writer = RunWriter(ctx.settings.runs, run_id)
+    ground: GraderGround | None = None
     try:
+        ground = prov.ground(state, vantage)
         results = []
         # a grader may hand portfolio tables to the run: evidence of kind "artifact" with
         # meta["artifact"] = NAME and a list of rows in parsed; rows of one name are joined
         from_graders: dict[str, list[Any]] = {}
         for spec in checks:
-            grader = registry.get(spec.grader)
+            grader = graders.get(spec.grader)
             baseline = ctx.store.load_baseline(name, spec.id)
-            cctx = CheckContext(state=state, provider=prov, check=spec, baseline=baseline)
+            cctx = CheckContext(state=state, provider=prov, check=spec, baseline=baseline, ground=ground)
             t0 = time.monotonic()
             try:
                 evidence = baseline + grader.collect(cctx, spec.args)
@@ -116,7 +127,7 @@ def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | Non
             results.append(result)
         for art_name, rows in from_graders.items():
             writer.add_artifact(art_name, rows)
-        _collect_artifacts(state, prov, writer)
+        _collect_artifacts(state, ground, writer)
         ended = utcnow()
         secret = set(state.plan.secret_params)
         info = RunInfo(
@@ -126,6 +137,7 @@ def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | Non
             params={k: ("(secret)" if k in secret else v) for k, v in state.plan.params.items()},
             started_at=started, ended_at=ended, labkit_version=__version__,
             checks=[_public_spec(c.model_dump(mode="json"), secret, state) for c in checks],
+            vantage=ground.mode,
         )
         summary = GradeSummary(
             run_id=run_id, lab_id=lab.spec.id, instance=name, candidate=state.plan.candidate,
@@ -138,6 +150,9 @@ def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | Non
     except BaseException:
         writer.abort()
         raise
+    finally:
+        if ground is not None:
+            ground.close()
 
 
 def _public_spec(spec: dict[str, Any], secret: set[str], state: InstanceState) -> dict[str, Any]:
@@ -156,30 +171,35 @@ def _public_spec(spec: dict[str, Any], secret: set[str], state: InstanceState) -
     return mask(spec)  # type: ignore[no-any-return]
 
 
-def checks_pass(ctx: Context, name: str, check_ids: list[str]) -> bool:
+def checks_pass(ctx: Context, name: str, check_ids: list[str], *, vantage: str | None = None) -> bool:
     """Run these checks without recording a run; True if every one passes (readiness)."""
     if not check_ids:
         return True
     state = ctx.store.load(name)
     lab = load_lab_checked(ctx, state.plan.lab_dir)
-    registry = GraderRegistry.load()
+    graders = GraderRegistry.load()
     prov = ctx.provider(state.provider)
-    for spec in rendered_checks(lab, state.plan.params):
-        if spec.id not in check_ids:
-            continue
-        grader = registry.get(spec.grader)
-        cctx = CheckContext(state=state, provider=prov, check=spec, baseline=ctx.store.load_baseline(name, spec.id))
-        try:
-            evidence = cctx.baseline + grader.collect(cctx, spec.args)
-        except Exception:  # noqa: BLE001 - not ready yet
-            return False
-        if judge_safely(grader, evidence, spec.args, state.plan).status != "pass":
-            return False
-    return True
+    ground = prov.ground(state, vantage)
+    try:
+        for spec in rendered_checks(lab, state.plan.params):
+            if spec.id not in check_ids:
+                continue
+            grader = graders.get(spec.grader)
+            cctx = CheckContext(state=state, provider=prov, check=spec,
+                                baseline=ctx.store.load_baseline(name, spec.id), ground=ground)
+            try:
+                evidence = cctx.baseline + grader.collect(cctx, spec.args)
+            except Exception:  # noqa: BLE001 - not ready yet
+                return False
+            if judge_safely(grader, evidence, spec.args, state.plan).status != "pass":
+                return False
+        return True
+    finally:
+        ground.close()
 
 
 def wait_ready(ctx: Context, name: str, *, timeout: float = 60.0, settle: float = 4.0,
-               poll: float = 0.25, checks: list[str] | None = None) -> float | None:
+               poll: float = 0.25, checks: list[str] | None = None, vantage: str | None = None) -> float | None:
     """Wait until every node's kernel routing table has not changed for ``settle`` seconds.
 
     With ``checks``, first wait until those checks pass (polled every second): a routing
@@ -191,24 +211,27 @@ def wait_ready(ctx: Context, name: str, *, timeout: float = 60.0, settle: float 
     prov = ctx.provider(state.provider)
     t0 = time.monotonic()
     if checks:
-        while not checks_pass(ctx, name, checks):
+        while not checks_pass(ctx, name, checks, vantage=vantage):
             if time.monotonic() - t0 > timeout:
                 return None
             time.sleep(1.0)
     last: dict[str, Any] | None = None
     last_change = 0.0
-    while time.monotonic() - t0 < timeout:
-        snap: dict[str, Any] = {}
-        for node in state.plan.nodes:
-            ev = prov.run_at(state, node.name, partial(netlink.routes, ev_id=f"ready.{node.name}", source=node.name),
-                             5.0)
-            snap[node.name] = sorted(
-                (str(r.get("dst")), str(r.get("prefixlen")), str(r.get("gateway")), str(r.get("protocol")))
-                for r in (ev.parsed or []))
-        now = time.monotonic() - t0
-        if snap != last:
-            last, last_change = snap, now
-        elif now - last_change >= settle:
-            return round(last_change, 3)
-        time.sleep(poll)
-    return None
+    ground = prov.ground(state, vantage)
+    try:
+        while time.monotonic() - t0 < timeout:
+            snap: dict[str, Any] = {}
+            for node in state.plan.nodes:
+                ev = _read(ground, node.name, partial(netlink.routes, source=node.name), f"ready.{node.name}", 5.0)
+                snap[node.name] = sorted(
+                    (str(r.get("dst")), str(r.get("prefixlen")), str(r.get("gateway")), str(r.get("protocol")))
+                    for r in (ev.parsed or []))
+            now = time.monotonic() - t0
+            if snap != last:
+                last, last_change = snap, now
+            elif now - last_change >= settle:
+                return round(last_change, 3)
+            time.sleep(poll)
+        return None
+    finally:
+        ground.close()

@@ -8,18 +8,20 @@ import subprocess
 
 import pytest
 
-from graders.snmp import _exchange, _source_address
 from labkit.adapters.probes.capture import bridge_block
+from labkit.adapters.probes.netlink import source_address, veth_ends
 from labkit.adapters.probes.ospf import capture_ospf
+from labkit.adapters.probes.snmp import raw_exchange
 from labkit.errors import NamespaceSafetyError
 
 CALLS = {
     "capture_ospf": lambda: capture_ospf(ev_id="x", source="host", duration_s=0.1),
     "bridge_block": lambda: bridge_block(True, ev_id="x", source="host"),
     "bridge_unblock": lambda: bridge_block(False, ev_id="x", source="host"),
-    "snmp_exchange": lambda: _exchange("10.250.250.2", "10.250.250.3", b"0", b"0", kind_label="x", ev_id="x",
-                                       source="host", check=None, timeout=0.1, meta={}),
-    "source_address": lambda: _source_address("10.250.250.3/24", True, ev_id="x", source="host", check=None),
+    "snmp_exchange": lambda: raw_exchange("10.250.250.2", "10.250.250.3", "30", "30", kind_label="x", ev_id="x",
+                                          source="host", check=None, timeout=0.1, meta={}),
+    "source_address": lambda: source_address("10.250.250.3/24", True, ev_id="x", source="host", check=None),
+    "veth_ends": lambda: veth_ends(ev_id="x", source="host"),
 }
 
 

@@ -29,6 +29,8 @@ from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, utcnow
 from ._frames import FrameSource
+from labkit.adapters.probes import rendezvous
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["BLOCK_TABLE", "bridge_block", "capture", "parse_frame"]
 
@@ -108,6 +110,7 @@ def _account(parsed: tuple[str, str, int, str, int, bytes], flows: dict[tuple[st
     tails[key] = window[-keep:] if keep else b""
 
 
+@probe("capture.capture")
 def capture(
     *,
     markers: list[str],
@@ -117,8 +120,8 @@ def capture(
     iface: str = "br0",
     duration_s: float = 30.0,
     max_bytes: int = 64 << 20,
-    ready: threading.Event | None = None,
-    stop: threading.Event | None = None,
+    ready: threading.Event | str | None = None,
+    stop: threading.Event | str | None = None,
 ) -> Evidence:
     """Capture on ``iface`` until ``stop`` is set, ``duration_s`` passes or ``max_bytes`` frame
     bytes were seen.
@@ -141,7 +144,7 @@ def capture(
     needles = [m.encode() for m in markers if m]
     keep = max((len(n) for n in needles), default=1) - 1
     try:
-        src = FrameSource(iface, duration_s, ready=ready, stop=stop, rcvbuf=RCVBUF)
+        src = FrameSource(iface, duration_s, ready=rendezvous.event(ready), stop=rendezvous.event(stop), rcvbuf=RCVBUF)
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"cannot open a packet socket: {describe_exc(exc)}",
                     meta=meta)
@@ -193,6 +196,7 @@ def capture(
 BLOCK_TABLE = "labkit_cut"
 
 
+@probe("capture.bridge_block")
 def bridge_block(block: bool, *, ev_id: str, source: str, check: str | None = None) -> Evidence:
     """Drop (``block``) or let through again everything ``br0`` forwards in this thread's
     namespace, with an nftables ``bridge`` table (``nft`` runs as a child of this thread, so

@@ -17,6 +17,7 @@ from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, ip_literal, utcnow
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["dns_query"]
 
@@ -30,6 +31,7 @@ def _rdata(rdtype: int, rd: Any) -> dict[str, Any]:
     return {"text": rd.to_text()}
 
 
+@probe("dns.dns_query")
 def dns_query(
     server: str,
     qname: str,

@@ -14,7 +14,7 @@ import json
 import socket
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Callable
@@ -27,12 +27,15 @@ from labkit.models.evidence import Evidence
 from ._common import describe_exc, evidence, ip_literal, utcnow
 from ._frames import FrameSource
 from .capture import parse_frame
+from labkit.adapters.probes import rendezvous
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["WebhookReceiver", "http_get_json", "tcp_opens"]
 
 _BODY_MAX = 1 << 20
 
 
+@probe("http.http_get_json")
 def http_get_json(host: str, port: int, path: str, *, ev_id: str, source: str, check: str | None = None,
                   query: dict[str, str] | None = None, timeout: float = 3.0) -> Evidence:
     """GET ``http://host:port/path?query`` and parse the JSON answer.
@@ -217,9 +220,10 @@ class WebhookReceiver:
 _MAX_OPENS = 512
 
 
+@probe("http.tcp_opens")
 def tcp_opens(iface: str, dst: str, dport: int, *, ev_id: str, source: str, check: str | None = None,
-              duration_s: float = 60.0, stop: threading.Event | None = None,
-              ready: threading.Event | None = None) -> Evidence:
+              duration_s: float = 60.0, stop: threading.Event | str | None = None,
+              ready: threading.Event | str | None = None) -> Evidence:
     """Watch the frames that come IN on ``iface`` (a bridge port in a switch namespace the
     grader owns, facing one node) and record every TCP connection opened (SYN without ACK)
     to ``dst:dport``: who really sent it, whatever address it carries, since the frame
@@ -237,7 +241,7 @@ def tcp_opens(iface: str, dst: str, dport: int, *, ev_id: str, source: str, chec
         return base(started_at=started, ok=False, error="duration must be in (0, 300] s", meta=meta)
     opens: list[dict[str, Any]] = []
     try:  # not promiscuous: a bridge port's incoming frames are the node's own
-        src = FrameSource(iface, duration_s, ready=ready, stop=stop, promisc=False)
+        src = FrameSource(iface, duration_s, ready=rendezvous.event(ready), stop=rendezvous.event(stop), promisc=False)
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"cannot open a packet socket: {describe_exc(exc)}",
                     meta=meta)
@@ -259,3 +263,65 @@ def tcp_opens(iface: str, dst: str, dport: int, *, ev_id: str, source: str, chec
         f"{o['src']}:{o['sport']}" for o in opens[:20])
     return base(started_at=started, ok=True, raw=raw, parsed={"opens": opens, "frames": frames,
                                                                "stopped_by": stopped_by}, meta=meta)
+
+
+def alerts_in(post: dict[str, Any], alert: str, status: str | None = None) -> list[dict[str, Any]]:
+    """The alerts named ``alert`` (with ``status`` when given) of an Alertmanager webhook POST."""
+    doc = post.get("json")
+    if not isinstance(doc, dict):
+        return []
+    return [a for a in doc.get("alerts") or [] if isinstance(a, dict)
+            and (a.get("labels") or {}).get("alertname") == alert and (status is None or a.get("status") == status)]
+
+
+def post_time(text: Any) -> datetime | None:
+    """An ISO time of a POST (naive: UTC), None if it is not one."""
+    try:
+        at = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@probe("http.webhook_start")
+def webhook_start(address: str, port: int, *, handle: str, ev_id: str, source: str, check: str | None = None,
+                  max_lifetime: float = 180.0) -> Evidence:
+    """Start the grader's :class:`WebhookReceiver` in this thread's namespace, kept under
+    ``handle`` for :func:`webhook_wait` and :func:`webhook_finish`; raises if it cannot listen."""
+    started = utcnow()
+    receiver = WebhookReceiver(address, port, lambda fn: fn(), source=source,
+                               max_lifetime=min(float(max_lifetime), 600.0))
+    receiver.start()
+    rendezvous.put(handle, receiver)
+    return evidence(ev_id=ev_id, check=check, kind="tcp", source=source, target=f"{address}:{port}",
+                    action=f"HTTP webhook receiver on {address}:{port}", started_at=started, ok=True,
+                    parsed={"listening": True}, meta={"netns": receiver.netns})
+
+
+@probe("http.webhook_wait")
+def webhook_wait(handle: str, *, peer: str, alert: str, status: str, since: str, deadline_s: float, ev_id: str,
+                 source: str, check: str | None = None) -> Evidence:
+    """Wait at most ``deadline_s`` for a POST from ``peer`` that carries ``alert`` with
+    ``status``, sent at or after ``since`` (ISO). parsed: {``post``: the POST or null}."""
+    started = utcnow()
+    receiver = rendezvous.get(handle)
+    since_at = post_time(since) or started
+
+    def match(p: dict[str, Any]) -> bool:
+        return (p.get("peer") == peer and bool(alerts_in(p, alert, status))
+                and (post_time(p["at"]) or since_at) >= since_at)
+
+    post = receiver.wait_for(match, min(float(deadline_s), 600.0))
+    return evidence(ev_id=ev_id, check=check, kind="tcp", source=source, target=handle,
+                    action=f"wait for a {status} {alert} notification from {peer}", started_at=started, ok=True,
+                    parsed={"post": post})
+
+
+@probe("http.webhook_finish")
+def webhook_finish(handle: str, *, ev_id: str, source: str, check: str | None = None) -> Evidence:
+    """Stop the receiver kept under ``handle``; its evidence (every POST it received)."""
+    receiver = rendezvous.take(handle)
+    if not isinstance(receiver, WebhookReceiver):
+        raise RuntimeError(f"no webhook receiver {handle!r} (never started or already finished)")
+    receiver.stop()
+    return receiver.evidence(ev_id=ev_id, check=check)

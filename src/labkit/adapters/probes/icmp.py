@@ -20,6 +20,7 @@ from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, ip_literal, utcnow
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["ping", "wait_reachable"]
 
@@ -172,6 +173,7 @@ def _error_name(family: int, itype: int | None) -> str:
     return _ERROR_TYPES[family].get(itype or -1, f"type-{itype}")
 
 
+@probe("icmp.ping")
 def ping(
     target: str,
     *,
@@ -279,6 +281,7 @@ def ping(
     return base(started_at=started, ok=True, raw="\n".join(lines), parsed=parsed, meta=meta)
 
 
+@probe("icmp.wait_reachable")
 def wait_reachable(
     target: str,
     *,

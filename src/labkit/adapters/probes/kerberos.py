@@ -31,6 +31,7 @@ from labkit.adapters.netns.nsutil import NETNS_RUN_DIR, assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import evidence, ip_literal, utcnow
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["kinit_attempts", "kinit_password", "smb_kerberos"]
 
@@ -115,6 +116,7 @@ def _tools_missing(*names: str) -> str | None:
             if missing else None)
 
 
+@probe("kerberos.kinit_password")
 def kinit_password(
     kdc: str,
     realm: str,
@@ -161,6 +163,7 @@ def kinit_password(
     return base(started_at=started, ok=True, raw=raw, parsed=parsed, meta=meta)
 
 
+@probe("kerberos.kinit_attempts")
 def kinit_attempts(
     kdc: str,
     realm: str,
@@ -253,6 +256,7 @@ def parse_smbclient(out: str, marker: str, write_test: bool) -> dict[str, Any]:
     return parsed
 
 
+@probe("kerberos.smb_kerberos")
 def smb_kerberos(
     kdc: str,
     realm: str,

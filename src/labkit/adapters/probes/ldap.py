@@ -7,6 +7,7 @@ self-signed certificate is accepted without validation (the grader checks answer
 
 from __future__ import annotations
 
+import base64
 import math
 import ssl
 from functools import partial
@@ -19,6 +20,7 @@ from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, ip_literal, utcnow
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["ldap_modify", "ldap_search"]
 
@@ -42,6 +44,7 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+@probe("ldap.ldap_search")
 def ldap_search(
     host: str,
     queries: list[dict[str, Any]],
@@ -123,6 +126,7 @@ _OPS = ("add", "delete", "add_member", "remove_member")
 _MAX_OPS = 40
 
 
+@probe("ldap.ldap_modify")
 def ldap_modify(
     host: str,
     ops: list[dict[str, Any]],
@@ -139,7 +143,8 @@ def ldap_modify(
     every operation runs whatever the previous ones answered (a clean-up step always runs).
 
     An operation is ``{"name", "op", "dn", ...}``:
-    - ``add``: ``object_class`` (list), ``attributes`` (dict) and, optionally, ``password``,
+    - ``add``: ``object_class`` (list), ``attributes`` (dict), ``binary_attributes`` (dict of
+      base64 values: a call is JSON, it has no bytes) and, optionally, ``password``,
       sent as ``unicodePwd`` (quoted, UTF-16LE, as AD wants it; never recorded);
     - ``delete``;
     - ``add_member`` / ``remove_member``: ``member`` (a DN) added to / removed from ``dn``.
@@ -189,6 +194,7 @@ def ldap_modify(
                 kind, dn = o["op"], o["dn"]
                 if kind == "add":
                     attrs = dict(o.get("attributes") or {})
+                    attrs.update({k: base64.b64decode(v) for k, v in (o.get("binary_attributes") or {}).items()})
                     if o.get("password"):
                         attrs["unicodePwd"] = f'"{o["password"]}"'.encode("utf-16-le")
                     conn.add(dn, list(o.get("object_class") or []), attrs)

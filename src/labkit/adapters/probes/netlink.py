@@ -14,6 +14,7 @@ from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, utcnow
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["RT_PROTOCOLS", "addresses", "routes", "set_link_state"]
 
@@ -88,6 +89,7 @@ def _route_line(r: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+@probe("netlink.routes")
 def routes(*, ev_id: str, source: str, check: str | None = None) -> Evidence:
     """IPv4 routes of the main table of this thread's namespace.
 
@@ -132,6 +134,7 @@ def _links(ipr: Any) -> list[dict[str, Any]]:
     return out
 
 
+@probe("netlink.addresses")
 def addresses(*, ev_id: str, source: str, check: str | None = None) -> Evidence:
     """Interfaces of this thread's namespace with their addresses.
 
@@ -172,6 +175,7 @@ def addresses(*, ev_id: str, source: str, check: str | None = None) -> Evidence:
     return base(started_at=started, ok=True, raw="\n".join(lines), parsed=links, meta=meta)
 
 
+@probe("netlink.set_link_state")
 def set_link_state(iface: str, up: bool, *, ev_id: str, source: str, check: str | None = None) -> Evidence:
     """Set ``iface`` of this thread's namespace administratively up or down (a fault injection).
 
@@ -216,3 +220,42 @@ def set_link_state(iface: str, up: bool, *, ev_id: str, source: str, check: str 
     ok = after["state"] == want
     return base(started_at=started, ok=ok, raw=raw, parsed=parsed, meta=meta,
                 error=None if ok else f"{iface} is still {after['state']} after the request")
+
+
+@probe("netlink.source_address")
+def source_address(cidr: str, add: bool, *, ev_id: str, source: str, check: str | None) -> Evidence:
+    """Add (or remove) ``cidr`` on this vantage namespace's eth0."""
+    netns = assert_in_lab_netns()  # before anything is opened
+    from pyroute2 import IPRoute
+
+    started = utcnow()
+    ip, plen = cidr.split("/")
+    base = partial(evidence, ev_id=ev_id, check=check, kind="netlink", source=source, target=f"{source}/eth0",
+                   action=f"ip addr {'add' if add else 'del'} {cidr} dev eth0 (grader probe)")
+    try:
+        with IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname="eth0")[0]
+            ipr.addr("add" if add else "del", index=idx, address=ip, prefixlen=int(plen))
+    except Exception as exc:  # noqa: BLE001 - the probe could not run
+        return base(started_at=started, ok=False, error=str(exc), meta={"netns": netns})
+    return base(started_at=started, ok=True, parsed={"address": cidr, "added": add}, raw=cidr,
+                meta={"netns": netns, "purpose": "fresh-source"})
+
+
+@probe("netlink.veth_ends")
+def veth_ends(only: str | None = None, *, ev_id: str, source: str, check: str | None = None) -> Evidence:
+    """The veth ends of this thread's namespace: parsed is a list of [name, ifindex, peer
+    ifindex] (only ``only`` when given)."""
+    netns = assert_in_lab_netns()
+    from pyroute2 import IPRoute
+
+    started = utcnow()
+    with IPRoute() as ipr:
+        out = []
+        for link in ipr.get_links():
+            name, peer = link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_LINK")
+            if peer and (only is None or name == only):
+                out.append([str(name), int(link["index"]), int(peer)])
+    return evidence(ev_id=ev_id, check=check, kind="netlink", source=source, target=only or "veth",
+                    action="ip -d link show type veth (netlink)", started_at=started, ok=True, parsed=out,
+                    raw="\n".join(f"{n} ifindex {i} peer {p}" for n, i, p in out), meta={"netns": netns})

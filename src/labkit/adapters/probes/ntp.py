@@ -15,6 +15,7 @@ from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, ip_literal, utcnow
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["ntp_query", "parse_ntp_reply"]
 
@@ -50,6 +51,7 @@ def parse_ntp_reply(data: bytes, sent_transmit: int | None = None) -> dict[str, 
     }
 
 
+@probe("ntp.ntp_query")
 def ntp_query(host: str, *, ev_id: str, source: str, check: str | None = None, port: int = 123,
               timeout: float = 1.0, tries: int = 2) -> Evidence:
     """Send a client request (mode 3, version 4) to ``host`` and parse the answer.

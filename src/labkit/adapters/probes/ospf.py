@@ -28,6 +28,8 @@ from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, utcnow
 from ._frames import FrameSource
+from labkit.adapters.probes import rendezvous
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["capture_ospf", "parse_ospf_frame", "LINK_TYPES"]
 
@@ -144,6 +146,7 @@ def _record(pkt: dict[str, Any], at: float, hellos: dict[tuple[Any, ...], dict[s
                 lsas[lkey] = {**lsa, "from": pkt["src"], "first_s": at}
 
 
+@probe("ospf.capture_ospf")
 def capture_ospf(
     *,
     ev_id: str,
@@ -152,8 +155,8 @@ def capture_ospf(
     iface: str = "br0",
     duration_s: float = 5.0,
     max_frames: int = 5000,
-    ready: threading.Event | None = None,
-    stop: threading.Event | None = None,
+    ready: threading.Event | str | None = None,
+    stop: threading.Event | str | None = None,
 ) -> Evidence:
     """Capture OSPF on ``iface`` until ``stop`` is set, ``duration_s`` passes or
     ``max_frames`` frames were read.
@@ -175,7 +178,7 @@ def capture_ospf(
         return base(started_at=started, ok=False, meta=meta,
                     error=f"duration must be in (0, {MAX_DURATION_S:g}] s and max_frames in (0, {MAX_FRAMES}]")
     try:
-        src = FrameSource(iface, duration_s, ready=ready, stop=stop)
+        src = FrameSource(iface, duration_s, ready=rendezvous.event(ready), stop=rendezvous.event(stop))
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"cannot open a packet socket: {describe_exc(exc)}",
                     meta=meta)

@@ -78,8 +78,12 @@ def call_of(fn: Callable[..., Any] | ProbeCall) -> ProbeCall:
                                    "labkit.adapters.probes decorated with @probe(...).")
     kwargs.pop("ev_id", None)
     # JSON has no tuples: normalise now, so both grounds see the same arguments
-    call = ProbeCall(probe=name, args=json.loads(json.dumps(list(args))), kwargs=json.loads(json.dumps(kwargs)))
-    return _check_json(call)
+    try:
+        plain_args, plain_kwargs = json.loads(json.dumps([list(args), kwargs], allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ProbeNotAllowedError(f"probe {name!r} has arguments that are not plain JSON ({exc}); "
+                                   "this is a grader bug: pass strings, numbers, lists and dicts only.") from None
+    return _check_json(ProbeCall(probe=name, args=plain_args, kwargs=plain_kwargs))
 
 
 def resolve(call: ProbeCall, ev_id: str) -> Callable[[], Evidence]:

@@ -33,6 +33,7 @@ from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, ip_literal, utcnow
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["smb_read_files", "smb_share_access"]
 
@@ -86,6 +87,7 @@ def _close(conn: Connection | None) -> None:
         pass
 
 
+@probe("smb.smb_share_access")
 def smb_share_access(
     host: str,
     share: str,
@@ -182,6 +184,7 @@ def _write_read_delete(tree: TreeConnect, marker: str, parsed: dict[str, Any]) -
         parsed["delete"] = _status(exc)
 
 
+@probe("smb.smb_read_files")
 def smb_read_files(
     host: str,
     share: str,

@@ -8,7 +8,9 @@ request or the answer (pysnmp still uses its own bundled base MIBs internally).
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
+import time
 from functools import partial
 from typing import Any
 
@@ -16,6 +18,7 @@ from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, ip_literal, utcnow
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["AUTH_PROTOCOLS", "PRIV_PROTOCOLS", "snmp_get_community", "snmp_get_v3"]
 
@@ -251,6 +254,7 @@ def _snmp_get(
     return base(started_at=started, ok=True, raw="\n".join(lines), parsed=parsed, meta=meta)
 
 
+@probe("snmp.snmp_get_v3")
 def snmp_get_v3(
     host: str,
     oids: list[str],
@@ -308,6 +312,7 @@ def snmp_get_v3(
                      source=source, check=check, timeout=timeout, retries=retries, meta=meta, netns=netns)
 
 
+@probe("snmp.snmp_get_community")
 def snmp_get_community(
     host: str,
     oids: list[str],
@@ -340,3 +345,38 @@ def snmp_get_community(
     meta = {"version": version}
     return _snmp_get(host=host, port=port, oids=oids, make_auth=make_auth, action=action, ev_id=ev_id,
                      source=source, check=check, timeout=timeout, retries=retries, meta=meta, netns=netns)
+
+
+@probe("snmp.raw_exchange")
+def raw_exchange(host: str, src_ip: str, packet_hex: str, marker_hex: str, *, kind_label: str, ev_id: str, source: str,
+              check: str | None, timeout: float, meta: dict[str, Any]) -> Evidence:
+    """Send ``packet`` to ``host``:161 from ``src_ip``; answered = a datagram came back from
+    host:161 carrying ``marker`` (the request id / message id encoding). Both are given in
+    hexadecimal (JSON has no bytes)."""
+    packet, marker = bytes.fromhex(packet_hex), bytes.fromhex(marker_hex)
+    netns = assert_in_lab_netns()
+    started = utcnow()
+    base = partial(evidence, ev_id=ev_id, check=check, kind="snmp", source=source, target=f"{host}:161",
+                   action=f"{kind_label} from {src_ip}")
+    meta = {"netns": netns, "source_address": src_ip, **meta}
+    replies = 0
+    answered = False
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((src_ip, 0))
+            sock.settimeout(0.2)
+            sock.sendto(packet, (host, 161))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not answered:
+                try:
+                    data, peer = sock.recvfrom(65535)
+                except TimeoutError:
+                    continue
+                if peer == (host, 161):
+                    replies += 1
+                    answered = data[:1] == b"\x30" and marker in data
+    except OSError as exc:
+        return base(started_at=started, ok=False, error=str(exc), meta=meta)
+    parsed = {"answered": answered, "replies": replies, "source_address": src_ip}
+    return base(started_at=started, ok=True, parsed=parsed, meta=meta,
+                raw=f"{kind_label} from {src_ip}: " + ("answered" if answered else "no answer"))

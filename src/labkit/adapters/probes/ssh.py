@@ -23,6 +23,7 @@ from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, ip_literal, utcnow
 from .tcp import open_tcp_socket
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["host_facts", "ssh_run"]
 
@@ -160,6 +161,7 @@ def _transcript(results: list[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
+@probe("ssh.ssh_run")
 def ssh_run(
     host: str,
     commands: list[str],
@@ -214,6 +216,7 @@ def ssh_run(
     return base(started_at=started, ok=True, raw=_transcript(results), parsed=results, meta=meta)
 
 
+@probe("ssh.host_facts")
 def host_facts(
     host: str,
     *,

@@ -13,10 +13,12 @@ from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, ip_literal, utcnow
 from .tcp import open_tcp_socket
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["password_login"]
 
 
+@probe("sshauth.password_login")
 def password_login(
     host: str,
     *,

@@ -11,6 +11,7 @@ from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, ip_literal, utcnow
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["open_tcp_socket", "tcp_connect"]
 
@@ -36,6 +37,7 @@ def open_tcp_socket(host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
+@probe("tcp.tcp_connect")
 def tcp_connect(
     host: str,
     port: int,

@@ -24,6 +24,8 @@ from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, utcnow
 from ._frames import FrameSource
+from labkit.adapters.probes import rendezvous
+from labkit.adapters.probes.registry import probe
 
 MAX_DURATION_S = 300.0
 MAX_FRAMES = 2_000_000
@@ -88,8 +90,9 @@ class FlowSpan:
                 "greeting": self.greeting}
 
 
+@probe("tcpspan.tcp_span")
 def tcp_span(*, ev_id: str, source: str, check: str | None = None, iface: str = "br0", duration_s: float = 30.0,
-             ready: threading.Event | None = None, stop: threading.Event | None = None) -> Evidence:
+             ready: threading.Event | str | None = None, stop: threading.Event | str | None = None) -> Evidence:
     """Capture on ``iface`` until ``stop`` is set or ``duration_s`` passes. parsed: ``flows``
     (one row per direction: src, sport, dst, dport, packets, bytes from sequence numbers,
     payload_seen, syn_seen, greeting), ``frames``, ``stopped_by``."""
@@ -102,7 +105,7 @@ def tcp_span(*, ev_id: str, source: str, check: str | None = None, iface: str = 
     if not 0 < duration_s <= MAX_DURATION_S:
         return base(started_at=started, ok=False, meta=meta, error=f"duration must be in (0, {MAX_DURATION_S:g}] s")
     try:
-        src = FrameSource(iface, duration_s, ready=ready, stop=stop, rcvbuf=RCVBUF)
+        src = FrameSource(iface, duration_s, ready=rendezvous.event(ready), stop=rendezvous.event(stop), rcvbuf=RCVBUF)
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"cannot open a packet socket: {describe_exc(exc)}", meta=meta)
     flows: dict[tuple[str, int, str, int], FlowSpan] = {}

@@ -37,6 +37,8 @@ from labkit.adapters.netns.nsutil import assert_in_lab_netns
 from labkit.models.evidence import Evidence
 
 from ._common import describe_exc, evidence, ip_literal, utcnow
+from labkit.adapters.probes import rendezvous
+from labkit.adapters.probes.registry import probe
 
 __all__ = ["OpenvpnClient", "cert_issued_by", "kill_pids", "openvpn_hard_reset", "openvpn_impostor", "route_oif",
            "tun_holders", "udp_receive", "udp_send"]
@@ -46,6 +48,7 @@ P_CONTROL_HARD_RESET_SERVER_V2 = 8
 MAX_WAIT_S = 60.0
 
 
+@probe("vpn.udp_send")
 def udp_send(target: str, port: int, *, marker: str, ev_id: str, source: str, check: str | None = None,
              count: int = 5, interval: float = 0.05) -> Evidence:
     """Send ``count`` datagrams carrying ``marker`` to ``target:port``. The marker itself is
@@ -76,8 +79,9 @@ def udp_send(target: str, port: int, *, marker: str, ev_id: str, source: str, ch
                 parsed={"sent": sent, "send_errors": errors[:5]}, meta={"netns": netns})
 
 
+@probe("vpn.udp_receive")
 def udp_receive(port: int, *, marker: str, ev_id: str, source: str, check: str | None = None,
-                duration_s: float = 5.0, expect: int = 1, ready: threading.Event | None = None) -> Evidence:
+                duration_s: float = 5.0, expect: int = 1, ready: threading.Event | str | None = None) -> Evidence:
     """Listen on UDP ``port`` for at most ``duration_s`` s (or until ``expect`` datagrams
     with the marker came). parsed: ``received`` (with the marker), ``other`` (without)."""
     netns = assert_in_lab_netns()
@@ -91,8 +95,8 @@ def udp_receive(port: int, *, marker: str, ev_id: str, source: str, check: str |
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.bind(("0.0.0.0", port))
-        if ready is not None:
-            ready.set()
+        if (ready_ev := rendezvous.event(ready)) is not None:
+            ready_ev.set()
         deadline = time.monotonic() + duration_s
         while received < expect:
             left = deadline - time.monotonic()
@@ -116,6 +120,7 @@ def udp_receive(port: int, *, marker: str, ev_id: str, source: str, check: str |
                 meta={"netns": netns})
 
 
+@probe("vpn.openvpn_hard_reset")
 def openvpn_hard_reset(server: str, port: int, *, ev_id: str, source: str, check: str | None = None,
                        timeout: float = 2.0, tries: int = 2) -> Evidence:
     """Send an OpenVPN client hard reset (v2, no tls-auth) and wait for the server's.
@@ -357,6 +362,7 @@ def run_bounded_ip(argv: list[str]) -> str:
     return "" if res.returncode == 0 else (res.stderr.strip() or f"exit {res.returncode}")[:200]
 
 
+@probe("vpn.openvpn_impostor")
 def openvpn_impostor(server: str, port: int, *, ca_pem: str, ev_id: str, source: str, check: str | None = None,
                      wait_s: float = 8.0) -> Evidence:
     """An OpenVPN TLS client with a fresh self-signed key against ``server:port``, until the
@@ -372,6 +378,7 @@ def openvpn_impostor(server: str, port: int, *, ca_pem: str, ev_id: str, source:
 
 
 # ----------------------------------------------------------- tunnel daemons of a node
+@probe("vpn.route_oif")
 def route_oif(target: str, *, ev_id: str, source: str, check: str | None = None,
               from_addr: str | None = None) -> Evidence:
     """The interface the calling thread's namespace (a node) routes ``target`` through, read
@@ -474,3 +481,43 @@ def kill_pids(pids: list[int], wait_s: float = 5.0) -> dict[str, object]:
         for fd in fds.values():
             os.close(fd)
     return {"killed": sorted(fds), "gone": not alive and not errors, "errors": errors}
+
+
+@probe("vpn.udp_send_when_ready")
+def udp_send_when_ready(target: str, port: int, *, marker: str, ev_id: str, source: str, check: str | None = None,
+                        count: int = 5, wait_for: list[str], stop: str, ready_wait_s: float = 10.0) -> Evidence:
+    """Wait until every signal of ``wait_for`` is set (the captures and the receiver listen),
+    send like :func:`udp_send`, then set ``stop`` one second later (the last datagrams cross
+    before the captures stop) — also when nothing could be sent."""
+    try:
+        if not all(rendezvous.event(name).wait(ready_wait_s) for name in wait_for):  # type: ignore[union-attr]
+            raise TimeoutError(f"capture or receiver not ready within {ready_wait_s:g} s")
+        time.sleep(0.2)
+        return udp_send(target, port, marker=marker, ev_id=ev_id, source=source, check=check, count=count)
+    finally:
+        time.sleep(1.0)
+        rendezvous.event(stop).set()  # type: ignore[union-attr]
+
+
+@probe("vpn.client_start")
+def client_start(server: str, port: int, *, handle: str, ca_pem: str, cert_pem: str | None, key_pem: str | None,
+                 ev_id: str, source: str, check: str | None = None, wait_s: float = 8.0, dev: str = "null",
+                 routes: list[str] | None = None, label: str = "client") -> Evidence:
+    """Start the grader's :class:`OpenvpnClient` here and keep it under ``handle`` until
+    :func:`client_stop` (or the end of the process that runs the probes)."""
+    client = OpenvpnClient()
+    rendezvous.put(handle, client)
+    return client.start(server, port, ca_pem=ca_pem, cert_pem=cert_pem, key_pem=key_pem, ev_id=ev_id, source=source,
+                        check=check, wait_s=wait_s, dev=dev, routes=routes, label=label)
+
+
+@probe("vpn.client_stop")
+def client_stop(handle: str, *, ev_id: str, source: str, check: str | None = None) -> Evidence:
+    """End the client started under ``handle`` (by its pid) and remove its folder."""
+    started = utcnow()
+    client = rendezvous.take(handle)
+    if isinstance(client, OpenvpnClient):
+        client.stop()
+    return evidence(ev_id=ev_id, check=check, kind="exec", source=source, target=handle,
+                    action="stop the openvpn client",
+                    started_at=started, ok=True, parsed={"stopped": client is not None})
