@@ -139,3 +139,45 @@ def pve_home(fakepve: FakePveServer, tmp_path: Path, monkeypatch: pytest.MonkeyP
     fakepve.control("restore_token")
 
 
+
+
+FIXTURES = PROJECT / "tests" / "fixtures"
+LAB_ID = "pvdemo"
+
+
+def make_project(root: Path) -> Path:
+    """A project with lab ``pvdemo``: the demo fixture lab (topology two-sites) with one check
+    (routing.lan_reachability: vantage + grader_echo, no baseline) and no set-up playbook."""
+    project = root / "project"
+    shutil.copytree(FIXTURES / "topologies", project / "topologies")
+    shutil.copytree(FIXTURES / "playbooks", project / "playbooks")
+    text = (FIXTURES / "labs" / "demo" / "lab.yaml").read_text(encoding="utf-8")
+    head, _, rest = text.partition("checks:\n")
+    _, _, tail = rest.partition("solution:")
+    check = ("checks:\n  - id: reach\n    title: {fr: Joignabilité, en: Reachability}\n    points: 10\n"
+             "    grader: routing.lan_reachability\n    args:\n      vantage: [v1, v2]\n"
+             '      hosts: {pc1: "{{ p.lana | host(10) }}", pc2: "{{ p.lanb | host(10) }}"}\n'
+             "    criteria: [igs-b1-interconnexions]\n")
+    lab = head.replace("id: demo\n", f"id: {LAB_ID}\n") + check + "solution:" + tail.replace(
+        "fails: [ping]", "fails: [reach]")
+    (project / "labs" / LAB_ID).mkdir(parents=True)
+    (project / "labs" / LAB_ID / "lab.yaml").write_text(lab, encoding="utf-8")
+    return project
+
+
+@pytest.fixture
+def pv_ctx(fakepve: FakePveServer, pve_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A labkit Context on a private home whose proxmox.toml points at fakepve, with lab pvdemo;
+    the grader guests' management addresses are on loopback with a closed port (nothing is sent
+    anywhere when a test asks for the ground)."""
+    from labkit.settings import Settings
+    from labkit.usecases.lifecycle import Context
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    fakepve.write_config(pve_home, mgmt_cidr="127.88.0.0/16", agent_port=closed_port)
+    fakepve.control("add_template", name="lk-tpl-two-sites")
+    project = make_project(tmp_path)
+    monkeypatch.setenv("LABKIT_PROJECT", str(project))
+    return Context(Settings(home=pve_home, run_dir=tmp_path / "run", project=project))

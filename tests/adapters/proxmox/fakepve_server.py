@@ -38,7 +38,7 @@ from fakepve.certs import make_cert
 
 GIB = 1024 ** 3
 TOKEN_ID = "labkit@pve!tests"
-TEMPLATES = {"lk-tpl-grader": 9000, "lk-tpl-node": 9001}
+TEMPLATES = {"lk-tpl-grader": 9000, "lk-tpl-two-sites": 9001}
 
 
 class LabPve(FakePve):
@@ -234,12 +234,16 @@ class LabPve(FakePve):
         return out
 
 
-def add_templates(pve):
-    for name, vmid in TEMPLATES.items():
-        pve.add_vm(vmid, name, node="pve1", template=True, config={
+def add_template(pve, name, vmid):
+    pve.add_vm(vmid, name, node="pve1", template=True, config={
             "memory": "1024", "cores": "1", "scsi0": f"local-lvm:base-{vmid}-disk-0,size=4G",
             "ide2": f"local-lvm:vm-{vmid}-cloudinit,media=cdrom", "agent": "1",
             "net0": "virtio=BC:24:11:00:00:00,bridge=vmbr0", "ostype": "l26"})
+
+
+def add_templates(pve):
+    for name, vmid in TEMPLATES.items():
+        add_template(pve, name, vmid)
 
 
 class Control:
@@ -283,6 +287,10 @@ class Control:
             return None
         if op == "exec_answer":  # {"argv": [...], "answer": {"exitcode", "out-data", ...}}
             pve.exec_answers[" ".join(req["argv"])] = req["answer"]
+            return None
+        if op == "add_template":  # {"name"}: a template on pve1 (idempotent)
+            if not any(vm.name == req["name"] for vm in pve.vms):
+                add_template(pve, req["name"], max(vm.vmid for vm in pve.vms if vm.vmid < 100000) + 1)
             return None
         if op == "requests":
             out = [[m, p] for m, p, _b in pve.requests]

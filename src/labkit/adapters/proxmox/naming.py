@@ -5,7 +5,8 @@
 - VNets: SDN ids are 2-8 characters ``[a-z][a-z0-9]*`` (PN ``VnetPlugin.pm``), so a compact
   hashed id; the readable ``lk-<instance>-<net>`` goes in the VNet's ``alias`` and is how a
   VNet is found again;
-- VMs: ``lk-<instance>-<node>`` (DNS-safe), explicit VMIDs in the instance's block.
+- VMs: ``lk-<instance>-<node>`` (DNS-safe, for people), tagged ``lk.<instance>`` and members
+  of the pool (how labkit finds them), explicit VMIDs in the instance's block.
 """
 
 from __future__ import annotations
@@ -29,12 +30,18 @@ def pool_id(instance: str) -> str:
 
 
 def alias(instance: str, net: str) -> str:
-    """The readable name of a VNet (kept in its ``alias``)."""
-    return f"lk-{instance}-{net}"
+    """The readable name of a VNet (kept in its ``alias``); ``:`` never occurs in an instance
+    name, so the prefix ``lk-<instance>:`` belongs to that instance alone."""
+    return f"lk-{instance}:{net}"
 
 
 def alias_prefix(instance: str) -> str:
-    return f"lk-{instance}-"
+    return f"lk-{instance}:"
+
+
+def vm_tag(instance: str) -> str:
+    """The tag every VM of the instance carries (found again from the name alone)."""
+    return f"lk.{instance}"
 
 
 def vnet_id(instance: str, net: str, attempt: int = 0) -> str:
@@ -55,8 +62,14 @@ def vm_name(instance: str, node: str) -> str:
 
 
 def template_name(prefix: str, image: str) -> str:
-    """The template a node's image comes from (``lk-tpl-<image>``)."""
+    """A template's VM name (``lk-tpl-<image>``)."""
     return f"{prefix}{re.sub(r'[^a-z0-9-]', '-', image.lower())}"
+
+
+def node_template(prefix: str, topology_id: str) -> str:
+    """The template every node of a topology is cloned from: one per topology, holding the
+    packages of all its nodes (``lk-tpl-<topology>``)."""
+    return template_name(prefix, topology_id)
 
 
 def vmid_block_candidates(instance: str, base: int, block: int, blocks: int) -> list[int]:

@@ -1,0 +1,689 @@
+"""The Proxmox VE provider: a lab instance as linked clones in a pool, joined by SDN VNets, with
+a grader guest per instance that runs the grader agent.
+
+What an instance is made of (every name derived from the instance name, see naming.py):
+- a pool ``lk-<instance>`` (its comment records the instance's VMID block);
+- VNets in the configured SDN zone: one per LAN segment, two per point-to-point link (endpoint
+  a <-> grader, endpoint b <-> grader: the grader guest bridges every WAN link, so it can
+  watch, cut or silently drop it); no subnet and no gateway (the node would route between the
+  candidate's LANs); all created, then ONE apply, then each node's zone status polled;
+- one linked clone per lab node (template ``lk-tpl-<topology>``) and one grader guest
+  (``lk-tpl-grader``): explicit VMIDs in the instance's block, placed on the nodes with the most
+  free memory, at most ``parallel`` at once, every task's exitstatus checked; netN on the VNet
+  of the node's ethN, cloud-init ipconfigN + the grader's public key, agent enabled, tag
+  ``lk.<instance>``;
+- the grader guest: net0 on ``mgmt_bridge`` (a management address from ``mgmt_cidr``), then one
+  NIC per vantage point, one per segment (capture) and two per link; its sshd (host key made
+  here and pinned) runs the grader agent, provisioned through the guest agent;
+- readiness by the guest agent (``network-get-interfaces`` shows the planned addresses), then
+  a snapshot ``labkitbase`` of every VM (``reset`` rolls back to it).
+
+Destroy works from the name alone (pool members and VMs tagged ``lk.<instance>``, VNets whose
+alias starts with ``lk-<instance>:``, the pool), so it works after a crash; a failed create
+rolls back the same way.
+
+Not offered: ``node_fs`` and ``node_kernel`` (nothing reads a VM's files or kernel state from
+outside the VM; commands in a node go through the guest agent: ``node_exec``).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import os
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from labkit.adapters.providers.base import GraderGround, NodeFiles
+from labkit.adapters.proxmox import naming
+from labkit.adapters.proxmox.client import PveApiError, PveClient
+from labkit.adapters.proxmox.settings import ProxmoxSettings, configured, load_proxmox_settings
+from labkit.errors import AgentError, LabkitError, ProviderError, UnknownNodeError, UserError
+from labkit.models.capabilities import Capability
+from labkit.models.instance import ExecResult, InstancePlan, InstanceState, InstanceStatus, NodeStatus
+from labkit.settings import Settings, load_settings
+
+T = TypeVar("T")
+MAX_NICS = 32
+EXEC_OUTPUT_LIMIT = 1 << 20
+AGENT_DIR = "/etc/labkit-agent"
+
+
+class ProxmoxProvider:
+    name = "proxmox"
+    capabilities: frozenset[Capability] = frozenset({
+        "vantage", "grader_echo", "capture", "link_cut", "silent_cut", "node_exec", "console",
+        "snapshot_reset",
+    })
+    vantage_modes = ("agent",)
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or load_settings()
+        self._pve: ProxmoxSettings | None = None
+        self._client: PveClient | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ plumbing
+    @property
+    def pve(self) -> ProxmoxSettings:
+        if self._pve is None:
+            self._pve = load_proxmox_settings(self.settings.home)
+        return self._pve
+
+    @property
+    def client(self) -> PveClient:
+        with self._lock:
+            if self._client is None:
+                self._client = PveClient(self.pve)
+            return self._client
+
+    def _vms(self) -> list[dict[str, Any]]:
+        return list(self.client.call("GET", "/cluster/resources", type="vm") or [])
+
+    # ------------------------------------------------------------ planning
+    @staticmethod
+    def _nets(plan: InstancePlan) -> list[str]:
+        """The instance's nets, each one VNet: segments, then both halves of every link."""
+        nets = list(plan.segments)
+        for link in plan.links:
+            nets += list(naming.link_vnets(link))
+        return nets
+
+    @staticmethod
+    def _node_nics(plan: InstancePlan, node: str) -> dict[int, str]:
+        """netN index -> net name for a node: its ethN on a segment or on its half of a link."""
+        out: dict[int, str] = {}
+        n = plan.node(node)
+        assert n is not None
+        for iface in n.interfaces:
+            idx = int(iface.name[3:])
+            if iface.segment:
+                out[idx] = iface.segment
+            elif iface.link:
+                a, b = naming.link_vnets(iface.link)
+                out[idx] = a if plan.links[iface.link][0] == f"{node}:{iface.name}" else b
+        return out
+
+    @staticmethod
+    def _grader_nics(plan: InstancePlan) -> list[tuple[str, str]]:
+        """(place, net) of the grader guest's NICs after net0 (management), in order."""
+        nics = [(f"vantage:{v.name}", v.segment) for v in plan.vantage]
+        nics += [(f"segment:{s}", s) for s in plan.segments]
+        for link in plan.links:
+            a, b = naming.link_vnets(link)
+            nics += [(f"link:{link}:a", a), (f"link:{link}:b", b)]
+        return nics
+
+    def preflight(self, plan: InstancePlan) -> None:
+        pve = self.pve
+        for n in plan.nodes:
+            bad = [i.name for i in n.interfaces if not (i.name.startswith("eth") and i.name[3:].isdigit()
+                                                        and int(i.name[3:]) < MAX_NICS)]
+            if bad:
+                raise UserError(f"node {n.name} of lab {plan.lab_id} has interface {bad[0]}: on Proxmox a "
+                                f"node's interfaces must be eth0..eth{MAX_NICS - 1} (netN is ethN); rename it.")
+        nics = 1 + len(self._grader_nics(plan))
+        if nics > MAX_NICS:
+            raise UserError(f"lab {plan.lab_id} needs {nics} NICs on its grader guest (1 management, one per "
+                            f"vantage point, one per segment, two per link) and Proxmox allows {MAX_NICS}; "
+                            "split the lab or use the netns provider.")
+        vms = self._vms()
+        names = {str(v.get("name")) for v in vms if v.get("template")}
+        need = [naming.node_template(pve.template_prefix, plan.topology_id), pve.grader_template]
+        missing = [t for t in need if t not in names]
+        if missing:
+            raise UserError(f"the Proxmox template(s) {', '.join(missing)} are missing; run 'labkit templates "
+                            f"build --provider proxmox --lab {plan.lab_id} --image ...' and retry.")
+        zones = {z.get("zone") for z in self.client.call("GET", "/cluster/sdn/zones") or []}
+        if pve.zone not in zones:
+            raise UserError(f"the SDN zone {pve.zone!r} named in proxmox.toml does not exist; create it (type "
+                            "simple or vxlan) or fix 'zone', then run 'labkit doctor --provider proxmox'.")
+
+    # ------------------------------------------------------------ create
+    def create(self, state: InstanceState) -> None:
+        """Pool, VNets (one apply), clones, config, NICs. A failure rolls everything back."""
+        try:
+            self._create(state)
+        except BaseException:
+            try:
+                self.destroy(state.name, state)
+            except LabkitError:
+                pass  # the original error matters more; 'labkit down' retries
+            raise
+
+    def _create(self, state: InstanceState) -> None:
+        plan, pve, name = state.plan, self.pve, state.name
+        data = state.provider_data
+        vms = self._vms()
+        block = self._claim_block(name, vms)
+        data.update(pool=naming.pool_id(name), vmid_block=block, vms={}, vnets={})
+        data["mgmt_address"] = self._mgmt_address(block)
+        data["vnets"] = self._make_vnets(name, self._nets(plan))
+        templates = {str(v["name"]): v for v in vms if v.get("template")}
+        node_tpl = templates[naming.node_template(pve.template_prefix, plan.topology_id)]
+        grader_tpl = templates[pve.grader_template]
+        jobs: list[tuple[str, dict[str, Any], int]] = []
+        for i, n in enumerate(plan.nodes):
+            jobs.append((n.name, node_tpl, block + 1 + i))
+        jobs.append((naming.GRADER_NODE, grader_tpl, block))
+        placement = self._place([(j[0], int(j[1].get("maxmem", 0))) for j in jobs])
+        pubkey = Path(state.ssh_key + ".pub").read_text(encoding="utf-8").strip()
+
+        def one(job: tuple[str, dict[str, Any], int]) -> tuple[str, dict[str, Any]]:
+            node, tpl, vmid = job
+            target = placement[node]
+            vmid = self._clone(name, node, tpl, vmid, target)
+            self._configure(state, node, target, vmid, pubkey)
+            return node, {"vmid": vmid, "node": target}
+
+        for node, rec in self._bounded(one, jobs):
+            data["vms"][node] = rec
+        if plan.candidate:
+            self._candidate_access(state)
+
+    def _candidate_access(self, state: InstanceState) -> None:
+        """The candidate's own Proxmox account (consoles of the pool's VMs: access.py); its
+        password goes to a 0600 file of the instance, not to the state."""
+        from labkit.adapters.proxmox import access
+
+        creds = access.create_candidate_access(cast(Any, self.client), state.name, state.plan.candidate or "")
+        d = self.settings.instances / state.name
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / "proxmox-candidate.txt"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"user {creds.userid}\npassword {creds.password}\nexpires {creds.expires}\n")
+        state.provider_data["candidate_user"] = creds.userid
+
+    def _bounded(self, fn: Callable[[Any], T], items: list[Any]) -> list[T]:
+        """Run ``fn`` on every item, at most ``parallel`` at once; the first error is raised
+        once all have finished (so nothing is half-made behind our back)."""
+        with ThreadPoolExecutor(max_workers=self.pve.parallel, thread_name_prefix="pve") as pool:
+            futures = [pool.submit(fn, it) for it in items]
+            results, first = [], None
+            for f in futures:
+                try:
+                    results.append(f.result())
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    first = first or exc
+        if first is not None:
+            raise first
+        return results
+
+    def _claim_block(self, name: str, vms: list[dict[str, Any]]) -> int:
+        """Create the pool, recording a VMID block no VM and no other labkit pool uses."""
+        pve = self.pve
+        used_ids = {int(v["vmid"]) for v in vms}
+        claimed: set[int] = set()
+        for p in self.client.call("GET", "/pools") or []:
+            comment = str(p.get("comment") or "")
+            if comment.startswith("labkit vmids "):
+                claimed.add(int(comment.split()[2].split("-")[0]))
+        for start in naming.vmid_block_candidates(name, pve.vmid_base, pve.vmid_block, pve.vmid_blocks):
+            if start in claimed or any(start <= i < start + pve.vmid_block for i in used_ids):
+                continue
+            try:
+                self.client.call("POST", "/pools", poolid=naming.pool_id(name),
+                                 comment=f"labkit vmids {start}-{start + pve.vmid_block - 1}")
+            except PveApiError as exc:
+                if "already exists" in exc.text:
+                    raise ProviderError(f"the Proxmox pool {naming.pool_id(name)} already exists; run "
+                                        f"'labkit down {name}' first.") from None
+                raise
+            return start
+        raise ProviderError(f"no free block of {pve.vmid_block} VMIDs from {pve.vmid_base}; raise vmid_blocks "
+                            "in proxmox.toml or remove old instances.")
+
+    def _mgmt_address(self, block: int) -> str:
+        net = ipaddress.ip_network(self.pve.mgmt_cidr)
+        index = (block - self.pve.vmid_base) // self.pve.vmid_block
+        if index + 10 >= net.num_addresses - 1:
+            raise ProviderError(f"mgmt_cidr {net} is too small for {self.pve.vmid_blocks} instances; widen it.")
+        return f"{net.network_address + 10 + index}/{net.prefixlen}"
+
+    def _place(self, jobs: list[tuple[str, int]]) -> dict[str, str]:
+        """Each VM on the node with the most free memory left after the ones placed before it."""
+        free = dict(self.client.nodes_by_free_memory(self.pve.nodes or None))
+        out = {}
+        for vm, mem in sorted(jobs, key=lambda j: -j[1]):
+            node = max(sorted(free), key=lambda n: free[n])
+            out[vm] = node
+            free[node] -= max(mem, 1)
+        return out
+
+    def _clone(self, name: str, node: str, tpl: dict[str, Any], vmid: int, target: str) -> int:
+        """A linked clone with an explicit VMID; on "already exists" the next free id of the block."""
+        tnode = str(tpl["node"])
+        for _attempt in range(3):
+            try:
+                self.client.run_task(
+                    "POST", f"/nodes/{tnode}/qemu/{tpl['vmid']}/clone", tnode,
+                    what=f"clone of {tpl['name']} to VM {vmid} ({naming.vm_name(name, node)})",
+                    newid=vmid, name=naming.vm_name(name, node), pool=naming.pool_id(name), full=0,
+                    target=None if target == tnode else target)
+                return vmid
+            except PveApiError as exc:
+                if "already exists" not in exc.text:
+                    raise
+                vmid += self.pve.vmid_block // 2  # the upper half of the block is for such retries
+        raise ProviderError(f"could not find a free VMID for {naming.vm_name(name, node)}; retry.")
+
+    def _configure(self, state: InstanceState, node: str, target: str, vmid: int, pubkey: str) -> None:
+        plan, data = state.plan, state.provider_data
+        vnets: dict[str, str] = data["vnets"]
+        cfg: dict[str, Any] = {
+            "agent": "1", "tags": naming.vm_tag(state.name),
+            "sshkeys": urllib.parse.quote(pubkey + "\n", safe=""),
+        }
+        if node == naming.GRADER_NODE:
+            cfg["net0"] = f"virtio,bridge={self.pve.mgmt_bridge}"
+            cfg["ipconfig0"] = f"ip={data['mgmt_address']}"
+            for i, (_place, net) in enumerate(self._grader_nics(plan), start=1):
+                cfg[f"net{i}"] = f"virtio,bridge={vnets[net]}"
+        else:
+            n = plan.node(node)
+            assert n is not None
+            gateways = {r.via for r in n.routes if r.to == "default"}
+            for idx, net in self._node_nics(plan, node).items():
+                cfg[f"net{idx}"] = f"virtio,bridge={vnets[net]}"
+                iface = n.iface(f"eth{idx}")
+                if iface and iface.addresses:
+                    ip = f"ip={iface.addresses[0]}"
+                    network = ipaddress.ip_interface(iface.addresses[0]).network
+                    gw = next((g for g in gateways if ipaddress.ip_address(g) in network), None)
+                    cfg[f"ipconfig{idx}"] = ip + (f",gw={gw}" if gw else "")
+        self.client.call("PUT", f"/nodes/{target}/qemu/{vmid}/config", **cfg)
+
+    # ------------------------------------------------------------ SDN
+    def _make_vnets(self, name: str, nets: list[str]) -> dict[str, str]:
+        """Create every VNet of the instance (compact ids, readable alias), then apply once."""
+        out: dict[str, str] = {}
+        token = self._sdn_lock()
+        try:
+            for net in nets:
+                for attempt in range(5):
+                    vid = naming.vnet_id(name, net, attempt)
+                    try:
+                        self.client.call("POST", "/cluster/sdn/vnets", vnet=vid, zone=self.pve.zone,
+                                         alias=naming.alias(name, net), **{"lock-token": token})
+                        out[net] = vid
+                        break
+                    except PveApiError as exc:
+                        if "already defined" not in exc.text:
+                            raise
+                else:
+                    raise ProviderError(f"could not find a free VNet id for {naming.alias(name, net)}; retry.")
+        except BaseException:
+            self._sdn_unlock(token)
+            raise
+        self._sdn_apply(token)
+        return out
+
+    def _sdn_lock(self) -> str | None:
+        """The SDN global lock (PVE 8.4+/9), retried while another apply holds it; None when the
+        server has no lock (older PVE)."""
+        deadline = time.monotonic() + self.pve.sdn_timeout
+        while True:
+            try:
+                return str(self.client.call("POST", "/cluster/sdn/lock"))
+            except PveApiError as exc:
+                if exc.status in (404, 501):
+                    return None
+                if "lock" not in exc.text or time.monotonic() > deadline:
+                    raise ProviderError(f"could not take the Proxmox SDN lock within {self.pve.sdn_timeout:.0f} "
+                                        f"s ({exc.text}); retry later.") from None
+            time.sleep(self.pve.poll_interval)
+
+    def _sdn_unlock(self, token: str | None) -> None:
+        if token is not None:
+            try:
+                self.client.call("DELETE", "/cluster/sdn/lock")
+            except LabkitError:
+                pass
+
+    def _sdn_apply(self, token: str | None, poll: bool = True) -> None:
+        """One apply (releasing the lock), its task checked, then every node's zone status polled:
+        the apply forks per-node reloads it does not wait for."""
+        try:
+            upid = self.client.call("PUT", "/cluster/sdn", **({"lock-token": token, "release-lock": 1}
+                                                              if token else {}))
+        except BaseException:
+            self._sdn_unlock(token)
+            raise
+        if isinstance(upid, str) and upid.startswith("UPID:"):
+            self.client.wait_task(upid.split(":")[1], upid, self.pve.sdn_timeout, "SDN apply")
+        if not poll:
+            return
+        deadline = time.monotonic() + self.pve.sdn_timeout
+        nodes = [n for n, _ in self.client.nodes_by_free_memory(self.pve.nodes or None)]
+        pending = set(nodes)
+        while pending:
+            for node in sorted(pending):
+                zones = self.client.call("GET", f"/nodes/{node}/sdn/zones") or []
+                status = {z.get("zone"): z.get("status") for z in zones}
+                if status.get(self.pve.zone) == "available":
+                    pending.discard(node)
+                elif status.get(self.pve.zone) == "error":
+                    raise ProviderError(f"the SDN zone {self.pve.zone} is in error on node {node} after the apply; "
+                                        f"look at 'pvesh get /nodes/{node}/sdn/zones' and the node's syslog.")
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise ProviderError(
+                    f"the SDN apply has not reached node(s) {', '.join(sorted(pending))} within "
+                    f"{self.pve.sdn_timeout:.0f} s (zone {self.pve.zone} still pending); the instance was rolled "
+                    "back: check the nodes' network (ifreload) and retry.")
+            time.sleep(self.pve.poll_interval)
+
+    # ------------------------------------------------------------ start
+    def start(self, state: InstanceState) -> None:
+        """Start every VM, wait for the guest agents to show the planned addresses, provision the
+        grader guest's agent, snapshot everything as ``labkitbase``."""
+        vms = state.provider_data["vms"]
+        items = list(vms.items())
+
+        def boot(item: tuple[str, dict[str, Any]]) -> None:
+            node, rec = item
+            self.client.run_task("POST", f"/nodes/{rec['node']}/qemu/{rec['vmid']}/status/start", rec["node"],
+                                 what=f"start of VM {rec['vmid']} ({node})")
+            self._wait_ready(state, node)
+
+        self._bounded(boot, items)
+        self._provision_grader(state)
+        self._bounded(lambda item: self.client.run_task(
+            "POST", f"/nodes/{item[1]['node']}/qemu/{item[1]['vmid']}/snapshot", item[1]["node"],
+            what=f"snapshot of VM {item[1]['vmid']} ({item[0]})", snapname=naming.BASE_SNAPSHOT,
+            description="labkit: the instance as it came up"), items)
+
+    def _expected_addresses(self, state: InstanceState, node: str) -> set[str]:
+        if node == naming.GRADER_NODE:
+            return {state.provider_data["mgmt_address"].split("/")[0]}
+        n = state.plan.node(node)
+        assert n is not None
+        return {i.addresses[0].split("/")[0] for i in n.interfaces if i.addresses}
+
+    def _wait_ready(self, state: InstanceState, node: str) -> None:
+        rec = state.provider_data["vms"][node]
+        want = self._expected_addresses(state, node)
+        deadline = time.monotonic() + self.pve.ready_timeout
+        last = "the guest agent did not answer"
+        while True:
+            try:
+                got = self.client.call("GET", f"/nodes/{rec['node']}/qemu/{rec['vmid']}/agent/network-get-interfaces")
+                have = {a.get("ip-address") for i in (got or {}).get("result", [])
+                        for a in i.get("ip-addresses", [])}
+                if want <= have:
+                    return
+                last = f"the guest shows {', '.join(sorted(str(h) for h in have)) or 'no address'}"
+            except PveApiError as exc:
+                last = exc.text
+            if time.monotonic() > deadline:
+                raise ProviderError(f"VM {rec['vmid']} ({node}) of {state.name} was not ready within "
+                                    f"{self.pve.ready_timeout:.0f} s ({last}); check its template has "
+                                    "qemu-guest-agent and cloud-init.")
+            time.sleep(self.pve.poll_interval)
+
+    def _provision_grader(self, state: InstanceState) -> None:
+        """The grader guest's sshd: a host key made here (pinned), the grader's key allowed with
+        ForceCommand the agent, and the places (which NIC is which vantage point, segment or
+        link half). Written through the guest agent's file-write (< 60 KiB each)."""
+        from labkit.adapters.agent.client import fingerprint
+
+        rec = state.provider_data["vms"][naming.GRADER_NODE]
+        key = _new_host_key()
+        state.provider_data["agent_host_key"] = fingerprint(key[1])
+        config = self.client.call("GET", f"/nodes/{rec['node']}/qemu/{rec['vmid']}/config")
+        places = []
+        for i, (place, net) in enumerate(self._grader_nics(state.plan), start=1):
+            mac = str(config.get(f"net{i}", "")).split(",")[0].partition("=")[2]
+            entry: dict[str, Any] = {"place": _agent_place(state.name, place), "mac": mac,
+                                     "vnet": state.provider_data["vnets"][net]}
+            if place.startswith("vantage:"):
+                vp = state.plan.vantage_point(place[8:])
+                assert vp is not None
+                entry.update(address=vp.address, gateway=vp.gateway)
+            places.append(entry)
+        pubkey = Path(state.ssh_key + ".pub").read_text(encoding="utf-8").strip()
+        files = {
+            f"{AGENT_DIR}/ssh_host_ed25519_key": key[0],
+            f"{AGENT_DIR}/authorized_keys": f'restrict,command="labkit-agent --instance {state.name}" {pubkey}\n',
+            f"{AGENT_DIR}/places.json": json.dumps({"instance": state.name, "places": places}, indent=1),
+        }
+        base = f"/nodes/{rec['node']}/qemu/{rec['vmid']}/agent"
+        for path, content in files.items():
+            self.client.call("POST", f"{base}/file-write", file=path,
+                             content=base64.b64encode(content.encode()).decode(), encode=0)
+        res = self._agent_exec(rec, ["/usr/local/sbin/labkit-agent-setup"], timeout=60.0, label="grader")
+        if res.rc != 0:
+            raise ProviderError(f"setting up the grader agent in VM {rec['vmid']} failed (status {res.rc}: "
+                                f"{res.stderr.strip()[-200:]}); rebuild the grader template with 'labkit "
+                                "templates build --provider proxmox'.")
+
+    # ------------------------------------------------------------ status / exec
+    def status(self, state: InstanceState) -> InstanceStatus:
+        by_id = {int(v["vmid"]): v for v in self._vms()}
+        nodes = []
+        for n in state.plan.nodes:
+            rec = state.provider_data.get("vms", {}).get(n.name)
+            vm = by_id.get(int(rec["vmid"])) if rec else None
+            running = bool(vm) and vm.get("status") == "running"  # type: ignore[union-attr]
+            nodes.append(NodeStatus(name=n.name, present=running, processes=0))
+        return InstanceStatus(name=state.name, lab_id=state.plan.lab_id, provider=self.name,
+                              phase=state.phase, created_at=state.created_at, nodes=nodes)
+
+    def _rec(self, state: InstanceState, node: str) -> dict[str, Any]:
+        if state.plan.node(node) is None:
+            names = ", ".join(n.name for n in state.plan.nodes)
+            raise UnknownNodeError(f"instance {state.name!r} has no node {node!r}; its nodes are: {names}.")
+        rec = state.provider_data.get("vms", {}).get(node)
+        if not rec:
+            raise ProviderError(f"node {node!r} of instance {state.name!r} has no VM; run 'labkit down "
+                                f"{state.name}' and bring it up again.")
+        return rec  # type: ignore[no-any-return]
+
+    def exec(self, state: InstanceState, node: str, argv: list[str], *, input: str | None = None,
+             timeout: float = 60.0) -> ExecResult:
+        """``argv`` in the node through the guest agent (exec, then exec-status polled, bounded)."""
+        return self._agent_exec(self._rec(state, node), argv, input=input, timeout=timeout, label=node)
+
+    def _agent_exec(self, rec: dict[str, Any], argv: list[str], *, input: str | None = None,
+                    timeout: float = 60.0, label: str = "") -> ExecResult:
+        base = f"/nodes/{rec['node']}/qemu/{rec['vmid']}/agent"
+        t0 = time.monotonic()
+        params: dict[str, Any] = {"command": argv}
+        if input is not None:
+            if len(input.encode()) > 64 * 1024:
+                raise UserError("the input of a command run through the Proxmox guest agent is limited to 64 KiB; "
+                                "send a smaller input.")
+            params["input-data"] = input
+        pid = self.client.call("POST", f"{base}/exec", **params)["pid"]
+        delay = 0.02
+        while True:
+            st = self.client.call("GET", f"{base}/exec-status", pid=pid)
+            if st.get("exited"):
+                break
+            if time.monotonic() - t0 > timeout:
+                raise ProviderError(f"the command did not finish within {timeout} s in node {label or rec['vmid']!r}.")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        return ExecResult(argv=argv, rc=int(st.get("exitcode", -1)),
+                          stdout=str(st.get("out-data", ""))[:EXEC_OUTPUT_LIMIT],
+                          stderr=str(st.get("err-data", ""))[:EXEC_OUTPUT_LIMIT],
+                          duration=time.monotonic() - t0)
+
+    def reset(self, state: InstanceState) -> None:
+        """Every VM back to its ``labkitbase`` snapshot, started, and ready again."""
+        items = list(state.provider_data.get("vms", {}).items())
+
+        def back(item: tuple[str, dict[str, Any]]) -> None:
+            node, rec = item
+            self.client.run_task("POST", f"/nodes/{rec['node']}/qemu/{rec['vmid']}/snapshot/"
+                                 f"{naming.BASE_SNAPSHOT}/rollback", rec["node"],
+                                 what=f"rollback of VM {rec['vmid']} ({node})", start=1)
+            self._wait_ready(state, node)
+
+        self._bounded(back, items)
+
+    def console_argv(self, state: InstanceState, node: str) -> list[str]:
+        self._rec(state, node)
+        try:
+            from labkit.adapters.proxmox import console
+        except ImportError:
+            raise ProviderError("the Proxmox console bridge is not installed in this labkit; use the "
+                                "Proxmox web console of the node.") from None
+        return console.console_argv(self, state, node)  # type: ignore[attr-defined, no-any-return]
+
+    # ------------------------------------------------------------ grading
+    def ground(self, state: InstanceState, mode: str | None = None) -> GraderGround:
+        """The grader agent in the instance's grader guest, over SSH on TCP to its management
+        address (host key pinned at up). Its places (vantage points, segments, link halves) are
+        namespaces the agent makes inside the guest on first connect from places.json."""
+        mode = mode or state.vantage
+        if mode != "agent":
+            raise UserError(f"the proxmox provider grades only through the grader agent (vantage 'agent'), "
+                            f"not {mode!r}; leave --vantage out.")
+        import paramiko
+
+        from labkit.adapters.agent.client import AgentGround, AgentSession
+
+        data = state.provider_data
+        if "mgmt_address" not in data or "agent_host_key" not in data:
+            raise AgentError(f"instance {state.name!r} has no grader guest; bring it up again.")
+        host = data["mgmt_address"].split("/")[0]
+        try:
+            sock = socket.create_connection((host, self.pve.agent_port), timeout=10)
+        except OSError as exc:
+            raise AgentError(f"the grader guest's agent is not reachable at {host}:{self.pve.agent_port} "
+                             f"({exc.strerror or exc}); check that this host has an address on "
+                             f"{self.pve.mgmt_bridge} ({self.pve.mgmt_cidr}) and that the grader VM is "
+                             "running.") from None
+        key = paramiko.Ed25519Key.from_private_key_file(state.ssh_key)
+        session = AgentSession(sock, host_key_fingerprint=data["agent_host_key"], client_key=key,
+                               label=f"the grader agent of {state.name}")
+        return AgentGround(session, lambda where: self.place_of(state, where))
+
+    def place_of(self, state: InstanceState, where: str) -> str:
+        """The agent's place (a namespace inside the grader guest) for a grader place."""
+        plan = state.plan
+        if where.startswith("segment:") and where[8:] in plan.segments:
+            return _agent_place(state.name, where)
+        if where.startswith("link:") and where[5:] in plan.links:
+            return _agent_place(state.name, where)
+        if plan.vantage_point(where):
+            return _agent_place(state.name, f"vantage:{where}")
+        if plan.node(where):
+            raise UserError(f"on Proxmox the grader cannot read node {where!r}'s kernel from outside the VM "
+                            "(capability node_kernel); the check needs the netns provider.")
+        raise UnknownNodeError(f"instance {state.name!r} has no vantage point or node {where!r}.")
+
+    def node_fs(self, state: InstanceState, node: str) -> NodeFiles:
+        raise UserError("on Proxmox nothing reads a VM's files from outside the VM (capability node_fs); "
+                        "this check needs the netns provider.")
+
+    def ansible_host_vars(self, state: InstanceState, node: str) -> dict[str, str]:
+        """ssh to the node's first address, through the grader guest (ProxyCommand to its
+        management address, which forwards from the node's segment). Not exercised here."""
+        n = state.plan.node(node)
+        if n is None:
+            raise UnknownNodeError(f"instance {state.name!r} has no node {node!r}.")
+        mgmt = str(state.provider_data.get("mgmt_address", "")).split("/")[0]
+        key = state.ssh_key
+        proxy = (f"ssh -i {key} -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
+                 f"-o UserKnownHostsFile={key}.known_hosts -W %h:%p labkit-jump@{mgmt}")
+        return {
+            "ansible_host": n.first_address() or node,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": key,
+            "ansible_ssh_common_args": f'-o ProxyCommand="{proxy}" -o StrictHostKeyChecking=no',
+        }
+
+    # ------------------------------------------------------------ destroy
+    def _found(self, name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+        """VMs (pool members or tagged), VNets (alias prefix), pool present — from the name alone."""
+        pool = naming.pool_id(name)
+        tag = naming.vm_tag(name)
+        vms = [v for v in self._vms() if not v.get("template") and (
+            v.get("pool") == pool or tag in str(v.get("tags", "")).replace(",", ";").split(";"))]
+        prefix = naming.alias_prefix(name)
+        vnets = [v for v in self.client.call("GET", "/cluster/sdn/vnets", pending=1) or []
+                 if str(v.get("alias", "")).startswith(prefix) and v.get("state") != "deleted"]
+        pools = [p for p in self.client.call("GET", "/pools") or [] if p.get("poolid") == pool]
+        return vms, vnets, bool(pools)
+
+    def leftovers(self, name: str) -> list[str]:
+        if not configured(self.settings.home):
+            return []
+        vms, vnets, pool = self._found(name)
+        out = [f"vm {v['vmid']} {v.get('name', '')}" for v in vms]
+        out += [f"vnet {v['vnet']} {v.get('alias', '')}" for v in vnets]
+        if pool:
+            out.append(f"pool {naming.pool_id(name)}")
+        return out
+
+    def destroy(self, name: str, state: InstanceState | None) -> list[str]:
+        """Stop and destroy the VMs, delete the VNets (one apply), delete the pool. Idempotent."""
+        if not configured(self.settings.home):
+            return []
+        removed: list[str] = []
+        vms, vnets, pool = self._found(name)
+
+        def gone(vm: dict[str, Any]) -> str:
+            node, vmid = vm["node"], vm["vmid"]
+            if vm.get("status") == "running":
+                self.client.run_task("POST", f"/nodes/{node}/qemu/{vmid}/status/stop", node,
+                                     what=f"stop of VM {vmid}")
+            self.client.run_task("DELETE", f"/nodes/{node}/qemu/{vmid}", node, what=f"destroy of VM {vmid}",
+                                 purge=1, **{"destroy-unreferenced-disks": 1})
+            return f"vm {vmid} {vm.get('name', '')}"
+
+        removed += self._bounded(gone, vms)
+        if vnets:
+            token = self._sdn_lock()
+            try:
+                for v in vnets:
+                    self.client.call("DELETE", f"/cluster/sdn/vnets/{v['vnet']}", **{"lock-token": token})
+                    removed.append(f"vnet {v['vnet']} {v.get('alias', '')}")
+            except BaseException:
+                self._sdn_unlock(token)
+                raise
+            self._sdn_apply(token, poll=False)
+        if pool:
+            self.client.call("DELETE", f"/pools/{naming.pool_id(name)}")
+            removed.append(f"pool {naming.pool_id(name)}")
+        if state is None or state.provider_data.get("candidate_user") or state.plan.candidate:
+            from labkit.adapters.proxmox import access
+
+            removed += access.remove_candidate_access(cast(Any, self.client), name)
+        left = self.leftovers(name)
+        if left:
+            raise ProviderError(f"could not remove {', '.join(left)}; run 'labkit down {name}' again.")
+        return removed
+
+
+def _agent_place(instance: str, place: str) -> str:
+    """The namespace name of a grader place inside the grader guest (``lk-<instance>.`` prefix,
+    as on netns, so the agent's own check of places holds)."""
+    kind, _, rest = place.partition(":")
+    short = {"vantage": "v", "segment": "s", "link": "l"}[kind]
+    return f"lk-{instance}.{short}-{rest.replace(':', '-')}"
+
+
+def _new_host_key() -> tuple[str, Any]:
+    """A new ed25519 host key for the grader guest's sshd: (OpenSSH private key text, paramiko key)."""
+    import io
+
+    import paramiko
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    raw = Ed25519PrivateKey.generate()
+    text = raw.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                             serialization.NoEncryption()).decode()
+    return text, paramiko.Ed25519Key.from_private_key(io.StringIO(text))

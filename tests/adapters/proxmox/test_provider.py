@@ -1,0 +1,218 @@
+"""The Proxmox provider against fakepve (its own process): a lab's whole lifecycle through
+labkit's use cases, and the failures that must roll back (clone task error, revoked token,
+SDN apply stuck pending), and down from a new process after a crash.
+
+Every wait is bounded: fakepve finishes tasks at once (time_scale 0) and the provider's
+timeouts are short in these tests' proxmox.toml (tasks 20 s, SDN 5 s, readiness 10 s)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labkit.adapters.proxmox.provider import ProxmoxProvider
+from labkit.errors import AgentError, ProviderError, UserError
+from labkit.usecases import lifecycle
+from tests.adapters.proxmox.conftest import LAB_ID, PROJECT, FakePveServer
+
+
+def _vms_of(fakepve: FakePveServer, name: str) -> list[dict[str, Any]]:
+    return [v for v in fakepve.state()["vms"] if v["name"].startswith(f"lk-{name}-")]
+
+
+def test_whole_lifecycle(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    name = "pv-life"
+    fakepve.control("requests", clear=True)
+    state = lifecycle.up(pv_ctx, LAB_ID, instance=name, seed=11, provider="proxmox", candidate="Alice")
+    assert state.phase == "up" and state.vantage == "agent"
+    # the candidate's own account (access.py): its password in a 0600 file, not in the state
+    creds = pv_ctx.settings.instances / name / "proxmox-candidate.txt"
+    assert creds.stat().st_mode & 0o777 == 0o600 and f"user lk-{name}@pve" in creds.read_text()
+    assert "password" not in json.dumps(state.provider_data)
+
+    st = fakepve.state()
+    vms = {v["name"]: v for v in _vms_of(fakepve, name)}
+    assert set(vms) == {f"lk-{name}-{n}" for n in ("r1", "r2", "pc1", "pc2", "grader")}
+    assert all(v["status"] == "running" and v["pool"] == f"lk-{name}" for v in vms.values())
+    assert all(v["config"]["tags"] == f"lk.{name}" and "labkitbase" in v["snapshots"] for v in vms.values())
+    block = state.provider_data["vmid_block"]
+    assert sorted(v["vmid"] for v in vms.values()) == list(range(block, block + 5))
+    # VNets: lan-a, lan-b, and the WAN link as two halves; compact ids, readable alias, applied
+    vnets = {c["alias"]: (k, c) for k, c in st["vnets"].items() if c["alias"].startswith(f"lk-{name}:")}
+    assert set(vnets) == {f"lk-{name}:{n}" for n in ("lan-a", "lan-b", "wan.a", "wan.b")}
+    assert all(2 <= len(k) <= 8 and c["state"] == "applied" and c["zone"] == "labkit" for k, c in vnets.values())
+    vid = {a.split(":")[1]: k for a, (k, _c) in vnets.items()}
+    # nodes: ethN on netN, cloud-init addresses and gateway; r1's WAN end on wan.a, r2's on wan.b
+    plan = state.plan
+    r1 = vms[f"lk-{name}-r1"]["config"]
+    assert f"bridge={vid['lan-a']}" in r1["net0"] and f"bridge={vid['wan.a']}" in r1["net1"]
+    assert r1["ipconfig0"] == f"ip={plan.node('r1').iface('eth0').addresses[0]}"  # type: ignore[union-attr]
+    assert f"bridge={vid['wan.b']}" in vms[f"lk-{name}-r2"]["config"]["net1"]
+    pc1 = vms[f"lk-{name}-pc1"]["config"]
+    assert pc1["ipconfig0"].endswith(",gw=" + plan.node("r1").first_address("lan-a"))  # type: ignore[union-attr, operator]
+    assert pc1["sshkeys"]
+    # the grader guest: management NIC, 2 vantage points, 2 segments (capture), 2 link halves
+    grader = vms[f"lk-{name}-grader"]["config"]
+    nets = sorted(k for k in grader if k.startswith("net") and k[3:].isdigit())
+    assert len(nets) == 7 and "bridge=vmbr1" in grader["net0"]
+    assert grader["ipconfig0"].startswith("ip=127.88.")
+    agent = fakepve.control("agent_requests")[f"lk-{name}-grader"]
+    written = {a["file"] for c, a in agent if c == "file-write"}
+    assert written == {"/etc/labkit-agent/ssh_host_ed25519_key", "/etc/labkit-agent/authorized_keys",
+                       "/etc/labkit-agent/places.json"}
+    assert state.provider_data["agent_host_key"].startswith("SHA256:")
+    # one SDN apply for the instance, and every task checked
+    reqs = fakepve.control("requests")
+    assert sum(1 for m, p in reqs if m == "PUT" and p.endswith("/cluster/sdn")) == 1
+    assert sum(1 for m, p in reqs if p.endswith("/sdn/zones") and "/nodes/" in p) >= 3  # per-node poll
+    assert sum(1 for m, p in reqs if "/tasks/" in p) >= 15  # 5 clones + 5 starts + 5 snapshots
+
+    status = lifecycle.status(pv_ctx, name)
+    assert status.healthy and {n.name for n in status.nodes} == {"r1", "r2", "pc1", "pc2"}
+
+    fakepve.control("exec_answer", argv=["ip", "-br", "addr"], answer={"exitcode": 3, "out-data": "eth0 UP\n"})
+    res = lifecycle.exec_in(pv_ctx, name, "r1", ["ip", "-br", "addr"], timeout=10)
+    assert (res.rc, res.stdout) == (3, "eth0 UP\n")
+
+    prov = pv_ctx.provider("proxmox")
+    assert isinstance(prov, ProxmoxProvider)
+    fakepve.control("requests", clear=True)
+    prov.reset(lifecycle.load_state(pv_ctx, name) if hasattr(lifecycle, "load_state")
+               else pv_ctx.store.load(name))
+    assert sum(1 for m, p in fakepve.control("requests") if p.endswith("/snapshot/labkitbase/rollback")) == 5
+    with pytest.raises(AgentError, match="not reachable"):
+        prov.ground(state)
+    assert prov.leftovers(name)
+
+    fakepve.control("requests", clear=True)
+    lifecycle.down(pv_ctx, name)
+    assert prov.leftovers(name) == []
+    assert fakepve.leftovers(name) == []
+    assert not pv_ctx.store.exists(name)
+    assert ["DELETE", f"/api2/json/access/users/lk-{name}@pve"] in fakepve.control("requests")
+
+
+def test_sdn_pending_is_polled(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    name = "pv-poll"
+    fakepve.control("sdn_pending_polls", n=4)
+    fakepve.control("requests", clear=True)
+    lifecycle.up(pv_ctx, LAB_ID, instance=name, seed=3, provider="proxmox")
+    polls = [p for m, p in fakepve.control("requests") if p.endswith("/sdn/zones") and "/nodes/" in p]
+    assert len(polls) >= 4 + 3  # the pending answers, then one 'available' per node
+    lifecycle.down(pv_ctx, name)
+    assert fakepve.leftovers(name) == []
+
+
+def test_sdn_stuck_pending_times_out_and_rolls_back(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    name = "pv-stuck"
+    fakepve.control("sdn_stuck", node="pve2", on=True)
+    t0 = time.monotonic()
+    with pytest.raises(ProviderError) as err:
+        lifecycle.up(pv_ctx, LAB_ID, instance=name, seed=4, provider="proxmox")
+    assert time.monotonic() - t0 < 30
+    msg = str(err.value)
+    assert "pve2" in msg and "still pending" in msg and "rolled back" in msg and "\n" not in msg
+    assert fakepve.leftovers(name) == []
+    assert not pv_ctx.store.exists(name)
+
+
+def test_clone_task_error_rolls_back(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    name = "pv-clone"
+    fakepve.control("fail_clone", name_part=f"lk-{name}-pc2", message="clone failed: no space left on device")
+    with pytest.raises(ProviderError, match="failed: clone failed: no space left on device"):
+        lifecycle.up(pv_ctx, LAB_ID, instance=name, seed=5, provider="proxmox")
+    st = fakepve.state()
+    assert any(t["exitstatus"] == "clone failed: no space left on device" for t in st["tasks"])
+    assert fakepve.leftovers(name) == []
+    assert not pv_ctx.store.exists(name)
+
+
+def test_revoked_token_one_sentence_nothing_made(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    name = "pv-token"
+    fakepve.control("revoke_token")
+    with pytest.raises(UserError) as err:
+        lifecycle.up(pv_ctx, LAB_ID, instance=name, seed=6, provider="proxmox")
+    msg = str(err.value)
+    assert msg.count(". ") == 0 and msg.endswith(".") and "expired or revoked" in msg
+    fakepve.control("restore_token")
+    assert fakepve.leftovers(name) == []
+
+
+def test_missing_template_refused_before_anything(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    fakepve.write_config(pv_ctx.settings.home, template_prefix="lk-none-")
+    with pytest.raises(UserError, match="lk-none-two-sites are missing; run 'labkit templates build"):
+        lifecycle.up(pv_ctx, LAB_ID, instance="pv-notpl", seed=7, provider="proxmox")
+    assert fakepve.leftovers("pv-notpl") == []
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from labkit.settings import Settings
+from labkit.usecases import lifecycle
+home, run, project, name = sys.argv[1:5]
+ctx = lifecycle.Context(Settings(home=Path(home), run_dir=Path(run), project=Path(project)))
+lifecycle.up(ctx, "pvdemo", instance=name, seed=8, provider="proxmox")
+"""
+
+
+def test_down_from_new_process_after_crash(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    """A labkit process is killed (SIGKILL) while bringing a lab up (the grader guest's agent
+    never answers, so it waits); another process brings it down from the name alone."""
+    name = "pv-crash"
+    fakepve.control("no_agent", prefix=f"lk-{name}-grader")
+    s = pv_ctx.settings
+    env = {**os.environ, "LABKIT_HOME": str(s.home), "LABKIT_PROJECT": str(s.project),
+           "LABKIT_RUN_DIR": str(s.run_dir)}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(s.home), str(s.run_dir), str(s.project), name],
+                             env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            vms = _vms_of(fakepve, name)
+            if len(vms) == 5 and all(v["status"] == "running" for v in vms):
+                break
+            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the child never got its VMs running")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        if child.stderr:
+            child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+    left = fakepve.leftovers(name)
+    assert len([x for x in left if x.startswith("vm ")]) == 5 and any(x.startswith("pool ") for x in left)
+    state_file = s.home / "instances" / name / "state.json"
+    assert json.loads(state_file.read_text())["phase"] == "creating"
+    removed = lifecycle.down(pv_ctx, name)
+    assert any(r.startswith("vnet ") for r in removed) and any(r.startswith("pool ") for r in removed)
+    assert fakepve.leftovers(name) == []
+    # and from nothing at all (state gone too): nothing left, nothing to do
+    again = ProxmoxProvider(s).destroy(name, None)
+    assert not [r for r in again if r.split()[0] in ("vm", "vnet", "pool")]
+
+
+def test_capabilities_and_vantage() -> None:
+    prov = ProxmoxProvider.__new__(ProxmoxProvider)
+    assert "node_fs" not in prov.capabilities and "node_kernel" not in prov.capabilities
+    assert {"vantage", "grader_echo", "capture", "link_cut", "silent_cut", "node_exec", "console",
+            "snapshot_reset"} == set(prov.capabilities)
+    assert prov.vantage_modes == ("agent",)
+
+
+def test_leftovers_empty_when_not_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labkit.settings import Settings
+
+    monkeypatch.delenv("LABKIT_PROXMOX_CONFIG", raising=False)
+    prov = ProxmoxProvider(Settings(home=tmp_path, run_dir=tmp_path / "run", project=PROJECT))
+    assert prov.leftovers("anything") == [] and prov.destroy("anything", None) == []
