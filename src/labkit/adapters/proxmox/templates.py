@@ -1,0 +1,302 @@
+"""``labkit templates build --provider proxmox``: the templates labkit clones, from a Debian
+cloud image the centre supplies (``debian-12-genericcloud-amd64.qcow2``, a file or a URL).
+
+Templates named as :mod:`labkit.adapters.proxmox.naming` says and as the provider looks them
+up: ``node_template(prefix, topology)`` per topology (every node of it: the packages of its
+nodes' services and ``packages``) and ``grader_template`` (the grader guest).
+Each carries ``labkit-template packages=<hash>``
+in its description: a template with the same name and hash is kept (idempotent); one with
+another hash is refused (delete it once no instance uses it, then build again).
+
+How a template is made, all through the API (every task's exitstatus checked):
+1. the image goes into a file storage with content ``import`` (``upload``, or
+   ``download-url`` for a URL: PVE 8.4+), once;
+2. ``POST /nodes/{n}/qemu``: the disk imported from it (``import-from``), a cloud-init drive,
+   serial console (``serial0: socket``, ``vga: serial0``), guest agent on, NIC 0 on the
+   build bridge with the build address, user ``labkit`` and a throwaway SSH key;
+3. start; packages are installed over SSH from this host: the API cannot do it (cloud-init
+   vendor/user data only comes from ``cicustom`` snippets, and ``upload`` takes only iso,
+   vztmpl and import content: no snippets; the guest agent is not in the stock image yet);
+   so the guest needs, on the build bridge: an address this host reaches (``--build-ip``, or
+   DHCP) and a Debian mirror (through ``--build-gw`` or an HTTP proxy ``--apt-proxy``);
+4. cloud-init is cleaned (clones run it again with their own addresses and keys), the guest is
+   shut down, the build's address/user/key removed, and the VM converted to a template.
+A failure removes the half-built VM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import posixpath
+import shlex
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from labkit.adapters.netns.provider import SERVICES
+from labkit.adapters.proxmox.naming import node_template
+from labkit.adapters.proxmox.settings import ProxmoxSettings
+from labkit.errors import LabkitError, ProviderError, UserError
+from labkit.models.instance import InstancePlan
+
+BASE_PACKAGES = ("qemu-guest-agent", "cloud-init", "openssh-server")
+GRADER_PACKAGES = ("python3", "tcpdump", "iproute2", "nftables", "iputils-ping", "procps")
+MARK = "labkit-template packages="
+BUILDING = "labkit-template-build (half-built: labkit removes it)"
+IMAGE_SUFFIXES = (".qcow2", ".raw", ".vmdk")
+
+
+class Api(Protocol):
+    """What the builder needs of :class:`labkit.adapters.proxmox.client.PveClient`."""
+
+    def call(self, method: str, path: str, /, **params: Any) -> Any: ...
+
+    def wait_task(self, node: str, upid: str, timeout: float | None = None, what: str = "") -> None: ...
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    name: str
+    packages: tuple[str, ...]  # sorted, without duplicates
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256("\n".join(self.packages).encode()).hexdigest()[:16]
+
+    @property
+    def mark(self) -> str:
+        return f"{MARK}{self.digest}"
+
+
+def node_packages(plans: Iterable[InstancePlan]) -> set[str]:
+    """Debian packages the labs' nodes need: their services' and their own ``packages``."""
+    out: set[str] = set()
+    for plan in plans:
+        for node in plan.nodes:
+            out.update(SERVICES[s].package for s in node.services if s in SERVICES)
+            out.update(node.packages)
+    return out
+
+
+def wanted_templates(settings: ProxmoxSettings, plans: Iterable[InstancePlan]) -> list[TemplateSpec]:
+    """One template per topology (every node of it is cloned from it, as the provider looks it up
+    with :func:`naming.node_template`), then the grader guest's."""
+    by_topology: dict[str, list[InstancePlan]] = {}
+    for plan in plans:
+        by_topology.setdefault(plan.topology_id, []).append(plan)
+    out = [TemplateSpec(node_template(settings.template_prefix, topo),
+                        tuple(sorted(set(BASE_PACKAGES) | node_packages(group))))
+           for topo, group in sorted(by_topology.items())]
+    grader = sorted(set(BASE_PACKAGES) | set(GRADER_PACKAGES))
+    return [*out, TemplateSpec(settings.grader_template, tuple(grader))]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    image: str  # a local file or an http(s) URL
+    node: str
+    image_storage: str = "local"  # a file storage with content "import"
+    bridge: str = ""  # default: settings.mgmt_bridge
+    build_ip: str = ""  # the build guest's address on the bridge, e.g. "10.250.255.2/16"
+    build_gw: str | None = None
+    apt_proxy: str | None = None
+    memory: int = 1024
+    disk_size: str = "8G"
+    ssh_timeout: float = 600.0
+
+
+# (host, port, user, private key PEM, script, timeout) -> None; raises on failure
+Provisioner = Callable[[str, int, str, str, str, float], None]
+
+
+def check_options(opts: BuildOptions) -> None:
+    """Refuse bad options before anything is made."""
+    import ipaddress
+
+    try:
+        iface = ipaddress.ip_interface(opts.build_ip)
+    except ValueError:
+        raise UserError(f"--build-ip {opts.build_ip or '(none)'} is not an address with its prefix; give the "
+                        "build guest's address on the build bridge, e.g. --build-ip 10.250.255.2/16 (DHCP "
+                        "addresses cannot be read before the guest agent is installed).") from None
+    if iface.network.prefixlen == iface.max_prefixlen:
+        raise UserError(f"--build-ip {opts.build_ip} has no prefix; write it as ADDRESS/PREFIX, e.g. /16.")
+    if opts.build_gw:
+        try:
+            ipaddress.ip_address(opts.build_gw)
+        except ValueError:
+            raise UserError(f"--build-gw {opts.build_gw} is not an IP address; fix it.") from None
+    if not opts.image:
+        raise UserError("give the Debian cloud image with --image FILE|URL.")
+
+
+def provision_script(packages: Iterable[str], apt_proxy: str | None) -> str:
+    line = 'Acquire::http::Proxy "%s";' % apt_proxy  # noqa: UP031
+    proxy = f"echo {shlex.quote(line)} > /etc/apt/apt.conf.d/80labkit-proxy\n" if apt_proxy else ""
+    pkgs = " ".join(shlex.quote(p) for p in sorted(packages))
+    return ("set -eu\n"
+            "cloud-init status --wait >/dev/null || true\n"
+            f"{proxy}"
+            "export DEBIAN_FRONTEND=noninteractive\n"
+            "apt-get update -q\n"
+            f"apt-get install -y -q --no-install-recommends {pkgs}\n"
+            "systemctl enable qemu-guest-agent\n"
+            "rm -f /etc/apt/apt.conf.d/80labkit-proxy\n"
+            "apt-get clean\n"
+            "cloud-init clean --logs --machine-id\n"
+            "rm -f /etc/ssh/ssh_host_*\n"
+            "sync\n")
+
+
+def ssh_provision(host: str, port: int, user: str, key_pem: str, script: str, timeout: float) -> None:
+    """Run ``script`` with sudo in the build guest over SSH (retries the connection until the
+    guest's sshd answers or ``timeout``). The build guest is fresh on the centre's build bridge:
+    its host key is not known beforehand and is accepted for this one session."""
+    import paramiko
+
+    key = paramiko.Ed25519Key.from_private_key(io.StringIO(key_pem))
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - fresh build guest
+        try:
+            client.connect(host, port=port, username=user, pkey=key, timeout=10, banner_timeout=10,
+                           auth_timeout=10, allow_agent=False, look_for_keys=False)
+        except (OSError, paramiko.SSHException) as exc:
+            last = exc
+            client.close()
+            time.sleep(3)
+            continue
+        try:
+            _in, out, err = client.exec_command("sudo sh -s", timeout=max(1.0, deadline - time.monotonic()))
+            _in.write(script)
+            _in.channel.shutdown_write()
+            code = out.channel.recv_exit_status()
+            if code != 0:
+                tail = err.read().decode(errors="replace").strip()[-400:]
+                raise ProviderError(f"installing the template's packages failed in the build guest (exit {code}): "
+                                    f"{tail}; check the build guest's mirror access (--build-gw or --apt-proxy).")
+            return
+        finally:
+            client.close()
+    raise ProviderError(f"the build guest at {host} did not answer SSH within {timeout:.0f} s ({last}); check "
+                        "that this host reaches the build bridge and the address given by --build-ip.")
+
+
+def find_vm(api: Api, name: str) -> dict[str, Any] | None:
+    for r in api.call("GET", "/cluster/resources", type="vm") or []:
+        if r.get("name") == name and r.get("type") == "qemu":
+            return dict(r)
+    return None
+
+
+def _task(api: Api, node: str, upid: Any, what: str, timeout: float | None = None) -> None:
+    if isinstance(upid, str) and upid.startswith("UPID:"):
+        api.wait_task(node, upid, timeout, what)
+
+
+def ensure_image(api: Api, opts: BuildOptions) -> str:
+    """The image's volume id on ``image_storage`` (uploaded or downloaded once)."""
+    is_url = opts.image.startswith(("http://", "https://"))
+    filename = posixpath.basename(urllib.parse.urlparse(opts.image).path) if is_url else Path(opts.image).name
+    if not filename.endswith(IMAGE_SUFFIXES):
+        raise UserError(f"the image {opts.image} is not a .qcow2, .raw or .vmdk disk image; give Debian's "
+                        "genericcloud .qcow2 (e.g. debian-12-genericcloud-amd64.qcow2).")
+    if not is_url and not Path(opts.image).is_file():
+        raise UserError(f"the image file {opts.image} does not exist; give the path of the Debian cloud image.")
+    volid = f"{opts.image_storage}:import/{filename}"
+    base = f"/nodes/{opts.node}/storage/{opts.image_storage}"
+    have = {c.get("volid") for c in api.call("GET", f"{base}/content", content="import") or []}
+    if volid in have:
+        return volid
+    if is_url:
+        upid = api.call("POST", f"{base}/download-url", content="import", filename=filename, url=opts.image)
+    else:
+        with open(opts.image, "rb") as fh:
+            upid = api.call("POST", f"{base}/upload", content="import", filename=fh)
+    _task(api, opts.node, upid, f"getting the image {filename} onto {opts.image_storage}", 3600)
+    return volid
+
+
+def _new_key() -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                            serialization.NoEncryption()).decode()
+    pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                        serialization.PublicFormat.OpenSSH).decode()
+    return pem, f"{pub} labkit-template-build"
+
+
+def _destroy(api: Api, node: str, vmid: int) -> None:
+    base = f"/nodes/{node}/qemu/{vmid}"
+    try:
+        if (api.call("GET", f"{base}/status/current") or {}).get("status") == "running":
+            _task(api, node, api.call("POST", f"{base}/status/stop"), f"stopping VM {vmid}")
+        _task(api, node, api.call("DELETE", base, purge=1), f"removing VM {vmid}")
+    except LabkitError:
+        pass
+
+
+def build_template(api: Api, settings: ProxmoxSettings, spec: TemplateSpec, opts: BuildOptions,
+                   provision: Provisioner = ssh_provision) -> str:
+    """Make ``spec`` (or keep it); returns "kept" or "built"."""
+    check_options(opts)
+    existing = find_vm(api, spec.name)
+    if existing is not None:
+        node, vmid = str(existing["node"]), int(existing["vmid"])
+        desc = str((api.call("GET", f"/nodes/{node}/qemu/{vmid}/config") or {}).get("description", ""))
+        if existing.get("template") and spec.mark in desc:
+            return "kept"
+        if not existing.get("template") and desc.startswith("labkit-template-build"):
+            _destroy(api, node, vmid)  # a build that crashed earlier
+        else:
+            raise UserError(f"a VM named {spec.name} (VMID {vmid}) already exists but is not this template "
+                            f"(packages changed?); delete it once no instance uses it ('qm destroy {vmid}') "
+                            "and run 'labkit templates build' again.")
+    volid = ensure_image(api, opts)
+    pem, pub = _new_key()
+    bridge = opts.bridge or settings.mgmt_bridge
+    ipconfig = f"ip={opts.build_ip}" + (f",gw={opts.build_gw}" if opts.build_gw else "")
+    node = opts.node
+    vmid = 0
+    for _attempt in range(5):
+        vmid = int(api.call("GET", "/cluster/nextid"))
+        try:
+            upid = api.call(
+                "POST", f"/nodes/{node}/qemu", vmid=vmid, name=spec.name, memory=opts.memory, cores=1,
+                ostype="l26", scsihw="virtio-scsi-pci", scsi0=f"{settings.storage}:0,import-from={volid}",
+                ide2=f"{settings.storage}:cloudinit", boot="order=scsi0", serial0="socket", vga="serial0",
+                agent="enabled=1", net0=f"virtio,bridge={bridge}", ipconfig0=ipconfig, ciuser="labkit",
+                sshkeys=urllib.parse.quote(pub, safe=""), description=BUILDING)
+        except LabkitError as exc:
+            if "already exists" in str(exc):
+                continue
+            raise
+        break
+    else:
+        raise ProviderError("no free VMID for the template after 5 tries; retry.")
+    base = f"/nodes/{node}/qemu/{vmid}"
+    try:
+        _task(api, node, upid, f"creating {spec.name}", 1800)
+        _task(api, node, api.call("PUT", f"{base}/resize", disk="scsi0", size=opts.disk_size),
+              f"resizing {spec.name}'s disk")
+        _task(api, node, api.call("POST", f"{base}/status/start"), f"starting {spec.name}")
+        script = provision_script(spec.packages, opts.apt_proxy)
+        provision(opts.build_ip.split("/")[0], 22, "labkit", pem, script, opts.ssh_timeout)
+        _task(api, node, api.call("POST", f"{base}/status/shutdown", timeout=120, forceStop=1),
+              f"shutting {spec.name} down", 300)
+        api.call("PUT", f"{base}/config", delete="ipconfig0,sshkeys,ciuser", description=spec.mark)
+        _task(api, node, api.call("POST", f"{base}/template"), f"converting {spec.name} to a template")
+    except BaseException:
+        _destroy(api, node, vmid)
+        raise
+    return "built"
+

@@ -1,0 +1,54 @@
+"""``labkit templates build --provider proxmox``: the templates the labs need (see
+:mod:`labkit.adapters.proxmox.templates` for how a template is made and why over SSH)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from labkit.adapters.proxmox.templates import BuildOptions, Provisioner, TemplateSpec
+from labkit.domain.labs import available_labs, instantiate
+from labkit.errors import UserError
+from labkit.usecases.lifecycle import Context, load_lab_checked
+
+
+@dataclass(frozen=True)
+class TemplateResult:
+    name: str
+    outcome: str  # "kept" | "built"
+    packages: tuple[str, ...]
+
+
+def wanted(ctx: Context, labs: list[str]) -> list[TemplateSpec]:
+    """The templates the labs (default: every lab of the project) need on Proxmox."""
+    from labkit.adapters.proxmox.settings import load_proxmox_settings
+    from labkit.adapters.proxmox.templates import wanted_templates
+
+    settings = load_proxmox_settings(ctx.settings.home)
+    plans = [instantiate(load_lab_checked(ctx, ref), "template", 0, None)
+             for ref in labs or available_labs(ctx.settings)]
+    return wanted_templates(settings, plans)
+
+
+def build(ctx: Context, provider: str, *, image: str, labs: list[str] | None = None, node: str | None = None,
+          image_storage: str = "local", bridge: str | None = None, build_ip: str = "",
+          build_gw: str | None = None, apt_proxy: str | None = None,
+          provision: Provisioner | None = None) -> list[TemplateResult]:
+    if provider != "proxmox":
+        raise UserError(f"templates are built for the proxmox provider only (not '{provider}'); "
+                        "the netns provider uses the nodes' image made by 'make deps'.")
+    from labkit.adapters.proxmox.client import PveClient
+    from labkit.adapters.proxmox.settings import load_proxmox_settings
+    from labkit.adapters.proxmox.templates import build_template, check_options, ssh_provision
+
+    settings = load_proxmox_settings(ctx.settings.home)
+    specs = wanted(ctx, list(labs or []))
+    client = PveClient(settings)
+    target = node or client.nodes_by_free_memory(settings.nodes or None)[0][0]
+    opts = BuildOptions(image=image, node=target, image_storage=image_storage, bridge=bridge or "",
+                        build_ip=build_ip, build_gw=build_gw, apt_proxy=apt_proxy)
+    check_options(opts)
+    out = []
+    for spec in specs:
+        outcome = build_template(client, settings, spec, opts, provision or ssh_provision)
+        out.append(TemplateResult(spec.name, outcome, spec.packages))
+    return out

@@ -1,0 +1,81 @@
+"""PX's fakepve fixtures (doctor, templates, access, console tests): PV's harness (same
+FakePveServer, same venv script) served by ``pvx_server.py``, which adds grants, request bodies,
+storage/bridge/version settings. Import the fixtures into a test module:
+``from tests.adapters.proxmox.pvx import pvx, pvx_home  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.adapters.proxmox.conftest import FakePveServer, _venv_python
+
+LAUNCHER = Path(__file__).resolve().parent / "pvx_server.py"
+TOKEN_USER = "labkit@pve"
+
+
+@pytest.fixture(scope="module")
+def pvx() -> Iterator[FakePveServer]:
+    python = _venv_python()
+    assert python
+    tmp = tempfile.mkdtemp(prefix="lk-pvx-")
+    proc = subprocess.Popen([python, "-I", str(LAUNCHER), "--dir", tmp, "--nodes", "pve1"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    try:
+        assert proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        assert sel.select(60), "fakepve (pvx) did not start within 60 s"
+        line = proc.stdout.readline()
+        assert line, f"fakepve (pvx) exited: {proc.stderr.read() if proc.stderr else ''}"
+        info = json.loads(line)
+        yield FakePveServer(info["url"], info["cafile"], info["token_id"], info["token_secret"],
+                            info["control"], proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_config(server: FakePveServer, home: Path, **override: Any) -> Path:
+    path = server.write_config(home)
+    text = path.read_text()
+    for key, value in override.items():
+        line = f"{key} = {json.dumps(value)}"
+        text, n = re.subn(rf"(?m)^{key} = .*$", line, text)
+        if not n:
+            text += line + "\n"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def pvx_home(pvx: FakePveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "home"
+    write_config(pvx, home, mgmt_bridge="vmbr0", nodes=["pve1"])
+    monkeypatch.setenv("LABKIT_HOME", str(home))
+    monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("LABKIT_PVE_TOKEN_SECRET", pvx.token_secret)
+    monkeypatch.delenv("LABKIT_PROXMOX_CONFIG", raising=False)
+    for op in ("clear_failures", "restore_token", "acl_off"):
+        pvx.control(op)
+    pvx.control("bodies", clear=True)
+    yield home
+    for op in ("clear_failures", "restore_token", "acl_off"):
+        pvx.control(op)
