@@ -33,7 +33,8 @@ class Control(base.Control):
             pve.acl = None
             return None
         if op == "bodies":
-            out = [[m, p, b] for m, p, b in pve.requests]
+            out = [[m, p, b.decode("utf-8", "replace") if isinstance(b, bytes) else b]
+                   for m, p, b in pve.requests]
             if req.get("clear"):
                 pve.requests.clear()
             return out

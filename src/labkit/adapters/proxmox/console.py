@@ -1,0 +1,199 @@
+"""A lab node's serial console on Proxmox, on stdin/stdout: what ``console_argv`` runs, so the
+bastion and the portal's terminal work on Proxmox as on netns.
+
+    python -m labkit.adapters.proxmox.console --instance NAME --node NODE
+
+How (the protocol of Proxmox's xterm.js console):
+1. ``POST /nodes/{n}/qemu/{vmid}/termproxy {serial: serial0}`` -> ``{port, ticket, user}``
+   (privilege VM.Console);
+2. a websocket (subprotocol ``binary``) to ``/nodes/{n}/qemu/{vmid}/vncwebsocket?port=&vncticket=``
+   with the API token's header; the ticket is valid for one connection, a few seconds;
+3. first text frame ``<user>:<ticket>\\n``; the server answers ``OK``;
+4. keystrokes go as text frames ``0:<byte length>:<data>``, window sizes as ``1:<cols>:<rows>:``,
+   a keep-alive as ``2``; everything the server sends is the terminal's output.
+The VM is found from the names alone (``naming.vm_name``), as ``down`` finds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import contextlib
+import os
+import shutil
+import signal
+import ssl
+import sys
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any, BinaryIO, Protocol
+
+from labkit.adapters.proxmox.naming import vm_name
+from labkit.adapters.proxmox.settings import ProxmoxSettings
+from labkit.errors import LabkitError, ProviderError, UserError
+from labkit.models.instance import InstanceState
+
+SERIAL = "serial0"
+PING_SECONDS = 30.0
+
+
+class Api(Protocol):
+    def call(self, method: str, path: str, /, **params: Any) -> Any: ...
+
+
+def console_argv(provider: Any, state: InstanceState, node: str) -> list[str]:
+    """What the bastion/portal runs for ``node``'s console: this module, with labkit's Python
+    (it reads proxmox.toml and the token secret as every labkit command does)."""
+    del provider
+    return [sys.executable, "-m", "labkit.adapters.proxmox.console", "--instance", state.name, "--node", node]
+
+
+def find_vm(api: Api, instance: str, node: str) -> tuple[str, int]:
+    """(Proxmox node, VMID) of lab node ``node`` of ``instance``."""
+    name = vm_name(instance, node)
+    for r in api.call("GET", "/cluster/resources", type="vm") or []:
+        if r.get("name") == name and not r.get("template"):
+            return str(r["node"]), int(r["vmid"])
+    raise UserError(f"instance {instance} has no VM for node {node} on Proxmox ({name}); check the names with "
+                    f"'labkit status {instance}'.")
+
+
+def frame_input(data: str) -> str:
+    return f"0:{len(data.encode())}:{data}"
+
+
+def frame_resize(cols: int, rows: int) -> str:
+    return f"1:{cols}:{rows}:"
+
+
+def _ssl_context(settings: ProxmoxSettings) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else ssl.create_default_context()
+    if not settings.ca_file and not settings.verify_tls:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@contextlib.contextmanager
+def open_console(api: Api, settings: ProxmoxSettings, pve_node: str, vmid: int) -> Iterator[Any]:
+    """A logged-in websocket on the VM's serial console (``websockets`` sync client)."""
+    from websockets.sync.client import connect
+    from websockets.typing import Subprotocol
+
+    term = api.call("POST", f"/nodes/{pve_node}/qemu/{vmid}/termproxy", serial=SERIAL)
+    query = urllib.parse.urlencode({"port": term["port"], "vncticket": term["ticket"]})
+    host, port = settings.host_port
+    url = f"wss://{host}:{port}/api2/json/nodes/{pve_node}/qemu/{vmid}/vncwebsocket?{query}"
+    auth = f"PVEAPIToken={settings.token_id}={settings.token_secret}"
+    with connect(url, ssl=_ssl_context(settings), additional_headers={"Authorization": auth},
+                 subprotocols=[Subprotocol("binary")], open_timeout=settings.api_timeout,
+                 max_size=2**20) as ws:
+        ws.send(f"{term['user']}:{term['ticket']}\n")
+        hello = ws.recv(timeout=settings.api_timeout)
+        if hello not in (b"OK", "OK"):
+            raise ProviderError(f"the serial console of VM {vmid} refused the login ({hello!r}); "
+                                "retry, or check the VM's serial0 in its configuration.")
+        yield ws
+
+
+def bridge(ws: Any, stdin: BinaryIO, stdout: BinaryIO, size: tuple[int, int] | None = None) -> None:
+    """Copy stdin to the console and the console to stdout until either side ends."""
+    from websockets.exceptions import ConnectionClosed
+
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def send(text: str) -> None:
+        with lock:
+            ws.send(text)
+
+    def pump_out() -> None:
+        try:
+            for msg in ws:
+                stdout.write(msg if isinstance(msg, bytes) else msg.encode())
+                stdout.flush()
+        except (ConnectionClosed, OSError):
+            pass
+        finally:
+            done.set()
+
+    def keepalive() -> None:
+        while not done.wait(PING_SECONDS):
+            try:
+                send("2")
+            except (ConnectionClosed, OSError):
+                return
+
+    threading.Thread(target=pump_out, daemon=True).start()
+    threading.Thread(target=keepalive, daemon=True).start()
+    if size:
+        send(frame_resize(*size))
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    try:
+        while not done.is_set():
+            chunk = os.read(stdin.fileno(), 4096)
+            if not chunk:
+                break
+            text = decoder.decode(chunk)
+            if text:
+                send(frame_input(text))
+    except (ConnectionClosed, OSError):
+        pass
+    finally:
+        ws.close()
+        done.wait(5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labkit.adapters.proxmox.console",
+                                     description="A lab node's serial console on Proxmox, on stdin/stdout.")
+    parser.add_argument("--instance", required=True)
+    parser.add_argument("--node", required=True)
+    args = parser.parse_args(argv)
+    from labkit.adapters.proxmox.client import PveClient
+    from labkit.adapters.proxmox.settings import load_proxmox_settings
+    from labkit.settings import load_settings
+
+    try:
+        settings = load_proxmox_settings(load_settings().home)
+        api = PveClient(settings)
+        pve_node, vmid = find_vm(api, args.instance, args.node)
+        with open_console(api, settings, pve_node, vmid) as ws:
+            _run_terminal(ws)
+    except (LabkitError, OSError) as exc:
+        print(f"labkit: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_terminal(ws: Any) -> None:
+    restore = None
+    stdin = sys.stdin.buffer
+    size = None
+    if stdin.isatty():
+        import termios
+        import tty
+
+        restore = termios.tcgetattr(stdin.fileno())
+        tty.setraw(stdin.fileno())
+        cols, rows = shutil.get_terminal_size()
+        size = (cols, rows)
+
+        def resized(*_a: Any) -> None:
+            c, r = shutil.get_terminal_size()
+            try:
+                ws.send(frame_resize(c, r))
+            except Exception:  # noqa: BLE001 - the console is closing
+                pass
+        signal.signal(signal.SIGWINCH, resized)
+    try:
+        bridge(ws, stdin, sys.stdout.buffer, size)
+    finally:
+        if restore is not None:
+            import termios
+
+            termios.tcsetattr(stdin.fileno(), termios.TCSADRAIN, restore)
+
+if __name__ == "__main__":
+    raise SystemExit(main())
