@@ -434,3 +434,31 @@ def test_routing_lab_cites_known_graders_and_criteria(routing_settings):
         known_criteria={c.id for c in load_catalog().criteria},
     )
     assert {c.grader for c in lab.spec.checks} <= GraderRegistry.load().names()
+
+
+def test_capability_gaps_name_check_and_capability_in_check_order() -> None:
+    from labkit.domain.labs import capability_gaps, capability_problem
+
+    lab = load_lab(FIXTURES / "labs" / "demo" / "lab.yaml", FIXTURE_SETTINGS, known_graders=KNOWN_GRADERS,
+                   known_criteria=KNOWN_CRITERIA)
+    needs = {"demo.ping": frozenset({"vantage", "grader_echo"}), "demo.login": frozenset({"node_kernel", "node_fs"})}
+    everything = {"vantage", "grader_echo", "node_fs", "node_kernel"}
+    assert capability_gaps(lab, needs.__getitem__, everything) == []
+    assert capability_problem("demo", "p", []) is None
+    gaps = capability_gaps(lab, needs.__getitem__, {"vantage"})
+    assert [(g.check, g.grader, g.capability) for g in gaps] == [
+        ("ping", "demo.ping", "grader_echo"), ("login", "demo.login", "node_fs"),
+        ("login", "demo.login", "node_kernel")]
+    msg = capability_problem("demo", "pve", gaps) or ""
+    assert msg == ("lab demo cannot be graded on provider pve, which does not offer echo between two grader "
+                   "vantage points (grader_echo), needed by check 'ping'; nor node files read from outside the node "
+                   "(node_fs), needed by check 'login'; nor node kernel state read from outside the node "
+                   "(node_kernel), needed by check 'login'; bring it up on a provider that offers them ('labkit "
+                   "validate demo --provider NAME' checks one), or take those checks out of the lab.")
+    many = capability_gaps(lab, lambda g: frozenset({"node_fs"}), {"vantage"})
+    assert capability_problem("demo", "pve", many) == (
+        "lab demo cannot be graded on provider pve, which does not offer node files read from outside the node "
+        "(node_fs), needed by checks 'ping', 'login'; bring it up on a provider that offers it ('labkit validate "
+        "demo --provider NAME' checks one), or take those checks out of the lab.")
+    # a grader that declares nothing needs nothing (older plugins)
+    assert capability_gaps(lab.spec, lambda g: frozenset(), set()) == []

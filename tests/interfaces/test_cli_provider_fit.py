@@ -31,7 +31,7 @@ def test_validate_with_a_provider(project: Context, capsys: pytest.CaptureFixtur
     assert "captest" in capsys.readouterr().out
     assert main(["validate", "captest", "--provider", "lesser"]) == 1
     err = capsys.readouterr().err
-    assert "captest: lab captest cannot be graded on provider lesser: check 'login' needs node files" in \
+    assert "captest: lab captest cannot be graded on provider lesser, which does not offer node files" in \
         " ".join(err.split())
     assert "Traceback" not in err
     assert main(["validate", "captest", "--provider", "nope"]) == 1
@@ -42,7 +42,7 @@ def test_validate_with_a_provider(project: Context, capsys: pytest.CaptureFixtur
 def test_up_refuses_before_anything_is_made(project: Context, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["up", "captest", "-i", "capu1", "--provider", "lesser"]) == UserError.exit_code != 0
     err = capsys.readouterr().err
-    assert "check 'login' needs" in err and "Traceback" not in err
+    assert "needed by check 'login'" in err and "Traceback" not in err
     assert LesserProvider.made == [] and project.store.names() == []
     assert main(["up", "captest", "-i", "capu1", "--vantage", "sideways"]) == 2  # not a mode: usage error
     assert "sideways" in capsys.readouterr().err

@@ -273,7 +273,8 @@ def test_cohort_on_a_provider_that_cannot_grade_the_lab_makes_nothing(tmp_path: 
     ctx = Context(make_project(tmp_path))
     roster = tmp_path / "roster.txt"
     roster.write_text("Alice\nBob\n")
-    with pytest.raises(UserError, match="lab captest cannot be graded on provider lesser: check 'login' needs"):
+    with pytest.raises(UserError, match=r"lab captest cannot be graded on provider lesser, which does not offer .*"
+                                        r"needed by check 'login'"):
         cohort_up(ctx, "captest", roster, name="capc", provider="lesser")
     with pytest.raises(UserError, match="provider netns cannot grade with vantage 'remote'"):
         cohort_up(ctx, "captest", roster, name="capc", vantage="remote")

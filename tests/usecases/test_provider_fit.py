@@ -43,8 +43,8 @@ def test_a_missing_capability_is_one_sentence_naming_lab_check_capability_provid
     with pytest.raises(UserError) as info:
         check_provider_fits(ctx, lab, "lesser")
     msg = str(info.value)
-    assert msg.startswith("lab captest cannot be graded on provider lesser: check 'login' needs ")
-    assert "node files read from outside the node (node_fs)" in msg  # DESCRIPTIONS, English
+    assert msg.startswith("lab captest cannot be graded on provider lesser, which does not offer node files read "
+                          "from outside the node (node_fs), needed by check 'login';")  # DESCRIPTIONS, English
     assert "'ping'" not in msg  # vantage and grader_echo are offered
     assert "labkit validate captest --provider NAME" in msg and msg.count("\n") == 0
 
@@ -68,7 +68,7 @@ def test_a_provider_whose_code_does_not_load_is_one_clear_error(ctx: Context, mo
 
 
 def test_up_refuses_before_anything_is_made(ctx: Context) -> None:
-    with pytest.raises(UserError, match="check 'login' needs"):
+    with pytest.raises(UserError, match="needed by check 'login'"):
         up(ctx, "captest", instance="capt1", seed=1, provider="lesser")
     assert LesserProvider.made == []  # not even preflight
     assert ctx.store.names() == [] and not ctx.store.dir("capt1").exists()
@@ -107,3 +107,38 @@ def test_up_refuses_a_name_whose_leftovers_are_still_there(ctx: Context) -> None
     with pytest.raises(UserError, match="already exists"):
         up(ctx, "captest", instance="capt5", seed=1, provider="fake")
     assert not any(c.startswith("create") for c in FakeProvider.calls)
+
+
+def test_the_real_labs_on_netns_and_on_a_provider_without_node_fs_and_node_kernel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every grader of every lab declares what it needs; netns offers it all; a provider that
+    cannot read a node from outside (as Proxmox) refuses exactly the labs that need it."""
+    from labkit.domain.grading import GraderRegistry
+    from labkit.domain.labs import available_labs
+    from labkit.settings import Settings
+    from tests.conftest import PROJECT
+
+    install(monkeypatch)
+    monkeypatch.setattr(LesserProvider, "capabilities", ALL_CAPABILITIES - {"node_fs", "node_kernel"})
+    ctx = Context(Settings(home=tmp_path / "home", run_dir=tmp_path / "run", project=PROJECT))
+    registry = GraderRegistry.load()
+    outside = {"node_fs", "node_kernel"}
+    expected, refused = set(), {}
+    labs = available_labs(ctx.settings)
+    assert len(labs) >= 5
+    for lab_id in labs:
+        lab = load_lab_checked(ctx, lab_id)
+        for check in lab.spec.checks:
+            needs = getattr(registry.get(check.grader), "needs", None)
+            assert isinstance(needs, frozenset) and needs <= ALL_CAPABILITIES, (lab_id, check.id, needs)
+            if needs & outside:
+                expected.add(lab_id)
+        assert check_provider_fits(ctx, lab, "netns") == "inprocess"
+        try:
+            assert check_provider_fits(ctx, lab, "lesser") == "agent"
+        except UserError as exc:
+            refused[lab_id] = str(exc)
+    assert set(refused) == expected and expected and expected != set(labs)
+    for lab_id, msg in refused.items():
+        assert msg.startswith(f"lab {lab_id} cannot be graded on provider lesser, which does not offer node ")
+        assert "(node_fs)" in msg or "(node_kernel)" in msg

@@ -743,9 +743,10 @@ class CapabilityGap:
     grader: str
     capability: str
 
-    def text(self) -> str:
+    def need(self) -> str:
+        """The capability as the user reads it: its description (English) and its name."""
         desc = DESCRIPTIONS.get(self.capability, (self.capability, self.capability))[1]
-        return f"check {self.check!r} needs {desc} ({self.capability})"
+        return f"{desc} ({self.capability})"
 
 
 def capability_gaps(lab: LoadedLab | LabSpec, needs_of: Callable[[str], Iterable[str]],
@@ -759,13 +760,23 @@ def capability_gaps(lab: LoadedLab | LabSpec, needs_of: Callable[[str], Iterable
 
 
 def capability_problem(lab_id: str, provider: str, gaps: Sequence[CapabilityGap]) -> str | None:
-    """One sentence saying what ``provider`` lacks for lab ``lab_id`` and what to do, or None."""
+    """One sentence saying what ``provider`` lacks for lab ``lab_id``, for which checks, and
+    what to do; None when nothing is missing."""
     if not gaps:
         return None
-    return (f"lab {lab_id} cannot be graded on provider {provider}: {'; '.join(g.text() for g in gaps)}, "
-            f"which {provider} does not offer; bring it up on a provider that offers "
-            f"{'it' if len(gaps) == 1 else 'them'} ('labkit validate {lab_id} --provider NAME' checks one), "
-            f"or take {'that check' if len(gaps) == 1 else 'those checks'} out of the lab.")
+    by_cap: dict[str, list[CapabilityGap]] = {}
+    for g in gaps:
+        by_cap.setdefault(g.capability, []).append(g)
+    parts = []
+    for mine in by_cap.values():
+        checks = list(dict.fromkeys(g.check for g in mine))
+        parts.append(f"{mine[0].need()}, needed by check{'s' if len(checks) > 1 else ''} "
+                     f"{', '.join(repr(c) for c in checks)}")
+    n_checks = len({g.check for g in gaps})
+    return (f"lab {lab_id} cannot be graded on provider {provider}, which does not offer {'; nor '.join(parts)}; "
+            f"bring it up on a provider that offers {'it' if len(by_cap) == 1 else 'them'} ('labkit validate "
+            f"{lab_id} --provider NAME' checks one), or take {'that check' if n_checks == 1 else 'those checks'} "
+            "out of the lab.")
 
 
 def render_value(value: Any, params: dict[str, Any]) -> Any:
