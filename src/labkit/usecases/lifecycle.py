@@ -131,7 +131,7 @@ def _up(ctx: Context, lab: LoadedLab, plan: InstancePlan, provider: str, vantage
         key = inst_dir / "grader_key"
         now = utcnow()
         state = InstanceState(name=name, provider=provider, phase="creating", created_at=now,
-                              updated_at=now, plan=plan, ssh_key=str(key), vantage=vantage)  # type: ignore[arg-type]
+                              updated_at=now, plan=plan, ssh_key=str(key), vantage=vantage)  # type: ignore[arg-type]  # pydantic checks it
         try:
             store.save(state)  # first, so that 'down' finds it after a crash
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"labkit-grader-{name}",
