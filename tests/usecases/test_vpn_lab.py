@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.agent.lab_agent import full_marks_both_ways
 from tests.conftest import (
     LabEnv,
     down_leaves_nothing,
-    full_marks,
     lab_cheats,
     lab_variants,
     variant_fails_what_it_declares,
@@ -21,7 +21,8 @@ LAB = "vpn-site-to-site"
 
 
 def test_reference_solution_gets_full_marks_and_leaves_nothing(lab_env: LabEnv) -> None:
-    _, _, run = full_marks(lab_env, LAB, "vpnref", seed=21, wait=30, candidate="Alice Martin")
+    # the instance runs the grader agent too: graded in-process, then through the agent (same verdicts)
+    _, _, run = full_marks_both_ways(lab_env, LAB, "vpnref", seed=21, wait=30, candidate="Alice Martin")
     kinds = {e.kind for e in run.evidence.values()}
     assert kinds >= {"icmp", "tcp", "udp", "capture", "fault", "exec", "artifact", "netlink"}
     # the grader killed gw-b's tunnel daemon itself, and a new one carries the tunnel after
