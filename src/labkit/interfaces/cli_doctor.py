@@ -27,7 +27,7 @@ def doctor(provider: str, labs: tuple[str, ...], as_json: bool) -> None:
         _print_json(report.to_json())
     else:
         for line in report.lines:
-            out.print(plain(f"{'ok ' if line.ok else 'FAIL'} {line.check:12} {line.message}"))
+            out.print(plain(f"{'ok' if line.ok else 'FAIL':4} {line.check:12} {line.message}"))
         bad = sum(1 for line in report.lines if not line.ok)
         out.print(plain(f"{provider}: all is well" if report.ok else f"{provider}: {bad} problem(s)"))
     if not report.ok:

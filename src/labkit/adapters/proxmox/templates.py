@@ -132,6 +132,18 @@ def check_options(opts: BuildOptions) -> None:
             raise UserError(f"--build-gw {opts.build_gw} is not an IP address; fix it.") from None
     if not opts.image:
         raise UserError("give the Debian cloud image with --image FILE|URL.")
+    is_url, filename = _image_name(opts.image)
+    if not filename.endswith(IMAGE_SUFFIXES):
+        raise UserError(f"the image {opts.image} is not a .qcow2, .raw or .vmdk disk image; give Debian's "
+                        "genericcloud .qcow2 (e.g. debian-12-genericcloud-amd64.qcow2).")
+    if not is_url and not Path(opts.image).is_file():
+        raise UserError(f"the image file {opts.image} does not exist; give the path of the Debian cloud image.")
+
+
+def _image_name(image: str) -> tuple[bool, str]:
+    """(is a URL, the image's file name)."""
+    is_url = image.startswith(("http://", "https://"))
+    return is_url, posixpath.basename(urllib.parse.urlparse(image).path) if is_url else Path(image).name
 
 
 def provision_script(packages: Iterable[str], apt_proxy: str | None) -> str:
@@ -202,13 +214,7 @@ def _task(api: Api, node: str, upid: Any, what: str, timeout: float | None = Non
 
 def ensure_image(api: Api, opts: BuildOptions) -> str:
     """The image's volume id on ``image_storage`` (uploaded or downloaded once)."""
-    is_url = opts.image.startswith(("http://", "https://"))
-    filename = posixpath.basename(urllib.parse.urlparse(opts.image).path) if is_url else Path(opts.image).name
-    if not filename.endswith(IMAGE_SUFFIXES):
-        raise UserError(f"the image {opts.image} is not a .qcow2, .raw or .vmdk disk image; give Debian's "
-                        "genericcloud .qcow2 (e.g. debian-12-genericcloud-amd64.qcow2).")
-    if not is_url and not Path(opts.image).is_file():
-        raise UserError(f"the image file {opts.image} does not exist; give the path of the Debian cloud image.")
+    is_url, filename = _image_name(opts.image)
     volid = f"{opts.image_storage}:import/{filename}"
     base = f"/nodes/{opts.node}/storage/{opts.image_storage}"
     have = {c.get("volid") for c in api.call("GET", f"{base}/content", content="import") or []}
