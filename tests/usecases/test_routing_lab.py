@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from labkit.domain.report import render_html
+from tests.agent.lab_agent import full_marks_both_ways
 from tests.conftest import (
     LabEnv,
     down_leaves_nothing,
-    full_marks,
     lab_cheats,
     lab_variants,
     variant_fails_what_it_declares,
@@ -21,7 +21,8 @@ LAB = "routing-multisite"
 
 
 def test_reference_solution_gets_full_marks_and_a_report(lab_env: LabEnv) -> None:
-    solved, _, run = full_marks(lab_env, LAB, "ref", seed=11, wait=60, candidate="Alice Martin")
+    # the instance runs the grader agent too: graded in-process, then through the agent (same verdicts)
+    solved, _, run = full_marks_both_ways(lab_env, LAB, "ref", seed=11, wait=60, candidate="Alice Martin")
     assert solved.converged_after is not None
     assert {e.kind for e in run.evidence.values()} >= {"udp", "icmp", "capture", "netlink", "snmp", "fault"}
     # OSPF was seen on the wire: hellos with the brief's timers, and every LAN in a router-LSA
