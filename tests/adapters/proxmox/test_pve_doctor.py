@@ -39,13 +39,15 @@ def _grant_all_but(pvx, missing: set[tuple[str, str]], version: str = "9.0.10") 
         path = need.path.format(storage="local-lvm", zone="labkit")
         if (need.privilege, path) not in missing:
             pvx.control("grant", user=TOKEN, path=path, privs=[need.privilege])
+    # the candidates' role: the token may create it (else the centre makes it once by hand)
+    pvx.control("grant", user=TOKEN, path="/access", privs=["Sys.Modify"])
 
 
 def test_all_well(pvx_home: Path) -> None:  # noqa: F811
     lines = _run(pvx_home)
     assert [line for line in lines if not line.ok] == []
     assert {line.check for line in lines} == {"api", "nodes", "privileges", "storage", "sdn", "mgmt_bridge",
-                                              "templates"}
+                                              "templates", "candidates"}
     assert lines[0].message == "Proxmox VE 9.0.10 answers"
 
 
@@ -68,6 +70,17 @@ def test_granted_everything_needed_is_enough(pvx, pvx_home: Path) -> None:  # no
     assert any(line.check == "privileges" and line.ok for line in lines)
 
 
+def test_role_missing_and_not_creatable(pvx, pvx_home: Path) -> None:  # noqa: F811
+    _grant_all_but(pvx, set())
+    pvx.control("acl_off")
+    for need in [*doctor.REQUIRED, *doctor.agent_privileges("9.0.10")]:
+        path = need.path.format(storage="local-lvm", zone="labkit")
+        pvx.control("grant", user=TOKEN, path=path, privs=[need.privilege])
+    bad = [line for line in _run(pvx_home) if not line.ok]
+    assert [line.check for line in bad] == ["candidates"]
+    assert "pveum role add LabkitCandidate --privs VM.Audit,VM.Console" in bad[0].message
+
+
 def test_missing_privileges_one_line_each(pvx, pvx_home: Path) -> None:  # noqa: F811
     _grant_all_but(pvx, {("VM.Snapshot.Rollback", "/vms"), ("SDN.Use", "/sdn/zones/labkit")})
     bad = [line for line in _run(pvx_home) if not line.ok]
@@ -88,7 +101,7 @@ def test_pve8_needs_vm_monitor(pvx, pvx_home: Path) -> None:  # noqa: F811
 
 
 def test_grant_on_parent_path_propagates(pvx, pvx_home: Path) -> None:  # noqa: F811
-    needs = {n.privilege for n in [*doctor.REQUIRED, *doctor.agent_privileges("9.0")]}
+    needs = {n.privilege for n in [*doctor.REQUIRED, *doctor.agent_privileges("9.0")]} | {"Sys.Modify"}
     pvx.control("grant", user=TOKEN_USER, path="/", privs=sorted(needs))  # on the user, at the root
     assert [line.message for line in _run(pvx_home) if not line.ok] == []
 
@@ -150,4 +163,25 @@ def test_unreachable_api(pvx_home: Path) -> None:  # noqa: F811
 def test_doctor_asks_permissions_per_path(pvx, pvx_home: Path, version: str) -> None:  # noqa: F811
     _run(pvx_home)
     asked = [p for m, p, _b in pvx.control("bodies") if p == "/api2/json/access/permissions"]
-    assert len(asked) == len({n.path for n in [*doctor.REQUIRED, *doctor.agent_privileges(version)]})
+    # one per path of the list, and /access for the candidates' role (fakepve lists only built-in roles)
+    assert len(asked) == len({n.path for n in [*doctor.REQUIRED, *doctor.agent_privileges(version)]}) + 1
+
+
+def test_candidate_role_check() -> None:
+    class Api:
+        def __init__(self, roles: list[dict[str, str]], held: dict[str, dict[str, int]]) -> None:
+            self.roles, self.held = roles, held
+
+        def call(self, method: str, path: str, /, **params: object) -> object:
+            return self.roles if path == "/access/roles" else self.held
+
+    exact = [{"roleid": "LabkitCandidate", "privs": "VM.Console,VM.Audit"}]
+    wider = [{"roleid": "LabkitCandidate", "privs": "VM.Console,VM.Audit,VM.PowerMgmt"}]
+    admin = {"/access": {"Sys.Modify": 1}}
+    assert doctor.check_candidate_role(Api(exact, {}))[0].ok
+    assert doctor.check_candidate_role(Api([], admin))[0].ok
+    assert doctor.check_candidate_role(Api(wider, admin))[0].ok
+    line = doctor.check_candidate_role(Api([], {}))[0]
+    assert not line.ok and "pveum role add LabkitCandidate --privs VM.Audit,VM.Console" in line.message
+    line = doctor.check_candidate_role(Api(wider, {}))[0]
+    assert not line.ok and "pveum role modify LabkitCandidate" in line.message

@@ -25,7 +25,9 @@ they are checked on and why. Each entry was read from the API schema Proxmox pub
 - ``GET /nodes``, node status and network: Sys.Audit on ``/``;
 - candidate users (``POST|DELETE /access/users``): Realm.AllocateUser on ``/access/realm/pve``
   and User.Modify on ``/access/groups``; their ACL on ``/pool/lk-<instance>`` (``PUT
-  /access/acl``, check ``perm-modify``): Permissions.Modify on the pool's path.
+  /access/acl``, check ``perm-modify``): Permissions.Modify on the pool's path; their role
+  ``LabkitCandidate`` (``POST /access/roles``: Sys.Modify on ``/access``) is checked apart
+  (:func:`check_candidate_role`): a centre may make it once by hand instead.
 """
 
 from __future__ import annotations
@@ -205,6 +207,28 @@ def check_templates(api: Api, wanted: list[str]) -> list[Line]:
     return lines
 
 
+def check_candidate_role(api: Api) -> list[Line]:
+    """The role of candidates' accounts (access.py): present with exactly its privileges, or the
+    token may create it (Sys.Modify on /access)."""
+    from labkit.adapters.proxmox.access import ROLE, ROLE_PRIVS
+
+    roles = {r.get("roleid"): r for r in api.call("GET", "/access/roles") or []}
+    if ROLE in roles:
+        have = sorted(p for p in str(roles[ROLE].get("privs", "")).split(",") if p)
+        if have == sorted(ROLE_PRIVS):
+            return [Line("candidates", True, f"role {ROLE} = {', '.join(ROLE_PRIVS)}")]
+        if "Sys.Modify" in _held(api, "/access"):
+            return [Line("candidates", True, f"role {ROLE} has other privileges ({', '.join(have)}); labkit "
+                                             f"sets it back to {', '.join(ROLE_PRIVS)} at the next candidate")]
+        return [Line("candidates", False, f"role {ROLE} has privileges {', '.join(have)}, not exactly "
+                                          f"{', '.join(ROLE_PRIVS)}; run 'pveum role modify {ROLE} --privs "
+                                          f"{','.join(ROLE_PRIVS)}'")]
+    if "Sys.Modify" in _held(api, "/access"):
+        return [Line("candidates", True, f"role {ROLE} will be made at the first candidate")]
+    return [Line("candidates", False, f"role {ROLE} does not exist and the token may not create it; run "
+                                      f"'pveum role add {ROLE} --privs {','.join(ROLE_PRIVS)}' once")]
+
+
 def online_nodes(api: Api, configured: list[str]) -> tuple[list[str], list[Line]]:
     found = {n.get("node"): n for n in api.call("GET", "/nodes") or []}
     names = configured or sorted(str(k) for k, n in found.items() if n.get("status") == "online")
@@ -243,6 +267,7 @@ def run(api: Api, *, token_id: str, storage: str, zone: str, mgmt_bridge: str, n
         ("sdn", lambda: check_zone(api, zone, live)),
         ("mgmt_bridge", lambda: check_bridge(api, live, mgmt_bridge)),
         ("templates", lambda: check_templates(api, templates)),
+        ("candidates", lambda: check_candidate_role(api)),
     ]
     for name, step in steps:
         try:
