@@ -131,6 +131,13 @@ def test_simple_zone_on_several_nodes_and_low_space(pvx, pvx_home: Path) -> None
     finally:
         pvx.control("storage", name="local-lvm", options={"avail": 100 * 2**30})
     assert len(bad) == 1 and "storage local-lvm on pve1 has 0 GiB free" in bad[0]
+    pvx.control("storage", name="local-lvm", options={"active": 0})
+    try:
+        bad = [line.message for line in _run(pvx_home) if not line.ok]
+    finally:
+        pvx.control("storage", name="local-lvm", options={"active": 1})
+    assert bad == ["storage local-lvm is not active on node pve1; enable it (Datacenter > Storage) or check its "
+                   "backing device"]
 
 
 def test_simple_zone_refused_with_several_nodes() -> None:

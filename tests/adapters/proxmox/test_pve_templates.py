@@ -169,3 +169,15 @@ def test_wanted_templates_per_topology(pvx_home: Path) -> None:  # noqa: F811
     assert by["lk-tpl-ad"] == ("cloud-init", "openssh-server", "qemu-guest-agent", "samba")
     assert "tcpdump" in by["lk-tpl-grader"] and "python3" in by["lk-tpl-grader"]
     assert specs[0].digest != specs[1].digest
+
+
+def test_image_storage_without_import_content(pvx, env) -> None:  # noqa: F811
+    api, settings = env
+    pvx.control("storage", name="local", options={"content": "iso,vztmpl,backup"})
+    pvx.control("bodies", clear=True)
+    with pytest.raises(UserError, match="the image storage local on pve1 does not take content 'import'"):
+        tpl.build_template(api, settings, tpl.TemplateSpec("lk-tpl-px8", ("x",)), _opts(), Recorder())
+    with pytest.raises(UserError, match="the image storage nostore on pve1 does not exist"):
+        tpl.build_template(api, settings, tpl.TemplateSpec("lk-tpl-px8", ("x",)), _opts(image_storage="nostore"),
+                           Recorder())
+    assert not [p for m, p, _b in pvx.control("bodies") if m != "GET"]

@@ -25,7 +25,9 @@ they are checked on and why. Each entry was read from the API schema Proxmox pub
 - ``GET /nodes``, node status and network: Sys.Audit on ``/``;
 - candidate users (``POST|DELETE /access/users``): Realm.AllocateUser on ``/access/realm/pve``
   and User.Modify on ``/access/groups``; their ACL on ``/pool/lk-<instance>`` (``PUT
-  /access/acl``, check ``perm-modify``): Permissions.Modify on the pool's path; their role
+  /access/acl``, check ``perm-modify``): Permissions.Modify on the pool's path (PVE also takes
+  Pool.Allocate there, but then only for roles whose privileges the token holds, propagated, on
+  that path: pve-access-control ``RPCEnvironment::check_perm_modify`` and ``API2/ACL.pm``); their role
   ``LabkitCandidate`` (``POST /access/roles``: Sys.Modify on ``/access``) is checked apart
   (:func:`check_candidate_role`): a centre may make it once by hand instead.
 """
@@ -145,6 +147,10 @@ def check_storage(api: Api, nodes: list[str], storage: str, min_free: int) -> li
             lines.append(Line("storage", False, f"storage {storage} does not exist on node {node}; create it or "
                                                 f"set 'storage' in proxmox.toml to one of: "
                                                 f"{', '.join(sorted(str(k) for k in stores)) or 'none'}"))
+            continue
+        if not s.get("active", 1) or not s.get("enabled", 1):
+            lines.append(Line("storage", False, f"storage {storage} is not active on node {node}; enable it "
+                                                "(Datacenter > Storage) or check its backing device"))
             continue
         content = set(str(s.get("content", "")).split(","))
         if "images" not in content:

@@ -217,6 +217,13 @@ def ensure_image(api: Api, opts: BuildOptions) -> str:
     is_url, filename = _image_name(opts.image)
     volid = f"{opts.image_storage}:import/{filename}"
     base = f"/nodes/{opts.node}/storage/{opts.image_storage}"
+    stores = {s.get("storage"): s for s in api.call("GET", f"/nodes/{opts.node}/storage") or []}
+    store = stores.get(opts.image_storage)
+    if store is None or "import" not in str(store.get("content", "")).split(","):
+        what = "does not exist" if store is None else f"does not take content 'import' ({store.get('content')})"
+        raise UserError(f"the image storage {opts.image_storage} on {opts.node} {what}; give a file storage "
+                        "with content 'import' (--image-storage), or add 'import' to its content in "
+                        "Datacenter > Storage (PVE 8.4 or later).")
     have = {c.get("volid") for c in api.call("GET", f"{base}/content", content="import") or []}
     if volid in have:
         return volid
