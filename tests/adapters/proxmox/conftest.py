@@ -70,12 +70,11 @@ class FakePveServer:
 
     def write_config(self, home: Path, **extra: Any) -> Path:
         home.mkdir(parents=True, exist_ok=True)
-        lines = [f'url = "{self.url}"', f'token_id = "{self.token_id}"', f'ca_file = "{self.cafile}"',
-                 'storage = "local-lvm"', 'zone = "labkit"', 'mgmt_bridge = "vmbr1"',
-                 "task_timeout = 20.0", "api_timeout = 10.0", "sdn_timeout = 5.0",
-                 "ready_timeout = 10.0", "poll_interval = 0.05"]
-        for k, v in extra.items():
-            lines.append(f"{k} = {json.dumps(v)}")
+        values: dict[str, Any] = {
+            "url": self.url, "token_id": self.token_id, "ca_file": self.cafile, "storage": "local-lvm",
+            "zone": "labkit", "mgmt_bridge": "vmbr1", "task_timeout": 20.0, "api_timeout": 10.0,
+            "sdn_timeout": 5.0, "ready_timeout": 10.0, "poll_interval": 0.05, **extra}
+        lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
         path = home / "proxmox.toml"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return path
@@ -97,8 +96,9 @@ def fakepve() -> Iterator[FakePveServer]:
     python = _venv_python()
     assert python
     tmp = tempfile.mkdtemp(prefix="lk-fakepve-")
+    log = open(Path(tmp) / "fakepve.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([python, "-I", str(LAUNCHER), "--dir", tmp], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.PIPE, stderr=log, text=True,
                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     try:
         assert proc.stdout is not None
@@ -110,7 +110,7 @@ def fakepve() -> Iterator[FakePveServer]:
             raise AssertionError("fakepve did not start within 60 s")
         line = proc.stdout.readline()
         if not line:
-            raise AssertionError(f"fakepve exited: {proc.stderr.read() if proc.stderr else ''}")
+            raise AssertionError(f"fakepve exited: {(Path(tmp) / 'fakepve.log').read_text()[-2000:]}")
         info = json.loads(line)
         yield FakePveServer(info["url"], info["cafile"], info["token_id"], info["token_secret"],
                             info["control"], proc)
@@ -121,6 +121,10 @@ def fakepve() -> Iterator[FakePveServer]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+        log.close()
+        keep = os.environ.get("LABKIT_FAKEPVE_LOG")
+        if keep:
+            shutil.copy(Path(tmp) / "fakepve.log", keep)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

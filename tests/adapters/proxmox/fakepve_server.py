@@ -89,7 +89,7 @@ class LabPve(FakePve):
             ("GET", "/nodes/{node}/sdn/zones", self._sdn_node_zones),
         ]
 
-    def _check_lock(self, v):
+    def _sdn_check_token(self, v):
         if self.sdn_lock is not None and v.get("lock-token") != self.sdn_lock:
             raise PveError(500, "invalid lock token provided!")
 
@@ -97,7 +97,7 @@ class LabPve(FakePve):
         return [dict(cfg, zone=z) for z, cfg in sorted(self.zones.items())]
 
     async def _sdn_zone_create(self, v, user):
-        self._check_lock(v)
+        self._sdn_check_token(v)
         if v["zone"] in self.zones:
             raise PveError(500, "zone ID '{}' already defined".format(v["zone"]))
         self.zones[v["zone"]] = {"type": v["type"]}
@@ -125,7 +125,7 @@ class LabPve(FakePve):
         return dict({k: val for k, val in cfg.items() if k != "state"}, vnet=v["vnet"], type="vnet")
 
     async def _sdn_vnet_create(self, v, user):
-        self._check_lock(v)
+        self._sdn_check_token(v)
         vid = v["vnet"]
         if v["zone"] not in self.zones:
             raise PveError(500, "zone '{}' does not exist".format(v["zone"]))
@@ -137,7 +137,7 @@ class LabPve(FakePve):
         return None
 
     async def _sdn_vnet_delete(self, v, user):
-        self._check_lock(v)
+        self._sdn_check_token(v)
         cfg = self.vnets.get(v["vnet"])
         if cfg is None or cfg["state"] == "deleted":
             raise PveError(500, "sdn '{}' does not exist".format(v["vnet"]))
@@ -152,7 +152,7 @@ class LabPve(FakePve):
         return None
 
     async def _sdn_apply(self, v, user):
-        self._check_lock(v)
+        self._sdn_check_token(v)
         if self.sdn_lock is not None and v.get("release-lock", 1) in (1, "1", True):
             self.sdn_lock = None
         self.applies += 1
