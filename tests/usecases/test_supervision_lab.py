@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.agent.lab_agent import full_marks_both_ways
 from tests.conftest import (
     LabEnv,
     down_leaves_nothing,
-    full_marks,
     lab_cheats,
     lab_variants,
     variant_fails_what_it_declares,
@@ -23,7 +23,8 @@ LAB = "supervision-snmp"
 
 
 def test_reference_solution_gets_full_marks_and_leaves_nothing(lab_env: LabEnv) -> None:
-    _, _, run = full_marks(lab_env, LAB, "supref", seed=31, wait=10, candidate="Alice Martin")
+    # the instance runs the grader agent too: graded in-process, then through the agent (same verdicts)
+    _, _, run = full_marks_both_ways(lab_env, LAB, "supref", seed=31, wait=10, candidate="Alice Martin")
     # three faults, each applied and undone, and recorded
     faults = [e for e in run.evidence.values() if e.kind == "fault"]
     assert sorted(e.meta["phase"] for e in faults) == ["fault", "fault", "fault", "restore", "restore", "restore"]
