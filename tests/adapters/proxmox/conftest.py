@@ -11,8 +11,10 @@ Fixtures:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import selectors
 import shutil
 import socket
 import subprocess
@@ -80,21 +82,26 @@ class FakePveServer:
         return path
 
 
+def venv_python() -> str:
+    """The fakepve venv's python (made by scripts/fakepve-venv.sh if needed)."""
+    out = subprocess.run(["bash", str(PROJECT / "scripts" / "fakepve-venv.sh")], capture_output=True, text=True,
+                         timeout=600, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
 def _venv_python() -> str | None:
-    script = PROJECT / "scripts" / "fakepve-venv.sh"
     try:
-        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600, check=True)
+        return venv_python()
     except (subprocess.SubprocessError, OSError) as exc:
         err = getattr(exc, "stderr", "") or str(exc)
         pytest.skip(f"the fakepve venv could not be made by scripts/fakepve-venv.sh: {err.strip()[-300:]}")
         return None
-    return out.stdout.strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="session")
-def fakepve() -> Iterator[FakePveServer]:
-    python = _venv_python()
-    assert python
+@contextlib.contextmanager
+def serving_fakepve(python: str) -> Iterator[FakePveServer]:
+    """Start our launcher (fakepve_server.py) with the fakepve venv's ``python``; stop it and
+    remove its files at the end. Used by the fixture below and by bench/proxmox.py."""
     tmp = tempfile.mkdtemp(prefix="lk-fakepve-")
     log = open(Path(tmp) / "fakepve.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([python, "-I", str(LAUNCHER), "--dir", tmp], stdin=subprocess.PIPE,
@@ -102,8 +109,6 @@ def fakepve() -> Iterator[FakePveServer]:
                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     try:
         assert proc.stdout is not None
-        import selectors
-
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ)
         if not sel.select(START_TIMEOUT):
@@ -126,6 +131,14 @@ def fakepve() -> Iterator[FakePveServer]:
         if keep:
             shutil.copy(Path(tmp) / "fakepve.log", keep)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fakepve() -> Iterator[FakePveServer]:
+    python = _venv_python()
+    assert python
+    with serving_fakepve(python) as server:
+        yield server
 
 
 @pytest.fixture

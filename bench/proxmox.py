@@ -1,0 +1,150 @@
+"""Benchmark of the Proxmox provider against fakepve (a fake Proxmox VE API in its own process,
+AGPL, test-only: served by tests/adapters/proxmox/fakepve_server.py from the venv of
+scripts/fakepve-venv.sh): ``up`` of one lab, and a cohort of N (default 30), with wall time
+and the API requests made (total, and by kind: tasks polled, guest agent, SDN, clones, VM
+config), then ``down``/``cohort down`` (time, requests). fakepve answers at once (tasks end
+before the request returns: time_scale 0), so the figures measure labkit's own work and its
+request count, not a cluster's: on a real cluster, clones, starts and boots dominate.
+
+With ``--netns`` (root, the nodes' image built): ``up``/``down`` of the same lab on netns,
+side by side (a netns cohort is bench/cohort.py's job).
+
+Uses private LABKIT_HOMEs in a temporary folder; everything it makes is brought down, also
+on error; fakepve is stopped at the end.
+
+    python bench/proxmox.py               # one lab + a cohort of 30
+    python bench/proxmox.py -n 10 --netns
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+from labkit.settings import Settings  # noqa: E402
+from labkit.usecases import cohort as cohorts  # noqa: E402
+from labkit.usecases import lifecycle  # noqa: E402
+from tests.adapters.proxmox.conftest import LAB_ID, make_project, serving_fakepve, venv_python  # noqa: E402
+
+
+def kinds(requests: list[list[str]]) -> dict[str, int]:
+    out: collections.Counter[str] = collections.Counter()
+    for method, path in requests:
+        if "/tasks/" in path:
+            out["task polls"] += 1
+        elif "/agent/" in path:
+            out["guest agent"] += 1
+        elif "/sdn" in path:
+            out["sdn"] += 1
+        elif path.endswith("/clone"):
+            out["clone"] += 1
+        elif path.endswith("/config"):
+            out["vm config"] += 1
+        elif "/status/" in path or "/snapshot" in path:
+            out["power+snapshot"] += 1
+        elif method == "DELETE" and "/qemu/" in path:
+            out["vm destroy"] += 1
+        else:
+            out["other"] += 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def measured(server: Any, fn: Any) -> tuple[Any, dict[str, Any]]:
+    server.control("requests", clear=True)
+    t0 = time.perf_counter()
+    out = fn()
+    wall = round(time.perf_counter() - t0, 3)
+    reqs = server.control("requests")
+    return out, {"wall_s": wall, "requests": len(reqs), "by_kind": kinds(reqs)}
+
+
+def bench_proxmox(n: int, parallel: int, tmp: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    with serving_fakepve(venv_python()) as server:
+        home = tmp / "pve-home"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed_port = s.getsockname()[1]
+        server.write_config(home, mgmt_cidr="127.88.0.0/16", agent_port=closed_port, sdn_timeout=120.0,
+                            poll_interval=0.05)
+        server.control("add_template", name="lk-tpl-two-sites")
+        os.environ["LABKIT_PVE_TOKEN_SECRET"] = server.token_secret
+        os.environ["LABKIT_HOME"] = str(home)
+        project = make_project(tmp / "pve")
+        os.environ["LABKIT_PROJECT"] = str(project)
+        ctx = lifecycle.Context(Settings(home=home, run_dir=tmp / "pve-run", project=project))
+        try:
+            _, result["up_one"] = measured(server, lambda: lifecycle.up(ctx, LAB_ID, instance="bp-one", seed=1,
+                                                                        provider="proxmox"))
+            _, result["down_one"] = measured(server, lambda: lifecycle.down(ctx, "bp-one"))
+            roster = tmp / "roster.txt"
+            roster.write_text("".join(f"Candidate {i:02d}\n" for i in range(1, n + 1)), encoding="utf-8")
+            made, result[f"cohort_up_{n}"] = measured(server, lambda: cohorts.cohort_up(
+                ctx, LAB_ID, roster, name="bpc", seed=2, parallel=parallel, provider="proxmox"))
+            result[f"cohort_up_{n}"]["seats_up"] = sum(s.status == "up" for s in made.seats)
+            result[f"cohort_up_{n}"]["requests_per_seat"] = round(result[f"cohort_up_{n}"]["requests"] / n, 1)
+            _, result[f"cohort_down_{n}"] = measured(server, lambda: cohorts.cohort_down(ctx, "bpc"))
+        finally:
+            for name in ["bp-one", *(f"bpc-{i:02d}" for i in range(1, n + 1))]:
+                if ctx.store.exists(name) or server.leftovers(name):
+                    try:
+                        lifecycle.down(ctx, name)
+                    except Exception as exc:  # noqa: BLE001 - report and go on cleaning
+                        print(f"could not bring {name} down: {exc}", file=sys.stderr)
+        left = [x for name in ["bp-one", *(f"bpc-{i:02d}" for i in range(1, n + 1))]
+                for x in server.leftovers(name)]
+        result["left_in_fakepve"] = left
+    return result
+
+
+def bench_netns(tmp: Path) -> dict[str, Any]:
+    home = tmp / "netns-home"
+    run = Path(f"/run/labkit-bench-pv-{os.getpid()}")
+    project = make_project(tmp / "netns")
+    ctx = lifecycle.Context(Settings(home=home, run_dir=run, project=project))
+    os.environ["LABKIT_HOME"], os.environ["LABKIT_RUN_DIR"] = str(home), str(run)
+    out: dict[str, Any] = {}
+    try:
+        t0 = time.perf_counter()
+        lifecycle.up(ctx, LAB_ID, instance="bn-one", seed=1, provider="netns")
+        out["up_one_wall_s"] = round(time.perf_counter() - t0, 3)
+    finally:
+        t0 = time.perf_counter()
+        if ctx.store.exists("bn-one"):
+            lifecycle.down(ctx, "bn-one")
+        out["down_one_wall_s"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=30, help="seats of the cohort (default 30)")
+    ap.add_argument("--parallel", type=int, default=6, help="cohort launch bound (default 6)")
+    ap.add_argument("--netns", action="store_true", help="also up/down the same lab on netns (root)")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="lk-bench-pv-"))
+    try:
+        result: dict[str, Any] = {"machine": platform.node(), "cpus": os.cpu_count(), "lab": LAB_ID,
+                                  "proxmox (fakepve, time_scale 0)": bench_proxmox(args.n, args.parallel, tmp)}
+        if args.netns:
+            result["netns"] = bench_netns(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
