@@ -11,12 +11,20 @@ from labkit.interfaces.cli import main
 from labkit.settings import load_settings
 from labkit.usecases.lifecycle import Context
 from labkit.usecases.templates import build
-from tests.adapters.proxmox.pvx import pvx, pvx_home, write_config  # noqa: F401
+from tests.adapters.proxmox.pvx import fake_wheel, pvx, pvx_home, write_config  # noqa: F401
+
+WHEEL = fake_wheel()
 
 
 def test_doctor_exit_codes_and_json(pvx, pvx_home: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
-    write_config(pvx, pvx_home, mgmt_bridge="vmbr0", nodes=["pve1"], grader_template="lk-tpl-cd-grader",
-                 template_prefix="lk-tpl-cd-")
+    write_config(
+        pvx,
+        pvx_home,
+        mgmt_bridge="vmbr0",
+        nodes=["pve1"],
+        grader_template="lk-tpl-cd-grader",
+        template_prefix="lk-tpl-cd-",
+    )
     pvx.control("storage", name="local", options={"content": "iso,vztmpl,backup,import"})
     assert main(["doctor", "--provider", "proxmox", "--lab", "vpn-site-to-site"]) == 1
     text = capsys.readouterr().out
@@ -28,8 +36,15 @@ def test_doctor_exit_codes_and_json(pvx, pvx_home: Path, capsys: pytest.CaptureF
     assert data["ok"] is False and data["provider"] == "proxmox"
     assert [c["check"] for c in data["checks"] if not c["ok"]] == ["templates", "templates"]
 
-    build(Context(load_settings()), "proxmox", image="https://m.example.org/debian-12.qcow2",
-          labs=["vpn-site-to-site"], build_ip="10.250.255.2/16", provision=lambda *a: None)
+    build(
+        Context(load_settings()),
+        "proxmox",
+        image="https://m.example.org/debian-12.qcow2",
+        labs=["vpn-site-to-site"],
+        build_ip="10.250.255.2/16",
+        labkit_wheel=WHEEL,
+        provision=lambda *a: None,
+    )
     assert main(["doctor", "--provider", "proxmox", "--lab", "vpn-site-to-site"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("proxmox: all is well")
 

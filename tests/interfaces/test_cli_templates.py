@@ -13,24 +13,49 @@ from labkit.interfaces.cli import main
 from labkit.settings import load_settings
 from labkit.usecases.lifecycle import Context
 from labkit.usecases.templates import build
-from tests.adapters.proxmox.pvx import pvx, pvx_home, write_config  # noqa: F401
+from tests.adapters.proxmox.pvx import fake_wheel, pvx, pvx_home, write_config  # noqa: F401
 
 URL = "https://mirror.example.org/debian-12-genericcloud-amd64.qcow2"
+
+WHEEL = fake_wheel()
 
 
 @pytest.fixture
 def home(pvx, pvx_home: Path) -> Path:  # noqa: F811
-    write_config(pvx, pvx_home, mgmt_bridge="vmbr0", nodes=["pve1"], grader_template="lk-tpl-ct-grader",
-                 template_prefix="lk-tpl-ct-")
+    write_config(
+        pvx,
+        pvx_home,
+        mgmt_bridge="vmbr0",
+        nodes=["pve1"],
+        grader_template="lk-tpl-ct-grader",
+        template_prefix="lk-tpl-ct-",
+    )
     pvx.control("storage", name="local", options={"content": "iso,vztmpl,backup,import"})
     return pvx_home
 
 
 def test_kept_templates(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    build(Context(load_settings()), "proxmox", image=URL, labs=["supervision-snmp"], build_ip="10.250.255.2/16",
-          provision=lambda *a: None)
-    args = ["templates", "build", "--provider", "proxmox", "--image", URL, "--lab", "supervision-snmp",
-            "--build-ip", "10.250.255.2/16"]
+    build(
+        Context(load_settings()),
+        "proxmox",
+        image=URL,
+        labs=["supervision-snmp"],
+        build_ip="10.250.255.2/16",
+        labkit_wheel=WHEEL,
+        provision=lambda *a: None,
+    )
+    args = [
+        "templates",
+        "build",
+        "--provider",
+        "proxmox",
+        "--image",
+        URL,
+        "--lab",
+        "supervision-snmp",
+        "--build-ip",
+        "10.250.255.2/16",
+    ]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in lines] == [["kept", "lk-tpl-ct-supervision"], ["kept", "lk-tpl-ct-grader"]]
@@ -41,8 +66,23 @@ def test_kept_templates(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bad_input_one_sentence(pvx, home: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     pvx.control("bodies", clear=True)
-    assert main(["templates", "build", "--provider", "proxmox", "--image", "debian.iso", "--lab",
-                 "supervision-snmp", "--build-ip", "10.250.255.2/16"]) == 2
+    assert (
+        main(
+            [
+                "templates",
+                "build",
+                "--provider",
+                "proxmox",
+                "--image",
+                "debian.iso",
+                "--lab",
+                "supervision-snmp",
+                "--build-ip",
+                "10.250.255.2/16",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "the image debian.iso is not a .qcow2, .raw or .vmdk disk image" in err and "Traceback" not in err
     assert main(["templates", "build", "--provider", "proxmox", "--image", URL, "--build-ip", "dhcp"]) == 2

@@ -13,9 +13,11 @@ from labkit.settings import load_settings
 from labkit.usecases.doctor import doctor
 from labkit.usecases.lifecycle import Context
 from labkit.usecases.templates import build
-from tests.adapters.proxmox.pvx import pvx, pvx_home, write_config  # noqa: F401
+from tests.adapters.proxmox.pvx import fake_wheel, pvx, pvx_home, write_config  # noqa: F401
 
 URL = "https://mirror.example.org/debian-12-genericcloud-amd64.qcow2"
+
+WHEEL = fake_wheel()
 
 
 def _noop(*_a: object) -> None:
@@ -23,8 +25,14 @@ def _noop(*_a: object) -> None:
 
 
 def test_proxmox_templates_missing_then_built(pvx, pvx_home: Path) -> None:  # noqa: F811
-    write_config(pvx, pvx_home, mgmt_bridge="vmbr0", nodes=["pve1"], grader_template="lk-tpl-uc-grader",
-                 template_prefix="lk-tpl-uc-")
+    write_config(
+        pvx,
+        pvx_home,
+        mgmt_bridge="vmbr0",
+        nodes=["pve1"],
+        grader_template="lk-tpl-uc-grader",
+        template_prefix="lk-tpl-uc-",
+    )
     pvx.control("storage", name="local", options={"content": "iso,vztmpl,backup,import"})
     ctx = Context(load_settings())
     report = doctor(ctx, "proxmox", ["routing-multisite"])
@@ -35,15 +43,28 @@ def test_proxmox_templates_missing_then_built(pvx, pvx_home: Path) -> None:  # n
     assert "template lk-tpl-uc-grader is missing" in bad[1].message
     assert report.to_json()["ok"] is False
 
-    results = build(ctx, "proxmox", image=URL, labs=["routing-multisite"], build_ip="10.250.255.2/16",
-                    provision=_noop)
-    assert [(r.name, r.outcome) for r in results] == [("lk-tpl-uc-three-sites", "built"),
-                                                     ("lk-tpl-uc-grader", "built")]
+    results = build(
+        ctx,
+        "proxmox",
+        image=URL,
+        labs=["routing-multisite"],
+        build_ip="10.250.255.2/16",
+        labkit_wheel=WHEEL,
+        provision=_noop,
+    )
+    assert [(r.name, r.outcome) for r in results] == [("lk-tpl-uc-three-sites", "built"), ("lk-tpl-uc-grader", "built")]
     assert "frr" in results[0].packages and "qemu-guest-agent" in results[0].packages
     report = doctor(ctx, "proxmox", ["routing-multisite"])
     assert report.ok, [line.message for line in report.lines if not line.ok]
-    again = build(ctx, "proxmox", image=URL, labs=["routing-multisite"], build_ip="10.250.255.2/16",
-                  provision=_noop)
+    again = build(
+        ctx,
+        "proxmox",
+        image=URL,
+        labs=["routing-multisite"],
+        build_ip="10.250.255.2/16",
+        labkit_wheel=WHEEL,
+        provision=_noop,
+    )
     assert [r.outcome for r in again] == ["kept", "kept"]
 
 
@@ -67,8 +88,10 @@ def test_netns_uses_the_providers_preflight(tmp_path: Path, monkeypatch: pytest.
         assert "needs root" in report.lines[0].message
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not Path("/var/lib/labkit/images/current").exists(),
-                    reason="needs root and the nodes' image (make deps)")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/var/lib/labkit/images/current").exists(),
+    reason="needs root and the nodes' image (make deps)",
+)
 def test_netns_all_well_here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("LABKIT_IMAGE_DIR", raising=False)

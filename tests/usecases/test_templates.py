@@ -11,26 +11,47 @@ from labkit.errors import UnknownLabError, UserError
 from labkit.settings import load_settings
 from labkit.usecases.lifecycle import Context
 from labkit.usecases.templates import build, wanted
-from tests.adapters.proxmox.pvx import pvx, pvx_home, write_config  # noqa: F401
+from tests.adapters.proxmox.pvx import fake_wheel, pvx, pvx_home, write_config  # noqa: F401
 
 URL = "https://mirror.example.org/debian-12-genericcloud-amd64.qcow2"
+
+WHEEL = fake_wheel()
 
 
 @pytest.fixture
 def ctx(pvx, pvx_home: Path) -> Context:  # noqa: F811
-    write_config(pvx, pvx_home, mgmt_bridge="vmbr0", nodes=["pve1"], grader_template="lk-tpl-ut-grader",
-                 template_prefix="lk-tpl-ut-")
+    write_config(
+        pvx,
+        pvx_home,
+        mgmt_bridge="vmbr0",
+        nodes=["pve1"],
+        grader_template="lk-tpl-ut-grader",
+        template_prefix="lk-tpl-ut-",
+    )
     pvx.control("storage", name="local", options={"content": "iso,vztmpl,backup,import"})
     return Context(load_settings())
 
 
 def test_every_lab_by_default(pvx, ctx: Context) -> None:  # noqa: F811
     scripts: list[str] = []
-    results = build(ctx, "proxmox", image=URL, build_ip="10.250.255.2/16", apt_proxy="http://10.250.0.1:3142",
-                    provision=lambda *a: scripts.append(str(a[4])))
+    results = build(
+        ctx,
+        "proxmox",
+        image=URL,
+        build_ip="10.250.255.2/16",
+        labkit_wheel=WHEEL,
+        apt_proxy="http://10.250.0.1:3142",
+        provision=lambda *a: scripts.append(str(a[4])),
+    )
     names = [r.name for r in results]
-    assert names == ["lk-tpl-ut-ad-site", "lk-tpl-ut-backup-site", "lk-tpl-ut-supervision",
-                     "lk-tpl-ut-three-sites", "lk-tpl-ut-two-sites-internet", "lk-tpl-ut-grader"]
+    assert names == [
+        "lk-tpl-ut-ad-site",
+        "lk-tpl-ut-backup-site",
+        "lk-tpl-ut-supervision",
+        "lk-tpl-ut-three-sites",
+        "lk-tpl-ut-two-sites-internet",
+        "lk-tpl-ut-grader",
+    ]
     assert all(r.outcome == "built" for r in results)
     assert names == [s.name for s in wanted(ctx, [])]
     assert len(scripts) == 6 and all('Acquire::http::Proxy "http://10.250.0.1:3142";' in s for s in scripts)
@@ -42,11 +63,18 @@ def test_every_lab_by_default(pvx, ctx: Context) -> None:  # noqa: F811
 def test_bad_build_ip_makes_nothing(pvx, ctx: Context) -> None:  # noqa: F811
     pvx.control("bodies", clear=True)
     with pytest.raises(UserError, match="--build-ip 10.1.1.1 has no prefix"):
-        build(ctx, "proxmox", image=URL, labs=["routing-multisite"], build_ip="10.1.1.1",
-              provision=lambda *a: None)
+        build(ctx, "proxmox", image=URL, labs=["routing-multisite"], build_ip="10.1.1.1", provision=lambda *a: None)
     assert not [p for m, p, _b in pvx.control("bodies") if m != "GET"]
 
 
 def test_unknown_lab(ctx: Context) -> None:
     with pytest.raises(UnknownLabError, match="there is no lab 'nolab'"):
-        build(ctx, "proxmox", image=URL, labs=["nolab"], build_ip="10.250.255.2/16", provision=lambda *a: None)
+        build(
+            ctx,
+            "proxmox",
+            image=URL,
+            labs=["nolab"],
+            build_ip="10.250.255.2/16",
+            labkit_wheel=WHEEL,
+            provision=lambda *a: None,
+        )

@@ -24,15 +24,17 @@ def templates() -> None:
               help="The build guest's address on the bridge, reachable from this host (e.g. 10.250.255.2/16).")
 @click.option("--build-gw", help="The build guest's gateway towards a Debian mirror.")
 @click.option("--apt-proxy", help="An HTTP proxy for apt in the build guest (e.g. http://10.250.0.1:3142).")
+@click.option("--labkit-wheel", help="labkit's wheel for the grader template (default: built from this labkit).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def templates_build(provider: str, image: str, labs: tuple[str, ...], node: str | None, image_storage: str,
                     bridge: str | None, build_ip: str, build_gw: str | None, apt_proxy: str | None,
-                    as_json: bool) -> None:
+                    labkit_wheel: str | None, as_json: bool) -> None:
     """Build (or keep) the templates the labs need, from a Debian cloud image."""
     from labkit.usecases.templates import build
 
     results = build(_ctx(), provider, image=image, labs=list(labs), node=node, image_storage=image_storage,
-                    bridge=bridge, build_ip=build_ip, build_gw=build_gw, apt_proxy=apt_proxy)
+                    bridge=bridge, build_ip=build_ip, build_gw=build_gw, apt_proxy=apt_proxy,
+                    labkit_wheel=labkit_wheel)
     if as_json:
         _print_json([{"name": r.name, "outcome": r.outcome, "packages": list(r.packages)} for r in results])
         return

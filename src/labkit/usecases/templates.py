@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from labkit.adapters.proxmox.templates import BuildOptions, Provisioner, TemplateSpec
 from labkit.domain.labs import available_labs, instantiate
@@ -31,24 +33,29 @@ def wanted(ctx: Context, labs: list[str]) -> list[TemplateSpec]:
 
 def build(ctx: Context, provider: str, *, image: str, labs: list[str] | None = None, node: str | None = None,
           image_storage: str = "local", bridge: str | None = None, build_ip: str = "",
-          build_gw: str | None = None, apt_proxy: str | None = None,
+          build_gw: str | None = None, apt_proxy: str | None = None, labkit_wheel: str | None = None,
           provision: Provisioner | None = None) -> list[TemplateResult]:
     if provider != "proxmox":
         raise UserError(f"templates are built for the proxmox provider only (not '{provider}'); "
                         "the netns provider uses the nodes' image made by 'make deps'.")
     from labkit.adapters.proxmox.client import PveClient
     from labkit.adapters.proxmox.settings import load_proxmox_settings
-    from labkit.adapters.proxmox.templates import build_template, check_options, ssh_provision
+    from labkit.adapters.proxmox.templates import build_template, build_wheel, check_options, is_current, ssh_provision
 
     settings = load_proxmox_settings(ctx.settings.home)
     specs = wanted(ctx, list(labs or []))
     client = PveClient(settings)
     target = node or client.nodes_by_free_memory(settings.nodes or None)[0][0]
     opts = BuildOptions(image=image, node=target, image_storage=image_storage, bridge=bridge or "",
-                        build_ip=build_ip, build_gw=build_gw, apt_proxy=apt_proxy)
+                        build_ip=build_ip, build_gw=build_gw, apt_proxy=apt_proxy,
+                        labkit_wheel=labkit_wheel)
     check_options(opts)
     out = []
-    for spec in specs:
-        outcome = build_template(client, settings, spec, opts, provision or ssh_provision)
-        out.append(TemplateResult(spec.name, outcome, spec.packages))
+    with tempfile.TemporaryDirectory(prefix="lk-templates-") as tmp:
+        for spec in specs:
+            if spec.grader and not labkit_wheel and not is_current(client, spec):
+                labkit_wheel = str(build_wheel(ctx.settings.project, Path(tmp)))
+            outcome = build_template(client, settings, spec, replace(opts, labkit_wheel=labkit_wheel),
+                                     provision or ssh_provision)
+            out.append(TemplateResult(spec.name, outcome, spec.packages))
     return out

@@ -79,3 +79,18 @@ def pvx_home(pvx: FakePveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     yield home
     for op in ("clear_failures", "restore_token", "acl_off"):
         pvx.control(op)
+
+
+_WHEEL_DIR: list[str] = []
+
+
+def fake_wheel() -> str:
+    """A stand-in for labkit's wheel (the build guest that would install it is a recorder in
+    these tests): a file with a wheel's name, in a temporary folder removed at exit."""
+    import atexit
+
+    if not _WHEEL_DIR:
+        _WHEEL_DIR.append(tempfile.mkdtemp(prefix="lk-wheel-"))
+        atexit.register(shutil.rmtree, _WHEEL_DIR[0], True)
+        Path(_WHEEL_DIR[0], "labkit-0.1.0-py3-none-any.whl").write_bytes(b"not a real wheel")
+    return str(Path(_WHEEL_DIR[0], "labkit-0.1.0-py3-none-any.whl"))

@@ -19,10 +19,13 @@ URL = "https://mirror.example.org/debian-12-genericcloud-amd64.qcow2"
 class Recorder:
     def __init__(self, fail: bool = False) -> None:
         self.calls: list[tuple[str, int, str, str, str, float]] = []
+        self.files: list[dict[str, tuple[bytes, int]]] = []
         self.fail = fail
 
-    def __call__(self, host: str, port: int, user: str, key: str, script: str, timeout: float) -> None:
+    def __call__(self, host: str, port: int, user: str, key: str, script: str, timeout: float,
+                 files: dict[str, tuple[bytes, int]]) -> None:
         self.calls.append((host, port, user, key, script, timeout))
+        self.files.append(files)
         if self.fail:
             raise LabkitError("apt-get failed in the build guest")
 
@@ -181,3 +184,26 @@ def test_image_storage_without_import_content(pvx, env) -> None:  # noqa: F811
         tpl.build_template(api, settings, tpl.TemplateSpec("lk-tpl-px8", ("x",)), _opts(image_storage="nostore"),
                            Recorder())
     assert not [p for m, p, _b in pvx.control("bodies") if m != "GET"]
+
+
+def test_grader_template_gets_labkit_and_the_setup(pvx, env, tmp_path: Path) -> None:  # noqa: F811
+    api, settings = env
+    spec = tpl.TemplateSpec("lk-tpl-px9", ("python3", "python3-venv", "qemu-guest-agent"), grader=True)
+    with pytest.raises(UserError, match="needs labkit's wheel"):
+        tpl.build_template(api, settings, spec, _opts(), Recorder())
+    assert _vm(pvx, "lk-tpl-px9") is None
+    wheel = tmp_path / "labkit-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK-not-a-real-wheel")
+    rec = Recorder()
+    assert tpl.build_template(api, settings, spec, _opts(labkit_wheel=str(wheel), apt_proxy="http://p:3142"),
+                              rec) == "built"
+    [files] = rec.files
+    assert files["labkit-0.1.0-py3-none-any.whl"] == (b"PK-not-a-real-wheel", 0o644)
+    assert files["labkit-agent-setup"][1] == 0o755 and b"places.json" in files["labkit-agent-setup"][0]
+    assert b"exec /opt/labkit/bin/python -I -m labkit.agent" in files["labkit-agent"][0]
+    script = rec.calls[0][4]
+    assert "/opt/labkit/bin/pip install -q /tmp/labkit-build/labkit-0.1.0-py3-none-any.whl" in script
+    assert "install -m 0755 /tmp/labkit-build/labkit-agent-setup /usr/local/sbin/labkit-agent-setup" in script
+    assert "export http_proxy=http://p:3142" in script and script.rstrip().endswith("rm -rf /tmp/labkit-build")
+    assert spec.digest != tpl.TemplateSpec(spec.name, spec.packages).digest  # labkit's version counts
+    assert tpl.is_current(api, spec)

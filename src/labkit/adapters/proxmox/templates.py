@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from labkit import __version__
 from labkit.adapters.netns.provider import SERVICES
 from labkit.adapters.proxmox.naming import node_template
 from labkit.adapters.proxmox.settings import ProxmoxSettings
@@ -44,7 +45,10 @@ from labkit.errors import LabkitError, ProviderError, UserError
 from labkit.models.instance import InstancePlan
 
 BASE_PACKAGES = ("qemu-guest-agent", "cloud-init", "openssh-server")
-GRADER_PACKAGES = ("python3", "tcpdump", "iproute2", "nftables", "iputils-ping", "procps")
+GRADER_PACKAGES = ("python3", "python3-venv", "tcpdump", "iproute2", "nftables", "iputils-ping", "procps")
+UPLOAD_DIR = "/tmp/labkit-build"
+AGENT_WRAPPER = "#!/bin/sh\n# labkit: the grader agent (ForceCommand of /etc/labkit-agent/authorized_keys)\n" \
+    "exec /opt/labkit/bin/python -I -m labkit.agent \"$@\"\n"
 MARK = "labkit-template packages="
 BUILDING = "labkit-template-build (half-built: labkit removes it)"
 IMAGE_SUFFIXES = (".qcow2", ".raw", ".vmdk")
@@ -62,10 +66,12 @@ class Api(Protocol):
 class TemplateSpec:
     name: str
     packages: tuple[str, ...]  # sorted, without duplicates
+    grader: bool = False  # the grader guest: labkit (its agent) and labkit-agent-setup installed too
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256("\n".join(self.packages).encode()).hexdigest()[:16]
+        extra = f"\ngrader labkit {__version__}" if self.grader else ""
+        return hashlib.sha256(("\n".join(self.packages) + extra).encode()).hexdigest()[:16]
 
     @property
     def mark(self) -> str:
@@ -92,7 +98,7 @@ def wanted_templates(settings: ProxmoxSettings, plans: Iterable[InstancePlan]) -
                         tuple(sorted(set(BASE_PACKAGES) | node_packages(group))))
            for topo, group in sorted(by_topology.items())]
     grader = sorted(set(BASE_PACKAGES) | set(GRADER_PACKAGES))
-    return [*out, TemplateSpec(settings.grader_template, tuple(grader))]
+    return [*out, TemplateSpec(settings.grader_template, tuple(grader), grader=True)]
 
 
 @dataclass(frozen=True)
@@ -104,13 +110,64 @@ class BuildOptions:
     build_ip: str = ""  # the build guest's address on the bridge, e.g. "10.250.255.2/16"
     build_gw: str | None = None
     apt_proxy: str | None = None
+    labkit_wheel: str | None = None  # labkit's wheel, installed in the grader template (build_wheel)
     memory: int = 1024
     disk_size: str = "8G"
     ssh_timeout: float = 600.0
 
 
-# (host, port, user, private key PEM, script, timeout) -> None; raises on failure
-Provisioner = Callable[[str, int, str, str, str, float], None]
+# (host, port, user, private key PEM, script, timeout, files) -> None; raises on failure.
+# files: name -> (content, mode), uploaded to UPLOAD_DIR before the script runs.
+Provisioner = Callable[[str, int, str, str, str, float, dict[str, tuple[bytes, int]]], None]
+
+
+def build_wheel(project: Path, out: Path) -> Path:
+    """labkit's wheel for the grader guest, built from a copy of the project's sources (so the
+    checkout gets no build/ nor egg-info)."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lk-wheel-") as tmp:
+        src = Path(tmp) / "labkit"
+        src.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(project / name, src / name)
+        for name in ("src", "graders"):
+            shutil.copytree(project / name, src / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                              "-w", str(out), str(src)], capture_output=True, text=True, timeout=600)
+        if res.returncode != 0:
+            if "bdist_wheel" in res.stdout + res.stderr:
+                raise ProviderError("labkit's wheel for the grader template cannot be built here: setuptools "
+                                    "lacks bdist_wheel; install the 'wheel' package in labkit's environment, or "
+                                    "give a wheel made elsewhere with --labkit-wheel FILE.")
+            raise ProviderError(f"building labkit's wheel for the grader template failed: "
+                                f"{res.stderr.strip()[-300:]}; give one with --labkit-wheel FILE.")
+    wheels = sorted(out.glob("labkit-*.whl"))
+    if not wheels:
+        raise ProviderError(f"pip made no labkit wheel in {out}; build one with 'pip wheel .' and retry.")
+    return wheels[-1]
+
+
+def grader_files(wheel: str) -> dict[str, tuple[bytes, int]]:
+    setup = (Path(__file__).parent / "grader_setup.py").read_bytes()
+    return {"labkit-agent-setup": (setup, 0o755), "labkit-agent": (AGENT_WRAPPER.encode(), 0o755),
+            Path(wheel).name: (Path(wheel).read_bytes(), 0o644)}
+
+
+def grader_script(wheel_name: str, apt_proxy: str | None) -> str:
+    proxy = f"export http_proxy={shlex.quote(apt_proxy)} https_proxy={shlex.quote(apt_proxy)}\n" if apt_proxy else ""
+    d = UPLOAD_DIR
+    return (f"{proxy}"
+            "python3 -m venv /opt/labkit\n"
+            f"/opt/labkit/bin/pip install -q {d}/{shlex.quote(wheel_name)}\n"
+            f"install -m 0755 {d}/labkit-agent-setup /usr/local/sbin/labkit-agent-setup\n"
+            f"install -m 0755 {d}/labkit-agent /usr/local/bin/labkit-agent\n"
+            "install -d -m 0700 /etc/labkit-agent\n"
+            "/opt/labkit/bin/python -I -m labkit.agent --help >/dev/null\n")
 
 
 def check_options(opts: BuildOptions) -> None:
@@ -132,6 +189,8 @@ def check_options(opts: BuildOptions) -> None:
             raise UserError(f"--build-gw {opts.build_gw} is not an IP address; fix it.") from None
     if not opts.image:
         raise UserError("give the Debian cloud image with --image FILE|URL.")
+    if opts.labkit_wheel is not None and not Path(opts.labkit_wheel).is_file():
+        raise UserError(f"labkit's wheel {opts.labkit_wheel} does not exist; build it with 'pip wheel --no-deps .'.")
     is_url, filename = _image_name(opts.image)
     if not filename.endswith(IMAGE_SUFFIXES):
         raise UserError(f"the image {opts.image} is not a .qcow2, .raw or .vmdk disk image; give Debian's "
@@ -164,7 +223,8 @@ def provision_script(packages: Iterable[str], apt_proxy: str | None) -> str:
             "sync\n")
 
 
-def ssh_provision(host: str, port: int, user: str, key_pem: str, script: str, timeout: float) -> None:
+def ssh_provision(host: str, port: int, user: str, key_pem: str, script: str, timeout: float,
+                  files: dict[str, tuple[bytes, int]]) -> None:
     """Run ``script`` with sudo in the build guest over SSH (retries the connection until the
     guest's sshd answers or ``timeout``). The build guest is fresh on the centre's build bridge:
     its host key is not known beforehand and is accepted for this one session."""
@@ -185,6 +245,19 @@ def ssh_provision(host: str, port: int, user: str, key_pem: str, script: str, ti
             time.sleep(3)
             continue
         try:
+            if files:
+                sftp = client.open_sftp()
+                try:
+                    try:
+                        sftp.mkdir(UPLOAD_DIR, 0o700)
+                    except OSError:
+                        pass
+                    for name, (content, mode) in files.items():
+                        with sftp.open(f"{UPLOAD_DIR}/{name}", "wb") as fh:
+                            fh.write(content)
+                        sftp.chmod(f"{UPLOAD_DIR}/{name}", mode)
+                finally:
+                    sftp.close()
             _in, out, err = client.exec_command("sudo sh -s", timeout=max(1.0, deadline - time.monotonic()))
             _in.write(script)
             _in.channel.shutdown_write()
@@ -198,6 +271,15 @@ def ssh_provision(host: str, port: int, user: str, key_pem: str, script: str, ti
             client.close()
     raise ProviderError(f"the build guest at {host} did not answer SSH within {timeout:.0f} s ({last}); check "
                         "that this host reaches the build bridge and the address given by --build-ip.")
+
+
+def is_current(api: Api, spec: TemplateSpec) -> bool:
+    """True when the template exists with this spec's packages (it would be kept)."""
+    vm = find_vm(api, spec.name)
+    if vm is None or not vm.get("template"):
+        return False
+    cfg = api.call("GET", f"/nodes/{vm['node']}/qemu/{vm['vmid']}/config") or {}
+    return spec.mark in str(cfg.get("description", ""))
 
 
 def find_vm(api: Api, name: str) -> dict[str, Any] | None:
@@ -274,6 +356,8 @@ def build_template(api: Api, settings: ProxmoxSettings, spec: TemplateSpec, opts
             raise UserError(f"a VM named {spec.name} (VMID {vmid}) already exists but is not this template "
                             f"(packages changed?); delete it once no instance uses it ('qm destroy {vmid}') "
                             "and run 'labkit templates build' again.")
+    if spec.grader and not opts.labkit_wheel:
+        raise UserError(f"the grader template {spec.name} needs labkit's wheel (BuildOptions.labkit_wheel).")
     volid = ensure_image(api, opts)
     pem, pub = _new_key()
     bridge = opts.bridge or settings.mgmt_bridge
@@ -303,7 +387,13 @@ def build_template(api: Api, settings: ProxmoxSettings, spec: TemplateSpec, opts
               f"resizing {spec.name}'s disk")
         _task(api, node, api.call("POST", f"{base}/status/start"), f"starting {spec.name}")
         script = provision_script(spec.packages, opts.apt_proxy)
-        provision(opts.build_ip.split("/")[0], 22, "labkit", pem, script, opts.ssh_timeout)
+        files: dict[str, tuple[bytes, int]] = {}
+        if spec.grader:
+            files = grader_files(str(opts.labkit_wheel))
+            script = script.replace("apt-get clean\n", "apt-get clean\n" + grader_script(
+                Path(str(opts.labkit_wheel)).name, opts.apt_proxy))
+        script += f"rm -rf {UPLOAD_DIR}\n"
+        provision(opts.build_ip.split("/")[0], 22, "labkit", pem, script, opts.ssh_timeout, files)
         _task(api, node, api.call("POST", f"{base}/status/shutdown", timeout=120, forceStop=1),
               f"shutting {spec.name} down", 300)
         api.call("PUT", f"{base}/config", delete="ipconfig0,sshkeys,ciuser", description=spec.mark)
