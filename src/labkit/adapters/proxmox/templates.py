@@ -215,7 +215,7 @@ def provision_script(packages: Iterable[str], apt_proxy: str | None) -> str:
             "export DEBIAN_FRONTEND=noninteractive\n"
             "apt-get update -q\n"
             f"apt-get install -y -q --no-install-recommends {pkgs}\n"
-            "systemctl enable qemu-guest-agent\n"
+            "systemctl enable qemu-guest-agent 2>/dev/null || true  # Debian starts it from udev anyway\n"
             "rm -f /etc/apt/apt.conf.d/80labkit-proxy\n"
             "apt-get clean\n"
             "cloud-init clean --logs --machine-id\n"
