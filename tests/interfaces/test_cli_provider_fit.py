@@ -29,6 +29,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
 def test_validate_with_a_provider(project: Context, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "captest", "--provider", "netns"]) == 0
     assert "captest" in capsys.readouterr().out
+    assert main(["validate", "captest", "--provider", "fake"]) == 0
+    assert "; graded on fake (inprocess)" in capsys.readouterr().out
     assert main(["validate", "captest", "--provider", "lesser"]) == 1
     err = capsys.readouterr().err
     assert "captest: lab captest cannot be graded on provider lesser, which does not offer node files" in \

@@ -89,14 +89,13 @@ def validate(paths: tuple[str, ...], provider: str | None) -> None:
     for p in paths:
         try:
             lab = load_lab_checked(ctx, p)
-            if provider is not None:
-                check_provider_fits(ctx, lab, provider)
+            fits = "" if provider is None else f"; graded on {provider} ({check_provider_fits(ctx, lab, provider)})"
         except LabkitError as exc:
             failed += 1
             err.print(Text.assemble(("✗", "red"), plain(f" {p}: {exc}")))
         else:
             out.print(plain(f"✓ {lab.lab_file}: {lab.spec.id}, {len(lab.spec.checks)} checks, "
-                            f"{len(lab.spec.variants)} variants, {len(lab.spec.cheats)} cheats"))
+                            f"{len(lab.spec.variants)} variants, {len(lab.spec.cheats)} cheats{fits}"))
     if failed:
         sys.exit(1)
 
