@@ -80,3 +80,37 @@ def test_console_argv(node: str) -> None:
                           plan=plan, ssh_key="")
     assert console.console_argv(None, state, node) == [sys.executable, "-m", "labkit.adapters.proxmox.console",
                                                        "--instance", "con1", "--node", node]
+
+
+def test_bridge_in_a_pseudo_terminal(pvx, pvx_home: Path) -> None:  # noqa: F811
+    """As the bastion runs it: in a pty (raw mode, the window size sent first)."""
+    import pty
+    import select
+    import time
+
+    _clone(pvx, pvx_home, "con1", "r1")
+    pvx.control("bodies", clear=True)
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the console bridge on the pty
+        os.execve(sys.executable, [sys.executable, "-m", "labkit.adapters.proxmox.console", "--instance", "con1",
+                                   "--node", "r1"], dict(os.environ))
+    out = b""
+    try:
+        deadline = time.monotonic() + 30
+        sent, settle = False, deadline
+        while time.monotonic() < deadline and not (sent and time.monotonic() > settle):
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if r:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    break
+            if b"serial0" in out and not sent:
+                os.write(fd, b"ping!\r")
+                sent, settle = True, time.monotonic() + 2.0
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+    assert b"starting serial terminal on interface serial0" in out
+    # raw mode: no local echo, no CR->NL: only the console's own echo, byte for byte
+    assert out.count(b"ping!") == 1 and out.endswith(b"ping!\r")

@@ -192,3 +192,19 @@ def test_candidate_role_check() -> None:
     assert not line.ok and "pveum role add LabkitCandidate --privs VM.Audit,VM.Console" in line.message
     line = doctor.check_candidate_role(Api(wider, {}))[0]
     assert not line.ok and "pveum role modify LabkitCandidate" in line.message
+
+
+def test_zone_types() -> None:
+    class Api:
+        def __init__(self, zone: dict[str, str]) -> None:
+            self.zone = zone
+
+        def call(self, method: str, path: str, /, **params: object) -> object:
+            return [self.zone]
+
+    ok = doctor.check_zone(Api({"zone": "lk", "type": "vxlan", "peers": "10.0.0.1,10.0.0.2"}), "lk", ["a", "b"])
+    assert ok == [doctor.Line("sdn", True, "SDN zone lk: vxlan")]
+    [line] = doctor.check_zone(Api({"zone": "lk", "type": "vxlan"}), "lk", ["a", "b"])
+    assert not line.ok and "has no peers" in line.message
+    [line] = doctor.check_zone(Api({"zone": "lk", "type": "vlan"}), "lk", ["a"])
+    assert not line.ok and "is of type vlan; labkit needs a zone of type simple" in line.message
