@@ -13,6 +13,7 @@ from labkit.domain.report import render_html, render_json
 from labkit.usecases.grade import grade
 from labkit.usecases.lifecycle import Context, up
 from labkit.usecases.solve import solve
+from tests.agent.lab_agent import same_verdicts_through_the_agent
 from tests.conftest import LabEnv, down_leaves_nothing, lab_cheats, lab_variants, variant_fails_what_it_declares
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -30,16 +31,18 @@ def _manifest(ctx: Context, name: str, root: str) -> dict[str, str]:
 
 def test_reference_solution_gets_full_marks_and_a_proven_restore(lab_env: LabEnv) -> None:
     ctx = Context(lab_env.settings)
-    state = up(ctx, LAB, instance="bkref", seed=31, candidate="Claire Dubois")
+    state = up(ctx, LAB, instance="bkref", seed=31, candidate="Claire Dubois", vantage="agent")
     data_dir = state.plan.params["data_dir"]
     baseline = ctx.store.load_baseline("bkref", "restore-test")
     assert len(baseline) == 1 and len(baseline[0].parsed["json"]["files"]) > 200
     assert any(f.endswith(".sql") for f in baseline[0].parsed["json"]["files"])
     solve(ctx, "bkref", wait=0)
-    summary = grade(ctx, "bkref")
+    summary = grade(ctx, "bkref", vantage="inprocess")
     bad = {c.id: c.message.en for c in summary.checks if c.status != "pass"}
     assert bad == {}
     assert summary.score == summary.max_score == 100
+    # the same instance graded through its grader agent: the same verdict for every check
+    same_verdicts_through_the_agent(ctx, "bkref", summary)
     # the grader undid its simulated ransomware: the data is exactly what `up` recorded
     assert _manifest(ctx, "bkref", data_dir) == baseline[0].parsed["json"]["files"]
     run = open_run(lab_env.settings.runs, summary.run_id)
