@@ -7,8 +7,10 @@ timeouts are short in these tests' proxmox.toml (tasks 20 s, SDN 5 s, readiness 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,8 +69,20 @@ def test_whole_lifecycle(fakepve: FakePveServer, pv_ctx: Any) -> None:
     agent = fakepve.control("agent_requests")[f"lk-{name}-grader"]
     written = {a["file"] for c, a in agent if c == "file-write"}
     assert written == {"/etc/labkit-agent/ssh_host_ed25519_key", "/etc/labkit-agent/authorized_keys",
-                       "/etc/labkit-agent/places.json"}
+                       "/etc/labkit-agent/places.json", "/etc/labkit-agent/jump_authorized_keys"}
     assert state.provider_data["agent_host_key"].startswith("SHA256:")
+    known = Path(state.ssh_key + ".known_hosts")
+    assert known.stat().st_mode & 0o777 == 0o600 and known.read_text().startswith("127.88.")
+    hv = pv_ctx.provider("proxmox").ansible_host_vars(state, "r1")
+    assert hv["ansible_host"] == plan.node("r1").first_address()  # type: ignore[union-attr]
+    assert f"labkit-jump@{known.read_text().split()[0]}" in hv["ansible_ssh_common_args"]
+    places = next(json.loads(base64.b64decode(a["content"])) for c, a in agent
+                  if c == "file-write" and a["file"].endswith("places.json"))["places"]
+    assert [p["place"] for p in places] == [f"lk-{name}.{x}" for x in (
+        "v-v1", "v-v2", "s-lan-a", "s-lan-b", "l-wan-a", "l-wan-b")]
+    macs = [grader[f"net{i}"].split(",")[0].split("=")[1] for i in range(1, 7)]
+    assert [p["mac"] for p in places] == macs and all(macs)
+    assert places[0]["address"] == plan.vantage[0].address and places[0]["gateway"] == plan.vantage[0].gateway
     # one SDN apply for the instance, and every task checked
     reqs = fakepve.control("requests")
     assert sum(1 for m, p in reqs if m == "PUT" and p.endswith("/cluster/sdn")) == 1
@@ -85,8 +99,7 @@ def test_whole_lifecycle(fakepve: FakePveServer, pv_ctx: Any) -> None:
     prov = pv_ctx.provider("proxmox")
     assert isinstance(prov, ProxmoxProvider)
     fakepve.control("requests", clear=True)
-    prov.reset(lifecycle.load_state(pv_ctx, name) if hasattr(lifecycle, "load_state")
-               else pv_ctx.store.load(name))
+    prov.reset(pv_ctx.store.load(name))
     assert sum(1 for m, p in fakepve.control("requests") if p.endswith("/snapshot/labkitbase/rollback")) == 5
     with pytest.raises(AgentError, match="not reachable"):
         prov.ground(state)
@@ -194,6 +207,7 @@ def test_down_from_new_process_after_crash(fakepve: FakePveServer, pv_ctx: Any) 
     assert len([x for x in left if x.startswith("vm ")]) == 5 and any(x.startswith("pool ") for x in left)
     state_file = s.home / "instances" / name / "state.json"
     assert json.loads(state_file.read_text())["phase"] == "creating"
+    shutil.rmtree(s.home / "instances" / name)  # the state is lost too: down from the name alone
     removed = lifecycle.down(pv_ctx, name)
     assert any(r.startswith("vnet ") for r in removed) and any(r.startswith("pool ") for r in removed)
     assert fakepve.leftovers(name) == []

@@ -81,3 +81,11 @@ def vmid_block_candidates(instance: str, base: int, block: int, blocks: int) -> 
 def link_vnets(link: str) -> tuple[str, str]:
     """The two nets of a point-to-point link: endpoint a <-> grader, endpoint b <-> grader."""
     return f"{link}.a", f"{link}.b"
+
+
+def grader_mac(instance: str, nic: int) -> str:
+    """A locally administered unicast MAC for the grader guest's NIC ``nic``: set by labkit, so
+    the agent's places file can name each NIC before the VM exists."""
+    n = _digest("mac", instance, str(nic))
+    tail = [(n >> (8 * i)) & 0xFF for i in range(5)]
+    return ":".join(f"{b:02x}" for b in [0x02, *tail]).upper()

@@ -286,7 +286,7 @@ class ProxmoxProvider:
             cfg["net0"] = f"virtio,bridge={self.pve.mgmt_bridge}"
             cfg["ipconfig0"] = f"ip={data['mgmt_address']}"
             for i, (_place, net) in enumerate(self._grader_nics(plan), start=1):
-                cfg[f"net{i}"] = f"virtio,bridge={vnets[net]}"
+                cfg[f"net{i}"] = f"virtio={naming.grader_mac(state.name, i)},bridge={vnets[net]}"
         else:
             n = plan.node(node)
             assert n is not None
@@ -439,11 +439,14 @@ class ProxmoxProvider:
         rec = state.provider_data["vms"][naming.GRADER_NODE]
         key = _new_host_key()
         state.provider_data["agent_host_key"] = fingerprint(key[1])
-        config = self.client.call("GET", f"/nodes/{rec['node']}/qemu/{rec['vmid']}/config")
+        mgmt = state.provider_data["mgmt_address"].split("/")[0]
+        known = Path(state.ssh_key + ".known_hosts")  # the grader guest's host key, for Ansible's jump
+        fd = os.open(known, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"{mgmt} {key[1].get_name()} {key[1].get_base64()}\n")
         places = []
         for i, (place, net) in enumerate(self._grader_nics(state.plan), start=1):
-            mac = str(config.get(f"net{i}", "")).split(",")[0].partition("=")[2]
-            entry: dict[str, Any] = {"place": _agent_place(state.name, place), "mac": mac,
+            entry: dict[str, Any] = {"place": _agent_place(state.name, place), "mac": naming.grader_mac(state.name, i),
                                      "vnet": state.provider_data["vnets"][net]}
             if place.startswith("vantage:"):
                 vp = state.plan.vantage_point(place[8:])
@@ -455,6 +458,11 @@ class ProxmoxProvider:
             f"{AGENT_DIR}/ssh_host_ed25519_key": key[0],
             f"{AGENT_DIR}/authorized_keys": f'restrict,command="labkit-agent --instance {state.name}" {pubkey}\n',
             f"{AGENT_DIR}/places.json": json.dumps({"instance": state.name, "places": places}, indent=1),
+            # Ansible's way to the nodes (ansible_host_vars): user labkit-jump may only open
+            # connections to the nodes' ssh ports
+            f"{AGENT_DIR}/jump_authorized_keys": "restrict,port-forwarding," + ",".join(
+                f'permitopen="{a}:22"' for a in sorted({n.first_address() or "" for n in state.plan.nodes} - {""})
+            ) + f" {pubkey}\n",
         }
         base = f"/nodes/{rec['node']}/qemu/{rec['vmid']}/agent"
         for path, content in files.items():
@@ -601,7 +609,8 @@ class ProxmoxProvider:
             "ansible_host": n.first_address() or node,
             "ansible_user": "root",
             "ansible_ssh_private_key_file": key,
-            "ansible_ssh_common_args": f'-o ProxyCommand="{proxy}" -o StrictHostKeyChecking=no',
+            "ansible_ssh_common_args": f'-o ProxyCommand="{proxy}" -o StrictHostKeyChecking=accept-new '
+                                       f"-o UserKnownHostsFile={key}.nodes_known_hosts",
         }
 
     # ------------------------------------------------------------ destroy
