@@ -142,3 +142,23 @@ def test_the_real_labs_on_netns_and_on_a_provider_without_node_fs_and_node_kerne
     for lab_id, msg in refused.items():
         assert msg.startswith(f"lab {lab_id} cannot be graded on provider lesser, which does not offer node ")
         assert "(node_fs)" in msg or "(node_kernel)" in msg
+
+
+def test_down_without_state_goes_on_when_one_provider_cannot_answer(ctx: Context,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from labkit.errors import ProviderError
+
+    def unreachable(self: LesserProvider, name: str) -> list[str]:
+        raise ProviderError("the Proxmox API at https://192.0.2.1:8006 did not answer")
+
+    monkeypatch.setattr(LesserProvider, "leftovers", unreachable)
+    FakeProvider.left["capt6"] = ["vm capt6"]
+    with pytest.raises(ProviderError, match=r"could not ask every provider what is left of 'capt6' \(lesser: the "
+                                            r"Proxmox API .* did not answer\); removed 1 item\(s\) elsewhere; "
+                                            r"run 'labkit down capt6' again"):
+        down(ctx, "capt6")
+    assert FakeProvider.left == {}  # the fake provider's part was removed all the same
+    with pytest.raises(ProviderError, match="did not answer"):
+        leftovers_by_provider(ctx, "capt6")  # without errors=, a provider's failure is raised
+    with pytest.raises(ProviderError, match="removed 0 item"):
+        down(ctx, "capt7")  # nothing found, one provider silent: not "no such instance"

@@ -82,17 +82,26 @@ def check_provider_fits(ctx: Context, lab: LoadedLab, provider: str, vantage: st
     return vantage
 
 
-def leftovers_by_provider(ctx: Context, name: str, providers: list[str] | None = None) -> dict[str, list[str]]:
+def leftovers_by_provider(ctx: Context, name: str, providers: list[str] | None = None, *,
+                          errors: dict[str, str] | None = None) -> dict[str, list[str]]:
     """What of instance ``name`` is still on each provider (those with something left), found
     from the name alone. A provider that cannot be imported here (an optional SDK missing, a
-    provider not installed) is not configured: nothing of it can be left."""
+    provider not installed) is not configured: nothing of it can be left. A provider that
+    cannot answer (its API unreachable) raises, unless ``errors`` is given: then its error is
+    recorded there and the other providers are still asked."""
     found: dict[str, list[str]] = {}
     for pname in providers or list(PROVIDERS):
         try:
             prov = ctx.provider(pname)
         except ImportError:
             continue
-        left = prov.leftovers(name)
+        try:
+            left = prov.leftovers(name)
+        except LabkitError as exc:
+            if errors is None:
+                raise
+            errors[pname] = str(exc)
+            continue
         if left:
             found[pname] = left
     return found
@@ -210,16 +219,22 @@ def down(ctx: Context, name: str) -> list[str]:
             state = store.load(name)
         except UserError:
             state = None
+    errors: dict[str, str] = {}
     if state is not None:
         provs = [ctx.provider(state.provider)]
     else:
-        found = leftovers_by_provider(ctx, name)
-        if not found and not store.dir(name).exists():
+        found = leftovers_by_provider(ctx, name, errors=errors)
+        if not found and not errors and not store.dir(name).exists():
             known = ", ".join(store.names()) or "none"
             raise UserError(f"there is no instance named {name!r} (instances: {known}); nothing to do.")
         provs = [ctx.provider(p) for p in found]
     with store.lock(name):
-        return _teardown(ctx, provs, name, state)
+        removed = _teardown(ctx, provs, name, state) if provs or not errors else []
+    if errors:  # what could be removed was; the state (if any) is gone: say what is left to check
+        asked = "; ".join(f"{p}: {e}" for p, e in errors.items())
+        raise ProviderError(f"could not ask every provider what is left of {name!r} ({asked}); removed "
+                            f"{len(removed)} item(s) elsewhere; run 'labkit down {name}' again once it answers.")
+    return removed
 
 
 def down_all(ctx: Context) -> dict[str, list[str]]:
