@@ -263,6 +263,8 @@ class Control:
             pve.sdn_stuck.clear()
             pve.sdn_pending_polls = 0
             pve.no_agent.clear()
+            pve.acl = None
+            pve.sdn_lock_supported = True
             return None
         if op == "fail_clone":  # {"name_part", "message"}
             pve.clone_failures[req["name_part"]] = req["message"]
@@ -281,6 +283,10 @@ class Control:
             return None
         if op == "sdn_lock_supported":
             pve.sdn_lock_supported = bool(req["on"])
+            return None
+        if op == "acl":  # {"entries": {userid-or-token: [[path, [privs]], ...]}} or null: all allowed
+            entries = req.get("entries")
+            pve.acl = None if entries is None else {k: [(p, set(ps)) for p, ps in v] for k, v in entries.items()}
             return None
         if op == "no_agent":
             pve.no_agent.add(req["prefix"])

@@ -78,3 +78,13 @@ def test_task_with_error_exitstatus(fakepve: FakePveServer, pve_home: Path) -> N
                         name="lk-exitstatus-n1")
     assert err.value.exitstatus == "clone failed: disk full"
     assert not [v for v in fakepve.state()["vms"] if v["vmid"] == 990001]
+
+
+def test_missing_privilege_names_it(fakepve: FakePveServer, pve_home: Path) -> None:
+    client = PveClient(load_proxmox_settings(pve_home))
+    fakepve.control("acl", entries={fakepve.token_id: [["/vms", ["VM.Audit"]]]})
+    with pytest.raises(UserError) as err:
+        client.call("POST", "/pools", poolid="lk-noperm")
+    msg = str(err.value)
+    assert "lacks privilege Pool.Allocate on /pool/lk-noperm" in msg and "labkit doctor" in msg
+    assert "\n" not in msg

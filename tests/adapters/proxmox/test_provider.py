@@ -230,3 +230,22 @@ def test_leftovers_empty_when_not_configured(tmp_path: Path, monkeypatch: pytest
     monkeypatch.delenv("LABKIT_PROXMOX_CONFIG", raising=False)
     prov = ProxmoxProvider(Settings(home=tmp_path, run_dir=tmp_path / "run", project=PROJECT))
     assert prov.leftovers("anything") == [] and prov.destroy("anything", None) == []
+
+
+def test_without_sdn_lock_and_with_a_vmid_clash(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    """An older PVE without the SDN lock (POST /cluster/sdn/lock: 501): VNets and the apply go
+    without a lock token. A clone whose VMID another client took meanwhile ("config file already
+    exists") is retried with another VMID of the block."""
+    name = "pv-old"
+    fakepve.control("sdn_lock_supported", on=False)
+    fakepve.control("fail", method="POST", suffix="/qemu/9001/clone", status=500,
+                    message="unable to create VM 100001: config file already exists", times=1)
+    fakepve.control("requests", clear=True)
+    state = lifecycle.up(pv_ctx, LAB_ID, instance=name, seed=9, provider="proxmox")
+    block = state.provider_data["vmid_block"]
+    ids = sorted(r["vmid"] for r in state.provider_data["vms"].values())
+    assert len(ids) == 5 and any(i >= block + 50 for i in ids) and all(block <= i < block + 100 for i in ids)
+    reqs = fakepve.control("requests")
+    assert sum(1 for m, p in reqs if m == "PUT" and p.endswith("/cluster/sdn")) == 1
+    lifecycle.down(pv_ctx, name)
+    assert fakepve.leftovers(name) == []
