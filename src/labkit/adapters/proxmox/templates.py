@@ -239,6 +239,10 @@ def ssh_provision(host: str, port: int, user: str, key_pem: str, script: str, ti
         try:
             client.connect(host, port=port, username=user, pkey=key, timeout=10, banner_timeout=10,
                            auth_timeout=10, allow_agent=False, look_for_keys=False)
+        except paramiko.AuthenticationException:
+            client.close()
+            raise ProviderError(f"the build guest at {host} refused labkit's throwaway key for user {user}; "
+                                "is another machine answering at that address? Pick a free --build-ip.") from None
         except (OSError, paramiko.SSHException) as exc:
             last = exc
             client.close()
