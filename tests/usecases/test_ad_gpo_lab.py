@@ -13,6 +13,7 @@ from labkit.adapters.storage.runs import open_run
 from labkit.usecases.grade import grade
 from labkit.usecases.lifecycle import Context, exec_in, up
 from labkit.usecases.solve import solve
+from tests.agent.lab_agent import same_verdicts_through_the_agent
 from tests.conftest import LabEnv, down_leaves_nothing, lab_cheats, lab_variants, variant_fails_what_it_declares
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -30,17 +31,19 @@ def _pid(ctx: Context, name: str, node: str, pidfile: str) -> str:
 def test_reference_solution_full_marks_then_controller_down_gives_errors(lab_env: LabEnv) -> None:
     ctx = Context(lab_env.settings)
     t0 = time.monotonic()
-    up(ctx, LAB, instance="adref", seed=21, candidate="Alice Martin")
+    up(ctx, LAB, instance="adref", seed=21, candidate="Alice Martin", vantage="agent")
     # the set-up playbook hands the candidate the CSV built from this instance's parameters
     csv = exec_in(ctx, "adref", "dc1", ["cat", "/root/users.csv"])
     assert csv.rc == 0 and csv.stdout.startswith("login,givenName,sn,department,password\n")
     assert len(csv.stdout.strip().splitlines()) == 7
     solve(ctx, "adref", wait=10)
     up_and_solve = time.monotonic() - t0
-    summary = grade(ctx, "adref")
+    summary = grade(ctx, "adref", vantage="inprocess")
     bad = {c.id: c.message.en for c in summary.checks if c.status != "pass"}
     assert bad == {}
     assert summary.score == summary.max_score == 100
+    # the same instance graded through its grader agent: the same verdict for every check
+    same_verdicts_through_the_agent(ctx, "adref", summary)
     run = open_run(lab_env.settings.runs, summary.run_id)
     assert {e.kind for e in run.evidence.values()} >= {"dns", "ldap", "kerberos", "smb"}
     # the probe's address is drawn per instance, from the seed (no fixed, announced address)
