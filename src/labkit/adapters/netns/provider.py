@@ -330,6 +330,11 @@ class NetnsProvider:
             "run_dir": str(self._inst_run_dir(name)),
             "namespaces": sorted(p.name for p in NETNS_DIR.glob(ns_prefix(name) + "*")),
         }
+        if state.vantage == "agent":
+            from labkit.adapters.netns.agentground import start_agent
+
+            state.provider_data["agent"] = start_agent(self, state)
+            state.provider_data["namespaces"] = sorted(p.name for p in NETNS_DIR.glob(ns_prefix(name) + "*"))
 
     def _bridge_ns(self, ns: str) -> None:
         _run(["ip", "netns", "add", ns])
@@ -645,7 +650,9 @@ class NetnsProvider:
     # --------------------------------------------------------------- destroy
     def destroy(self, name: str, state: InstanceState | None) -> list[str]:
         """Remove every namespace, process, mount and file of ``name``. Idempotent."""
-        removed: list[str] = []
+        from labkit.adapters.netns.agentground import stop_agent
+
+        removed: list[str] = stop_agent(self, name)  # vantage agent: its sshd, by pid file
         namespaces = sorted(NETNS_DIR.glob(ns_prefix(name) + "*")) if NETNS_DIR.is_dir() else []
         inst_run = self._inst_run_dir(name)
         ns_files = sorted(inst_run.glob("*.mnt")) + sorted(inst_run.glob("*.uts")) if inst_run.is_dir() else []
