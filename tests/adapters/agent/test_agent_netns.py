@@ -199,3 +199,35 @@ def test_open_agent_ground_reports_an_unreachable_agent(mini: Mini) -> None:
     assert stop_agent(mini.provider, mini.state.name)
     with pytest.raises(AgentError, match="cannot reach the grader agent"):
         open_agent_ground(mini.provider, mini.state)
+
+
+def test_a_probe_over_its_timeout_is_an_error_and_the_session_goes_on(mini: Mini) -> None:
+    ground = mini.provider.ground(mini.state, "agent")
+    try:
+        slow = ProbeCall(probe="icmp.ping", args=["10.77.0.99"],  # nobody: every echo waits its timeout
+                         kwargs={"source": "va", "count": 5, "interval": 0.5, "timeout": 1.0})
+        t0 = time.monotonic()
+        with pytest.raises(AgentError, match="did not finish within 1"):
+            ground.run("va", slow, "slow", 1.0)
+        assert time.monotonic() - t0 < 5
+        assert ground.run("va", PING, "after", 10).parsed["received"] == 2
+    finally:
+        ground.close()
+
+
+def test_a_dead_agent_is_a_clear_error_not_a_hang(mini: Mini) -> None:
+    ground = mini.provider.ground(mini.state, "agent")
+    try:
+        sshd = mini.state.provider_data["agent"]["pid"]
+        g = agent_ns(mini.state.name)
+        agents = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != sshd and _in_ns(p, g)
+                  and "labkit.agent" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+        assert agents
+        for p in agents:
+            os.kill(int(p), 9)
+        t0 = time.monotonic()
+        with pytest.raises(AgentError, match="closed the channel|channel failed"):
+            ground.run("va", PING, "dead", 10)
+        assert time.monotonic() - t0 < 5
+    finally:
+        ground.close()
