@@ -129,6 +129,9 @@ class ProxmoxProvider:
             if bad:
                 raise UserError(f"node {n.name} of lab {plan.lab_id} has interface {bad[0]}: on Proxmox a "
                                 f"node's interfaces must be eth0..eth{MAX_NICS - 1} (netN is ethN); rename it.")
+        if len(plan.nodes) + 1 > self.pve.vmid_block // 2:
+            raise UserError(f"lab {plan.lab_id} has {len(plan.nodes)} nodes and a VMID block holds "
+                            f"{self.pve.vmid_block // 2 - 1}; raise vmid_block in proxmox.toml.")
         nics = 1 + len(self._grader_nics(plan))
         if nics > MAX_NICS:
             raise UserError(f"lab {plan.lab_id} needs {nics} NICs on its grader guest (1 management, one per "
@@ -218,28 +221,47 @@ class ProxmoxProvider:
         return results
 
     def _claim_block(self, name: str, vms: list[dict[str, Any]]) -> int:
-        """Create the pool, recording a VMID block no VM and no other labkit pool uses."""
-        pve = self.pve
+        """Create the pool, then claim a VMID block in its comment: the first block (from a hash
+        of the name) that no VM uses and no other labkit pool claims. Two instances created at
+        once may pick the same block: after writing its claim, each reads the pools again and
+        the pool with the smaller id keeps the block, the other picks again."""
+        pve, pool = self.pve, naming.pool_id(name)
         used_ids = {int(v["vmid"]) for v in vms}
-        claimed: set[int] = set()
+        try:
+            self.client.call("POST", "/pools", poolid=pool, comment="labkit vmids (claiming)")
+        except PveApiError as exc:
+            if "already exists" in exc.text:
+                raise ProviderError(f"the Proxmox pool {pool} already exists; run 'labkit down {name}' "
+                                    "first.") from None
+            raise
+        for _round in range(20):
+            claims = self._claims(pool)
+            start = next((b for b in naming.vmid_block_candidates(name, pve.vmid_base, pve.vmid_block,
+                                                                 pve.vmid_blocks)
+                          if b not in claims and not any(b <= i < b + pve.vmid_block for i in used_ids)), None)
+            if start is None:
+                raise ProviderError(f"no free block of {pve.vmid_block} VMIDs from {pve.vmid_base}; raise "
+                                    "vmid_blocks in proxmox.toml or remove old instances.")
+            self.client.call("PUT", "/pools", poolid=pool,
+                             comment=f"labkit vmids {start}-{start + pve.vmid_block - 1}")
+            rivals = [p for p in self._claims(pool).get(start, []) if p < pool]
+            if not rivals:
+                return start
+        raise ProviderError(f"could not claim a VMID block for {name} (too many instances created at once); retry.")
+
+    def _claims(self, mine: str) -> dict[int, list[str]]:
+        """VMID block start -> the other labkit pools claiming it (from the pools' comments)."""
+        out: dict[int, list[str]] = {}
         for p in self.client.call("GET", "/pools") or []:
-            comment = str(p.get("comment") or "")
-            if comment.startswith("labkit vmids "):
-                claimed.add(int(comment.split()[2].split("-")[0]))
-        for start in naming.vmid_block_candidates(name, pve.vmid_base, pve.vmid_block, pve.vmid_blocks):
-            if start in claimed or any(start <= i < start + pve.vmid_block for i in used_ids):
+            comment, pid = str(p.get("comment") or ""), str(p.get("poolid"))
+            if pid == mine or not comment.startswith("labkit vmids ") or "-" not in comment:
                 continue
             try:
-                self.client.call("POST", "/pools", poolid=naming.pool_id(name),
-                                 comment=f"labkit vmids {start}-{start + pve.vmid_block - 1}")
-            except PveApiError as exc:
-                if "already exists" in exc.text:
-                    raise ProviderError(f"the Proxmox pool {naming.pool_id(name)} already exists; run "
-                                        f"'labkit down {name}' first.") from None
-                raise
-            return start
-        raise ProviderError(f"no free block of {pve.vmid_block} VMIDs from {pve.vmid_base}; raise vmid_blocks "
-                            "in proxmox.toml or remove old instances.")
+                start = int(comment.split()[2].split("-")[0])
+            except (IndexError, ValueError):
+                continue
+            out.setdefault(start, []).append(pid)
+        return out
 
     def _mgmt_address(self, block: int) -> str:
         net = ipaddress.ip_network(self.pve.mgmt_cidr)
@@ -664,7 +686,7 @@ class ProxmoxProvider:
                 raise
             self._sdn_apply(token, poll=False)
         if pool:
-            self.client.call("DELETE", f"/pools/{naming.pool_id(name)}")
+            self.client.call("DELETE", "/pools", poolid=naming.pool_id(name))
             removed.append(f"pool {naming.pool_id(name)}")
         if state is None or state.provider_data.get("candidate_user") or state.plan.candidate:
             from labkit.adapters.proxmox import access
