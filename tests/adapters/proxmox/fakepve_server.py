@@ -265,6 +265,7 @@ class Control:
             pve.no_agent.clear()
             pve.acl = None
             pve.sdn_lock_supported = True
+            pve.time_scale = 0
             return None
         if op == "fail_clone":  # {"name_part", "message"}
             pve.clone_failures[req["name_part"]] = req["message"]
@@ -287,6 +288,16 @@ class Control:
         if op == "acl":  # {"entries": {userid-or-token: [[path, [privs]], ...]}} or null: all allowed
             entries = req.get("entries")
             pve.acl = None if entries is None else {k: [(p, set(ps)) for p, ps in v] for k, v in entries.items()}
+            return None
+        if op == "time_scale":  # real seconds per PVE second (0: tasks end before the request returns)
+            pve.time_scale = float(req["value"])
+            return None
+        if op == "add_vm":  # {"vmid", "name", "start_secs"}: a stopped VM whose start task takes a while
+            vm = pve.add_vm(int(req["vmid"]), req["name"], node="pve1")
+            vm.start_secs = float(req.get("start_secs", 0))
+            return None
+        if op == "remove_vm":
+            pve.vms = [vm for vm in pve.vms if vm.vmid != int(req["vmid"])]
             return None
         if op == "no_agent":
             pve.no_agent.add(req["prefix"])

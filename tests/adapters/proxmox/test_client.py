@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,17 @@ def test_missing_privilege_names_it(fakepve: FakePveServer, pve_home: Path) -> N
     msg = str(err.value)
     assert "lacks privilege Pool.Allocate on /pool/lk-noperm" in msg and "labkit doctor" in msg
     assert "\n" not in msg
+
+
+def test_task_that_does_not_end_in_time(fakepve: FakePveServer, pve_home: Path) -> None:
+    client = PveClient(load_proxmox_settings(pve_home))
+    fakepve.control("add_vm", vmid=990002, name="lk-slowstart-n1", start_secs=30)
+    fakepve.control("time_scale", value=1.0)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(PveTaskError, match="did not finish within 1 s") as err:
+            client.run_task("POST", "/nodes/pve1/qemu/990002/status/start", "pve1", timeout=1.0)
+        assert time.monotonic() - t0 < 5 and err.value.exitstatus is None
+    finally:
+        fakepve.control("time_scale", value=0)
+        fakepve.control("remove_vm", vmid=990002)
