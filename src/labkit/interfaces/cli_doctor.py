@@ -17,12 +17,14 @@ from labkit.interfaces.cli import _ctx, _print_json, cli, out, plain
               help="The provider to check.")
 @click.option("--lab", "labs", multiple=True,
               help="Check what this lab needs (repeatable; default: every lab of the project).")
+@click.option("--image-storage", default="local", show_default=True,
+              help="proxmox: the file storage 'templates build' puts the cloud image on.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def doctor(provider: str, labs: tuple[str, ...], as_json: bool) -> None:
+def doctor(provider: str, labs: tuple[str, ...], image_storage: str, as_json: bool) -> None:
     """Check that a provider is ready for labkit (exit 0 only when all is well)."""
     from labkit.usecases.doctor import doctor as run_doctor
 
-    report = run_doctor(_ctx(), provider, list(labs))
+    report = run_doctor(_ctx(), provider, list(labs), image_storage=image_storage)
     if as_json:
         _print_json(report.to_json())
     else:

@@ -63,7 +63,7 @@ def _netns(ctx: Context, labs: list[str]) -> list[Line]:
     return lines
 
 
-def _proxmox(ctx: Context, labs: list[str]) -> list[Line]:
+def _proxmox(ctx: Context, labs: list[str], image_storage: str = "local") -> list[Line]:
     from labkit.adapters.proxmox import doctor as pve_doctor
     from labkit.adapters.proxmox.client import PveClient
     from labkit.adapters.proxmox.settings import load_proxmox_settings
@@ -76,11 +76,13 @@ def _proxmox(ctx: Context, labs: list[str]) -> list[Line]:
     names = [t.name for t in wanted_templates(settings, [p for _, p in _plans(ctx, labs)])]
     return pve_doctor.run(PveClient(settings), token_id=settings.token_id, storage=settings.storage,
                           zone=settings.zone, mgmt_bridge=settings.mgmt_bridge, nodes=settings.nodes,
-                          templates=names)
+                          templates=names, image_storage=image_storage)
 
 
-def doctor(ctx: Context, provider: str, labs: list[str] | None = None) -> DoctorReport:
+def doctor(ctx: Context, provider: str, labs: list[str] | None = None, *,
+           image_storage: str = "local") -> DoctorReport:
     if provider not in PROVIDERS:
         raise UserError(f"there is no provider '{provider}'; pick one of: {', '.join(PROVIDERS)}.")
-    check = _netns if provider == "netns" else _proxmox
-    return DoctorReport(provider, check(ctx, list(labs or [])))
+    if provider == "netns":
+        return DoctorReport(provider, _netns(ctx, list(labs or [])))
+    return DoctorReport(provider, _proxmox(ctx, list(labs or []), image_storage))

@@ -36,7 +36,7 @@ def _run(home: Path, **kw: object) -> list[doctor.Line]:
 def _grant_all_but(pvx, missing: set[tuple[str, str]], version: str = "9.0.10") -> None:  # noqa: F811
     needs = [*doctor.REQUIRED, *doctor.agent_privileges(version)]
     for need in needs:
-        path = need.path.format(storage="local-lvm", zone="labkit")
+        path = need.path.format(storage="local-lvm", zone="labkit", image_storage="local")
         if (need.privilege, path) not in missing:
             pvx.control("grant", user=TOKEN, path=path, privs=[need.privilege])
     # the candidates' role: the token may create it (else the centre makes it once by hand)
@@ -74,7 +74,7 @@ def test_role_missing_and_not_creatable(pvx, pvx_home: Path) -> None:  # noqa: F
     _grant_all_but(pvx, set())
     pvx.control("acl_off")
     for need in [*doctor.REQUIRED, *doctor.agent_privileges("9.0.10")]:
-        path = need.path.format(storage="local-lvm", zone="labkit")
+        path = need.path.format(storage="local-lvm", zone="labkit", image_storage="local")
         pvx.control("grant", user=TOKEN, path=path, privs=[need.privilege])
     bad = [line for line in _run(pvx_home) if not line.ok]
     assert [line.check for line in bad] == ["candidates"]

@@ -79,7 +79,10 @@ REQUIRED: tuple[Need, ...] = (
     Need("SDN.Use", "/sdn/zones/{zone}", "plug VM NICs into the zone's VNets"),
     Need("SDN.Audit", "/sdn", "read zones and per-node SDN status"),
     Need("Sys.Audit", "/", "list nodes, their memory and network"),
-    Need("Datastore.AllocateTemplate", "/storage/{storage}", "upload the Debian cloud image", "templates"),
+    Need("Datastore.AllocateTemplate", "/storage/{image_storage}", "put the Debian cloud image on the image "
+         "storage (upload or download-url)", "templates"),
+    Need("Datastore.Audit", "/storage/{image_storage}", "import the template's disk from the image "
+         "(import-from an 'import' volume: pve-storage check_volume_access)", "templates"),
     Need("Realm.AllocateUser", "/access/realm/pve", "create/delete per-candidate users in realm pve", "candidates"),
     Need("User.Modify", "/access/groups", "create/delete per-candidate users", "candidates"),
     Need("Permissions.Modify", "/pool", "give a candidate console access to their pool only", "candidates"),
@@ -115,12 +118,13 @@ def _held(api: Api, path: str) -> set[str]:
     return held
 
 
-def check_privileges(api: Api, version: str, storage: str, zone: str, token_id: str) -> list[Line]:
+def check_privileges(api: Api, version: str, storage: str, zone: str, token_id: str,
+                     image_storage: str = "local") -> list[Line]:
     needs = [*REQUIRED, *agent_privileges(version)]
     by_path: dict[str, set[str]] = {}
     missing: dict[str, list[Need]] = {}
     for need in needs:
-        path = need.path.format(storage=storage, zone=zone)
+        path = need.path.format(storage=storage, zone=zone, image_storage=image_storage)
         if path not in by_path:
             by_path[path] = _held(api, path)
         if need.privilege not in by_path[path]:
@@ -253,7 +257,7 @@ def online_nodes(api: Api, configured: list[str]) -> tuple[list[str], list[Line]
 
 
 def run(api: Api, *, token_id: str, storage: str, zone: str, mgmt_bridge: str, nodes: list[str],
-        templates: list[str], min_free: int = 20 * 2**30) -> list[Line]:
+        templates: list[str], min_free: int = 20 * 2**30, image_storage: str = "local") -> list[Line]:
     """Every check, in order; a failing API call becomes one line (the next checks still run)."""
     try:
         version = str((api.call("GET", "/version") or {}).get("version", ""))
@@ -261,7 +265,7 @@ def run(api: Api, *, token_id: str, storage: str, zone: str, mgmt_bridge: str, n
         return [Line("api", False, str(exc))]
     lines = [Line("api", True, f"Proxmox VE {version} answers")]
     steps: list[tuple[str, Any]] = [
-        ("privileges", lambda: check_privileges(api, version, storage, zone, token_id)),
+        ("privileges", lambda: check_privileges(api, version, storage, zone, token_id, image_storage)),
     ]
     try:
         live, node_lines = online_nodes(api, nodes)
