@@ -20,6 +20,7 @@ import importlib
 import json
 import re
 import shlex
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -112,18 +113,23 @@ class CheckContext:
     faults: list[Evidence] = field(default_factory=list)
     ground: GraderGround | None = None
     _own_ground: bool = False
+    _ground_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def grader_ground(self) -> GraderGround:
         """The ground probes run through (made on first use when none was given)."""
-        if self.ground is None:
-            self.ground = self.provider.ground(self.state)
-            self._own_ground = True
-        return self.ground
+        with self._ground_lock:  # parallel probes must not make two
+            if self.ground is None:
+                self.ground = self.provider.ground(self.state)
+                self._own_ground = True
+            return self.ground
 
     def close(self) -> None:
         """End the ground this context made itself (a ground handed in is the caller's)."""
-        if self._own_ground and self.ground is not None:
-            ground, self.ground, self._own_ground = self.ground, None, False
+        with self._ground_lock:
+            ground, own = self.ground, self._own_ground
+            if own:
+                self.ground, self._own_ground = None, False
+        if own and ground is not None:
             ground.close()
 
     @property

@@ -171,22 +171,24 @@ def _public_spec(spec: dict[str, Any], secret: set[str], state: InstanceState) -
     return mask(spec)  # type: ignore[no-any-return]
 
 
-def checks_pass(ctx: Context, name: str, check_ids: list[str], *, vantage: str | None = None) -> bool:
-    """Run these checks without recording a run; True if every one passes (readiness)."""
+def checks_pass(ctx: Context, name: str, check_ids: list[str], *, vantage: str | None = None,
+                ground: GraderGround | None = None) -> bool:
+    """Run these checks without recording a run; True if every one passes (readiness).
+    Without ``ground``, one is made (``vantage``) for these checks and closed at the end."""
     if not check_ids:
         return True
     state = ctx.store.load(name)
     lab = load_lab_checked(ctx, state.plan.lab_dir)
     graders = GraderRegistry.load()
     prov = ctx.provider(state.provider)
-    ground = prov.ground(state, vantage)
+    used = ground or prov.ground(state, vantage)
     try:
         for spec in rendered_checks(lab, state.plan.params):
             if spec.id not in check_ids:
                 continue
             grader = graders.get(spec.grader)
             cctx = CheckContext(state=state, provider=prov, check=spec,
-                                baseline=ctx.store.load_baseline(name, spec.id), ground=ground)
+                                baseline=ctx.store.load_baseline(name, spec.id), ground=used)
             try:
                 evidence = cctx.baseline + grader.collect(cctx, spec.args)
             except Exception:  # noqa: BLE001 - not ready yet
@@ -195,7 +197,8 @@ def checks_pass(ctx: Context, name: str, check_ids: list[str], *, vantage: str |
                 return False
         return True
     finally:
-        ground.close()
+        if ground is None:
+            used.close()
 
 
 def wait_ready(ctx: Context, name: str, *, timeout: float = 60.0, settle: float = 4.0,
@@ -210,15 +213,15 @@ def wait_ready(ctx: Context, name: str, *, timeout: float = 60.0, settle: float 
     state = ctx.store.load(name)
     prov = ctx.provider(state.provider)
     t0 = time.monotonic()
-    if checks:
-        while not checks_pass(ctx, name, checks, vantage=vantage):
-            if time.monotonic() - t0 > timeout:
-                return None
-            time.sleep(1.0)
-    last: dict[str, Any] | None = None
-    last_change = 0.0
-    ground = prov.ground(state, vantage)
+    ground = prov.ground(state, vantage)  # one for the whole wait
     try:
+        if checks:
+            while not checks_pass(ctx, name, checks, ground=ground):
+                if time.monotonic() - t0 > timeout:
+                    return None
+                time.sleep(1.0)
+        last: dict[str, Any] | None = None
+        last_change = 0.0
         while time.monotonic() - t0 < timeout:
             snap: dict[str, Any] = {}
             for node in state.plan.nodes:
