@@ -573,8 +573,10 @@ class ProxmoxProvider:
     # ------------------------------------------------------------ grading
     def ground(self, state: InstanceState, mode: str | None = None) -> GraderGround:
         """The grader agent in the instance's grader guest, over SSH on TCP to its management
-        address (host key pinned at up). Its places (vantage points, segments, link halves) are
-        namespaces the agent makes inside the guest on first connect from places.json."""
+        address (host key pinned at up). Its places (vantage points, segments, links) are
+        network namespaces inside the guest, made at up by ``labkit-agent-setup`` (grader_setup.py,
+        installed in the grader template) from the places.json written here. Not exercised here:
+        no real guest runs under fakepve (the tests check the unreachable path and the files)."""
         mode = mode or state.vantage
         if mode != "agent":
             raise UserError(f"the proxmox provider grades only through the grader agent (vantage 'agent'), "
