@@ -167,7 +167,10 @@ class AgentGround:
     def run(self, where: str, call: ProbeCall, ev_id: str, timeout: float) -> Evidence:
         answer = self.session.request({"op": "probe", "place": self.place_of(where), "call": call.model_dump(),
                                        "ev_id": ev_id, "timeout": timeout}, timeout)
-        return Evidence.model_validate(answer.get("evidence"))
+        ev = Evidence.model_validate(answer.get("evidence"))
+        if ev.id != ev_id:  # the id names a file of the run: only the one asked for
+            raise AgentError(f"{self.session.label} answered evidence {ev.id!r} for {ev_id!r}; refusing it.")
+        return ev
 
     def echo(self, src: str, dst: str, call: EchoCall, timeout: float) -> dict[str, Any]:
         answer = self.session.request({"op": "echo", "src": self.place_of(src), "dst": self.place_of(dst),
