@@ -5,6 +5,7 @@ records are gone after grading, and nothing is left after ``down``."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -44,6 +45,10 @@ def test_reference_solution_full_marks_then_controller_down_gives_errors(lab_env
     assert summary.score == summary.max_score == 100
     # the same instance graded through its grader agent: the same verdict for every check
     same_verdicts_through_the_agent(ctx, "adref", summary)
+    # and from the command line: a self-check through the agent
+    cli = json.loads(lab_env.labkit("check", "adref", "--vantage", "agent", "--json").stdout)
+    assert cli["score"] == 100 and {c["id"]: c["status"] for c in cli["checks"]} == {
+        c.id: "pass" for c in summary.checks}
     run = open_run(lab_env.settings.runs, summary.run_id)
     assert {e.kind for e in run.evidence.values()} >= {"dns", "ldap", "kerberos", "smb"}
     # the probe's address is drawn per instance, from the seed (no fixed, announced address)
