@@ -180,7 +180,7 @@ def test_grade_prints_candidate_text_literally(monkeypatch: pytest.MonkeyPatch, 
     import labkit.usecases.grade as grade_uc
 
     monkeypatch.setattr(cli, "_ctx", lambda: object())
-    monkeypatch.setattr(grade_uc, "grade", lambda ctx, name, mode, only: _summary())
+    monkeypatch.setattr(grade_uc, "grade", lambda ctx, name, mode, only, vantage=None: _summary())
     monkeypatch.setattr(cli.out, "width", 400)
     assert main(["grade", "cand", "--lang", "en"]) == 10  # not full marks, and no crash on '[/]'
     out = capsys.readouterr().out

@@ -129,7 +129,7 @@ def test_grade_warns_once_when_the_run_is_unsigned(home: Path, tmp_path: Path, m
     ctx = Context(Settings(home=home, run_dir=tmp_path / "run", project=tmp_path))
     runs: list[str] = []
 
-    def fake_grade(c: Context, name: str, mode: str, only: list[str] | None) -> object:
+    def fake_grade(c: Context, name: str, mode: str, only: list[str] | None, vantage: str | None = None) -> object:
         run_id = f"tiny-{len(runs)}"
         make_run(c.settings.runs, run_id, Keyring(c.settings.home / "keys").signer())
         runs.append(run_id)

@@ -187,7 +187,10 @@ def _setup_and_baseline(ctx: Context, lab: LoadedLab, prov: Provider, state: Ins
         grader = registry.get(spec.grader)
         if has_baseline(grader):
             cctx = CheckContext(state=state, provider=prov, check=spec)
-            evidence = grader.baseline(cctx, spec.args)  # type: ignore[attr-defined]
+            try:
+                evidence = grader.baseline(cctx, spec.args)  # type: ignore[attr-defined]
+            finally:
+                cctx.close()  # the ground it opened (an agent ground holds an SSH session)
             for ev in evidence:
                 ev.id = f"baseline.{ev.id}"  # distinct from the ids collect() gives in a run
                 ev.meta["phase"] = "baseline"
