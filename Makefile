@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: deps venv demo test test-fast bench bench-labs bench-probes bench-enter bench-cohort bench-proof bench-bundle lint clean
+.PHONY: fakepve deps venv demo test test-fast bench bench-labs bench-probes bench-enter bench-cohort bench-proof bench-bundle bench-agent bench-proxmox lint clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -25,7 +25,12 @@ demo: deps venv
 # captures), so three side by side fit two cores; worksteal keeps the long ones spread.
 PYTEST_WORKERS ?= 3
 
-test: deps venv
+# fakepve (a fake Proxmox VE API, AGPL, test-only) in a venv of its own: the Proxmox provider's
+# tests run it as a separate server process; labkit never imports it.
+fakepve:
+	bash scripts/fakepve-venv.sh >/dev/null
+
+test: deps venv fakepve
 	$(VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 
 test-fast: venv
@@ -56,6 +61,12 @@ bench-proof: deps venv
 
 bench-bundle: deps venv
 	$(VENV)/bin/python bench/bundle.py
+
+bench-agent: deps venv
+	$(VENV)/bin/python bench/agent.py
+
+bench-proxmox: deps venv fakepve
+	$(VENV)/bin/python bench/proxmox.py
 
 clean:
 	-$(VENV)/bin/labkit down --all
