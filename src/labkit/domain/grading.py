@@ -216,6 +216,8 @@ class CheckContext:
                                   "duration_s": round(res.duration, 3)}
         if parse_json:
             parsed["json"] = parsed_json
+        if res.via == "guest-agent":  # the node's own software ran it and says what happened
+            meta["reported_by"] = "the node's own guest agent (inside the candidate's system)"
         raw = (f"$ {action}\n" + (stdout if parsed_json is None else "(JSON, see parsed)")
                + (f"\n[stderr] {stderr.strip()}" if stderr.strip() else "") + f"\n[rc={res.rc}]")
         return Evidence(id=ev_id, check=self.check.id, kind=kind, source=source, target=target or node,

@@ -125,3 +125,7 @@ class ExecResult(BaseModel):
     stdout: str
     stderr: str
     duration: float
+    # Who ran the command and reported its result: "host" (labkit's own code entered the node
+    # from outside, as netns does) or "guest-agent" (an agent inside the node's own system, as
+    # the QEMU guest agent on Proxmox: what it reports is only as trustworthy as that system).
+    via: Literal["host", "guest-agent"] = "host"

@@ -95,6 +95,16 @@ def test_whole_lifecycle(fakepve: FakePveServer, pv_ctx: Any) -> None:
     fakepve.control("exec_answer", argv=["ip", "-br", "addr"], answer={"exitcode": 3, "out-data": "eth0 UP\n"})
     res = lifecycle.exec_in(pv_ctx, name, "r1", ["ip", "-br", "addr"], timeout=10)
     assert (res.rc, res.stdout) == (3, "eth0 UP\n")
+    assert res.via == "guest-agent"  # ran by the node's own guest agent, inside the candidate's system
+    # ... and the evidence of a check's node command says so
+    from labkit.domain.grading import CheckContext
+    from labkit.models.lab import CheckSpec
+
+    spec = CheckSpec(id="addr", title={"fr": "a", "en": "a"}, points=1, grader="x.y", criteria=["c"])
+    ev = CheckContext(state=pv_ctx.store.load(name), provider=pv_ctx.provider("proxmox"),
+                      check=spec).node_exec("r1", ["ip", "-br", "addr"], timeout=10)
+    assert ev.ok and ev.parsed["rc"] == 3
+    assert ev.meta["reported_by"] == "the node's own guest agent (inside the candidate's system)"
 
     prov = pv_ctx.provider("proxmox")
     assert isinstance(prov, ProxmoxProvider)

@@ -546,7 +546,7 @@ class ProxmoxProvider:
         return ExecResult(argv=argv, rc=int(st.get("exitcode", -1)),
                           stdout=str(st.get("out-data", ""))[:EXEC_OUTPUT_LIMIT],
                           stderr=str(st.get("err-data", ""))[:EXEC_OUTPUT_LIMIT],
-                          duration=time.monotonic() - t0)
+                          duration=time.monotonic() - t0, via="guest-agent")
 
     def reset(self, state: InstanceState) -> None:
         """Every VM back to its ``labkitbase`` snapshot, started, and ready again."""
