@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import subprocess
@@ -25,6 +26,8 @@ from labkit.domain.labs import (
 from labkit.errors import InstanceExistsError, LabkitError, ProviderError, SolveError, UserError
 from labkit.models.instance import ExecResult, InstancePlan, InstanceState, InstanceStatus
 from labkit.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,7 +93,7 @@ def leftovers_by_provider(ctx: Context, name: str, providers: list[str] | None =
     cannot answer (its API unreachable) raises, unless ``errors`` is given: then its error is
     recorded there and the other providers are still asked."""
     found: dict[str, list[str]] = {}
-    for pname in providers or list(PROVIDERS):
+    for pname in list(PROVIDERS) if providers is None else providers:
         try:
             prov = ctx.provider(pname)
         except ImportError:
@@ -211,9 +214,14 @@ def _teardown(ctx: Context, provs: list[Provider], name: str, state: InstanceSta
     return removed
 
 
-def down(ctx: Context, name: str) -> list[str]:
+def down(ctx: Context, name: str, *, providers: list[str] | None = None) -> list[str]:
     """Remove an instance, whatever state it is in (also after a crash, or a half-made up).
-    Without its state, every provider that still has something of ``name`` removes it."""
+    Without its state, every provider that still has something of ``name`` removes it (those
+    in ``providers`` when given: ``down_all`` leaves out the ones that could not answer).
+
+    A provider that cannot answer (a Proxmox cluster unreachable) does not keep the others from
+    removing what they have of ``name``: it is one warning then, unless nothing of ``name`` was
+    found here at all (it may live on that provider alone: an error)."""
     check_instance_name(name)
     store = ctx.store
     state: InstanceState | None = None
@@ -226,28 +234,54 @@ def down(ctx: Context, name: str) -> list[str]:
     if state is not None:
         provs = [ctx.provider(state.provider)]
     else:
-        found = leftovers_by_provider(ctx, name, errors=errors)
+        found = leftovers_by_provider(ctx, name, providers, errors=errors)
         if not found and not errors and not store.dir(name).exists():
             known = ", ".join(store.names()) or "none"
             raise UserError(f"there is no instance named {name!r} (instances: {known}); nothing to do.")
         provs = [ctx.provider(p) for p in found]
+    here = bool(provs) or store.dir(name).exists()
     with store.lock(name):
-        removed = _teardown(ctx, provs, name, state) if provs or not errors else []
-    if errors:  # what could be removed was; the state (if any) is gone: say what is left to check
+        removed = _teardown(ctx, provs, name, state) if here or not errors else []
+    if errors:
         asked = "; ".join(f"{p}: {e}" for p, e in errors.items())
-        raise ProviderError(f"could not ask every provider what is left of {name!r} ({asked}); removed "
-                            f"{len(removed)} item(s) elsewhere; run 'labkit down {name}' again once it answers.")
+        if not here:  # nothing of it here: it may live only where nobody answered
+            raise ProviderError(f"could not ask every provider what is left of {name!r} ({asked}); run "
+                                f"'labkit down {name}' again once it answers.")
+        log.warning("warning: instance %s removed from %s, but %s", name,
+                    ", ".join(p.name for p in provs) or "this host", _unasked(errors, name))
     return removed
 
 
+def _unasked(errors: dict[str, str], name: str) -> str:
+    """The end of the one warning line about providers that could not be asked."""
+    asked = "; ".join(f"{p} could not be asked what is left of it ({e.rstrip('.')})" for p, e in errors.items())
+    return f"{asked}; if it had anything there, run 'labkit down {name}' again once it answers."
+
+
 def down_all(ctx: Context) -> dict[str, list[str]]:
-    """Every instance of this labkit home: those with state, and those whose namespace files
-    are still in this run dir after a crash. Instances of other homes are left alone."""
+    """Every instance: those with state, and those each provider still has without state after
+    a crash (its optional ``instances()``: netns, the instances in this run dir, those of other
+    homes left alone; Proxmox, the labkit pools and tagged VMs of the configured cluster). A
+    provider that cannot answer is one warning and is not asked again; the others are cleaned."""
     names = set(ctx.store.names())
-    rd = ctx.settings.run_dir
-    if rd.is_dir():
-        names |= {p.name for p in rd.iterdir() if p.is_dir()}
-    return {n: down(ctx, n) for n in sorted(names)}
+    unreachable: dict[str, str] = {}
+    for pname in PROVIDERS:
+        try:
+            prov = ctx.provider(pname)
+        except ImportError:
+            continue  # not installed here: nothing of it can be left
+        lister = getattr(prov, "instances", None)
+        if lister is None:
+            continue
+        try:
+            names |= set(lister())
+        except LabkitError as exc:
+            unreachable[pname] = str(exc)
+    for pname, err in unreachable.items():
+        log.warning("warning: could not list the %s instances (%s); its instances without state are left; "
+                    "run 'labkit down --all' again once it answers.", pname, err.rstrip("."))
+    asked = [p for p in PROVIDERS if p not in unreachable]
+    return {n: down(ctx, n, providers=asked) for n in sorted(names)}
 
 
 def status(ctx: Context, name: str) -> InstanceStatus:

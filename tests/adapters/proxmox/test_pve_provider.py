@@ -259,3 +259,21 @@ def test_without_sdn_lock_and_with_a_vmid_clash(fakepve: FakePveServer, pv_ctx: 
     assert sum(1 for m, p in reqs if m == "PUT" and p.endswith("/cluster/sdn")) == 1
     lifecycle.down(pv_ctx, name)
     assert fakepve.leftovers(name) == []
+
+
+def test_down_all_finds_an_instance_without_state(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    """An instance whose state is gone is found on the cluster by its pool/tags/VNet aliases and
+    removed by 'down --all'; a netns instance of the same home (its run dir) is removed too."""
+    name = "pv-nostate"
+    lifecycle.up(pv_ctx, LAB_ID, instance=name, seed=13, provider="proxmox")
+    prov = pv_ctx.provider("proxmox")
+    assert name in prov.instances()
+    shutil.rmtree(pv_ctx.settings.home / "instances" / name)
+    assert not pv_ctx.store.exists(name) and fakepve.leftovers(name)
+    orphan = pv_ctx.settings.run_dir / "pv-netns-orphan"
+    orphan.mkdir(parents=True)
+    done = lifecycle.down_all(pv_ctx)
+    assert set(done) == {name, "pv-netns-orphan"}
+    assert any(r.startswith("pool ") for r in done[name]) and any(r.startswith("vm ") for r in done[name])
+    assert fakepve.leftovers(name) == [] and not orphan.exists()
+    assert name not in prov.instances()

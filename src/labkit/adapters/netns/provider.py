@@ -623,6 +623,12 @@ class NetnsProvider:
             return open_agent_ground(self, state)
         raise UserError(f"unknown vantage {mode!r}; use 'inprocess' or 'agent'.")
 
+    def instances(self) -> list[str]:
+        """The instances with files in this run dir (also those whose state is gone after a
+        crash); the instances of other labkit homes, in their own run dirs, are not listed."""
+        rd = self.settings.run_dir
+        return sorted(p.name for p in rd.iterdir() if p.is_dir()) if rd.is_dir() else []
+
     def leftovers(self, name: str) -> list[str]:
         """Namespaces and run-directory files of ``name`` still on this host."""
         left = [str(p) for p in NETNS_DIR.glob(ns_prefix(name) + "*")] if NETNS_DIR.is_dir() else []

@@ -45,6 +45,7 @@ from labkit.adapters.providers.base import GraderGround, NodeFiles
 from labkit.adapters.proxmox import naming
 from labkit.adapters.proxmox.client import PveApiError, PveClient
 from labkit.adapters.proxmox.settings import ProxmoxSettings, configured, load_proxmox_settings
+from labkit.adapters.storage.state import INSTANCE_RE
 from labkit.errors import AgentError, LabkitError, ProviderError, UnknownNodeError, UserError
 from labkit.models.capabilities import Capability
 from labkit.models.instance import ExecResult, InstancePlan, InstanceState, InstanceStatus, NodeStatus
@@ -649,6 +650,25 @@ class ProxmoxProvider:
                  if str(v.get("alias", "")).startswith(prefix) and v.get("state") != "deleted"]
         pools = [p for p in self.client.call("GET", "/pools") or [] if p.get("poolid") == pool]
         return vms, vnets, bool(pools)
+
+    def instances(self) -> list[str]:
+        """The labkit instances on the configured cluster, from the names alone (so also those
+        whose state is gone): labkit pools ``lk-<name>`` (their comment says ``labkit vmids``),
+        VMs tagged ``lk.<name>``, VNets whose alias is ``lk-<name>:<net>``. Empty when Proxmox
+        is not configured. Every labkit home using this cluster shares these names."""
+        if not configured(self.settings.home):
+            return []
+        names = {str(p["poolid"])[len(naming.POOL_PREFIX):] for p in self.client.call("GET", "/pools") or []
+                 if str(p.get("poolid", "")).startswith(naming.POOL_PREFIX)
+                 and str(p.get("comment") or "").startswith("labkit vmids")}
+        for v in self._vms():
+            if not v.get("template"):
+                names |= {t[3:] for t in str(v.get("tags", "")).replace(",", ";").split(";") if t.startswith("lk.")}
+        for v in self.client.call("GET", "/cluster/sdn/vnets", pending=1) or []:
+            alias = str(v.get("alias", ""))
+            if alias.startswith("lk-") and ":" in alias and v.get("state") != "deleted":
+                names.add(alias[3:].split(":", 1)[0])
+        return sorted(n for n in names if INSTANCE_RE.fullmatch(n))  # others are not labkit's
 
     def leftovers(self, name: str) -> list[str]:
         if not configured(self.settings.home):
