@@ -122,21 +122,26 @@ def test_sshd_refuses_another_key_and_passwords(mini: Mini) -> None:
         AgentSession(connect_socket(mini.state.name), host_key_fingerprint="SHA256:not-it", client_key=key)
 
 
-def test_sshd_config_and_files_are_private(mini: Mini) -> None:
+def test_sshd_files_are_private_and_nothing_outside_the_run_dir(mini: Mini) -> None:
     info = mini.state.provider_data["agent"]
     d = Path(info["dir"])
     assert oct(d.stat().st_mode & 0o777) == "0o700"
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in d.iterdir() if p.name != "sshd.log"
             and p.name != "sshd.pid"} == {n: "0o600" for n in ("host_key", "host_key.pub", "client_key",
-                                                               "client_key.pub", "authorized_keys", "sshd_config")}
-    conf = (d / "sshd_config").read_text()
-    for line in ("PasswordAuthentication no", "PermitTTY no", "AllowTcpForwarding no", "DisableForwarding yes",
-                 f"ListenAddress {AGENT_ADDR}:22", "ForceCommand "):
-        assert line in conf
+                                                               "client_key.pub", "authorized_keys", "relay.json",
+                                                               "sshd.err")}
+    assert json.loads((d / "relay.json").read_text()) == {"ports": [22], "targets": {}}  # mini: no node
     pid = info["pid"]
-    assert Path(f"/proc/{pid}/comm").read_text().strip() == "sshd"
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert argv[1:4] == [b"-I", b"-m", b"labkit.agent.sshd"], argv  # labkit's own server, not OpenSSH
+    assert f"{AGENT_ADDR}:22".encode() in argv
+    assert all(a.startswith(str(d).encode()) for a in argv if a.startswith(b"/") and a != argv[0])
     assert os.stat(f"/proc/{pid}/ns/net").st_ino == netns_inode(agent_ns(mini.state.name))
     assert os.stat(f"/proc/{pid}/ns/mnt").st_ino == os.stat("/proc/self/ns/mnt").st_ino  # sees /run/netns
+    # the files it has open are in its run directory (or sockets, pipes, /dev/null)
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        assert not target.startswith("/") or target.startswith((str(d), "/dev/null")), target
 
 
 def test_grading_through_the_agent_needs_an_instance_made_with_it(mini: Mini) -> None:

@@ -144,6 +144,17 @@ class AgentSession:
             raise AgentError(f"{self.label}: {w.answer['error']}")
         return w.answer
 
+    def open_relay(self, host: str, port: int, timeout: float = 15.0) -> paramiko.Channel:
+        """A ``direct-tcpip`` channel to ``host:port``, opened by the agent's SSH server from
+        the place that reaches it (``labkit agent-proxy``); refused destinations are an
+        :class:`AgentError` with the server's reason."""
+        try:
+            return self.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+        except paramiko.ChannelException as exc:
+            raise AgentError(f"{self.label} refused a connection to {host}:{port}: {exc.text}.") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise AgentError(f"{self.label} could not open a connection to {host}:{port}: {exc}.") from None
+
     def close(self) -> None:
         try:
             self.channel.shutdown_write()
@@ -179,6 +190,9 @@ class AgentGround:
         if not isinstance(result, dict):
             raise AgentError(f"{self.session.label} answered an echo without a result.")
         return result
+
+    def open_relay(self, host: str, port: int) -> paramiko.Channel:
+        return self.session.open_relay(host, port)
 
     def close(self) -> None:
         try:

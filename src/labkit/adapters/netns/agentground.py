@@ -1,29 +1,33 @@
-"""``vantage: agent`` on the netns provider: the grader agent behind its own sshd.
+"""``vantage: agent`` on the netns provider: the grader agent behind labkit's own SSH server.
 
 At ``up`` (only when ``state.vantage == "agent"``) the provider makes a management
 namespace pair for the instance: ``lk-<name>.g``, the agent's side, and ``lk-<name>.c``,
 labkit's side, joined by a veth pair created directly inside them (link-local
-``169.254.77.1/30`` and ``.2/30``; nothing in the host's root namespace). A per-instance sshd
-runs in ``.g`` only, listening on its link-local address, with its own config, host key and
-authorized key in the instance's private run directory (0600): key only, no password, no
-forwarding, no tty, ForceCommand ``python -I -m labkit.agent --instance NAME``. It stays in
-the host's mount namespace, so the agent sees ``/run/netns``; its privilege-separation
-directory is OpenSSH's compiled-in ``/run/sshd`` (the openssh-server package's own, empty,
-root-owned; created 0755 when missing, as Debian's init script does, and left in place: any
-sshd of the host uses it).
+``169.254.77.1/30`` and ``.2/30``; nothing in the host's root namespace). labkit's own SSH
+server (:mod:`labkit.agent.sshd`, asyncssh) runs in ``.g`` only, listening on its link-local
+address, with its host key, authorized key and relay file in the instance's private run
+directory (0600): key only, no password, no forwarding but the relay, no tty; a session runs
+``python -I -m labkit.agent --instance NAME``. It stays in the host's mount namespace, so the
+agent sees ``/run/netns``; it needs no directory outside the run directory (OpenSSH's sshd
+needed ``/run/sshd``). Its relay (``labkit agent-proxy``) opens connections to the nodes' port
+22 from the vantage point of the node address's LAN (``relay.json``).
 
 Grading opens a socket inside ``.c`` (:func:`run_in_netns`: never in the root namespace),
 runs SSH over it with paramiko (host key pinned at ``up``) and talks to the agent
-(:mod:`labkit.adapters.agent.client`). ``down`` finds everything from the name: sshd and the
+(:mod:`labkit.adapters.agent.client`). ``down`` finds everything from the name: the SSH server and the
 agents are processes of ``.g`` (ended like every node process, and first by the pid file),
 the two namespaces carry the instance prefix, the files live in the run directory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,8 +47,7 @@ AGENT_ADDR = "169.254.77.1"
 CLIENT_ADDR = "169.254.77.2"
 PREFIX_LEN = 30
 SSH_PORT = 22
-SSHD = "/usr/sbin/sshd"
-PRIVSEP_DIR = Path("/run/sshd")
+RELAY_PORTS = (22,)  # the relay (labkit agent-proxy) reaches the nodes' ssh only
 AGENT_DIR = "agent"  # in the instance's private run directory
 
 
@@ -56,49 +59,29 @@ def client_ns(instance: str) -> str:
     return f"lk-{instance}.c"
 
 
-def agent_command(instance: str) -> str:
-    return f"{sys.executable} -I -m labkit.agent --instance {instance}"
+def sshd_argv(d: Path, instance: str) -> list[str]:
+    """labkit's own SSH server (:mod:`labkit.agent.sshd`), run inside ``lk-<name>.g``."""
+    return [sys.executable, "-I", "-m", "labkit.agent.sshd", "--instance", instance,
+            "--listen", f"{AGENT_ADDR}:{SSH_PORT}", "--host-key", str(d / "host_key"),
+            "--authorized-keys", str(d / "authorized_keys"), "--relay", str(d / "relay.json"),
+            "--log", str(d / "sshd.log"), "--pid-file", str(d / "sshd.pid")]
 
 
-def sshd_config(d: Path, instance: str) -> str:
-    return "\n".join([
-        "# labkit: the grader agent's sshd for instance " + instance,
-        f"ListenAddress {AGENT_ADDR}:{SSH_PORT}",
-        f"HostKey {d / 'host_key'}",
-        f"AuthorizedKeysFile {d / 'authorized_keys'}",
-        f"PidFile {d / 'sshd.pid'}",
-        "AllowUsers root",
-        "PermitRootLogin prohibit-password",
-        "PubkeyAuthentication yes",
-        "AuthenticationMethods publickey",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "HostbasedAuthentication no",
-        "GSSAPIAuthentication no",
-        "UsePAM no",
-        # the run directory may sit below a world-writable /tmp in tests; the files are 0600
-        # in 0700 directories made by labkit
-        "StrictModes no",
-        "PermitEmptyPasswords no",
-        "PermitTTY no",
-        "X11Forwarding no",
-        "AllowTcpForwarding no",
-        "AllowStreamLocalForwarding no",
-        "AllowAgentForwarding no",
-        "PermitTunnel no",
-        "GatewayPorts no",
-        "PermitUserEnvironment no",
-        "PermitUserRC no",
-        "DisableForwarding yes",
-        "UseDNS no",
-        "MaxAuthTries 2",
-        "MaxSessions 1",
-        "LoginGraceTime 15",
-        "ClientAliveInterval 30",
-        "LogLevel INFO",
-        f"ForceCommand {agent_command(instance)}",
-        "",
-    ])
+def relay_targets(state: InstanceState) -> dict[str, str]:
+    """Every node address of the plan that a vantage point's LAN holds -> that vantage
+    point's namespace (the relay opens connections from there)."""
+    from labkit.adapters.netns.provider import vantage_ns
+
+    nets = [(ipaddress.ip_interface(v.address).network, vantage_ns(state.name, v.name)) for v in state.plan.vantage]
+    out: dict[str, str] = {}
+    for n in state.plan.nodes:
+        for i in n.interfaces:
+            for a in i.addresses:
+                ip = ipaddress.ip_interface(a).ip
+                ns = next((ns for net, ns in nets if ip in net), None)
+                if ns is not None:
+                    out.setdefault(str(ip), ns)
+    return out
 
 
 def _run(argv: list[str], timeout: float = 15.0) -> None:
@@ -130,22 +113,24 @@ def start_agent(provider: NetnsProvider, state: InstanceState) -> dict[str, Any]
         for key in ("host_key", "client_key"):
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"labkit-agent-{name}", "-f", str(d / key)])
         pub = (d / "client_key.pub").read_text().strip()
-        (d / "authorized_keys").write_text(f'restrict,command="{agent_command(name)}" {pub}\n')
-        (d / "sshd_config").write_text(sshd_config(d, name))
+        (d / "authorized_keys").write_text(pub + "\n")
+        (d / "relay.json").write_text(json.dumps({"ports": list(RELAY_PORTS), "targets": relay_targets(state)}))
     finally:
         os.umask(old)
     for f in d.iterdir():
         f.chmod(0o600)
-    if not PRIVSEP_DIR.is_dir():
-        PRIVSEP_DIR.mkdir(mode=0o755)
-    _run(["nsenter", f"--net=/run/netns/{g}", SSHD, "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")])
-    pid = _wait_listening(provider, name, d)
+    # sshd.err: what the server says before its log is open
+    with os.fdopen(os.open(d / "sshd.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as err:
+        proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{g}", *sshd_argv(d, name)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True, close_fds=True)
+    pid = _wait_listening(provider, name, d, proc)
     host_fp = fingerprint(paramiko.Ed25519Key.from_private_key_file(str(d / "host_key")))
     return {"dir": str(d), "client_key": str(d / "client_key"), "host_key_fingerprint": host_fp,
             "pid": pid, "address": AGENT_ADDR, "port": SSH_PORT}
 
 
-def _wait_listening(provider: NetnsProvider, name: str, d: Path, wait: float = 10.0) -> int:
+def _wait_listening(provider: NetnsProvider, name: str, d: Path, proc: subprocess.Popen[bytes],
+                    wait: float = 15.0) -> int:
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -154,8 +139,8 @@ def _wait_listening(provider: NetnsProvider, name: str, d: Path, wait: float = 1
             sock.close()
             return pid
         except (OSError, ValueError, TimeoutError):
-            if time.monotonic() > deadline:
-                log = (d / "sshd.log").read_text()[-300:] if (d / "sshd.log").exists() else ""
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log = (d / "sshd.err").read_text()[-300:] if (d / "sshd.err").exists() else ""
                 raise ProviderError(f"the grader agent's sshd of {name!r} did not listen within {wait:.0f} s "
                                     f"({log.strip() or 'no log'}); run 'labkit down {name}' and retry.") from None
             time.sleep(0.05)
@@ -181,6 +166,8 @@ def stop_agent(provider: NetnsProvider, name: str) -> list[str]:
         return []
     deadline = time.monotonic() + 3
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):  # started by this process: reap it
+            os.waitpid(pid, os.WNOHANG)
         time.sleep(0.02)
     return [f"agent sshd {pid}"]
 
