@@ -16,7 +16,8 @@ What is ours here (fakepve checks SDN requests against the schema but stores not
   something).
 - Guest agents that answer for every started clone (unless told otherwise), with
   ``network-get-interfaces`` built from the VM's ``ipconfigN``, and exec answers by argv.
-- Clone failures chosen by the new VM's name (a task ending with an error exitstatus).
+- Clone failures chosen by the new VM's name (a task ending with an error exitstatus); clone
+  requests held a while (``clone_hold``) and counted in flight (``clone_stats``: the most at once).
 
 Control channel: JSON lines ``{"op": ..., ...}`` -> ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "error": "..."}``; ops: see ``Control.handle``.
@@ -57,6 +58,10 @@ class LabPve(FakePve):
         self.exec_answers: dict[str, dict] = {}  # " ".join(argv) -> exec-status fields
         self.clone_failures: dict[str, str] = {}  # VM name substring -> task error message
         self.node_maxmem = 64 * GIB
+        self.clone_hold = 0.0  # real seconds a clone request is held (so clones overlap)
+        self.clones_in_flight = 0
+        self.clones_max = 0  # the most clone requests in flight at once since the last reset
+        self.clones_seen = 0
 
     # ------------------------------------------------------------------ nodes
 
@@ -195,6 +200,17 @@ class LabPve(FakePve):
     # ------------------------------------------------------------------ clones
 
     async def _qm_clone(self, v, user):
+        self.clones_in_flight += 1
+        self.clones_seen += 1
+        self.clones_max = max(self.clones_max, self.clones_in_flight)
+        try:
+            if self.clone_hold:
+                await asyncio.sleep(self.clone_hold)
+            return await self._qm_clone_now(v, user)
+        finally:
+            self.clones_in_flight -= 1
+
+    async def _qm_clone_now(self, v, user):
         for part, message in self.clone_failures.items():
             if part in str(v.get("name", "")):
                 node = v["node"]
@@ -266,7 +282,16 @@ class Control:
             pve.acl = None
             pve.sdn_lock_supported = True
             pve.time_scale = 0
+            pve.clone_hold = 0.0
             return None
+        if op == "clone_hold":  # {"secs"}: hold each clone request that long (clones in flight overlap)
+            pve.clone_hold = float(req["secs"])
+            return None
+        if op == "clone_stats":  # {"reset"}: clone requests seen, the most in flight at once, in flight now
+            out = {"seen": pve.clones_seen, "max": pve.clones_max, "now": pve.clones_in_flight}
+            if req.get("reset"):
+                pve.clones_seen = pve.clones_max = 0
+            return out
         if op == "fail_clone":  # {"name_part", "message"}
             pve.clone_failures[req["name_part"]] = req["message"]
             return None

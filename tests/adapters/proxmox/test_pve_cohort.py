@@ -61,3 +61,27 @@ def test_cohort_of_30_with_a_failed_clone(fakepve: FakePveServer, pv_ctx: Any, t
     assert not [v for v in st["vms"] if v["name"].startswith("lk-pvc-")]
     assert not [c for c in st["vnets"].values() if c["alias"].startswith("lk-pvc-")]
     assert not [p for p in st["pools"] if p.startswith("lk-pvc-")]
+
+
+def test_cohort_clones_bounded_by_parallel(fakepve: FakePveServer, pv_ctx: Any, tmp_path: Path) -> None:
+    """6 seats brought up 6 at once, each with 5 VMs to clone, and ``parallel = 2`` in
+    proxmox.toml: fakepve holds every clone request 0.2 s and counts those in flight; never
+    more than 2 at once (the bound holds across the instances of the cohort, not per instance),
+    at least 2 (they did overlap), and every seat comes up."""
+    seats, parallel = 6, 2
+    fakepve.write_config(pv_ctx.settings.home, sdn_timeout=60.0, mgmt_cidr="127.88.0.0/16", parallel=parallel)
+    roster = tmp_path / "roster.txt"
+    roster.write_text("".join(f"Candidate {i}\n" for i in range(1, seats + 1)), encoding="utf-8")
+    fakepve.control("clone_hold", secs=0.2)
+    fakepve.control("clone_stats", reset=True)
+    try:
+        result = cohorts.cohort_up(pv_ctx, LAB_ID, roster, name="pvp", seed=5, parallel=seats, provider="proxmox")
+        stats = fakepve.control("clone_stats")
+    finally:
+        fakepve.control("clone_hold", secs=0)
+    assert [s.status for s in result.seats] == ["up"] * seats, [s.detail for s in result.seats]
+    assert stats["seen"] == seats * 5 and stats["now"] == 0
+    assert stats["max"] == parallel, stats
+    down = cohorts.cohort_down(pv_ctx, "pvp")
+    assert all(s.status == "removed" for s in down.seats)
+    assert not [v for v in fakepve.state()["vms"] if v["name"].startswith("lk-pvp-")]

@@ -56,6 +56,20 @@ MAX_NICS = 32
 EXEC_OUTPUT_LIMIT = 1 << 20
 AGENT_DIR = "/etc/labkit-agent"
 
+# Clones in flight per cluster (API url), shared by every provider object of this process: a
+# cohort brings several instances up at once, each with its own provider, and the cluster's
+# storage must still see at most ``parallel`` clones at a time.
+_CLONE_SLOTS: dict[str, threading.BoundedSemaphore] = {}
+_CLONE_SLOTS_LOCK = threading.Lock()
+
+
+def _clone_slots(url: str, parallel: int) -> threading.BoundedSemaphore:
+    with _CLONE_SLOTS_LOCK:
+        key = f"{url}#{parallel}"
+        if key not in _CLONE_SLOTS:
+            _CLONE_SLOTS[key] = threading.BoundedSemaphore(parallel)
+        return _CLONE_SLOTS[key]
+
 
 class ProxmoxProvider:
     name = "proxmox"
@@ -284,13 +298,15 @@ class ProxmoxProvider:
     def _clone(self, name: str, node: str, tpl: dict[str, Any], vmid: int, target: str) -> int:
         """A linked clone with an explicit VMID; on "already exists" the next free id of the block."""
         tnode = str(tpl["node"])
+        slots = _clone_slots(self.pve.url, self.pve.parallel)
         for _attempt in range(3):
             try:
-                self.client.run_task(
-                    "POST", f"/nodes/{tnode}/qemu/{tpl['vmid']}/clone", tnode,
-                    what=f"clone of {tpl['name']} to VM {vmid} ({naming.vm_name(name, node)})",
-                    newid=vmid, name=naming.vm_name(name, node), pool=naming.pool_id(name), full=0,
-                    target=None if target == tnode else target)
+                with slots:  # at most ``parallel`` clones on this cluster from this process
+                    self.client.run_task(
+                        "POST", f"/nodes/{tnode}/qemu/{tpl['vmid']}/clone", tnode,
+                        what=f"clone of {tpl['name']} to VM {vmid} ({naming.vm_name(name, node)})",
+                        newid=vmid, name=naming.vm_name(name, node), pool=naming.pool_id(name), full=0,
+                        target=None if target == tnode else target)
                 return vmid
             except PveApiError as exc:
                 if "already exists" not in exc.text:
