@@ -277,3 +277,25 @@ def test_down_all_finds_an_instance_without_state(fakepve: FakePveServer, pv_ctx
     assert any(r.startswith("pool ") for r in done[name]) and any(r.startswith("vm ") for r in done[name])
     assert fakepve.leftovers(name) == [] and not orphan.exists()
     assert name not in prov.instances()
+
+
+def test_console_argv_runs_the_serial_bridge(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    """What the bastion/portal runs for a node (lifecycle.console_argv -> the provider -> PX's
+    console.py bridge): a real termproxy + vncwebsocket session with fakepve, whose serial
+    terminal echoes what it is sent."""
+    from labkit.errors import UnknownNodeError
+
+    name = "pv-con"
+    lifecycle.up(pv_ctx, LAB_ID, instance=name, seed=17, provider="proxmox")
+    try:
+        argv = lifecycle.console_argv(pv_ctx, name, "r1")
+        assert argv[1:] == ["-m", "labkit.adapters.proxmox.console", "--instance", name, "--node", "r1"]
+        res = subprocess.run(argv, input=b"hello console\n", capture_output=True, timeout=60, env=dict(os.environ))
+        assert res.returncode == 0, res.stderr
+        assert b"starting serial terminal on interface serial0" in res.stdout
+        assert res.stdout.endswith(b"hello console\n")
+        with pytest.raises(UnknownNodeError, match="has no node 'nope'"):
+            lifecycle.console_argv(pv_ctx, name, "nope")
+    finally:
+        lifecycle.down(pv_ctx, name)
+    assert fakepve.leftovers(name) == []

@@ -579,13 +579,12 @@ class ProxmoxProvider:
         self._bounded(back, items)
 
     def console_argv(self, state: InstanceState, node: str) -> list[str]:
+        """The node's serial console through console.py's bridge (termproxy + vncwebsocket), on
+        stdin/stdout: what the bastion and the portal's terminal run, as on netns."""
         self._rec(state, node)
-        try:
-            from labkit.adapters.proxmox import console
-        except ImportError:
-            raise ProviderError("the Proxmox console bridge is not installed in this labkit; use the "
-                                "Proxmox web console of the node.") from None
-        return console.console_argv(self, state, node)  # type: ignore[attr-defined, no-any-return]
+        from labkit.adapters.proxmox import console
+
+        return console.console_argv(self, state, node)
 
     # ------------------------------------------------------------ grading
     def ground(self, state: InstanceState, mode: str | None = None) -> GraderGround:
