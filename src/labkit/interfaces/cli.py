@@ -559,7 +559,7 @@ def runs() -> None:
 
 
 # Commands kept in their own modules; importing them registers them on ``cli``.
-from labkit.interfaces import cli_bundle, cli_doctor, cli_gradebook, cli_keys, cli_summary, cli_templates, cli_verify  # noqa: E402,F401,E501
+from labkit.interfaces import cli_agent, cli_bundle, cli_doctor, cli_gradebook, cli_keys, cli_summary, cli_templates, cli_verify  # noqa: E402,F401,E501
 
 
 def main(argv: list[str] | None = None) -> int:

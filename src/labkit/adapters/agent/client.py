@@ -14,6 +14,7 @@ import base64
 import hashlib
 import itertools
 import json
+import logging
 import socket
 import threading
 from collections.abc import Callable
@@ -32,6 +33,21 @@ SLACK = 10.0  # how much longer than the probe's own timeout the client waits
 def fingerprint(key: paramiko.PKey) -> str:
     """``SHA256:...`` as ssh-keygen prints it."""
     return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+class _OpenFailure(logging.Filter):
+    """Keeps (and silences) paramiko's "channel open FAILED: <server's reason>: <code>" line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "open FAILED: " not in msg:
+            return True
+        self.reason = msg.split("open FAILED: ", 1)[1].rsplit(": ", 1)[0]
+        return False
 
 
 class _Waiter:
@@ -148,12 +164,18 @@ class AgentSession:
         """A ``direct-tcpip`` channel to ``host:port``, opened by the agent's SSH server from
         the place that reaches it (``labkit agent-proxy``); refused destinations are an
         :class:`AgentError` with the server's reason."""
+        why = _OpenFailure()  # paramiko logs the server's reason and raises only its code
+        logger = logging.getLogger(self.transport.get_log_channel())
+        logger.addFilter(why)
         try:
             return self.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
         except paramiko.ChannelException as exc:
-            raise AgentError(f"{self.label} refused a connection to {host}:{port}: {exc.text}.") from None
+            raise AgentError(f"{self.label} refused a connection to {host}:{port}: "
+                             f"{why.reason or exc.text}.") from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise AgentError(f"{self.label} could not open a connection to {host}:{port}: {exc}.") from None
+        finally:
+            logger.removeFilter(why)
 
     def close(self) -> None:
         try:
