@@ -41,6 +41,7 @@ from labkit.adapters.providers.base import GraderGround
 from labkit.errors import MissingDependencyError, NotRootError, ProviderError, UnknownNodeError, UserError
 from labkit.models.capabilities import ALL_CAPABILITIES, Capability
 from labkit.models.instance import ExecResult, InstancePlan, InstanceState, InstanceStatus, NodeStatus
+from labkit.models.services import SERVICE_PACKAGES
 from labkit.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -66,7 +67,9 @@ class NodeNamespaces:
 
 @dataclass(frozen=True)
 class BaseService:
-    """A daemon the provider starts in a node at ``up`` (candidates restart it themselves)."""
+    """A daemon the provider starts in a node at ``up`` (candidates restart it themselves): its
+    Debian package, binary and process (models.services, shared with the other providers) and
+    how netns starts it."""
 
     binary: str  # its presence says the Debian package is installed
     package: str
@@ -74,21 +77,26 @@ class BaseService:
     process: str  # process name that shows it runs (``status``)
 
 
-# Order matters: services start in this order within a node.
-SERVICES: dict[str, BaseService] = {
-    "frr": BaseService("/usr/lib/frr/zebra", "frr", "/etc/init.d/frr start", "zebra"),
-    "snmpd": BaseService("/usr/sbin/snmpd", "snmpd", "/etc/init.d/snmpd start", "snmpd"),
-    "ssh": BaseService("/usr/sbin/sshd", "openssh-server", "/etc/init.d/ssh start", "sshd"),
+# How netns starts each service inside a node (no systemd there: the init script, or the daemon).
+SERVICE_STARTS: dict[str, str] = {
+    "frr": "/etc/init.d/frr start",
+    "snmpd": "/etc/init.d/snmpd start",
+    "ssh": "/etc/init.d/ssh start",
     # Debian's cron init script starts and stops through /run/crond.pid only (killproc -p),
     # so one node's "service cron stop" never signals another node's cron.
-    "cron": BaseService("/usr/sbin/cron", "cron", "/etc/init.d/cron start", "cron"),
+    "cron": "/etc/init.d/cron start",
     # Debian 12 ships no init script for rsyslog (systemd only): it is started directly and
     # stopped with "kill $(cat /run/rsyslogd.pid)" (the node's own /run). Its kernel log
     # input is turned off in each node (see RSYSLOG_SEED): /proc/kmsg is the host's.
-    "rsyslog": BaseService("/usr/sbin/rsyslogd", "rsyslog", "/usr/sbin/rsyslogd", "rsyslogd"),
+    "rsyslog": "/usr/sbin/rsyslogd",
     # chrony's init script stops through /run/chrony/chronyd.pid only; -x (CHRONY_DEFAULT)
     # because nodes share the host's clock: chronyd must never set it.
-    "chrony": BaseService("/usr/sbin/chronyd", "chrony", "/etc/init.d/chrony start", "chronyd"),
+    "chrony": "/etc/init.d/chrony start",
+}
+# Order matters: services start in this order within a node (that of models.services).
+SERVICES: dict[str, BaseService] = {
+    name: BaseService(binary=p.binary, package=p.package, start=SERVICE_STARTS[name], process=p.process)
+    for name, p in SERVICE_PACKAGES.items()
 }
 CHRONY_DEFAULT = """# labkit: nodes share the host's clock; chronyd must never set it (-x)
 DAEMON_OPTS="-F 1 -x"

@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labkit import __version__
-from labkit.adapters.netns.provider import SERVICES
 from labkit.adapters.proxmox.naming import node_template
 from labkit.adapters.proxmox.settings import ProxmoxSettings
 from labkit.errors import LabkitError, ProviderError, UserError
 from labkit.models.instance import InstancePlan
+from labkit.models.services import SERVICE_PACKAGES
 
 BASE_PACKAGES = ("qemu-guest-agent", "cloud-init", "openssh-server")
 GRADER_PACKAGES = ("python3", "python3-venv", "tcpdump", "iproute2", "nftables", "iputils-ping", "procps")
@@ -83,7 +83,7 @@ def node_packages(plans: Iterable[InstancePlan]) -> set[str]:
     out: set[str] = set()
     for plan in plans:
         for node in plan.nodes:
-            out.update(SERVICES[s].package for s in node.services if s in SERVICES)
+            out.update(SERVICE_PACKAGES[s].package for s in node.services if s in SERVICE_PACKAGES)
             out.update(node.packages)
     return out
 
