@@ -16,6 +16,13 @@ What is observed where:
   the grader runs the candidate's backup, and the SSH password attempt from the grader's
   vantage point;
 - the candidate's own scripts are run in the node, as cron would (that is the work graded).
+
+``node_fs`` is a need of these checks, never a mere want: the proof files the grader plants,
+the data it damages, the restored files it hashes and the repository it copies out are the
+decisive evidence itself, and no packet on a grader-owned wire can stand in for them. Reading
+them through the node's own commands instead (``node_exec``: inside the candidate's system)
+would let the candidate answer for the grader, and a node's own answer may only take points
+away, never give them. A provider without ``node_fs`` refuses the backup checks.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 resilience to the loss of a WAN link. Observation is from the grader's side: nonce echoes
 between its own vantage points, OSPF packets captured on the grader-owned bridge every WAN
 link passes through, and faults injected on that bridge. The routers' kernel tables (netlink)
-are supporting evidence only."""
+are supporting evidence only: they can take points away, never give them; on a provider that
+cannot read a node's kernel from outside it (``node_kernel``) they are recorded as not
+observed and the check's message says so."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from labkit.adapters.probes import capture, icmp, netlink, ospf, rendezvous
-from labkit.domain.grading import CheckContext, error_if_unrun
+from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
 from labkit.models.capabilities import Capability
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
@@ -256,6 +258,24 @@ def _lan_advertised(lsas: list[dict[str, Any]], prefix: str) -> bool:
     return False
 
 
+ROUTES_UNCHECKED = ("les tables de routage des routeurs (une route statique vers le LAN d'un autre site)",
+                    "the routers' own routing tables (a static route to another site's LAN)")
+NO_KERNEL = ("ce fournisseur ne lit pas le noyau d'un nœud depuis l'extérieur",
+             "this provider cannot read a node's kernel from outside it")
+
+
+def _not_observed(ctx: CheckContext, node: str, action: str, capability: Capability,
+                  why: tuple[str, str]) -> Evidence:
+    """The record of a reading the grader did not make because the provider lacks
+    ``capability``: nothing ran (``raw`` and ``meta.not_observed`` say why), so the judge
+    and the report can say what was not checked."""
+    now = utcnow()
+    return Evidence(id=ctx.eid(f"{node}-not-observed"), check=ctx.check.id, kind="netlink", source=node,
+                    target=node, action=f"{action}: not observed", started_at=now, ended_at=now, ok=True,
+                    raw=f"not observed: {why[1]}", parsed=None,
+                    meta={"target_name": node, "not_observed": capability, "why": why[1]})
+
+
 class OspfRoutes:
     """Each site's LAN advertised in OSPF by its own router, seen in the LSAs on the wire.
 
@@ -266,10 +286,19 @@ class OspfRoutes:
     id in the hellos it sends from its planned WAN address. Then the grader waits (bounded)
     until every vantage point reaches every other one again. Each router's kernel routing table
     (netlink, read from the grader) is supporting evidence only: it can take the points away
-    (a route to another site's LAN installed by a static route) but never gives them."""
+    (a route to another site's LAN installed by a static route) but never gives them.
+
+    The decisive evidence is the grader's own (captures and cuts on its bridges, its echoes),
+    so the kernel tables are *wanted*, not needed: on a provider that cannot read a node's
+    kernel from outside it, each router's table is recorded as not observed (an evidence that
+    says so) and the message says that the static routes were not checked. The tables are
+    never asked of the router itself (``node_exec``, inside the candidate's system) instead:
+    a node's own answer may only take points away, never give them, and that is what these
+    tables already are; the wire alone decides the points."""
 
     name = "routing.ospf_routes"
-    needs: frozenset[Capability] = frozenset({"vantage", "grader_echo", "capture", "link_cut", "node_kernel"})
+    needs: frozenset[Capability] = frozenset({"vantage", "grader_echo", "capture", "link_cut"})
+    wants: dict[Capability, tuple[str, str]] = {"node_kernel": ROUTES_UNCHECKED}
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         links: dict[str, dict[str, str]] = args["links"]
@@ -303,10 +332,14 @@ class OspfRoutes:
         settle = float(args.get("settle_s", 20))
         evidence += ctx.parallel([partial(ctx.wait_echo, s, d, settle, meta={"phase": "settle"})
                                   for s, d in itertools.permutations(vantage, 2)])
+        routers: list[str] = list(args.get("routers") or [])
+        if "node_kernel" not in ctx.provider.capabilities:
+            return evidence + [_not_observed(ctx, r, "ip route show (netlink)", "node_kernel", NO_KERNEL)
+                               for r in routers]
         evidence += ctx.parallel([
             ctx.deferred(r, "netlink", r, "ip route show (netlink)",
                          partial(netlink.routes, source=r, check=ctx.check.id), meta={"target_name": r})
-            for r in args.get("routers") or []
+            for r in routers
         ])
         return evidence
 
@@ -349,11 +382,20 @@ class OspfRoutes:
                 if any(p in ("static", "boot") for p in protos):
                     problems.append((f"{router} joint {prefix} par une route statique (table de routage)",
                                      f"{router} reaches {prefix} through a static route (routing table)"))
+        unseen = sorted({str(e.meta.get("target_name", e.target)) for e in evidence
+                         if e.kind == "netlink" and e.meta.get("not_observed")})
+        note = ("", "")
+        if unseen:  # said in the message, pass or fail: the check was not silently weaker
+            note = (f" Non vérifié : {ROUTES_UNCHECKED[0]} ({', '.join(unseen)} ; {NO_KERNEL[0]}).",
+                    f" Not checked: {ROUTES_UNCHECKED[1]} ({', '.join(unseen)}; {NO_KERNEL[1]}).")
         if problems:
-            return _two(problems)
+            v = _two(problems)
+            return Verdict.failed(v.message.fr + note[0], v.message.en + note[1])
         return Verdict.passed(
-            f"Les {len(prefixes)} LAN sont annoncés dans les router-LSA de leur propre routeur, vus sur les liens WAN.",
-            f"All {len(prefixes)} LANs are advertised in their own router's router-LSAs, seen on the WAN links.")
+            f"Les {len(prefixes)} LAN sont annoncés dans les router-LSA de leur propre routeur, vus sur les liens WAN."
+            + note[0],
+            f"All {len(prefixes)} LANs are advertised in their own router's router-LSAs, seen on the WAN links."
+            + note[1])
 
 
 FAULTS = {

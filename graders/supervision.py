@@ -12,6 +12,14 @@ itself (stops an agent by its pid file or fills a volume through the provider's 
 node, or cuts a link on the grader-owned bridge it passes through, else in the node), always
 undoes it, and records both as ``fault`` evidence; ``syslog_forwarded`` reads the log
 server's files with the grader's own code (``ctx.node_fs``: nothing runs in the node).
+
+What they need, they cannot do without (a provider lacking it refuses them): ``alert_fires``
+proves who sent a notification by the bridge port facing the monitoring server, found from the
+node's own interface (``node_kernel``): that witness is decisive, not supporting, whether or
+not the fault is a link cut on a grader link; its other faults run in the node (``node_exec``).
+``syslog_forwarded``'s line must land in the collector's files (``node_fs``): the capture shows
+it was sent, only the files show it was kept. A node's own answer (``node_exec``) is never
+evidence that gives points.
 """
 
 from __future__ import annotations

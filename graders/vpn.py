@@ -11,6 +11,13 @@ the laptop's certificate and key, read with the grader's own code (``ctx.node_fs
 runs in the node); the interface a gateway routes the far LAN through (the kernel, over
 netlink); the processes holding that TUN device (the host's ``/proc``). The candidate's own
 start command is run only to restore a tunnel that did not come back, never to judge.
+
+These readings are needs, not wants (a provider without them refuses the checks): the CA,
+certificate and key (``node_fs``) are what the grader's own clients authenticate with, so
+without them the decisive probes cannot be made at all; the routed TUN interface
+(``node_kernel``) and its holders (``node_fs``: the host's ``/proc``) choose the daemon the
+grader kills, the fault itself. Asking the node instead (``node_exec``) would let the
+candidate's system pick what the grader tests; a node's own answer may only take points away.
 """
 
 from __future__ import annotations

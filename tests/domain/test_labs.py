@@ -462,3 +462,34 @@ def test_capability_gaps_name_check_and_capability_in_check_order() -> None:
         "demo --provider NAME' checks one), or take those checks out of the lab.")
     # a grader that declares nothing needs nothing (older plugins)
     assert capability_gaps(lab.spec, lambda g: frozenset(), set()) == []
+
+
+def test_wanted_capabilities_warn_and_never_refuse() -> None:
+    from labkit.domain.labs import GraderNeeds, capability_gaps, capability_shortfalls, capability_warning
+
+    lab = load_lab(FIXTURES / "labs" / "demo" / "lab.yaml", FIXTURE_SETTINGS, known_graders=KNOWN_GRADERS,
+                   known_criteria=KNOWN_CRITERIA)
+
+    class Ping:
+        needs = frozenset({"vantage"})
+        wants = {"node_kernel": ("les routes du nœud", "the node's routes"),
+                 "capture": ("les trames", "the frames")}
+
+    class Login:  # an older plugin: declares nothing
+        pass
+
+    graders = {"demo.ping": GraderNeeds.of(Ping()), "demo.login": GraderNeeds.of(Login())}
+    assert graders["demo.login"] == GraderNeeds(frozenset(), {})
+    assert capability_gaps(lab, lambda g: graders[g].needs, {"vantage"}) == []  # wants never refuse
+    everything = {"vantage", "node_kernel", "capture"}
+    assert capability_shortfalls(lab, graders.__getitem__, everything) == []
+    assert capability_warning("demo", "pve", []) is None
+    short = capability_shortfalls(lab, graders.__getitem__, {"vantage", "capture"})
+    assert [(s.check, s.grader, s.capability, s.unchecked) for s in short] == [
+        ("ping", "demo.ping", "node_kernel", ("les routes du nœud", "the node's routes"))]
+    assert capability_warning("demo", "pve", short) == (
+        "lab demo on pve: check 'ping' runs without node kernel state read from outside the node (node_kernel): "
+        "not checked: the node's routes.")
+    two = capability_shortfalls(lab, graders.__getitem__, {"vantage"})
+    assert [s.capability for s in two] == ["capture", "node_kernel"]
+    assert (capability_warning("demo", "pve", two) or "").count("check 'ping' runs without") == 2

@@ -128,6 +128,31 @@ def test_ospf_routes_proto_ospf_in_the_kernel_gives_nothing() -> None:
     assert v.status == "error"
 
 
+def not_observed(router: str) -> Evidence:
+    return ev("netlink", None, target_name=router, not_observed="node_kernel",
+              why="this provider cannot read a node's kernel from outside it")
+
+
+def test_ospf_routes_needs_the_wire_and_only_wants_the_kernel() -> None:
+    assert "node_kernel" not in OspfRoutes.needs and set(OspfRoutes.wants) == {"node_kernel"}
+    assert OspfRoutes.needs >= {"capture", "link_cut", "vantage", "grader_echo"}
+
+
+def test_ospf_routes_without_the_kernel_tables_says_what_was_not_checked() -> None:
+    wire = cap(GOOD_HELLOS, [LSA_HQ, LSA_BR1])
+    v = OspfRoutes().judge([wire, not_observed("r-hq"), not_observed("r-br1")], ROUTE_ARGS, PLAN)
+    assert v.status == "pass", v.message.en
+    assert v.message.en.endswith("Not checked: the routers' own routing tables (a static route to another site's "
+                                 "LAN) (r-br1, r-hq; this provider cannot read a node's kernel from outside it).")
+    assert "Non vérifié : les tables de routage des routeurs" in v.message.fr
+    # the wire still decides: a LAN missing from the LSAs fails, and the note is still there
+    v = OspfRoutes().judge([cap(GOOD_HELLOS, [LSA_HQ]), not_observed("r-br1")], ROUTE_ARGS, PLAN)
+    assert v.status == "fail" and "no router-LSA of r-br1" in v.message.en and "Not checked:" in v.message.en
+    # with the tables read, nothing is said about them (unchanged message)
+    v = OspfRoutes().judge([wire, ev("netlink", [], target_name="r-hq")], ROUTE_ARGS, PLAN)
+    assert v.status == "pass" and "Not checked" not in v.message.en and "Non vérifié" not in v.message.fr
+
+
 RES_ARGS = {"cut": {"link": "wan-a", "ends": {"r-hq": A1, "r-br1": A2}}, "within": 10}
 
 

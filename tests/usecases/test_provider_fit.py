@@ -112,7 +112,8 @@ def test_up_refuses_a_name_whose_leftovers_are_still_there(ctx: Context) -> None
 def test_the_real_labs_on_netns_and_on_a_provider_without_node_fs_and_node_kernel(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every grader of every lab declares what it needs; netns offers it all; a provider that
-    cannot read a node from outside (as Proxmox) refuses exactly the labs that need it."""
+    cannot read a node from outside (as Proxmox) refuses exactly the labs that need it, and
+    warns, one line per lab, for the labs whose checks only want it (routing-multisite)."""
     from labkit.domain.grading import GraderRegistry
     from labkit.domain.labs import available_labs
     from labkit.settings import Settings
@@ -123,29 +124,45 @@ def test_the_real_labs_on_netns_and_on_a_provider_without_node_fs_and_node_kerne
     ctx = Context(Settings(home=tmp_path / "home", run_dir=tmp_path / "run", project=PROJECT))
     registry = GraderRegistry.load()
     outside = {"node_fs", "node_kernel"}
-    expected, refused = set(), {}
+    expected, refused, warned_of = set(), {}, set()
+    warned: dict[str, list[str]] = {}
     labs = available_labs(ctx.settings)
     assert len(labs) >= 5
     for lab_id in labs:
         lab = load_lab_checked(ctx, lab_id)
         for check in lab.spec.checks:
             needs = getattr(registry.get(check.grader), "needs", None)
+            wants = getattr(registry.get(check.grader), "wants", {})
             assert isinstance(needs, frozenset) and needs <= ALL_CAPABILITIES, (lab_id, check.id, needs)
+            assert set(wants) <= ALL_CAPABILITIES and not set(wants) & needs, (lab_id, check.id, wants)
+            assert all(isinstance(w, tuple) and len(w) == 2 and all(w) for w in wants.values())
             if needs & outside:
                 expected.add(lab_id)
-        assert check_provider_fits(ctx, lab, "netns") == "inprocess"
+            elif set(wants) & outside:
+                warned_of.add(lab_id)
+        on_netns: list[str] = []
+        assert check_provider_fits(ctx, lab, "netns", warn=on_netns.append) == "inprocess"
+        assert on_netns == []  # netns offers everything: no warning
+        lines: list[str] = []
         try:
-            assert check_provider_fits(ctx, lab, "lesser") == "agent"
+            assert check_provider_fits(ctx, lab, "lesser", warn=lines.append) == "agent"
         except UserError as exc:
             refused[lab_id] = str(exc)
+        if lines:
+            warned[lab_id] = lines
     assert set(refused) == expected and expected and expected != set(labs)
+    assert "routing-multisite" not in refused and set(warned) == warned_of - expected and "routing-multisite" in warned
+    (line,) = warned["routing-multisite"]
+    assert line == ("lab routing-multisite on lesser: check 'ospf-lan-routes' runs without node kernel state read "
+                    "from outside the node (node_kernel): not checked: the routers' own routing tables (a static "
+                    "route to another site's LAN).")
     for lab_id, msg in refused.items():
         assert msg.startswith(f"lab {lab_id} cannot be graded on provider lesser, which does not offer node ")
         assert "(node_fs)" in msg or "(node_kernel)" in msg
 
 
-def test_down_without_state_goes_on_when_one_provider_cannot_answer(ctx: Context,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_down_without_state_goes_on_when_one_provider_cannot_answer(ctx: Context, monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
     from labkit.errors import ProviderError
 
     def unreachable(self: LesserProvider, name: str) -> list[str]:
@@ -153,12 +170,39 @@ def test_down_without_state_goes_on_when_one_provider_cannot_answer(ctx: Context
 
     monkeypatch.setattr(LesserProvider, "leftovers", unreachable)
     FakeProvider.left["capt6"] = ["vm capt6"]
-    with pytest.raises(ProviderError, match=r"could not ask every provider what is left of 'capt6' \(lesser: the "
-                                            r"Proxmox API .* did not answer\); removed 1 item\(s\) elsewhere; "
-                                            r"run 'labkit down capt6' again"):
-        down(ctx, "capt6")
+    with caplog.at_level("WARNING", logger="labkit.usecases.lifecycle"):
+        assert down(ctx, "capt6") == ["vm capt6"]  # something was here: removed, and one warning
     assert FakeProvider.left == {}  # the fake provider's part was removed all the same
+    assert [r.getMessage() for r in caplog.records] == [
+        "warning: instance capt6 removed from fake, but lesser could not be asked what is left of it (the Proxmox "
+        "API at https://192.0.2.1:8006 did not answer); if it had anything there, run 'labkit down capt6' again "
+        "once it answers."]
     with pytest.raises(ProviderError, match="did not answer"):
         leftovers_by_provider(ctx, "capt6")  # without errors=, a provider's failure is raised
-    with pytest.raises(ProviderError, match="removed 0 item"):
-        down(ctx, "capt7")  # nothing found, one provider silent: not "no such instance"
+    with pytest.raises(ProviderError, match=r"could not ask every provider what is left of 'capt7' \(lesser: the "
+                                            r"Proxmox API .* did not answer\); run 'labkit down capt7' again"):
+        down(ctx, "capt7")  # nothing found here, one provider silent: not "no such instance", an error
+
+
+def test_validate_prints_one_warning_line_per_lab_for_what_a_provider_will_not_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from labkit.interfaces.cli import cli
+    from tests.conftest import PROJECT
+
+    install(monkeypatch)
+    monkeypatch.setattr(LesserProvider, "capabilities", ALL_CAPABILITIES - {"node_fs", "node_kernel"})
+    env = {"LABKIT_HOME": str(tmp_path / "home"), "LABKIT_RUN_DIR": str(tmp_path / "run"),
+           "LABKIT_PROJECT": str(PROJECT)}
+    res = CliRunner().invoke(cli, ["validate", "routing-multisite", "ad-gpo", "--provider", "lesser"], env=env)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].endswith("routing-multisite, 6 checks, 6 variants, 4 cheats; graded on lesser (agent)")
+    assert lines[1] == ("! lab routing-multisite on lesser: check 'ospf-lan-routes' runs without node kernel state "
+                        "read from outside the node (node_kernel): not checked: the routers' own routing tables (a "
+                        "static route to another site's LAN).")
+    assert len(lines) == 3 and "ad-gpo" in lines[2] and not any(ln.startswith("!") for ln in lines[2:])
+    # on netns nothing is missing: no warning
+    res = CliRunner().invoke(cli, ["validate", "routing-multisite", "--provider", "netns"], env=env)
+    assert res.exit_code == 0 and "!" not in res.output and "graded on netns (inprocess)" in res.output

@@ -12,7 +12,7 @@ import difflib
 import ipaddress
 import re
 import types
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
@@ -757,6 +757,58 @@ def capability_gaps(lab: LoadedLab | LabSpec, needs_of: Callable[[str], Iterable
     have = set(offered)
     return [CapabilityGap(c.id, c.grader, cap)
             for c in spec.checks for cap in sorted(set(needs_of(c.grader)) - have)]
+
+
+@dataclass(frozen=True)
+class GraderNeeds:
+    """What a grader declares of the provider. ``needs``: capabilities its check cannot do
+    without (a provider lacking one is refused). ``wants``: capabilities it uses when the
+    provider offers them and honestly does without otherwise, each with what then goes
+    unchecked, (fr, en); without one, the check records a "not observed" evidence and its
+    message says what was not checked. Only supporting evidence may be wanted: the decisive
+    evidence is the grader's own (its packets, its wires), and a node's own answer may only
+    take points away, never give them."""
+
+    needs: frozenset[str] = frozenset()
+    wants: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, grader: object) -> GraderNeeds:
+        """A grader's declarations (``needs``, ``wants``; both optional class attributes)."""
+        needs = frozenset(getattr(grader, "needs", frozenset()) or ())
+        wants = dict(getattr(grader, "wants", None) or {})
+        return cls(needs, wants)
+
+
+@dataclass(frozen=True)
+class CapabilityShortfall(CapabilityGap):
+    """A check that runs without a capability it wants: ``unchecked`` (fr, en) is what it
+    then does not check."""
+
+    unchecked: tuple[str, str]
+
+
+def capability_shortfalls(lab: LoadedLab | LabSpec, of: Callable[[str], GraderNeeds],
+                          offered: Iterable[str]) -> list[CapabilityShortfall]:
+    """Every (check, wanted capability) of ``lab`` that ``offered`` lacks, in check order
+    (``of`` gives a grader's :class:`GraderNeeds` from its name)."""
+    spec = lab.spec if isinstance(lab, LoadedLab) else lab
+    have = set(offered)
+    out = []
+    for c in spec.checks:
+        wants = of(c.grader).wants
+        out += [CapabilityShortfall(c.id, c.grader, cap, (wants[cap][0], wants[cap][1]))
+                for cap in sorted(set(wants) - have)]
+    return out
+
+
+def capability_warning(lab_id: str, provider: str, shortfalls: Sequence[CapabilityShortfall]) -> str | None:
+    """One line saying which checks of lab ``lab_id`` run on ``provider`` without a capability
+    they want, and what they then do not check; None when nothing is missing."""
+    if not shortfalls:
+        return None
+    parts = [f"check {s.check!r} runs without {s.need()}: not checked: {s.unchecked[1]}" for s in shortfalls]
+    return f"lab {lab_id} on {provider}: " + "; ".join(parts) + "."
 
 
 def capability_problem(lab_id: str, provider: str, gaps: Sequence[CapabilityGap]) -> str | None:

@@ -87,15 +87,19 @@ def validate(paths: tuple[str, ...], provider: str | None) -> None:
     ctx = _ctx()
     failed = 0
     for p in paths:
+        warnings: list[str] = []
         try:
             lab = load_lab_checked(ctx, p)
-            fits = "" if provider is None else f"; graded on {provider} ({check_provider_fits(ctx, lab, provider)})"
+            fits = "" if provider is None else \
+                f"; graded on {provider} ({check_provider_fits(ctx, lab, provider, warn=warnings.append)})"
         except LabkitError as exc:
             failed += 1
             err.print(Text.assemble(("✗", "red"), plain(f" {p}: {exc}")))
         else:
             out.print(plain(f"✓ {lab.lab_file}: {lab.spec.id}, {len(lab.spec.checks)} checks, "
                             f"{len(lab.spec.variants)} variants, {len(lab.spec.cheats)} cheats{fits}"))
+            for w in warnings:
+                out.print(Text.assemble(("!", "yellow"), plain(f" {w}")))
     if failed:
         sys.exit(1)
 

@@ -6,6 +6,7 @@ import logging
 import secrets
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,12 @@ from labkit.adapters.storage.state import InstanceStore, check_instance_name, ut
 from labkit.domain.criteria import load_catalog
 from labkit.domain.grading import CheckContext, GraderRegistry, has_baseline
 from labkit.domain.labs import (
+    GraderNeeds,
     LoadedLab,
     capability_gaps,
     capability_problem,
+    capability_shortfalls,
+    capability_warning,
     find_lab,
     instantiate,
     load_lab,
@@ -62,27 +66,31 @@ def inventory_path(ctx: Context, name: str) -> Path:
     return ctx.settings.inventories / f"{name}.yml"
 
 
-def check_provider_fits(ctx: Context, lab: LoadedLab, provider: str, vantage: str | None = None) -> str:
+def check_provider_fits(ctx: Context, lab: LoadedLab, provider: str, vantage: str | None = None, *,
+                        warn: Callable[[str], None] | None = None) -> str:
     """Refuse, before anything is made, a lab whose checks need a capability ``provider`` lacks,
     or a vantage mode it cannot grade with; return the vantage mode to use (the provider's
-    default when ``vantage`` is None)."""
+    default when ``vantage`` is None). Checks that run without a capability they only want
+    give one warning line (to ``warn``; logged as a warning when None) saying what they will
+    not check."""
     try:
         prov = ctx.provider(provider)
     except ImportError as exc:
         raise UserError(f"provider {provider} cannot be used here: its code does not load ({exc}); install "
                         "what it needs, or choose another --provider.") from None
     registry = GraderRegistry.load()
-    gaps = capability_gaps(lab, lambda g: getattr(registry.get(g), "needs", frozenset()), prov.capabilities)
+    gaps = capability_gaps(lab, lambda g: GraderNeeds.of(registry.get(g)).needs, prov.capabilities)
     problem = capability_problem(lab.spec.id, provider, gaps)
     if problem:
         raise UserError(problem)
     modes = vantage_modes(prov)
-    if vantage is None:
-        return modes[0]
-    if vantage not in modes:
+    if vantage is not None and vantage not in modes:
         raise UserError(f"provider {provider} cannot grade with vantage {vantage!r} (it grades with: "
                         f"{', '.join(modes)}); use --vantage {modes[0]} or leave --vantage out.")
-    return vantage
+    shortfalls = capability_shortfalls(lab, lambda g: GraderNeeds.of(registry.get(g)), prov.capabilities)
+    if (warning := capability_warning(lab.spec.id, provider, shortfalls)) is not None:
+        (warn or log.warning)(warning)
+    return modes[0] if vantage is None else vantage
 
 
 def leftovers_by_provider(ctx: Context, name: str, providers: list[str] | None = None, *,
