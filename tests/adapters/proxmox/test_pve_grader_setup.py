@@ -19,12 +19,20 @@ from labkit.adapters.proxmox.templates import build_wheel
 SCRIPT = Path(grader_setup.__file__)
 
 
-def _guest(tmp_path: Path, places: list[dict[str, str]], nics: dict[str, str]) -> tuple[Path, Path, Path]:
+def _guest(tmp_path: Path, places: list[dict[str, str]], nics: dict[str, str],
+           nodes: list[str] | None = None) -> tuple[Path, Path, Path]:
     root = tmp_path / "guest"
     (root / "etc/labkit-agent").mkdir(parents=True)
-    (root / "etc/labkit-agent/places.json").write_text(json.dumps({"instance": "g1", "places": places}))
+    data: dict[str, object] = {"instance": "g1", "places": places}
+    if nodes is not None:
+        data["nodes"] = nodes
+    (root / "etc/labkit-agent/places.json").write_text(json.dumps(data))
     for name in ("ssh_host_ed25519_key", "authorized_keys"):
         (root / "etc/labkit-agent" / name).write_text("x\n")
+    (root / "etc/labkit-agent/jump_authorized_keys").write_text(
+        'restrict,port-forwarding,permitopen="10.0.1.10:22",permitopen="10.0.9.9:22" ssh-ed25519 AAAA k\n')
+    (root / "etc/ssh/sshd_config.d").mkdir(parents=True)
+    (root / "etc/ssh/sshd_config.d/10-labkit-agent.conf").write_text("old\n")
     for dev, mac in nics.items():
         (root / "sys/class/net" / dev).mkdir(parents=True)
         (root / "sys/class/net" / dev / "address").write_text(mac + "\n")
@@ -32,15 +40,19 @@ def _guest(tmp_path: Path, places: list[dict[str, str]], nics: dict[str, str]) -
     ip = tmp_path / "ip"
     ip.write_text(f"#!/bin/sh\necho \"$*\" >> {log}\n")
     ip.chmod(0o755)
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text(f"#!/bin/sh\necho \"systemctl $*\" >> {log}\n")
+    systemctl.chmod(0o755)
     return root, ip, log
 
 
 def _run(root: Path, ip: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LABKIT_AGENT_ROOT": str(root), "LABKIT_AGENT_IP": str(ip)}
+    env = {**os.environ, "LABKIT_AGENT_ROOT": str(root), "LABKIT_AGENT_IP": str(ip),
+           "LABKIT_AGENT_SYSTEMCTL": str(ip.parent / "systemctl")}
     return subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
 
 
-def test_places_and_sshd(tmp_path: Path) -> None:
+def test_places_and_the_agent_ssh_server(tmp_path: Path) -> None:
     places = [
         {"place": "lk-g1.v-pc", "mac": "bc:24:11:00:00:01", "vnet": "a1", "address": "10.0.1.50/24",
          "gateway": "10.0.1.1"},
@@ -64,10 +76,27 @@ def test_places_and_sshd(tmp_path: Path) -> None:
     assert "-n lk-g1.l-wan link set eth3 name a" in calls and "-n lk-g1.l-wan link set eth4 name b" in calls
     assert "-n lk-g1.l-wan link set a master br0" in calls and "-n lk-g1.l-wan link set b master br0" in calls
     assert not any("eth0 netns" in c for c in calls)  # the management NIC stays
-    conf = (root / "etc/ssh/sshd_config.d/10-labkit-agent.conf").read_text()
-    assert "AuthorizedKeysFile /etc/labkit-agent/authorized_keys" in conf and "PasswordAuthentication no" in conf
-    assert "DisableForwarding yes" in conf and "PermitTTY no" in conf
-    assert (root / "etc/labkit-agent/ssh_host_ed25519_key").stat().st_mode & 0o777 == 0o600
+    # the agent's own SSH server replaces OpenSSH's sshd (its old drop-in removed)
+    assert not (root / "etc/ssh/sshd_config.d/10-labkit-agent.conf").exists()
+    assert calls[-3:] == ["systemctl disable --now ssh.service ssh.socket",
+                          "systemctl enable labkit-agent-sshd.service", "systemctl restart labkit-agent-sshd.service"]
+    assert not any(c.startswith("systemctl") for c in calls[:-3])  # after the places exist
+    d = root / "etc/labkit-agent"
+    assert (d / "sshd.env").read_text() == "LABKIT_INSTANCE=g1\nLABKIT_LISTEN=0.0.0.0:22\n"
+    # relay: node addresses on a vantage point's LAN, from that vantage point (10.0.9.9: no LAN)
+    assert json.loads((d / "relay.json").read_text()) == {"ports": [22], "targets": {"10.0.1.10": "lk-g1.v-pc"}}
+    for name in ("ssh_host_ed25519_key", "authorized_keys", "relay.json", "sshd.env"):
+        assert (d / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_relay_targets_from_the_places_nodes(tmp_path: Path) -> None:
+    places = [{"place": "lk-g1.v-a", "mac": "bc:24:11:00:00:01", "vnet": "a1", "address": "10.0.1.50/24"},
+              {"place": "lk-g1.v-b", "mac": "bc:24:11:00:00:02", "vnet": "b1", "address": "10.0.2.50/24"}]
+    root, ip, _log = _guest(tmp_path, places, {"eth1": "bc:24:11:00:00:01", "eth2": "bc:24:11:00:00:02"},
+                            nodes=["10.0.2.7", "10.0.1.3/24", "172.16.0.1"])
+    assert _run(root, ip).returncode == 0
+    assert json.loads((root / "etc/labkit-agent/relay.json").read_text())["targets"] == {
+        "10.0.2.7": "lk-g1.v-b", "10.0.1.3": "lk-g1.v-a"}
 
 
 def test_unknown_mac_fails(tmp_path: Path) -> None:
@@ -95,3 +124,64 @@ def test_labkit_wheel_holds_the_agent(tmp_path: Path) -> None:
     assert "labkit/agent/__main__.py" in names and "labkit/adapters/probes/registry.py" in names
     assert "labkit/adapters/proxmox/grader_setup.py" in names
     assert not list(load_settings().project.glob("build/lib/labkit"))  # the checkout got no build/
+
+
+def test_the_unit_runs_the_agent_server_with_the_files_setup_wrote(tmp_path: Path) -> None:
+    """The template's systemd unit, its ExecStart run here (the venv's python for
+    /opt/labkit/bin/python, the fake root's files, 127.0.0.1 on a free port): key-only SSH,
+    a session is the grader agent."""
+    import shlex
+    import signal
+    import socket
+    import time
+
+    import paramiko
+
+    from labkit.adapters.agent.client import AgentSession, fingerprint
+    from labkit.adapters.proxmox.templates import AGENT_SSHD_UNIT, grader_files
+
+    places = [{"place": "lk-g1.v-a", "mac": "bc:24:11:00:00:01", "vnet": "a1", "address": "10.0.1.50/24"}]
+    root, ip, _log = _guest(tmp_path, places, {"eth1": "bc:24:11:00:00:01"}, nodes=["10.0.1.3"])
+    d = root / "etc/labkit-agent"
+    load = paramiko.Ed25519Key.from_private_key_file
+    for name in ("host", "client"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
+    (d / "ssh_host_ed25519_key").write_text((tmp_path / "host").read_text())
+    pub = (tmp_path / "client.pub").read_text().strip()
+    (d / "authorized_keys").write_text(f'restrict,command="labkit-agent --instance g1" {pub}\n')  # options ignored
+    assert _run(root, ip).returncode == 0
+    env = dict(line.split("=", 1) for line in (d / "sshd.env").read_text().splitlines())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env["LABKIT_LISTEN"] = f"127.0.0.1:{port}"
+    unit = AGENT_SSHD_UNIT.replace("\\\n", " ")
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))[len("ExecStart="):]
+    for k, v in env.items():
+        exec_start = exec_start.replace("${" + k + "}", v)
+    argv = [a.replace("/etc/labkit-agent", str(d)).replace("/var/log", str(tmp_path))
+            for a in shlex.split(exec_start)]
+    assert argv[0] == "/opt/labkit/bin/python"
+    unit_file = grader_files(str(tmp_path / "client.pub"))["labkit-agent-sshd.service"]  # any file as "wheel"
+    assert unit_file == (AGENT_SSHD_UNIT.encode(), 0o644)
+    proc = subprocess.Popen([sys.executable, *argv[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.1)
+        session = AgentSession(sock, host_key_fingerprint=fingerprint(load(str(tmp_path / "host"))),
+                               client_key=load(str(tmp_path / "client")))
+        try:
+            assert session.hello["instance"] == "g1"
+        finally:
+            session.close()
+        assert "labkit agent sshd for g1 listening" in (tmp_path / "labkit-agent-sshd.log").read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)

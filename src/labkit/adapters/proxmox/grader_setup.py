@@ -5,8 +5,13 @@ provider wrote /etc/labkit-agent/{ssh_host_ed25519_key,authorized_keys,places.js
 Installed into the grader template by ``labkit templates build`` as
 /usr/local/sbin/labkit-agent-setup; standard library only (the guest's own python3).
 
-1. sshd: a drop-in that makes the grader agent the only thing root can reach, key-only, with
-   the host key and authorized keys labkit wrote (the key line carries the forced command);
+1. the agent's own SSH server (``labkit.agent.sshd``, systemd unit labkit-agent-sshd.service
+   installed in the template) in place of OpenSSH's sshd (stopped and disabled): key only (the
+   keys of authorized_keys, their options ignored), a session is the grader agent, and its
+   relay (``labkit agent-proxy``, Ansible's way to the nodes) opens connections to a node
+   address on port 22 from the vantage point whose LAN holds it (relay.json, written here from
+   places.json: the vantage points' addresses, and the node addresses from places.json's
+   ``nodes`` or, failing that, the ``permitopen`` list of jump_authorized_keys);
 2. the grader's places, one network namespace each, from places.json (entries: place, mac,
    vnet, and for a vantage point address + gateway):
    - vantage point ``<p>.v-X``: its NIC as eth0 with its address (and default route);
@@ -15,32 +20,25 @@ Installed into the grader template by ``labkit templates build`` as
      joined by a bridge br0, so the WAN link passes through the grader (cut, drop, capture).
 Idempotent: a place that exists already is left as it is.
 
-LABKIT_AGENT_ROOT (tests only) prefixes every file path; LABKIT_AGENT_IP names the ``ip`` program.
+LABKIT_AGENT_ROOT (tests only) prefixes every file path; LABKIT_AGENT_IP and
+LABKIT_AGENT_SYSTEMCTL name the ``ip`` and ``systemctl`` programs.
 """
 
+import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 
 ROOT = os.environ.get("LABKIT_AGENT_ROOT", "")
 IP = os.environ.get("LABKIT_AGENT_IP", "ip")
 AGENT_DIR = "/etc/labkit-agent"
-SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-labkit-agent.conf"
-SSHD = """# labkit: the grader agent (written by labkit-agent-setup)
-HostKey {d}/ssh_host_ed25519_key
-AuthorizedKeysFile {d}/authorized_keys
-PermitRootLogin prohibit-password
-AllowUsers root
-AuthenticationMethods publickey
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitTTY no
-DisableForwarding yes
-PermitTunnel no
-PermitUserEnvironment no
-MaxAuthTries 2
-"""
+SYSTEMCTL = os.environ.get("LABKIT_AGENT_SYSTEMCTL", "systemctl")
+OLD_SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-labkit-agent.conf"  # what earlier versions wrote
+UNIT = "labkit-agent-sshd.service"
+LISTEN = "0.0.0.0:22"  # the guest's own namespace holds only the management NIC
+RELAY_PORTS = [22]
 
 
 def run(*argv):
@@ -98,22 +96,60 @@ def setup_places(places):
             run("-n", ns, "route", "add", "default", "via", entry["gateway"])
 
 
-def setup_sshd():
-    path = ROOT + SSHD_DROPIN
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as fh:
-        fh.write(SSHD.format(d=AGENT_DIR))
+def node_addresses(data):
+    """The nodes' addresses: places.json's ``nodes``, else jump_authorized_keys' permitopen."""
+    if data.get("nodes"):
+        return [str(a).split("/")[0] for a in data["nodes"]]
+    out = []
+    try:
+        with open(ROOT + AGENT_DIR + "/jump_authorized_keys") as fh:
+            text = fh.read()
+    except OSError:
+        return out
+    for opt in re.findall(r'permitopen="([^"]+)"', text):
+        host, _, port = opt.rpartition(":")
+        if port == "22" and host:
+            out.append(host)
+    return out
+
+
+def relay_targets(data):
+    """node address -> the vantage place whose LAN holds it (addresses on no such LAN: none)."""
+    nets = [(ipaddress.ip_interface(e["address"]).network, e["place"]) for e in data["places"] if e.get("address")]
+    out = {}
+    for a in node_addresses(data):
+        ip = ipaddress.ip_address(a)
+        place = next((p for net, p in nets if ip in net), None)
+        if place and str(ip) not in out:
+            out[str(ip)] = place
+    return out
+
+
+def write_private(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def setup_agent_sshd(data):
+    d = ROOT + AGENT_DIR
+    write_private(d + "/relay.json", json.dumps({"ports": RELAY_PORTS, "targets": relay_targets(data)}, indent=1))
+    write_private(d + "/sshd.env", f"LABKIT_INSTANCE={data['instance']}\nLABKIT_LISTEN={LISTEN}\n")
     for name in ("ssh_host_ed25519_key", "authorized_keys"):
-        os.chmod(ROOT + AGENT_DIR + "/" + name, 0o600)
-    if not ROOT:
-        subprocess.run(["systemctl", "restart", "ssh"], check=True)
+        os.chmod(d + "/" + name, 0o600)
+    if os.path.exists(ROOT + OLD_SSHD_DROPIN):
+        os.unlink(ROOT + OLD_SSHD_DROPIN)
+    # OpenSSH's sshd would hold port 22: the agent's server takes its place
+    subprocess.run([SYSTEMCTL, "disable", "--now", "ssh.service", "ssh.socket"], check=False)
+    subprocess.run([SYSTEMCTL, "enable", UNIT], check=True)
+    subprocess.run([SYSTEMCTL, "restart", UNIT], check=True)
 
 
 def main():
     with open(ROOT + AGENT_DIR + "/places.json") as fh:
         data = json.load(fh)
-    setup_sshd()
     setup_places(data["places"])
+    setup_agent_sshd(data)
     return 0
 
 

@@ -636,20 +636,26 @@ class ProxmoxProvider:
                         "this check needs the netns provider.")
 
     def ansible_host_vars(self, state: InstanceState, node: str) -> dict[str, str]:
-        """ssh to the node's first address, through the grader guest (ProxyCommand to its
-        management address, which forwards from the node's segment). Not exercised here."""
+        """ssh to the node's first address through the grader agent's relay: ProxyCommand
+        ``labkit agent-proxy <instance> %h %p`` opens the instance's agent session (TCP to the
+        grader guest's management address, host key pinned) and a ``direct-tcpip`` channel that
+        the agent's SSH server opens from the vantage point (a namespace inside the grader guest)
+        whose LAN holds the node: the lab NICs are only there, so a plain ``ssh -W`` jump could
+        not reach them. The nodes' own host keys are learnt on first use (made by cloud-init)."""
+        import shlex
+        import sys
+
         n = state.plan.node(node)
         if n is None:
             raise UnknownNodeError(f"instance {state.name!r} has no node {node!r}.")
-        mgmt = str(state.provider_data.get("mgmt_address", "")).split("/")[0]
         key = state.ssh_key
-        proxy = (f"ssh -i {key} -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
-                 f"-o UserKnownHostsFile={key}.known_hosts -W %h:%p labkit-jump@{mgmt}")
+        proxy = f"{shlex.quote(sys.executable)} -m labkit agent-proxy {state.name} %h %p"
         return {
             "ansible_host": n.first_address() or node,
             "ansible_user": "root",
             "ansible_ssh_private_key_file": key,
-            "ansible_ssh_common_args": f'-o ProxyCommand="{proxy}" -o StrictHostKeyChecking=accept-new '
+            "ansible_ssh_common_args": f'-o ProxyCommand="{proxy}" -o IdentitiesOnly=yes '
+                                       f"-o StrictHostKeyChecking=accept-new "
                                        f"-o UserKnownHostsFile={key}.nodes_known_hosts",
         }
 

@@ -49,6 +49,23 @@ GRADER_PACKAGES = ("python3", "python3-venv", "tcpdump", "iproute2", "nftables",
 UPLOAD_DIR = "/tmp/labkit-build"
 AGENT_WRAPPER = "#!/bin/sh\n# labkit: the grader agent (ForceCommand of /etc/labkit-agent/authorized_keys)\n" \
     "exec /opt/labkit/bin/python -I -m labkit.agent \"$@\"\n"
+AGENT_SSHD_UNIT = """[Unit]
+Description=labkit grader agent SSH server (labkit.agent.sshd; configured by labkit-agent-setup)
+After=network-online.target
+Wants=network-online.target
+ConditionPathExists=/etc/labkit-agent/sshd.env
+
+[Service]
+EnvironmentFile=/etc/labkit-agent/sshd.env
+ExecStart=/opt/labkit/bin/python -I -m labkit.agent.sshd --instance ${LABKIT_INSTANCE} --listen ${LABKIT_LISTEN} \\
+  --host-key /etc/labkit-agent/ssh_host_ed25519_key --authorized-keys /etc/labkit-agent/authorized_keys \\
+  --relay /etc/labkit-agent/relay.json --log /var/log/labkit-agent-sshd.log
+Restart=on-failure
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+"""
 MARK = "labkit-template packages="
 BUILDING = "labkit-template-build (half-built: labkit removes it)"
 IMAGE_SUFFIXES = (".qcow2", ".raw", ".vmdk")
@@ -155,6 +172,7 @@ def build_wheel(project: Path, out: Path) -> Path:
 def grader_files(wheel: str) -> dict[str, tuple[bytes, int]]:
     setup = (Path(__file__).parent / "grader_setup.py").read_bytes()
     return {"labkit-agent-setup": (setup, 0o755), "labkit-agent": (AGENT_WRAPPER.encode(), 0o755),
+            "labkit-agent-sshd.service": (AGENT_SSHD_UNIT.encode(), 0o644),
             Path(wheel).name: (Path(wheel).read_bytes(), 0o644)}
 
 
@@ -167,7 +185,11 @@ def grader_script(wheel_name: str, apt_proxy: str | None) -> str:
             f"install -m 0755 {d}/labkit-agent-setup /usr/local/sbin/labkit-agent-setup\n"
             f"install -m 0755 {d}/labkit-agent /usr/local/bin/labkit-agent\n"
             "install -d -m 0700 /etc/labkit-agent\n"
-            "/opt/labkit/bin/python -I -m labkit.agent --help >/dev/null\n")
+            # the agent's own SSH server (labkit-agent-setup configures and starts it at up)
+            f"install -m 0644 {d}/labkit-agent-sshd.service /etc/systemd/system/labkit-agent-sshd.service\n"
+            "systemctl daemon-reload\n"
+            "/opt/labkit/bin/python -I -m labkit.agent --help >/dev/null\n"
+            "/opt/labkit/bin/python -I -m labkit.agent.sshd --help >/dev/null\n")
 
 
 def check_options(opts: BuildOptions) -> None:
