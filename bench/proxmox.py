@@ -91,9 +91,13 @@ def bench_proxmox(n: int, parallel: int, tmp: Path) -> dict[str, Any]:
             _, result["down_one"] = measured(server, lambda: lifecycle.down(ctx, "bp-one"))
             roster = tmp / "roster.txt"
             roster.write_text("".join(f"Candidate {i:02d}\n" for i in range(1, n + 1)), encoding="utf-8")
+            server.control("clone_stats", reset=True)
             made, result[f"cohort_up_{n}"] = measured(server, lambda: cohorts.cohort_up(
                 ctx, LAB_ID, roster, name="bpc", seed=2, parallel=parallel, provider="proxmox"))
             result[f"cohort_up_{n}"]["seats_up"] = sum(s.status == "up" for s in made.seats)
+            # clone requests in flight at once (bound: proxmox.toml parallel, per cluster; at
+            # time_scale 0 fakepve ends each clone within its request, so this is usually 1)
+            result[f"cohort_up_{n}"]["clones_max_in_flight"] = server.control("clone_stats")["max"]
             result[f"cohort_up_{n}"]["requests_per_seat"] = round(result[f"cohort_up_{n}"]["requests"] / n, 1)
             _, result[f"cohort_down_{n}"] = measured(server, lambda: cohorts.cohort_down(ctx, "bpc"))
         finally:
