@@ -14,8 +14,9 @@ forwarding, no SFTP/SCP. What a client may do:
   {"10.1.2.3": "lk-NAME.v.lan"}}``), opened by this server from that address's place (a
   vantage point's namespace on the address's LAN). Anything else is refused.
 
-Bounded: at most ``--max-connections`` connections, ``--max-relays`` open relays, each relay
-at most ``--relay-lifetime`` seconds, a login within 15 s. Logs go to stderr and ``--log``.
+Bounded: at most ``--max-connections`` connections, ``--max-sessions`` agent sessions,
+``--max-relays`` open relays, each relay at most ``--relay-lifetime`` seconds, a login within
+15 s. Logs go to stderr and ``--log``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ log = logging.getLogger("labkit.agent.sshd")
 
 MAX_CONNECTIONS = 8
 MAX_RELAYS = 16
+MAX_SESSIONS = 16  # agent processes at once (a session channel each)
 RELAY_LIFETIME = 3600.0
 CONNECT_TIMEOUT = 10.0
 LOGIN_TIMEOUT = 15.0
@@ -119,8 +121,10 @@ class AgentSSHServer:
     max_connections: int = MAX_CONNECTIONS
     max_relays: int = MAX_RELAYS
     relay_lifetime: float = RELAY_LIFETIME
+    max_sessions: int = MAX_SESSIONS
     connections: int = 0
     relays: int = 0
+    sessions: int = 0
 
     def factory(self) -> asyncssh.SSHServer:
         return _Conn(self)
@@ -149,16 +153,26 @@ class AgentSSHServer:
 
     async def serve_agent(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         """The agent's protocol on this session channel: a child agent joined to it."""
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-m", "labkit.agent", "--instance", self.instance,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None)
+        if self.sessions >= self.max_sessions:
+            log.warning("session refused: %d agents running already", self.sessions)
+            process.stderr.write(f"labkit agent sshd: {self.sessions} agent sessions open already; "
+                                 "close one and retry.\n".encode())
+            process.exit(1)
+            return
+        self.sessions += 1
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-m", "labkit.agent", "--instance", self.instance,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None)
+        except BaseException:
+            self.sessions -= 1
+            raise
         log.info("session: agent %d started", proc.pid)
         try:
             await process.redirect(stdin=proc.stdin, stdout=proc.stdout)
             ended = asyncio.ensure_future(proc.wait())
             closed = asyncio.ensure_future(process.wait_closed())
             await asyncio.wait({ended, closed}, return_when=asyncio.FIRST_COMPLETED)
-            closed.cancel()
             if not ended.done():  # the client went away: its answers have nowhere to go
                 proc.terminate()
                 try:
@@ -166,8 +180,11 @@ class AgentSSHServer:
                 except TimeoutError:
                     proc.kill()
                     await ended
-            process.exit(ended.result() if ended.result() >= 0 else 1)
+            if not closed.done():
+                closed.cancel()
+                process.exit(ended.result() if ended.result() >= 0 else 1)
         finally:
+            self.sessions -= 1
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
@@ -265,7 +282,7 @@ async def run(args: argparse.Namespace) -> None:
     places = Places(args.instance)
     server = AgentSSHServer(args.instance, places, Relay.load(args.relay, places),
                             read_client_keys(args.authorized_keys), args.max_connections, args.max_relays,
-                            args.relay_lifetime)
+                            args.relay_lifetime, args.max_sessions)
     try:
         host_key = asyncssh.read_private_key(args.host_key)
     except (OSError, asyncssh.KeyImportError) as exc:
@@ -302,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS)
     parser.add_argument("--max-relays", type=int, default=MAX_RELAYS)
     parser.add_argument("--relay-lifetime", type=float, default=RELAY_LIFETIME)
+    parser.add_argument("--max-sessions", type=int, default=MAX_SESSIONS)
     args = parser.parse_args(argv)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if args.log:

@@ -1,6 +1,6 @@
 """The agent SSH server's relay (``direct-tcpip``), for real on the mini instance: opened from
 the place the relay file names, refused elsewhere, and bounded (open relays, their lifetime,
-connections). A second server is started in ``lk-<name>.g`` on another port with its own
+connections, agent sessions). A second server is started in ``lk-<name>.g`` on another port with its own
 relay file and small bounds; the "node" is a TCP echo listener in vantage point ``vb``'s
 namespace (10.77.0.2:22)."""
 
@@ -172,4 +172,20 @@ def test_connections_are_bounded(mini: Mini) -> None:
             second.close()
         time.sleep(0.3)
         again = _session(mini)  # slots free again once those are closed
+        again.close()
+
+
+def test_agent_sessions_are_bounded(mini: Mini) -> None:
+    with relay_server(mini, max_sessions="1"):
+        s = _session(mini)  # its channel holds the one agent allowed
+        try:
+            extra = s.transport.open_session(timeout=10)
+            extra.exec_command("labkit-agent")
+            assert extra.recv_exit_status() == 1
+            assert b"1 agent sessions open already" in extra.makefile_stderr("rb").read()
+            assert s.request({"op": "hello"}, 10)["instance"] == mini.state.name
+        finally:
+            s.close()
+        time.sleep(0.5)
+        again = _session(mini)  # the slot is free once that session ended
         again.close()
