@@ -447,7 +447,8 @@ def _launch(ctx: Context, cohort: Cohort, seats: list[Seat], parallel: int,
         t0 = time.monotonic()
         try:
             up(ctx, lab_ref, instance=seat.instance, seed=seat.seed, candidate=seat.candidate,
-               provider=cohort.provider, vantage=cohort.vantage)
+               provider=cohort.provider, vantage=cohort.vantage,
+               warn=lambda _line: None)  # said once for the cohort, not once per seat
         except Exception as exc:  # noqa: BLE001 - one seat's failure is that seat's result
             error = _error_text(exc)
             _set_seat(ctx, cohort.name, seat.instance, status="failed", detail=error)

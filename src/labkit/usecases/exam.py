@@ -147,7 +147,7 @@ class RealLabOps:
     def exists(self, instance: str) -> bool:
         from labkit.usecases.lifecycle import instance_exists
 
-        return instance_exists(self.ctx, instance)
+        return instance_exists(self.ctx, instance, "netns")  # exam day runs on the netns provider
 
     def grade(self, instance: str, mode: str) -> GradeSummary:
         """Grade under the instance's grading lock, shared with ``labkit cohort grade``."""

@@ -125,13 +125,15 @@ def instance_exists(ctx: Context, name: str, provider: str | None = None) -> boo
 
 
 def up(ctx: Context, lab_ref: str, *, instance: str | None = None, seed: int | None = None,
-       candidate: str | None = None, provider: str = "netns", vantage: str | None = None) -> InstanceState:
+       candidate: str | None = None, provider: str = "netns", vantage: str | None = None,
+       warn: Callable[[str], None] | None = None) -> InstanceState:
+    """Bring up one instance; ``warn`` receives the capability warnings (default: logged)."""
     lab = load_lab_checked(ctx, lab_ref)
     name = check_instance_name(instance or lab.spec.id[:31])
     seed = secrets.randbelow(2**31) if seed is None else seed
     if seed < 0:
         raise UserError(f"seed {seed} is negative; give a seed of 0 or more.")
-    vantage = check_provider_fits(ctx, lab, provider, vantage)
+    vantage = check_provider_fits(ctx, lab, provider, vantage, warn=warn)
     plan = instantiate(lab, name, seed, candidate)
     return _up(ctx, lab, plan, provider, vantage)
 
