@@ -29,8 +29,6 @@ def _guest(tmp_path: Path, places: list[dict[str, str]], nics: dict[str, str],
     (root / "etc/labkit-agent/places.json").write_text(json.dumps(data))
     for name in ("ssh_host_ed25519_key", "authorized_keys"):
         (root / "etc/labkit-agent" / name).write_text("x\n")
-    (root / "etc/labkit-agent/jump_authorized_keys").write_text(
-        'restrict,port-forwarding,permitopen="10.0.1.10:22",permitopen="10.0.9.9:22" ssh-ed25519 AAAA k\n')
     (root / "etc/ssh/sshd_config.d").mkdir(parents=True)
     (root / "etc/ssh/sshd_config.d/10-labkit-agent.conf").write_text("old\n")
     for dev, mac in nics.items():
@@ -62,7 +60,7 @@ def test_places_and_the_agent_ssh_server(tmp_path: Path) -> None:
     ]
     nics = {"eth0": "bc:24:11:00:00:00", "eth1": "bc:24:11:00:00:01", "eth2": "bc:24:11:00:00:02",
             "eth3": "bc:24:11:00:00:03", "eth4": "bc:24:11:00:00:04"}
-    root, ip, log = _guest(tmp_path, places, nics)
+    root, ip, log = _guest(tmp_path, places, nics, nodes=["10.0.1.10", "10.0.9.9"])
     res = _run(root, ip)
     assert res.returncode == 0, res.stderr
     calls = log.read_text().splitlines()

@@ -69,15 +69,16 @@ def test_whole_lifecycle(fakepve: FakePveServer, pv_ctx: Any) -> None:
     agent = fakepve.control("agent_requests")[f"lk-{name}-grader"]
     written = {a["file"] for c, a in agent if c == "file-write"}
     assert written == {"/etc/labkit-agent/ssh_host_ed25519_key", "/etc/labkit-agent/authorized_keys",
-                       "/etc/labkit-agent/places.json", "/etc/labkit-agent/jump_authorized_keys"}
+                       "/etc/labkit-agent/places.json"}
     assert state.provider_data["agent_host_key"].startswith("SHA256:")
-    known = Path(state.ssh_key + ".known_hosts")
-    assert known.stat().st_mode & 0o777 == 0o600 and known.read_text().startswith("127.88.")
     hv = pv_ctx.provider("proxmox").ansible_host_vars(state, "r1")
     assert hv["ansible_host"] == plan.node("r1").first_address()  # type: ignore[union-attr]
-    assert f"labkit-jump@{known.read_text().split()[0]}" in hv["ansible_ssh_common_args"]
-    places = next(json.loads(base64.b64decode(a["content"])) for c, a in agent
-                  if c == "file-write" and a["file"].endswith("places.json"))["places"]
+    assert f"-m labkit agent-proxy {state.name} %h %p" in hv["ansible_ssh_common_args"]
+    assert "labkit-jump" not in hv["ansible_ssh_common_args"]
+    placefile = next(json.loads(base64.b64decode(a["content"])) for c, a in agent
+                     if c == "file-write" and a["file"].endswith("places.json"))
+    places = placefile["places"]
+    assert placefile["nodes"] == sorted({n.first_address() for n in plan.nodes})  # type: ignore[misc]
     assert [p["place"] for p in places] == [f"lk-{name}.{x}" for x in (
         "v-v1", "v-v2", "s-lan-a", "s-lan-b", "l-wan-a", "l-wan-b")]
     macs = [grader[f"net{i}"].split(",")[0].split("=")[1] for i in range(1, 7)]

@@ -11,7 +11,7 @@ Installed into the grader template by ``labkit templates build`` as
    relay (``labkit agent-proxy``, Ansible's way to the nodes) opens connections to a node
    address on port 22 from the vantage point whose LAN holds it (relay.json, written here from
    places.json: the vantage points' addresses, and the node addresses from places.json's
-   ``nodes`` or, failing that, the ``permitopen`` list of jump_authorized_keys);
+   ``nodes``);
 2. the grader's places, one network namespace each, from places.json (entries: place, mac,
    vnet, and for a vantage point address + gateway):
    - vantage point ``<p>.v-X``: its NIC as eth0 with its address (and default route);
@@ -27,7 +27,6 @@ LABKIT_AGENT_SYSTEMCTL name the ``ip`` and ``systemctl`` programs.
 import ipaddress
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -97,20 +96,8 @@ def setup_places(places):
 
 
 def node_addresses(data):
-    """The nodes' addresses: places.json's ``nodes``, else jump_authorized_keys' permitopen."""
-    if data.get("nodes"):
-        return [str(a).split("/")[0] for a in data["nodes"]]
-    out = []
-    try:
-        with open(ROOT + AGENT_DIR + "/jump_authorized_keys") as fh:
-            text = fh.read()
-    except OSError:
-        return out
-    for opt in re.findall(r'permitopen="([^"]+)"', text):
-        host, _, port = opt.rpartition(":")
-        if port == "22" and host:
-            out.append(host)
-    return out
+    """The nodes' addresses (places.json's ``nodes``): the relay's only destinations."""
+    return [str(a).split("/")[0] for a in data.get("nodes") or []]
 
 
 def relay_targets(data):

@@ -478,11 +478,6 @@ class ProxmoxProvider:
         rec = state.provider_data["vms"][naming.GRADER_NODE]
         key = _new_host_key()
         state.provider_data["agent_host_key"] = fingerprint(key[1])
-        mgmt = state.provider_data["mgmt_address"].split("/")[0]
-        known = Path(state.ssh_key + ".known_hosts")  # the grader guest's host key, for Ansible's jump
-        fd = os.open(known, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"{mgmt} {key[1].get_name()} {key[1].get_base64()}\n")
         places = []
         for i, (place, net) in enumerate(self._grader_nics(state.plan), start=1):
             entry: dict[str, Any] = {"place": _agent_place(state.name, place), "mac": naming.grader_mac(state.name, i),
@@ -496,12 +491,10 @@ class ProxmoxProvider:
         files = {
             f"{AGENT_DIR}/ssh_host_ed25519_key": key[0],
             f"{AGENT_DIR}/authorized_keys": f'restrict,command="labkit-agent --instance {state.name}" {pubkey}\n',
-            f"{AGENT_DIR}/places.json": json.dumps({"instance": state.name, "places": places}, indent=1),
-            # Ansible's way to the nodes (ansible_host_vars): user labkit-jump may only open
-            # connections to the nodes' ssh ports
-            f"{AGENT_DIR}/jump_authorized_keys": "restrict,port-forwarding," + ",".join(
-                f'permitopen="{a}:22"' for a in sorted({n.first_address() or "" for n in state.plan.nodes} - {""})
-            ) + f" {pubkey}\n",
+            # the nodes' addresses: the only destinations the agent's relay opens (port 22), for
+            # Ansible's ProxyCommand (ansible_host_vars)
+            f"{AGENT_DIR}/places.json": json.dumps({"instance": state.name, "places": places, "nodes": sorted(
+                {n.first_address() or "" for n in state.plan.nodes} - {""})}, indent=1),
         }
         base = f"/nodes/{rec['node']}/qemu/{rec['vmid']}/agent"
         for path, content in files.items():
