@@ -300,3 +300,27 @@ def test_console_argv_runs_the_serial_bridge(fakepve: FakePveServer, pv_ctx: Any
     finally:
         lifecycle.down(pv_ctx, name)
     assert fakepve.leftovers(name) == []
+
+
+def test_down_all_leaves_another_homes_instances(fakepve: FakePveServer, pv_ctx: Any, tmp_path: Path) -> None:
+    """Two labkit homes share one cluster: 'down --all' of one never lists nor removes the
+    other's instances (its pools and VMs carry their own home's mark), state or not."""
+    from labkit.settings import Settings
+    from labkit.usecases.lifecycle import Context
+
+    other_home = tmp_path / "other-home"
+    fakepve.write_config(other_home, mgmt_cidr="127.89.0.0/16")
+    other = Context(Settings(home=other_home, run_dir=tmp_path / "other-run", project=pv_ctx.settings.project))
+    lifecycle.up(other, LAB_ID, instance="pv-theirs", seed=31, provider="proxmox")
+    try:
+        lifecycle.up(pv_ctx, LAB_ID, instance="pv-mine", seed=32, provider="proxmox")
+        shutil.rmtree(pv_ctx.settings.home / "instances" / "pv-mine")  # crashed: no state here
+        shutil.rmtree(other_home / "instances" / "pv-theirs")  # not even the other home's state
+        assert pv_ctx.provider("proxmox").instances() == ["pv-mine"]
+        assert other.provider("proxmox").instances() == ["pv-theirs"]
+        done = lifecycle.down_all(pv_ctx)
+        assert set(done) == {"pv-mine"}
+        assert fakepve.leftovers("pv-mine") == [] and fakepve.leftovers("pv-theirs")
+    finally:
+        lifecycle.down(other, "pv-theirs")
+    assert fakepve.leftovers("pv-theirs") == []

@@ -39,6 +39,16 @@ def alias_prefix(instance: str) -> str:
     return f"lk-{instance}:"
 
 
+def home_id(host: str, home: str) -> str:
+    """A short id of one labkit home on one host, marked on its pools and VMs."""
+    return hashlib.sha256(f"{host}\0{home}".encode()).hexdigest()[:10]
+
+
+def home_tag(home: str) -> str:
+    """The tag of every VM made by one labkit home (``down --all`` takes only its own)."""
+    return f"lkh.{home}"
+
+
 def vm_tag(instance: str) -> str:
     """The tag every VM of the instance carries (found again from the name alone)."""
     return f"lk.{instance}"

@@ -243,7 +243,7 @@ class ProxmoxProvider:
         pve, pool = self.pve, naming.pool_id(name)
         used_ids = {int(v["vmid"]) for v in vms}
         try:
-            self.client.call("POST", "/pools", poolid=pool, comment="labkit vmids (claiming)")
+            self.client.call("POST", "/pools", poolid=pool, comment=f"labkit vmids (claiming) {self._home_mark()}")
         except PveApiError as exc:
             if "already exists" in exc.text:
                 raise ProviderError(f"the Proxmox pool {pool} already exists; run 'labkit down {name}' "
@@ -258,7 +258,7 @@ class ProxmoxProvider:
                 raise ProviderError(f"no free block of {pve.vmid_block} VMIDs from {pve.vmid_base}; raise "
                                     "vmid_blocks in proxmox.toml or remove old instances.")
             self.client.call("PUT", "/pools", poolid=pool,
-                             comment=f"labkit vmids {start}-{start + pve.vmid_block - 1}")
+                             comment=f"labkit vmids {start}-{start + pve.vmid_block - 1} {self._home_mark()}")
             rivals = [p for p in self._claims(pool).get(start, []) if p < pool]
             if not rivals:
                 return start
@@ -318,7 +318,7 @@ class ProxmoxProvider:
         plan, data = state.plan, state.provider_data
         vnets: dict[str, str] = data["vnets"]
         cfg: dict[str, Any] = {
-            "agent": "1", "tags": naming.vm_tag(state.name),
+            "agent": "1", "tags": f"{naming.vm_tag(state.name)};{naming.home_tag(self._home_id())}",
             "sshkeys": urllib.parse.quote(pubkey + "\n", safe=""),
         }
         if node == naming.GRADER_NODE:
@@ -665,23 +665,45 @@ class ProxmoxProvider:
         pools = [p for p in self.client.call("GET", "/pools") or [] if p.get("poolid") == pool]
         return vms, vnets, bool(pools)
 
+    def _home_id(self) -> str:
+        """This labkit home on this host (several homes may share one cluster)."""
+        return naming.home_id(socket.gethostname(), str(self.settings.home.resolve()))
+
+    def _home_mark(self) -> str:
+        return f"home={self._home_id()}"
+
     def instances(self) -> list[str]:
-        """The labkit instances on the configured cluster, from the names alone (so also those
-        whose state is gone): labkit pools ``lk-<name>`` (their comment says ``labkit vmids``),
-        VMs tagged ``lk.<name>``, VNets whose alias is ``lk-<name>:<net>``. Empty when Proxmox
-        is not configured. Every labkit home using this cluster shares these names."""
+        """The instances of THIS labkit home on the configured cluster, from the names alone
+        (so also those whose state is gone): labkit pools ``lk-<name>`` whose comment carries
+        this home's mark, VMs tagged ``lk.<name>`` and this home's ``lkh.<id>``, and VNets
+        aliased ``lk-<name>:<net>`` that no pool or VM claims (a crash's orphans, whoever made
+        them). Another home's instances on a shared cluster are never listed. Empty when
+        Proxmox is not configured."""
         if not configured(self.settings.home):
             return []
-        names = {str(p["poolid"])[len(naming.POOL_PREFIX):] for p in self.client.call("GET", "/pools") or []
-                 if str(p.get("poolid", "")).startswith(naming.POOL_PREFIX)
-                 and str(p.get("comment") or "").startswith("labkit vmids")}
+        mark, htag = self._home_mark(), naming.home_tag(self._home_id())
+        claimed: set[str] = set()
+        names: set[str] = set()
+        for p in self.client.call("GET", "/pools") or []:
+            pid, comment = str(p.get("poolid", "")), str(p.get("comment") or "")
+            if pid.startswith(naming.POOL_PREFIX) and comment.startswith("labkit vmids"):
+                claimed.add(pid[len(naming.POOL_PREFIX):])
+                if mark in comment.split():
+                    names.add(pid[len(naming.POOL_PREFIX):])
         for v in self._vms():
-            if not v.get("template"):
-                names |= {t[3:] for t in str(v.get("tags", "")).replace(",", ";").split(";") if t.startswith("lk.")}
+            if v.get("template"):
+                continue
+            tags = str(v.get("tags", "")).replace(",", ";").split(";")
+            mine = {t[3:] for t in tags if t.startswith("lk.")}
+            claimed |= mine
+            if htag in tags:
+                names |= mine
         for v in self.client.call("GET", "/cluster/sdn/vnets", pending=1) or []:
             alias = str(v.get("alias", ""))
             if alias.startswith("lk-") and ":" in alias and v.get("state") != "deleted":
-                names.add(alias[3:].split(":", 1)[0])
+                owner = alias[3:].split(":", 1)[0]
+                if owner not in claimed:
+                    names.add(owner)
         return sorted(n for n in names if INSTANCE_RE.fullmatch(n))  # others are not labkit's
 
     def leftovers(self, name: str) -> list[str]:
