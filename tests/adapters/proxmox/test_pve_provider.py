@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from labkit.adapters.proxmox import naming
 from labkit.adapters.proxmox.provider import ProxmoxProvider
 from labkit.errors import AgentError, ProviderError, UserError
 from labkit.usecases import lifecycle
@@ -44,7 +46,8 @@ def test_whole_lifecycle(fakepve: FakePveServer, pv_ctx: Any) -> None:
     vms = {v["name"]: v for v in _vms_of(fakepve, name)}
     assert set(vms) == {f"lk-{name}-{n}" for n in ("r1", "r2", "pc1", "pc2", "grader")}
     assert all(v["status"] == "running" and v["pool"] == f"lk-{name}" for v in vms.values())
-    assert all(v["config"]["tags"] == f"lk.{name}" and "labkitbase" in v["snapshots"] for v in vms.values())
+    home_tag = "lkh." + naming.home_id(socket.gethostname(), str(pv_ctx.settings.home.resolve()))
+    assert all(v["config"]["tags"] == f"lk.{name};{home_tag}" and "labkitbase" in v["snapshots"] for v in vms.values())
     block = state.provider_data["vmid_block"]
     assert sorted(v["vmid"] for v in vms.values()) == list(range(block, block + 5))
     # VNets: lan-a, lan-b, and the WAN link as two halves; compact ids, readable alias, applied
