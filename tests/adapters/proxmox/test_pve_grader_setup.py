@@ -52,11 +52,13 @@ def _run(root: Path, ip: Path) -> subprocess.CompletedProcess[str]:
 
 def test_places_and_the_agent_ssh_server(tmp_path: Path) -> None:
     places = [
-        {"place": "lk-g1.v-pc", "mac": "bc:24:11:00:00:01", "vnet": "a1", "address": "10.0.1.50/24",
-         "gateway": "10.0.1.1"},
-        {"place": "lk-g1.s-lan-a", "mac": "bc:24:11:00:00:02", "vnet": "a1"},
+        {"place": "lk-g1.s-lan-a", "ports": [
+            {"name": "p1", "mac": "bc:24:11:00:00:01", "vnet": "a1", "member": "r1:eth0"},
+            {"name": "p2", "mac": "BC:24:11:00:00:02", "vnet": "a2", "member": "pc:eth0"}]},
         {"place": "lk-g1.l-wan-a", "mac": "BC:24:11:00:00:03", "vnet": "w1"},
         {"place": "lk-g1.l-wan-b", "mac": "bc:24:11:00:00:04", "vnet": "w2"},
+        {"place": "lk-g1.v-pc", "segment": "lk-g1.s-lan-a", "address": "10.0.1.50/24", "gateway": "10.0.1.1"},
+        {"place": "lk-g1.v-pc2", "segment": "lk-g1.s-lan-a", "address": "10.0.1.51/24", "gateway": None},
     ]
     nics = {"eth0": "bc:24:11:00:00:00", "eth1": "bc:24:11:00:00:01", "eth2": "bc:24:11:00:00:02",
             "eth3": "bc:24:11:00:00:03", "eth4": "bc:24:11:00:00:04"}
@@ -65,15 +67,31 @@ def test_places_and_the_agent_ssh_server(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     calls = log.read_text().splitlines()
     assert calls[0] == "netns list"
-    assert "netns add lk-g1.v-pc" in calls and "link set eth1 netns lk-g1.v-pc" in calls
-    assert "-n lk-g1.v-pc addr add 10.0.1.50/24 dev eth0" in calls
+    # the segment: a bridge in its own namespace, the members' grader NICs its ports p1, p2 in
+    # the plan's order (every frame between the segment's VMs crosses it)
+    seg = [c for c in calls if "lk-g1.s-lan-a" in c and "lk-g1.v-" not in c]
+    assert seg[:6] == ["netns add lk-g1.s-lan-a", "-n lk-g1.s-lan-a link set lo up",
+                       "-n lk-g1.s-lan-a link add br0 type bridge stp_state 0 forward_delay 0",
+                       "-n lk-g1.s-lan-a link set br0 up",
+                       "link set eth1 netns lk-g1.s-lan-a", "-n lk-g1.s-lan-a link set eth1 name p1"]
+    assert "-n lk-g1.s-lan-a link set p1 master br0 up" in calls
+    assert "link set eth2 netns lk-g1.s-lan-a" in calls and "-n lk-g1.s-lan-a link set eth2 name p2" in calls
+    assert "-n lk-g1.s-lan-a link set p2 master br0 up" in calls
+    # vantage points: no NIC of their own, a veth whose peer is the next port of the segment's bridge
+    assert "link add name eth0 netns lk-g1.v-pc type veth peer name p3 netns lk-g1.s-lan-a" in calls
+    assert "-n lk-g1.s-lan-a link set p3 master br0 up" in calls
+    assert "link add name eth0 netns lk-g1.v-pc2 type veth peer name p4 netns lk-g1.s-lan-a" in calls
+    assert calls.index("netns add lk-g1.v-pc") > calls.index("-n lk-g1.s-lan-a link set br0 up")
+    assert "-n lk-g1.v-pc addr add 10.0.1.50/24 dev eth0" in calls and "-n lk-g1.v-pc link set eth0 up" in calls
     assert "-n lk-g1.v-pc route add default via 10.0.1.1" in calls
-    assert "link set eth2 netns lk-g1.s-lan-a" in calls and "-n lk-g1.s-lan-a link set eth0 up" in calls
+    assert not any(c.startswith("-n lk-g1.v-pc2 route") for c in calls)
+    assert not any(c.startswith("link set") and "netns lk-g1.v-" in c for c in calls)  # no guest NIC moved there
     # both link halves in ONE namespace, bridged: the WAN link passes through the grader
-    assert calls.count("netns add lk-g1.l-wan") == 1 and "-n lk-g1.l-wan link add br0 type bridge" in calls
+    assert calls.count("netns add lk-g1.l-wan") == 1
+    assert "-n lk-g1.l-wan link add br0 type bridge stp_state 0 forward_delay 0" in calls
     assert "-n lk-g1.l-wan link set eth3 name a" in calls and "-n lk-g1.l-wan link set eth4 name b" in calls
-    assert "-n lk-g1.l-wan link set a master br0" in calls and "-n lk-g1.l-wan link set b master br0" in calls
-    assert not any("eth0 netns" in c for c in calls)  # the management NIC stays
+    assert "-n lk-g1.l-wan link set a master br0 up" in calls and "-n lk-g1.l-wan link set b master br0 up" in calls
+    assert not any(c.startswith("link set eth0 ") for c in calls)  # the management NIC stays
     # the agent's own SSH server replaces OpenSSH's sshd (its old drop-in removed)
     assert not (root / "etc/ssh/sshd_config.d/10-labkit-agent.conf").exists()
     assert calls[-3:] == ["systemctl disable --now ssh.service ssh.socket",
@@ -87,9 +105,33 @@ def test_places_and_the_agent_ssh_server(tmp_path: Path) -> None:
         assert (d / name).stat().st_mode & 0o777 == 0o600, name
 
 
+def test_existing_places_are_left_and_a_missing_nic_makes_nothing(tmp_path: Path) -> None:
+    seg = {"place": "lk-g1.s-lan", "ports": [{"name": "p1", "mac": "bc:24:11:00:00:01", "vnet": "a1",
+                                              "member": "r1:eth0"}]}
+    vp = {"place": "lk-g1.v-a", "segment": "lk-g1.s-lan", "address": "10.0.1.50/24"}
+    root, ip, log = _guest(tmp_path, [seg, vp], {"eth1": "bc:24:11:00:00:01"})
+    ip.write_text(f"#!/bin/sh\necho \"$*\" >> {log}\n[ \"$*\" = \"netns list\" ] && echo lk-g1.s-lan\nexit 0\n")
+    assert _run(root, ip).returncode == 0
+    calls = log.read_text().splitlines()
+    assert not any("lk-g1.s-lan link add br0" in c for c in calls)  # the existing segment is left
+    assert "netns add lk-g1.s-lan" not in calls and "link set eth1 netns lk-g1.s-lan" not in calls
+    # the vantage point still gets its port, numbered after the segment's members
+    assert "link add name eth0 netns lk-g1.v-a type veth peer name p2 netns lk-g1.s-lan" in calls
+    # a NIC that is not there: refused before any namespace is made
+    seg2 = {"place": "lk-g1.s-other", "ports": [{"name": "p1", "mac": "bc:24:11:00:00:01", "vnet": "a1",
+                                                 "member": "r1:eth0"},
+                                                {"name": "p2", "mac": "bc:24:11:00:00:07", "vnet": "a2",
+                                                 "member": "r2:eth0"}]}
+    root2, ip2, log2 = _guest(tmp_path / "two", [seg2], {"eth1": "bc:24:11:00:00:01"})
+    res = _run(root2, ip2)
+    assert res.returncode == 1 and "no NIC with MAC bc:24:11:00:00:07" in res.stderr
+    assert log2.read_text().splitlines() == ["netns list"]
+
+
 def test_relay_targets_from_the_places_nodes(tmp_path: Path) -> None:
-    places = [{"place": "lk-g1.v-a", "mac": "bc:24:11:00:00:01", "vnet": "a1", "address": "10.0.1.50/24"},
-              {"place": "lk-g1.v-b", "mac": "bc:24:11:00:00:02", "vnet": "b1", "address": "10.0.2.50/24"}]
+    places = [{"place": "lk-g1.s-a", "ports": []}, {"place": "lk-g1.s-b", "ports": []},
+              {"place": "lk-g1.v-a", "segment": "lk-g1.s-a", "address": "10.0.1.50/24"},
+              {"place": "lk-g1.v-b", "segment": "lk-g1.s-b", "address": "10.0.2.50/24"}]
     root, ip, _log = _guest(tmp_path, places, {"eth1": "bc:24:11:00:00:01", "eth2": "bc:24:11:00:00:02"},
                             nodes=["10.0.2.7", "10.0.1.3/24", "172.16.0.1"])
     assert _run(root, ip).returncode == 0
@@ -98,7 +140,7 @@ def test_relay_targets_from_the_places_nodes(tmp_path: Path) -> None:
 
 
 def test_unknown_mac_fails(tmp_path: Path) -> None:
-    root, ip, _log = _guest(tmp_path, [{"place": "lk-g1.s-x", "mac": "bc:24:11:00:00:09", "vnet": "a"}],
+    root, ip, _log = _guest(tmp_path, [{"place": "lk-g1.l-x-a", "mac": "bc:24:11:00:00:09", "vnet": "a"}],
                             {"eth0": "bc:24:11:00:00:00"})
     res = _run(root, ip)
     assert res.returncode == 1 and "no NIC with MAC bc:24:11:00:00:09" in res.stderr
@@ -138,7 +180,8 @@ def test_the_unit_runs_the_agent_server_with_the_files_setup_wrote(tmp_path: Pat
     from labkit.adapters.agent.client import AgentSession, fingerprint
     from labkit.adapters.proxmox.templates import AGENT_SSHD_UNIT, grader_files
 
-    places = [{"place": "lk-g1.v-a", "mac": "bc:24:11:00:00:01", "vnet": "a1", "address": "10.0.1.50/24"}]
+    places = [{"place": "lk-g1.s-a", "ports": []},
+              {"place": "lk-g1.v-a", "segment": "lk-g1.s-a", "address": "10.0.1.50/24"}]
     root, ip, _log = _guest(tmp_path, places, {"eth1": "bc:24:11:00:00:01"}, nodes=["10.0.1.3"])
     d = root / "etc/labkit-agent"
     load = paramiko.Ed25519Key.from_private_key_file

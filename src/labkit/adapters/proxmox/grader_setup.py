@@ -12,12 +12,18 @@ Installed into the grader template by ``labkit templates build`` as
    address on port 22 from the vantage point whose LAN holds it (relay.json, written here from
    places.json: the vantage points' addresses, and the node addresses from places.json's
    ``nodes``);
-2. the grader's places, one network namespace each, from places.json (entries: place, mac,
-   vnet, and for a vantage point address + gateway):
-   - vantage point ``<p>.v-X``: its NIC as eth0 with its address (and default route);
-   - segment ``<p>.s-X``: its NIC as eth0, up, no address (capture);
-   - link halves ``<p>.l-X-a`` / ``<p>.l-X-b``: both NICs (a, b) in ONE namespace ``<p>.l-X``
-     joined by a bridge br0, so the WAN link passes through the grader (cut, drop, capture).
+2. the grader's places, one network namespace each, from places.json's ``places``; the grader
+   owns every LAN's layer 2, as the netns provider does:
+   - segment ``<p>.s-X`` (entry: place, ports = [{name, mac, vnet, member}, ...]): a bridge
+     ``br0`` joining the grader NICs of the segment's members, each moved in and renamed to
+     its port name (p1..pN, the order of the segment's members): every frame between two of
+     the segment's VMs crosses this bridge (capture, cut, silent drop);
+   - vantage point ``<p>.v-X`` (entry: place, segment, address, gateway): a veth, ``eth0`` in
+     the vantage namespace with its address (and default route), its peer a further port
+     (p<N+1>, ...) of the segment's ``br0``;
+   - link halves ``<p>.l-X-a`` / ``<p>.l-X-b`` (entry: place, mac, vnet): both NICs (a, b) in
+     ONE namespace ``<p>.l-X`` joined by a bridge br0, so the WAN link passes through the
+     grader (cut, drop, capture).
 Idempotent: a place that exists already is left as it is.
 
 LABKIT_AGENT_ROOT (tests only) prefixes every file path; LABKIT_AGENT_IP and
@@ -62,35 +68,69 @@ def nic_by_mac(mac):
 
 
 def namespace_of(place):
-    """(namespace, interface name inside it) of a places.json entry."""
+    """(namespace, interface name inside it) of a link-half entry of places.json."""
     prefix, _, rest = place.rpartition(".")
     if rest.startswith("l-") and rest[-2:] in ("-a", "-b"):
         return f"{prefix}.{rest[:-2]}", rest[-1]
     return place, "eth0"
 
 
+def bridge_namespace(ns):
+    run("netns", "add", ns)
+    run("-n", ns, "link", "set", "lo", "up")
+    run("-n", ns, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+    run("-n", ns, "link", "set", "br0", "up")
+
+
+def plug_nic(ns, dev, name):
+    """The guest's NIC ``dev``, moved into ``ns`` as port ``name`` of its br0, up."""
+    run("link", "set", dev, "netns", ns)
+    run("-n", ns, "link", "set", dev, "name", name)
+    run("-n", ns, "link", "set", name, "master", "br0", "up")
+
+
 def setup_places(places):
-    have = existing_namespaces()
-    made = set()
-    for entry in places:
-        ns, ifname = namespace_of(entry["place"])
-        if ns in have:
+    existing = existing_namespaces()  # left as they are (idempotent)
+    have = set(existing)
+    segments = [e for e in places if "ports" in e]
+    halves = [e for e in places if "mac" in e]
+    vantage = [e for e in places if "segment" in e]
+    # every NIC found before anything is made (a missing one: nothing half-made)
+    macs = [p["mac"] for e in segments if e["place"] not in existing for p in e["ports"]]
+    macs += [e["mac"] for e in halves if namespace_of(e["place"])[0] not in existing]
+    devs = {m.lower(): nic_by_mac(m) for m in macs}
+    next_port = {}
+    for entry in segments:
+        ns = entry["place"]
+        next_port[ns] = len(entry["ports"]) + 1
+        if ns in existing:
             continue
-        dev = nic_by_mac(entry["mac"])
-        if ns not in made:
-            run("netns", "add", ns)
-            run("-n", ns, "link", "set", "lo", "up")
-            if ifname in ("a", "b"):
-                run("-n", ns, "link", "add", "br0", "type", "bridge")
-                run("-n", ns, "link", "set", "br0", "up")
-            made.add(ns)
-        run("link", "set", dev, "netns", ns)
-        run("-n", ns, "link", "set", dev, "name", ifname)
-        if ifname in ("a", "b"):
-            run("-n", ns, "link", "set", ifname, "master", "br0")
-        if entry.get("address"):
-            run("-n", ns, "addr", "add", entry["address"], "dev", ifname)
-        run("-n", ns, "link", "set", ifname, "up")
+        bridge_namespace(ns)
+        for port in entry["ports"]:
+            plug_nic(ns, devs[port["mac"].lower()], port["name"])
+        have.add(ns)
+    for entry in halves:
+        ns, ifname = namespace_of(entry["place"])
+        if ns in existing:
+            continue
+        if ns not in have:
+            bridge_namespace(ns)
+            have.add(ns)
+        plug_nic(ns, devs[entry["mac"].lower()], ifname)
+    for entry in vantage:
+        ns, sw = entry["place"], entry["segment"]
+        if sw not in next_port:
+            raise SystemExit(f"labkit-agent-setup: vantage point {ns} is on {sw}, which places.json does not make")
+        port = f"p{next_port[sw]}"
+        next_port[sw] += 1
+        if ns in existing:
+            continue
+        run("netns", "add", ns)
+        run("link", "add", "name", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", sw)
+        run("-n", sw, "link", "set", port, "master", "br0", "up")
+        run("-n", ns, "link", "set", "lo", "up")
+        run("-n", ns, "addr", "add", entry["address"], "dev", "eth0")
+        run("-n", ns, "link", "set", "eth0", "up")
         if entry.get("gateway"):
             run("-n", ns, "route", "add", "default", "via", entry["gateway"])
 
