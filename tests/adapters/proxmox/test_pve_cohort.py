@@ -45,9 +45,9 @@ def test_cohort_of_30_with_a_failed_clone(fakepve: FakePveServer, pv_ctx: Any, t
     blocks = {v["vmid"] // 100 for v in vms}
     assert len(blocks) == SEATS - 1  # one VMID block per instance
     assert {v["node"] for v in vms} == {"pve1", "pve2", "pve3"}  # spread by free memory
-    # the VNets of every seat, applied; no SDN lock left behind
+    # the VNets of every seat (4 segment members + 2 link halves), applied; no SDN lock left behind
     applied = [c for c in st["vnets"].values() if c["alias"].startswith("lk-pvc-")]
-    assert len(applied) == (SEATS - 1) * 4 and all(c["state"] == "applied" for c in applied)
+    assert len(applied) == (SEATS - 1) * 6 and all(c["state"] == "applied" for c in applied)
     assert st["sdn_lock"] is None
     for s in result.seats:
         if s.status == "up":

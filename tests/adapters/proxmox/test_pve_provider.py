@@ -50,24 +50,27 @@ def test_whole_lifecycle(fakepve: FakePveServer, pv_ctx: Any) -> None:
     assert all(v["config"]["tags"] == f"lk.{name};{home_tag}" and "labkitbase" in v["snapshots"] for v in vms.values())
     block = state.provider_data["vmid_block"]
     assert sorted(v["vmid"] for v in vms.values()) == list(range(block, block + 5))
-    # VNets: lan-a, lan-b, and the WAN link as two halves; compact ids, readable alias, applied
+    # VNets: one per segment member (the LANs are stars through the grader), and the WAN link
+    # as two halves; compact ids, readable alias, applied
     vnets = {c["alias"]: (k, c) for k, c in st["vnets"].items() if c["alias"].startswith(f"lk-{name}:")}
-    assert set(vnets) == {f"lk-{name}:{n}" for n in ("lan-a", "lan-b", "wan.a", "wan.b")}
+    assert set(vnets) == {f"lk-{name}:{n}" for n in (
+        "lan-a.r1.eth0", "lan-a.pc1.eth0", "lan-b.r2.eth0", "lan-b.pc2.eth0", "wan.a", "wan.b")}
     assert all(2 <= len(k) <= 8 and c["state"] == "applied" and c["zone"] == "labkit" for k, c in vnets.values())
     vid = {a.split(":")[1]: k for a, (k, _c) in vnets.items()}
     # nodes: ethN on netN, cloud-init addresses and gateway; r1's WAN end on wan.a, r2's on wan.b
     plan = state.plan
     r1 = vms[f"lk-{name}-r1"]["config"]
-    assert f"bridge={vid['lan-a']}" in r1["net0"] and f"bridge={vid['wan.a']}" in r1["net1"]
+    assert f"bridge={vid['lan-a.r1.eth0']}" in r1["net0"] and f"bridge={vid['wan.a']}" in r1["net1"]
     assert r1["ipconfig0"] == f"ip={plan.node('r1').iface('eth0').addresses[0]}"  # type: ignore[union-attr]
     assert f"bridge={vid['wan.b']}" in vms[f"lk-{name}-r2"]["config"]["net1"]
     pc1 = vms[f"lk-{name}-pc1"]["config"]
     assert pc1["ipconfig0"].endswith(",gw=" + plan.node("r1").first_address("lan-a"))  # type: ignore[union-attr, operator]
     assert pc1["sshkeys"]
-    # the grader guest: management NIC, 2 vantage points, 2 segments (capture), 2 link halves
+    # the grader guest: management NIC, 4 segment members (2 per LAN), 2 link halves; the
+    # vantage points are veths inside it, not NICs
     grader = vms[f"lk-{name}-grader"]["config"]
     nets = sorted(k for k in grader if k.startswith("net") and k[3:].isdigit())
-    assert len(nets) == 7 and "bridge=vmbr1" in grader["net0"]
+    assert len(nets) == 7 == ProxmoxProvider.grader_nic_count(plan) and "bridge=vmbr1" in grader["net0"]
     assert grader["ipconfig0"].startswith("ip=127.88.")
     agent = fakepve.control("agent_requests")[f"lk-{name}-grader"]
     written = {a["file"] for c, a in agent if c == "file-write"}
@@ -83,10 +86,23 @@ def test_whole_lifecycle(fakepve: FakePveServer, pv_ctx: Any) -> None:
     places = placefile["places"]
     assert placefile["nodes"] == sorted({n.first_address() for n in plan.nodes})  # type: ignore[misc]
     assert [p["place"] for p in places] == [f"lk-{name}.{x}" for x in (
-        "v-v1", "v-v2", "s-lan-a", "s-lan-b", "l-wan-a", "l-wan-b")]
-    macs = [grader[f"net{i}"].split(",")[0].split("=")[1] for i in range(1, 7)]
-    assert [p["mac"] for p in places] == macs and all(macs)
-    assert places[0]["address"] == plan.vantage[0].address and places[0]["gateway"] == plan.vantage[0].gateway
+        "s-lan-a", "s-lan-b", "l-wan-a", "l-wan-b", "v-v1", "v-v2")]
+    # each segment's ports: the grader NICs on its members' VNets, p1..pN in the members' order
+    grader_nic = {grader[f"net{i}"].split(",")[0].split("=")[1]: grader[f"net{i}"].split("bridge=")[1]
+                  for i in range(1, 7)}
+    assert len(grader_nic) == 6 and all(grader_nic)
+    for seg_place, seg in (("s-lan-a", "lan-a"), ("s-lan-b", "lan-b")):
+        ports = next(p["ports"] for p in places if p["place"] == f"lk-{name}.{seg_place}")
+        assert [p["name"] for p in ports] == ["p1", "p2"] and [p["member"] for p in ports] == plan.segments[seg]
+        assert [grader_nic[p["mac"]] for p in ports] == [p["vnet"] for p in ports] == [
+            vid[f"{seg}.{m.replace(':', '.')}"] for m in plan.segments[seg]]
+    for half in ("a", "b"):
+        entry = next(p for p in places if p["place"] == f"lk-{name}.l-wan-{half}")
+        assert grader_nic[entry["mac"]] == entry["vnet"] == vid[f"wan.{half}"]
+    v1 = places[4]
+    assert (v1["segment"], v1["address"], v1["gateway"]) == (
+        f"lk-{name}.s-{plan.vantage[0].segment}", plan.vantage[0].address, plan.vantage[0].gateway)
+    assert "mac" not in v1
     # one SDN apply for the instance, and every task checked
     reqs = fakepve.control("requests")
     assert sum(1 for m, p in reqs if m == "PUT" and p.endswith("/cluster/sdn")) == 1
@@ -125,6 +141,61 @@ def test_whole_lifecycle(fakepve: FakePveServer, pv_ctx: Any) -> None:
     assert fakepve.leftovers(name) == []
     assert not pv_ctx.store.exists(name)
     assert ["DELETE", f"/api2/json/access/users/lk-{name}@pve"] in fakepve.control("requests")
+
+
+def test_no_two_lab_vms_share_a_vnet(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    """The grader owns every LAN's layer 2: each of the instance's VNets holds exactly one lab
+    VM's NIC and one grader NIC, so traffic between two candidate VMs always crosses the
+    grader guest (a Proxmox bridge learns MACs: a grader NIC on a shared VNet would miss it)."""
+    name = "pv-star"
+    lifecycle.up(pv_ctx, LAB_ID, instance=name, seed=19, provider="proxmox")
+    try:
+        vnet_ids = {k for k, c in fakepve.state()["vnets"].items() if c["alias"].startswith(f"lk-{name}:")}
+        on: dict[str, list[str]] = {k: [] for k in vnet_ids}
+        for vm in _vms_of(fakepve, name):
+            for key, val in vm["config"].items():
+                if key.startswith("net") and key[3:].isdigit() and "bridge=" in val:
+                    bridge = val.split("bridge=")[1].split(",")[0]
+                    if bridge in on:
+                        on[bridge].append(vm["name"])
+                    else:
+                        assert vm["name"] == f"lk-{name}-grader" and key == "net0"  # management
+        assert len(on) == 6
+        for vnet, vms in on.items():
+            lab_vms = [v for v in vms if v != f"lk-{name}-grader"]
+            assert len(lab_vms) == 1 and vms.count(f"lk-{name}-grader") == 1, (vnet, vms)
+        # every member NIC of every lab VM is on a VNet of its own
+        members = [v for vms in on.values() for v in vms if v != f"lk-{name}-grader"]
+        assert sorted(members) == sorted(f"lk-{name}-{n}" for n in ("r1", "pc1", "r2", "pc2", "r1", "r2"))
+    finally:
+        lifecycle.down(pv_ctx, name)
+    assert fakepve.leftovers(name) == []
+
+
+def test_nic_budget_refused_with_the_count(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    """1 management + one per segment member + 2 per link must fit a VM's 32 NICs: a lab that
+    needs more is refused before anything is made, the count named."""
+    from labkit.models.instance import IfacePlan, InstancePlan, NodePlan
+
+    nodes = [NodePlan(name=f"h{i}", role="workstation", services=[], interfaces=[IfacePlan(name="eth0", segment="big")])
+             for i in range(25)]
+    nodes += [NodePlan(name="ra", role="router", services=[], interfaces=[IfacePlan(name=f"eth{i}", link=f"w{i}")
+                                                              for i in range(3)]),
+              NodePlan(name="rb", role="router", services=[], interfaces=[IfacePlan(name=f"eth{i}", link=f"w{i}")
+                                                              for i in range(3)])]
+    plan = InstancePlan(name="pv-big", lab_id="big", lab_dir="", topology_id="big", seed=1, params={}, nodes=nodes,
+                        segments={"big": [f"h{i}:eth0" for i in range(25)]},
+                        links={f"w{i}": (f"ra:eth{i}", f"rb:eth{i}") for i in range(3)})
+    assert ProxmoxProvider.grader_nic_count(plan) == 1 + 25 + 6
+    prov = pv_ctx.provider("proxmox")
+    with pytest.raises(UserError, match="lk-tpl-big are missing"):
+        prov.preflight(plan)  # 32 NICs fit: refused only further on, for its missing template
+    plan.segments["big"].append("h0:eth1")
+    with pytest.raises(UserError) as err:
+        prov.preflight(plan)
+    msg = str(err.value)
+    assert "needs 33 NICs on its grader guest (1 management + 26 segment members + 2 x 3 links)" in msg
+    assert "at most 32" in msg and "\n" not in msg
 
 
 def test_sdn_pending_is_polled(fakepve: FakePveServer, pv_ctx: Any) -> None:

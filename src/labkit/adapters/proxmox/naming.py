@@ -3,8 +3,9 @@
 
 - pool: ``lk-<instance>``;
 - VNets: SDN ids are 2-8 characters ``[a-z][a-z0-9]*`` (PN ``VnetPlugin.pm``), so a compact
-  hashed id; the readable ``lk-<instance>-<net>`` goes in the VNet's ``alias`` and is how a
-  VNet is found again;
+  hashed id; the readable ``lk-<instance>:<net>`` goes in the VNet's ``alias`` and is how a
+  VNet is found again. A net is one member of a LAN segment (``<segment>.<node>.<iface>``:
+  that node's NIC and one grader NIC) or one half of a link (``<link>.a`` / ``<link>.b``);
 - VMs: ``lk-<instance>-<node>`` (DNS-safe, for people), tagged ``lk.<instance>`` and members
   of the pool (how labkit finds them), explicit VMIDs in the instance's block.
 """
@@ -86,6 +87,13 @@ def vmid_block_candidates(instance: str, base: int, block: int, blocks: int) -> 
     """First VMIDs of the blocks to try, in order: from a hash of the name, then the next ones."""
     start = _digest("vmid", instance) % blocks
     return [base + ((start + i) % blocks) * block for i in range(blocks)]
+
+
+def segment_vnet(segment: str, member: str) -> str:
+    """The net between one member ``node:iface`` of a LAN segment and the grader guest: the
+    segment is a star through the grader (its bridge joins one such net per member)."""
+    node, _, iface = member.partition(":")
+    return f"{segment}.{node}.{iface}"
 
 
 def link_vnets(link: str) -> tuple[str, str]:

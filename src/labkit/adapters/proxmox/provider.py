@@ -3,18 +3,28 @@ a grader guest per instance that runs the grader agent.
 
 What an instance is made of (every name derived from the instance name, see naming.py):
 - a pool ``lk-<instance>`` (its comment records the instance's VMID block);
-- VNets in the configured SDN zone: one per LAN segment, two per point-to-point link (endpoint
-  a <-> grader, endpoint b <-> grader: the grader guest bridges every WAN link, so it can
-  watch, cut or silently drop it); no subnet and no gateway (the node would route between the
-  candidate's LANs); all created, then ONE apply, then each node's zone status polled;
+- VNets in the configured SDN zone, none shared by two lab VMs: one per member of each LAN
+  segment (that node's NIC <-> one grader NIC) and two per point-to-point link (endpoint a <->
+  grader, endpoint b <-> grader). The grader guest owns every LAN's layer 2, as on netns: a
+  Proxmox bridge learns MACs, so a grader NIC merely sitting on a shared LAN VNet would not
+  see unicast between two candidate VMs (a capture there would be incomplete, and a check
+  relying on it could pass for the wrong reason); here all of a LAN's traffic crosses the
+  grader's bridge, and a WAN link is bridged by the grader too (watch, cut, silently drop).
+  No subnet and no gateway (the node would route between the candidate's LANs); all
+  created, then ONE apply, then each node's zone status polled;
 - one linked clone per lab node (template ``lk-tpl-<topology>``) and one grader guest
   (``lk-tpl-grader``): explicit VMIDs in the instance's block, placed on the nodes with the most
   free memory, at most ``parallel`` at once, every task's exitstatus checked; netN on the VNet
   of the node's ethN, cloud-init ipconfigN + the grader's public key, agent enabled, tag
   ``lk.<instance>``;
 - the grader guest: net0 on ``mgmt_bridge`` (a management address from ``mgmt_cidr``), then one
-  NIC per vantage point, one per segment (capture) and two per link; its sshd (host key made
-  here and pinned) runs the grader agent, provisioned through the guest agent;
+  NIC per segment member and two per link (``grader_nic_count``: at most 32); inside it,
+  ``labkit-agent-setup`` (grader_setup.py) makes the places from places.json: per segment a
+  namespace ``lk-<instance>.s-<segment>`` whose ``br0`` bridges the segment's grader NICs
+  (ports p1..pN in the order of the segment's members), per vantage point a namespace with a
+  veth plugged into its segment's ``br0`` (its address and gateway), per link a namespace
+  bridging its two halves; the guest's SSH server (labkit's own, host key made here and
+  pinned) runs the grader agent, provisioned through the guest agent;
 - readiness by the guest agent (``network-get-interfaces`` shows the planned addresses), then
   a snapshot ``labkitbase`` of every VM (``reset`` rolls back to it).
 
@@ -105,22 +115,20 @@ class ProxmoxProvider:
     # ------------------------------------------------------------ planning
     @staticmethod
     def _nets(plan: InstancePlan) -> list[str]:
-        """The instance's nets, each one VNet: segments, then both halves of every link."""
-        nets = list(plan.segments)
-        for link in plan.links:
-            nets += list(naming.link_vnets(link))
-        return nets
+        """The instance's nets, each one VNet: one per segment member, then both halves of
+        every link (each holds one lab VM's NIC and one grader NIC)."""
+        return [net for _place, net in ProxmoxProvider._grader_nics(plan)]
 
     @staticmethod
     def _node_nics(plan: InstancePlan, node: str) -> dict[int, str]:
-        """netN index -> net name for a node: its ethN on a segment or on its half of a link."""
+        """netN index -> net name for a node: its ethN's own net on a segment, or its half of a link."""
         out: dict[int, str] = {}
         n = plan.node(node)
         assert n is not None
         for iface in n.interfaces:
             idx = int(iface.name[3:])
             if iface.segment:
-                out[idx] = iface.segment
+                out[idx] = naming.segment_vnet(iface.segment, f"{node}:{iface.name}")
             elif iface.link:
                 a, b = naming.link_vnets(iface.link)
                 out[idx] = a if plan.links[iface.link][0] == f"{node}:{iface.name}" else b
@@ -128,13 +136,20 @@ class ProxmoxProvider:
 
     @staticmethod
     def _grader_nics(plan: InstancePlan) -> list[tuple[str, str]]:
-        """(place, net) of the grader guest's NICs after net0 (management), in order."""
-        nics = [(f"vantage:{v.name}", v.segment) for v in plan.vantage]
-        nics += [(f"segment:{s}", s) for s in plan.segments]
+        """(place, net) of the grader guest's NICs after net0 (management), in order: every
+        segment's members (the ports p1..pN of its bridge, in the plan's order), then both
+        halves of every link. Vantage points are no NICs: veths inside the guest."""
+        nics = [(f"segment:{s}", naming.segment_vnet(s, m)) for s, members in plan.segments.items()
+                for m in members]
         for link in plan.links:
             a, b = naming.link_vnets(link)
             nics += [(f"link:{link}:a", a), (f"link:{link}:b", b)]
         return nics
+
+    @staticmethod
+    def grader_nic_count(plan: InstancePlan) -> int:
+        """NICs of the instance's grader guest: 1 management + one per segment member + 2 per link."""
+        return 1 + len(ProxmoxProvider._grader_nics(plan))
 
     def preflight(self, plan: InstancePlan) -> None:
         pve = self.pve
@@ -147,11 +162,12 @@ class ProxmoxProvider:
         if len(plan.nodes) + 1 > self.pve.vmid_block // 2:
             raise UserError(f"lab {plan.lab_id} has {len(plan.nodes)} nodes and a VMID block holds "
                             f"{self.pve.vmid_block // 2 - 1}; raise vmid_block in proxmox.toml.")
-        nics = 1 + len(self._grader_nics(plan))
+        nics = self.grader_nic_count(plan)
         if nics > MAX_NICS:
-            raise UserError(f"lab {plan.lab_id} needs {nics} NICs on its grader guest (1 management, one per "
-                            f"vantage point, one per segment, two per link) and Proxmox allows {MAX_NICS}; "
-                            "split the lab or use the netns provider.")
+            members = sum(len(m) for m in plan.segments.values())
+            raise UserError(f"lab {plan.lab_id} needs {nics} NICs on its grader guest (1 management + {members} "
+                            f"segment members + 2 x {len(plan.links)} links) and a Proxmox VM has at most "
+                            f"{MAX_NICS}; split the lab or use the netns provider.")
         vms = self._vms()
         names = {str(v.get("name")) for v in vms if v.get("template")}
         need = [naming.node_template(pve.template_prefix, plan.topology_id), pve.grader_template]
@@ -470,23 +486,16 @@ class ProxmoxProvider:
             time.sleep(self.pve.poll_interval)
 
     def _provision_grader(self, state: InstanceState) -> None:
-        """The grader guest's sshd: a host key made here (pinned), the grader's key allowed with
-        ForceCommand the agent, and the places (which NIC is which vantage point, segment or
-        link half). Written through the guest agent's file-write (< 60 KiB each)."""
+        """The grader guest's agent: a host key made here (pinned), the grader's key allowed,
+        and places.json (``grader_places``: which NIC is which port of which segment bridge or
+        which link half; the vantage points). Written through the guest agent's file-write
+        (< 60 KiB each), then ``labkit-agent-setup`` run in the guest."""
         from labkit.adapters.agent.client import fingerprint
 
         rec = state.provider_data["vms"][naming.GRADER_NODE]
         key = _new_host_key()
         state.provider_data["agent_host_key"] = fingerprint(key[1])
-        places = []
-        for i, (place, net) in enumerate(self._grader_nics(state.plan), start=1):
-            entry: dict[str, Any] = {"place": _agent_place(state.name, place), "mac": naming.grader_mac(state.name, i),
-                                     "vnet": state.provider_data["vnets"][net]}
-            if place.startswith("vantage:"):
-                vp = state.plan.vantage_point(place[8:])
-                assert vp is not None
-                entry.update(address=vp.address, gateway=vp.gateway)
-            places.append(entry)
+        places = grader_places(state.name, state.plan, state.provider_data["vnets"])
         pubkey = Path(state.ssh_key + ".pub").read_text(encoding="utf-8").strip()
         files = {
             f"{AGENT_DIR}/ssh_host_ed25519_key": key[0],
@@ -754,6 +763,35 @@ class ProxmoxProvider:
         if left:
             raise ProviderError(f"could not remove {', '.join(left)}; run 'labkit down {name}' again.")
         return removed
+
+
+def grader_places(instance: str, plan: InstancePlan, vnets: dict[str, str]) -> list[dict[str, Any]]:
+    """The ``places`` of places.json, what labkit-agent-setup builds in the grader guest:
+    - a segment: ``{"place", "ports": [{"name": "p1", "mac", "vnet", "member"}, ...]}``, its
+      grader NICs in the order of the segment's members (bridged on the place's ``br0``);
+    - a link half: ``{"place": "<p>.l-X-a", "mac", "vnet"}`` (both halves bridged in ``<p>.l-X``);
+    - a vantage point: ``{"place", "segment": <segment place>, "address", "gateway"}``, a veth
+      plugged into that segment's ``br0``.
+    MACs are ``naming.grader_mac(instance, n)`` for the grader's netN (set at config)."""
+    out: list[dict[str, Any]] = []
+    nic = 0  # the grader's netN, in the order of ProxmoxProvider._grader_nics
+    for seg, members in plan.segments.items():
+        ports: list[dict[str, str]] = []
+        for m in members:
+            nic += 1
+            ports.append({"name": f"p{len(ports) + 1}", "mac": naming.grader_mac(instance, nic),
+                          "vnet": vnets[naming.segment_vnet(seg, m)], "member": m})
+        out.append({"place": _agent_place(instance, f"segment:{seg}"), "ports": ports})
+    for link in plan.links:
+        for half, net in zip("ab", naming.link_vnets(link), strict=True):
+            nic += 1
+            out.append({"place": _agent_place(instance, f"link:{link}:{half}"),
+                        "mac": naming.grader_mac(instance, nic), "vnet": vnets[net]})
+    for vp in plan.vantage:
+        out.append({"place": _agent_place(instance, f"vantage:{vp.name}"),
+                    "segment": _agent_place(instance, f"segment:{vp.segment}"),
+                    "address": vp.address, "gateway": vp.gateway})
+    return out
 
 
 def _agent_place(instance: str, place: str) -> str:
