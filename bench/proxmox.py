@@ -2,9 +2,10 @@
 AGPL, test-only: served by tests/adapters/proxmox/fakepve_server.py from the venv of
 scripts/fakepve-venv.sh): ``up`` of one lab, and a cohort of N (default 30), with wall time
 and the API requests made (total, and by kind: tasks polled, guest agent, SDN, clones, VM
-config), then ``down``/``cohort down`` (time, requests). fakepve answers at once (tasks end
-before the request returns: time_scale 0), so the figures measure labkit's own work and its
-request count, not a cluster's: on a real cluster, clones, starts and boots dominate.
+config), the instance's VNets and grader NICs, then ``down``/``cohort down`` (time,
+requests). fakepve answers at once (tasks end before the request returns: time_scale 0), so
+the figures measure labkit's own work and its request count, not a cluster's: on a real
+cluster, clones, starts and boots dominate.
 
 With ``--netns`` (root, the nodes' image built): ``up``/``down`` of the same lab on netns,
 side by side (a netns cohort is bench/cohort.py's job).
@@ -88,6 +89,12 @@ def bench_proxmox(n: int, parallel: int, tmp: Path) -> dict[str, Any]:
         try:
             _, result["up_one"] = measured(server, lambda: lifecycle.up(ctx, LAB_ID, instance="bp-one", seed=1,
                                                                         provider="proxmox"))
+            # the instance's shape as fakepve holds it: one VNet per LAN member and per link half,
+            # the grader guest's NICs (management + one per VNet)
+            st = server.state()
+            result["up_one"]["vnets"] = sum(1 for c in st["vnets"].values() if c["alias"].startswith("lk-bp-one:"))
+            grader = next(v for v in st["vms"] if v["name"] == "lk-bp-one-grader")
+            result["up_one"]["grader_nics"] = sum(1 for k in grader["config"] if k[:3] == "net" and k[3:].isdigit())
             _, result["down_one"] = measured(server, lambda: lifecycle.down(ctx, "bp-one"))
             roster = tmp / "roster.txt"
             roster.write_text("".join(f"Candidate {i:02d}\n" for i in range(1, n + 1)), encoding="utf-8")

@@ -198,6 +198,27 @@ def test_nic_budget_refused_with_the_count(fakepve: FakePveServer, pv_ctx: Any) 
     assert "at most 32" in msg and "\n" not in msg
 
 
+def test_shipped_labs_fit_the_nic_budget_as_documented() -> None:
+    """Every shipped lab's grader guest fits a VM's 32 NICs, and docs/proxmox-centre.md's table
+    gives the counts the provider computes."""
+    import re
+
+    from labkit.domain.labs import instantiate, load_lab
+    from labkit.settings import Settings
+
+    settings = Settings(home=PROJECT / "no-home", run_dir=PROJECT / "no-run", project=PROJECT)
+    doc = (PROJECT / "docs" / "proxmox-centre.md").read_text(encoding="utf-8")
+    table = {m[1]: (int(m[2]), int(m[3])) for m in re.finditer(r"^  \| ([a-z0-9-]+) \|.*\| (\d+) \| (\d+) \|$",
+                                                                 doc, re.M)}
+    labs = sorted(p.parent for p in (PROJECT / "labs").glob("*/lab.yaml"))
+    assert labs and set(table) == {d.name for d in labs}
+    for d in labs:
+        plan = instantiate(load_lab(d, settings), "nic-count", 1, None)
+        nics = ProxmoxProvider.grader_nic_count(plan)
+        assert nics == 1 + sum(len(m) for m in plan.segments.values()) + 2 * len(plan.links) <= 32
+        assert table[d.name] == (nics, len(ProxmoxProvider._nets(plan))), d.name
+
+
 def test_sdn_pending_is_polled(fakepve: FakePveServer, pv_ctx: Any) -> None:
     name = "pv-poll"
     fakepve.control("sdn_pending_polls", n=4)
