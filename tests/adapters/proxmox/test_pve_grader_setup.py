@@ -89,8 +89,9 @@ def test_places_and_the_agent_ssh_server(tmp_path: Path) -> None:
     # both link halves in ONE namespace, bridged: the WAN link passes through the grader
     assert calls.count("netns add lk-g1.l-wan") == 1
     assert "-n lk-g1.l-wan link add br0 type bridge stp_state 0 forward_delay 0" in calls
-    assert "-n lk-g1.l-wan link set eth3 name a" in calls and "-n lk-g1.l-wan link set eth4 name b" in calls
-    assert "-n lk-g1.l-wan link set a master br0 up" in calls and "-n lk-g1.l-wan link set b master br0 up" in calls
+    # ... its ports named as on netns (p1 facing endpoint a, p2 facing b): the graders' cable pull names them
+    assert "-n lk-g1.l-wan link set eth3 name p1" in calls and "-n lk-g1.l-wan link set eth4 name p2" in calls
+    assert "-n lk-g1.l-wan link set p1 master br0 up" in calls and "-n lk-g1.l-wan link set p2 master br0 up" in calls
     assert not any(c.startswith("link set eth0 ") for c in calls)  # the management NIC stays
     # the agent's own SSH server replaces OpenSSH's sshd (its old drop-in removed)
     assert not (root / "etc/ssh/sshd_config.d/10-labkit-agent.conf").exists()
@@ -144,6 +145,14 @@ def test_unknown_mac_fails(tmp_path: Path) -> None:
                             {"eth0": "bc:24:11:00:00:00"})
     res = _run(root, ip)
     assert res.returncode == 1 and "no NIC with MAC bc:24:11:00:00:09" in res.stderr
+
+
+def test_a_nic_entry_that_is_no_link_half_is_refused(tmp_path: Path) -> None:
+    root, ip, log = _guest(tmp_path, [{"place": "lk-g1.s-x", "mac": "bc:24:11:00:00:01", "vnet": "a"}],
+                           {"eth1": "bc:24:11:00:00:01"})
+    res = _run(root, ip)
+    assert res.returncode == 1 and "lk-g1.s-x in places.json is no link half" in res.stderr
+    assert log.read_text().splitlines() == ["netns list"]
 
 
 def test_labkit_wheel_holds_the_agent(tmp_path: Path) -> None:

@@ -21,9 +21,9 @@ Installed into the grader template by ``labkit templates build`` as
    - vantage point ``<p>.v-X`` (entry: place, segment, address, gateway): a veth, ``eth0`` in
      the vantage namespace with its address (and default route), its peer a further port
      (p<N+1>, ...) of the segment's ``br0``;
-   - link halves ``<p>.l-X-a`` / ``<p>.l-X-b`` (entry: place, mac, vnet): both NICs (a, b) in
-     ONE namespace ``<p>.l-X`` joined by a bridge br0, so the WAN link passes through the
-     grader (cut, drop, capture).
+   - link halves ``<p>.l-X-a`` / ``<p>.l-X-b`` (entry: place, mac, vnet): both NICs in ONE
+     namespace ``<p>.l-X`` as ports p1 (half a) and p2 (half b) of a bridge br0, as on netns,
+     so the WAN link passes through the grader (cut, drop, capture).
 Idempotent: a place that exists already is left as it is.
 
 LABKIT_AGENT_ROOT (tests only) prefixes every file path; LABKIT_AGENT_IP and
@@ -68,11 +68,12 @@ def nic_by_mac(mac):
 
 
 def namespace_of(place):
-    """(namespace, interface name inside it) of a link-half entry of places.json."""
+    """(namespace, bridge port name inside it) of a link-half entry of places.json: half a is
+    port p1, half b port p2, as on netns (the graders' cable pull names these ports)."""
     prefix, _, rest = place.rpartition(".")
-    if rest.startswith("l-") and rest[-2:] in ("-a", "-b"):
-        return f"{prefix}.{rest[:-2]}", rest[-1]
-    return place, "eth0"
+    if not (rest.startswith("l-") and rest[-2:] in ("-a", "-b")):
+        raise SystemExit(f"labkit-agent-setup: {place} in places.json is no link half (<prefix>.l-<link>-a/-b)")
+    return f"{prefix}.{rest[:-2]}", "p1" if rest[-1] == "a" else "p2"
 
 
 def bridge_namespace(ns):

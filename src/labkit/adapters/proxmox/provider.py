@@ -23,7 +23,7 @@ What an instance is made of (every name derived from the instance name, see nami
   namespace ``lk-<instance>.s-<segment>`` whose ``br0`` bridges the segment's grader NICs
   (ports p1..pN in the order of the segment's members), per vantage point a namespace with a
   veth plugged into its segment's ``br0`` (its address and gateway), per link a namespace
-  bridging its two halves; the guest's SSH server (labkit's own, host key made here and
+  bridging its two halves (ports p1, p2, as on netns); the guest's SSH server (labkit's own, host key made here and
   pinned) runs the grader agent, provisioned through the guest agent;
 - readiness by the guest agent (``network-get-interfaces`` shows the planned addresses), then
   a snapshot ``labkitbase`` of every VM (``reset`` rolls back to it).
