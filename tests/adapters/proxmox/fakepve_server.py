@@ -136,6 +136,18 @@ class LabPve(FakePve):
             raise PveError(500, "zone '{}' does not exist".format(v["zone"]))
         if vid in self.vnets and self.vnets[vid]["state"] != "deleted":
             raise PveError(500, f"vnet ID '{vid}' already defined")
+        # the zone plugins' vnet_update_hook (PVE's SDN Zones/{Simple,Vxlan}Plugin.pm)
+        ztype, tag = self.zones[v["zone"]].get("type"), v.get("tag")
+        if ztype == "simple" and tag is not None:
+            raise PveError(400, "Parameter verification failed.", {"tag": "vlan tag is not allowed on simple zone"})
+        if ztype == "vxlan":
+            if tag is None:
+                raise PveError(400, "Parameter verification failed.", {"tag": "missing vxlan tag"})
+            for other, c in self.vnets.items():
+                if (c["state"] != "deleted" and c.get("tag") is not None and str(c["tag"]) == str(tag)
+                        and self.zones.get(c["zone"], {}).get("type") in ("vxlan", "evpn")):
+                    raise PveError(400, "Parameter verification failed.", {
+                        "tag": f"vxlan tag {tag} already exist in vnet {other} in zone {c['zone']} "})
         cfg = {k: v[k] for k in ("zone", "alias", "tag", "vlanaware", "isolate-ports") if k in v}
         cfg["state"] = "new"
         self.vnets[vid] = cfg
@@ -187,12 +199,13 @@ class LabPve(FakePve):
     async def _sdn_node_zones(self, v, user):
         node = v["node"]
         out = []
+        held = False  # one answer held pending per poll (however many zones there are)
+        if node not in self.sdn_stuck and self.sdn_pending_polls > 0:
+            self.sdn_pending_polls -= 1
+            held = True
         for z in sorted(self.zones):
             status = "available" if z in self.applied_zones else "pending"
-            if node in self.sdn_stuck:
-                status = "pending"
-            elif self.sdn_pending_polls > 0:
-                self.sdn_pending_polls -= 1
+            if node in self.sdn_stuck or held:
                 status = "pending"
             out.append({"zone": z, "status": status})
         return out
@@ -381,7 +394,8 @@ async def main(args):
     secret = secrets.token_hex(16)
     pve.apitokens[TOKEN_ID] = secret
     pve.zones["labkit"] = {"type": "simple"}
-    pve.applied_zones.add("labkit")
+    pve.zones["labvx"] = {"type": "vxlan"}  # a cluster's zone: every VNet needs a VNI
+    pve.applied_zones.update({"labkit", "labvx"})
     add_templates(pve)
     await pve.start(certfile, keyfile)
     control_path = os.path.join(args.dir, "control.sock")

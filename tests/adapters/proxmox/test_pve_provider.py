@@ -172,6 +172,35 @@ def test_no_two_lab_vms_share_a_vnet(fakepve: FakePveServer, pv_ctx: Any) -> Non
     assert fakepve.leftovers(name) == []
 
 
+def test_vxlan_zone_gets_a_unique_vni_per_vnet(fakepve: FakePveServer, pv_ctx: Any) -> None:
+    """In a vxlan zone (a cluster's) PVE requires a VNI per VNet, unique among the vxlan VNets:
+    each VNet gets one from a hash; one another VNet already holds is skipped (next attempt).
+    A simple zone refuses a tag: the other tests' VNets carry none."""
+    from labkit.adapters.proxmox.client import PveClient
+
+    name = "pv-vx"
+    fakepve.write_config(pv_ctx.settings.home, mgmt_cidr="127.88.0.0/16", zone="labvx")
+    prov = pv_ctx.provider("proxmox")
+    first = naming.segment_vnet("lan-a", "r1:eth0")  # the first VNet pvdemo's instance makes
+    clash = naming.vxlan_tag(name, first, 0)
+    client: PveClient = prov.client
+    client.call("POST", "/cluster/sdn/vnets", vnet="zzclash", zone="labvx", tag=clash, alias="someone-else")
+    try:
+        state = lifecycle.up(pv_ctx, LAB_ID, instance=name, seed=21, provider="proxmox")
+        vnets = {c["alias"]: c for c in fakepve.state()["vnets"].values() if c["alias"].startswith(f"lk-{name}:")}
+        assert len(vnets) == 6 and all(c["zone"] == "labvx" for c in vnets.values())
+        tags = [int(c["tag"]) for c in vnets.values()]
+        assert len(set(tags)) == 6 and clash not in tags and all(100000 <= t <= 16777215 for t in tags)
+        assert int(vnets[f"lk-{name}:{first}"]["tag"]) == naming.vxlan_tag(name, first, 1)
+        assert state.provider_data["vnets"][first] == naming.vnet_id(name, first, 1)
+        lifecycle.down(pv_ctx, name)
+        assert fakepve.leftovers(name) == []
+    finally:
+        client.call("DELETE", "/cluster/sdn/vnets/zzclash")
+        client.call("PUT", "/cluster/sdn")
+    assert all(c.get("tag") is None for c in fakepve.state()["vnets"].values() if c["zone"] == "labkit")
+
+
 def test_nic_budget_refused_with_the_count(fakepve: FakePveServer, pv_ctx: Any) -> None:
     """1 management + one per segment member + 2 per link must fit a VM's 32 NICs: a lab that
     needs more is refused before anything is made, the count named."""

@@ -66,6 +66,12 @@ def vnet_id(instance: str, net: str, attempt: int = 0) -> str:
     return "".join(out)
 
 
+def vxlan_tag(instance: str, net: str, attempt: int = 0) -> int:
+    """The VXLAN id (VNI) of a VNet in a ``vxlan`` zone (PVE requires one, unique among the
+    cluster's VNets): from a hash, in 100000..16777215 (clear of small hand-picked ids)."""
+    return 100000 + _digest("vni", instance, net, str(attempt)) % (16777215 - 100000 + 1)
+
+
 def vm_name(instance: str, node: str) -> str:
     """A DNS-safe VM name (PVE checks names as DNS names)."""
     clean = re.sub(r"[^a-z0-9-]", "-", f"lk-{instance}-{node}".lower()).strip("-")

@@ -360,18 +360,24 @@ class ProxmoxProvider:
     def _make_vnets(self, name: str, nets: list[str]) -> dict[str, str]:
         """Create every VNet of the instance (compact ids, readable alias), then apply once."""
         out: dict[str, str] = {}
+        # a vxlan zone needs a VNI per VNet, unique on the cluster; a simple zone refuses one
+        ztype = next((str(z.get("type")) for z in self.client.call("GET", "/cluster/sdn/zones") or []
+                      if z.get("zone") == self.pve.zone), "simple")
         token = self._sdn_lock()
         try:
             for net in nets:
                 for attempt in range(5):
                     vid = naming.vnet_id(name, net, attempt)
+                    extra: dict[str, Any] = {"lock-token": token}
+                    if ztype == "vxlan":
+                        extra["tag"] = naming.vxlan_tag(name, net, attempt)
                     try:
                         self.client.call("POST", "/cluster/sdn/vnets", vnet=vid, zone=self.pve.zone,
-                                         alias=naming.alias(name, net), **{"lock-token": token})
+                                         alias=naming.alias(name, net), **extra)
                         out[net] = vid
                         break
                     except PveApiError as exc:
-                        if "already defined" not in exc.text:
+                        if "already defined" not in exc.text and "already exist" not in exc.text:
                             raise
                 else:
                     raise ProviderError(f"could not find a free VNet id for {naming.alias(name, net)}; retry.")
