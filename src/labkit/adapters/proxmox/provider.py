@@ -10,8 +10,9 @@ What an instance is made of (every name derived from the instance name, see nami
   see unicast between two candidate VMs (a capture there would be incomplete, and a check
   relying on it could pass for the wrong reason); here all of a LAN's traffic crosses the
   grader's bridge, and a WAN link is bridged by the grader too (watch, cut, silently drop).
-  No subnet and no gateway (the node would route between the candidate's LANs); all
-  created, then ONE apply, then each node's zone status polled;
+  No subnet and no gateway (the node would route between the candidate's LANs); in a vxlan
+  zone each VNet gets a VNI (``naming.vxlan_tag``); all created, then ONE apply, then each
+  node's zone status polled;
 - one linked clone per lab node (template ``lk-tpl-<topology>``) and one grader guest
   (``lk-tpl-grader``): explicit VMIDs in the instance's block, placed on the nodes with the most
   free memory, at most ``parallel`` at once, every task's exitstatus checked; netN on the VNet
@@ -23,8 +24,8 @@ What an instance is made of (every name derived from the instance name, see nami
   namespace ``lk-<instance>.s-<segment>`` whose ``br0`` bridges the segment's grader NICs
   (ports p1..pN in the order of the segment's members), per vantage point a namespace with a
   veth plugged into its segment's ``br0`` (its address and gateway), per link a namespace
-  bridging its two halves (ports p1, p2, as on netns); the guest's SSH server (labkit's own, host key made here and
-  pinned) runs the grader agent, provisioned through the guest agent;
+  bridging its two halves (ports p1, p2, as on netns); the guest's SSH server (labkit's own,
+  host key made here and pinned) runs the grader agent, provisioned through the guest agent;
 - readiness by the guest agent (``network-get-interfaces`` shows the planned addresses), then
   a snapshot ``labkitbase`` of every VM (``reset`` rolls back to it).
 
