@@ -36,8 +36,10 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(grade_mod, "load_catalog", lambda: SimpleNamespace(criteria=[]))
     monkeypatch.setattr(grade_mod, "rendered_checks", lambda lab, params: [])
     monkeypatch.setattr(grade_mod, "_collect_artifacts",
-                        lambda state, prov, writer: writer.add_artifact("topology", {"nodes": []}))
-    return SimpleNamespace(settings=settings, store=store, provider=lambda name: object())
+                        lambda state, ground, writer, **kw: writer.add_artifact("topology", {"nodes": []}))
+    ground = SimpleNamespace(mode="inprocess", close=lambda: None)  # no check runs a probe here
+    prov = SimpleNamespace(capabilities=frozenset(), ground=lambda state, vantage=None: ground)
+    return SimpleNamespace(settings=settings, store=store, provider=lambda name: prov)
 
 
 def test_grade_signs_with_the_active_key(ctx: Any) -> None:

@@ -99,7 +99,8 @@ def test_cohort_up_puts_the_identifiers_in_the_seats(tmp_path: Path, monkeypatch
     monkeypatch.setattr(cohort_mod, "load_lab_checked",
                         lambda c, ref: SimpleNamespace(spec=SimpleNamespace(id="routing-multisite"),
                                                        lab_file=tmp_path / "lab.yaml"))
-    monkeypatch.setattr(cohort_mod, "up", lambda c, lab, *, instance, seed, candidate: launched.append(
+    monkeypatch.setattr(cohort_mod, "check_provider_fits", lambda c, lab, provider, vantage: "inprocess")
+    monkeypatch.setattr(cohort_mod, "up", lambda c, lab, *, instance, seed, candidate, **kw: launched.append(
         (instance, candidate)))
     roster = _write(tmp_path, "First name,Last name,ID number,Institution,Department,Email address\n"
                               "Alice,Martin,A-1,CFA,Réseaux,alice@example.org\n"
