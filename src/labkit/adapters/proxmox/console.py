@@ -25,6 +25,7 @@ import signal
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any, BinaryIO, Protocol
@@ -36,6 +37,8 @@ from labkit.models.instance import InstanceState
 
 SERIAL = "serial0"
 PING_SECONDS = 30.0
+DRAIN_QUIET_S = 1.0  # after stdin ends: close once the console has been quiet this long
+DRAIN_MAX_S = 10.0
 
 
 class Api(Protocol):
@@ -103,6 +106,7 @@ def bridge(ws: Any, stdin: BinaryIO, stdout: BinaryIO, size: tuple[int, int] | N
 
     done = threading.Event()
     lock = threading.Lock()
+    last_out = [time.monotonic()]
 
     def send(text: str) -> None:
         with lock:
@@ -113,6 +117,7 @@ def bridge(ws: Any, stdin: BinaryIO, stdout: BinaryIO, size: tuple[int, int] | N
             for msg in ws:
                 stdout.write(msg if isinstance(msg, bytes) else msg.encode())
                 stdout.flush()
+                last_out[0] = time.monotonic()
         except (ConnectionClosed, OSError):
             pass
         finally:
@@ -141,6 +146,13 @@ def bridge(ws: Any, stdin: BinaryIO, stdout: BinaryIO, size: tuple[int, int] | N
     except (ConnectionClosed, OSError):
         pass
     finally:
+        # stdin ended (a piped command): let the console answer what was sent, until it has
+        # been quiet for DRAIN_QUIET_S (at most DRAIN_MAX_S), then close
+        end = time.monotonic() + DRAIN_MAX_S
+        while not done.is_set() and time.monotonic() < end:
+            if time.monotonic() - last_out[0] >= DRAIN_QUIET_S:
+                break
+            done.wait(0.1)
         ws.close()
         done.wait(5)
 
