@@ -63,10 +63,10 @@ bench-bundle: deps venv
 	$(VENV)/bin/python bench/bundle.py
 
 bench-agent: deps venv
-	$(VENV)/bin/python bench/agent.py
+	$(VENV)/bin/python bench/agent.py --pings 200 --lab routing-multisite
 
 bench-proxmox: deps venv fakepve
-	$(VENV)/bin/python bench/proxmox.py
+	$(VENV)/bin/python bench/proxmox.py --netns
 
 clean:
 	-$(VENV)/bin/labkit down --all
