@@ -40,7 +40,7 @@ def test_upgrade_head_is_the_models_schema_and_downgrade_removes_it(db_url: str)
         with db.engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
             assert tables == TABLES | {"alembic_version"}
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
         db.upgrade()  # a second start changes nothing
         assert _diff(db) == []
         db.downgrade("base")
@@ -68,8 +68,7 @@ def test_0002_adds_candidate_identifiers_and_downgrade_keeps_the_rows(db_url: st
                               "updated_at) VALUES (1, 1, 1, 'Al', 'c1-01', 2, 'planned', '', CURRENT_TIMESTAMP)"))
         cols = {c["name"] for c in inspect(db.engine).get_columns("candidates")}
         assert not cols & {"email", "idnumber", "username"}
-        db.upgrade()
-        assert _diff(db) == []
+        db.upgrade("0002")
         with db.engine.begin() as conn:
             conn.execute(text("UPDATE candidates SET email = 'al@example.org' WHERE id = 1"))
             assert conn.execute(text("SELECT email, idnumber FROM candidates")).one() == ("al@example.org", None)
@@ -84,10 +83,41 @@ def test_0002_adds_candidate_identifiers_and_downgrade_keeps_the_rows(db_url: st
         db.dispose()
 
 
+def test_0003_gives_older_cohorts_netns_and_downgrade_keeps_the_rows(db_url: str) -> None:
+    """0002 -> 0003 adds the cohort's provider and vantage: a cohort made before is on netns,
+    graded in process; a new one may say proxmox / agent; back to 0002 removes the columns and
+    keeps the cohorts; 0003 again is the models' schema."""
+    db = Database(db_url)
+    try:
+        db.upgrade("0002")
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO cohorts (id, name, lab_id, seed, created_at) "
+                              "VALUES (1, 'old', 'demo-lab', 1, CURRENT_TIMESTAMP)"))
+        assert not {c["name"] for c in inspect(db.engine).get_columns("cohorts")} & {"provider", "vantage"}
+        db.upgrade()
+        assert _diff(db) == []
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO cohorts (id, name, lab_id, seed, provider, vantage, created_at) "
+                              "VALUES (2, 'pve', 'demo-lab', 2, 'proxmox', 'agent', CURRENT_TIMESTAMP)"))
+            rows = conn.execute(text("SELECT name, provider, vantage FROM cohorts ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [("old", "netns", "inprocess"), ("pve", "proxmox", "agent")]
+        db.downgrade("0002")
+        assert not {c["name"] for c in inspect(db.engine).get_columns("cohorts")} & {"provider", "vantage"}
+        with db.engine.connect() as conn:
+            assert [r[0] for r in conn.execute(text("SELECT name FROM cohorts ORDER BY id"))] == ["old", "pve"]
+        db.upgrade()
+        assert _diff(db) == []
+        with db.engine.connect() as conn:  # the default comes back for rows that were downgraded
+            assert conn.execute(text("SELECT provider FROM cohorts WHERE id = 2")).scalar_one() == "netns"
+    finally:
+        db.dispose()
+
+
 def test_migrations_are_inside_the_package() -> None:
     assert (MIGRATIONS / "env.py").is_file()
     assert (MIGRATIONS / "versions" / "0001_initial.py").is_file()
     assert (MIGRATIONS / "versions" / "0002_candidate_identifiers.py").is_file()
+    assert (MIGRATIONS / "versions" / "0003_cohort_provider.py").is_file()
     assert "labkit" in MIGRATIONS.parts and "adapters" in MIGRATIONS.parts
 
 
@@ -175,7 +205,8 @@ def test_existing_database_brings_an_older_portal_database_up_to_date(db_url: st
     assert db is not None
     try:
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
             assert "email" in {c["name"] for c in inspect(conn).get_columns("candidates")}
+            assert "provider" in {c["name"] for c in inspect(conn).get_columns("cohorts")}
     finally:
         db.dispose()

@@ -332,3 +332,12 @@ def test_two_processes_finishing_at_once_lose_no_row(database: Database, tmp_pat
         rows = s.scalars(select(GradingRun).order_by(GradingRun.candidate_id)).all()
     assert [(r.candidate_id, r.status, r.run_id, r.score) for r in rows] == [
         (c, "complete", f"run-{c}", c) for c in cands]
+
+
+def test_a_cohort_records_its_provider_and_vantage(database: Database) -> None:
+    with database.session() as s:
+        repo.create_cohort(s, "onns", "routing-multisite", 1)
+        repo.create_cohort(s, "onpve", "routing-multisite", 2, provider="proxmox", vantage="agent")
+    with database.session() as s:
+        got = {c.name: (c.provider, c.vantage) for c in repo.list_cohorts(s)}
+    assert got == {"onns": ("netns", "inprocess"), "onpve": ("proxmox", "agent")}

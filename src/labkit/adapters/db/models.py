@@ -130,6 +130,10 @@ class Cohort(Base):
     name: Mapped[str] = mapped_column(String(31), unique=True)  # same rule as instance names
     lab_id: Mapped[str] = mapped_column(String(64))
     seed: Mapped[int] = mapped_column(BigInteger)
+    # where its instances live and how they are graded (lifecycle.up's provider and vantage);
+    # databases made before migration 0003 hold netns / inprocess
+    provider: Mapped[str] = mapped_column(String(32), default="netns", server_default="netns")
+    vantage: Mapped[str] = mapped_column(String(16), default="inprocess", server_default="inprocess")
     exam_start: Mapped[datetime | None] = mapped_column(default=None)
     exam_end: Mapped[datetime | None] = mapped_column(default=None)
     final_taken_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -150,11 +150,14 @@ def _require(s: Session, cls: type[T], row: T | int, what: str) -> T:
 
 
 # -- cohorts and candidates -----------------------------------------------------------------
-def create_cohort(s: Session, name: str, lab_id: str, seed: int, *, created_by: User | int | None = None) -> Cohort:
+def create_cohort(s: Session, name: str, lab_id: str, seed: int, *, created_by: User | int | None = None,
+                  provider: str = "netns", vantage: str = "inprocess") -> Cohort:
+    """A cohort whose instances are brought up on ``provider`` and graded with ``vantage``
+    (the caller has checked that the lab fits them: lifecycle.check_provider_fits)."""
     if not is_name(name):
         raise UserError(f"{name!r} is not a valid cohort name; use lowercase letters, digits and '-', "
                         "starting with a letter, at most 31 characters")
-    cohort = Cohort(name=name, lab_id=lab_id, seed=seed,
+    cohort = Cohort(name=name, lab_id=lab_id, seed=seed, provider=provider, vantage=vantage,
                     created_by_id=None if created_by is None else _id(created_by))
     return _insert(s, cohort, lambda: f"a cohort named {name!r} already exists; choose another name")
 
