@@ -11,21 +11,13 @@ from labkit.interfaces.cli import main
 from labkit.settings import load_settings
 from labkit.usecases.lifecycle import Context
 from labkit.usecases.templates import build
-from tests.adapters.proxmox.pvx import fake_wheel, pvx, pvx_home, write_config  # noqa: F401
+from tests.adapters.proxmox.pvx import fake_wheel, pvx, pvx_home, single_node_site  # noqa: F401
 
 WHEEL = fake_wheel()
 
 
 def test_doctor_exit_codes_and_json(pvx, pvx_home: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
-    write_config(
-        pvx,
-        pvx_home,
-        mgmt_bridge="vmbr0",
-        nodes=["pve1"],
-        grader_template="lk-tpl-cd-grader",
-        template_prefix="lk-tpl-cd-",
-    )
-    pvx.control("storage", name="local", options={"content": "iso,vztmpl,backup,import"})
+    single_node_site(pvx, pvx_home, "cd")
     assert main(["doctor", "--provider", "proxmox", "--lab", "vpn-site-to-site"]) == 1
     text = capsys.readouterr().out
     assert "FAIL templates    template lk-tpl-cd-two-sites-internet is missing; run 'labkit templates build" in text

@@ -13,7 +13,7 @@ from labkit.interfaces.cli import main
 from labkit.settings import load_settings
 from labkit.usecases.lifecycle import Context
 from labkit.usecases.templates import build
-from tests.adapters.proxmox.pvx import fake_wheel, pvx, pvx_home, write_config  # noqa: F401
+from tests.adapters.proxmox.pvx import fake_wheel, pvx, pvx_home, single_node_site  # noqa: F401
 
 URL = "https://mirror.example.org/debian-12-genericcloud-amd64.qcow2"
 
@@ -22,15 +22,7 @@ WHEEL = fake_wheel()
 
 @pytest.fixture
 def home(pvx, pvx_home: Path) -> Path:  # noqa: F811
-    write_config(
-        pvx,
-        pvx_home,
-        mgmt_bridge="vmbr0",
-        nodes=["pve1"],
-        grader_template="lk-tpl-ct-grader",
-        template_prefix="lk-tpl-ct-",
-    )
-    pvx.control("storage", name="local", options={"content": "iso,vztmpl,backup,import"})
+    single_node_site(pvx, pvx_home, "ct")
     return pvx_home
 
 

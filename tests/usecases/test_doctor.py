@@ -13,7 +13,7 @@ from labkit.settings import load_settings
 from labkit.usecases.doctor import doctor
 from labkit.usecases.lifecycle import Context
 from labkit.usecases.templates import build
-from tests.adapters.proxmox.pvx import fake_wheel, pvx, pvx_home, write_config  # noqa: F401
+from tests.adapters.proxmox.pvx import fake_wheel, pvx, pvx_home, single_node_site  # noqa: F401
 
 URL = "https://mirror.example.org/debian-12-genericcloud-amd64.qcow2"
 
@@ -25,15 +25,7 @@ def _noop(*_a: object) -> None:
 
 
 def test_proxmox_templates_missing_then_built(pvx, pvx_home: Path) -> None:  # noqa: F811
-    write_config(
-        pvx,
-        pvx_home,
-        mgmt_bridge="vmbr0",
-        nodes=["pve1"],
-        grader_template="lk-tpl-uc-grader",
-        template_prefix="lk-tpl-uc-",
-    )
-    pvx.control("storage", name="local", options={"content": "iso,vztmpl,backup,import"})
+    single_node_site(pvx, pvx_home, "uc")
     ctx = Context(load_settings())
     report = doctor(ctx, "proxmox", ["routing-multisite"])
     bad = [line for line in report.lines if not line.ok]

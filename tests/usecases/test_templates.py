@@ -11,7 +11,7 @@ from labkit.errors import UnknownLabError, UserError
 from labkit.settings import load_settings
 from labkit.usecases.lifecycle import Context
 from labkit.usecases.templates import build, wanted
-from tests.adapters.proxmox.pvx import fake_wheel, pvx, pvx_home, write_config  # noqa: F401
+from tests.adapters.proxmox.pvx import fake_wheel, pvx, pvx_home, single_node_site  # noqa: F401
 
 URL = "https://mirror.example.org/debian-12-genericcloud-amd64.qcow2"
 
@@ -20,15 +20,7 @@ WHEEL = fake_wheel()
 
 @pytest.fixture
 def ctx(pvx, pvx_home: Path) -> Context:  # noqa: F811
-    write_config(
-        pvx,
-        pvx_home,
-        mgmt_bridge="vmbr0",
-        nodes=["pve1"],
-        grader_template="lk-tpl-ut-grader",
-        template_prefix="lk-tpl-ut-",
-    )
-    pvx.control("storage", name="local", options={"content": "iso,vztmpl,backup,import"})
+    single_node_site(pvx, pvx_home, "ut")
     return Context(load_settings())
 
 

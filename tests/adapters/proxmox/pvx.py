@@ -94,3 +94,12 @@ def fake_wheel() -> str:
         atexit.register(shutil.rmtree, _WHEEL_DIR[0], True)
         Path(_WHEEL_DIR[0], "labkit-0.1.0-py3-none-any.whl").write_bytes(b"not a real wheel")
     return str(Path(_WHEEL_DIR[0], "labkit-0.1.0-py3-none-any.whl"))
+
+
+def single_node_site(server: FakePveServer, home: Path, prefix: str) -> Path:
+    """A one-node cluster (bridge vmbr0) whose templates are ``lk-tpl-<prefix>-…``, with a file
+    storage ``local`` that takes ``import`` content (what templates build and doctor need)."""
+    write_config(server, home, mgmt_bridge="vmbr0", nodes=["pve1"], grader_template=f"lk-tpl-{prefix}-grader",
+                 template_prefix=f"lk-tpl-{prefix}-")
+    server.control("storage", name="local", options={"content": "iso,vztmpl,backup,import"})
+    return home
