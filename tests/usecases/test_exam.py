@@ -223,6 +223,45 @@ def test_real_lab_ops_read_the_project(tmp_path: Path) -> None:
     assert not ops.exists("nothing-here") and not ops.run_dir_held()
 
 
+def test_real_lab_ops_offer_proxmox_only_when_configured_and_refuse_an_unfit_lab(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ops = RealLabOps(Context(Settings(home=home, run_dir=tmp_path / "run", project=PROJECT)))
+    assert ops.providers() == ["netns"]
+    assert ops.fits("routing-multisite", "netns") == "inprocess"
+    home.mkdir()
+    (home / "proxmox.toml").write_text('url = "https://pve.invalid:8006"\n', encoding="utf-8")
+    assert ops.providers() == ["netns", "proxmox"]
+    with pytest.raises(UserError) as info:  # backup-restore reads node files: no Proxmox API does that
+        ops.fits("backup-restore", "proxmox")
+    msg = str(info.value)
+    assert msg.startswith("lab backup-restore cannot be graded on provider proxmox") and "\n" not in msg
+
+
+def test_a_cohort_launches_on_its_provider_with_its_vantage(exam: Exam) -> None:
+    ops = exam.ops
+    assert isinstance(ops, FakeLabOps)
+    cohort_id, _ = exam.create_cohort("demo-lab", "Alice Martin\n", "onns", created_by=None, seed=1)
+    with pytest.raises(UserError, match="provider 'proxmox' cannot be used for a cohort here; choose one of: netns"):
+        exam.create_cohort("demo-lab", "Bob\n", "pve1", created_by=None, provider="proxmox")
+    ops.offered = ("netns", "proxmox")
+    ops.unfit = {"proxmox"}
+    with pytest.raises(UserError, match="cannot be graded on provider proxmox"):
+        exam.create_cohort("demo-lab", "Bob\n", "pve1", created_by=None, provider="proxmox")
+    assert not exam.sheet_path("pve1").exists()  # nothing made
+    with exam.db.session() as s:
+        assert repo.get_cohort(s, "pve1") is None and repo.get_user_by_login(s, "bob") is None
+    ops.unfit = set()
+    pve_id, _ = exam.create_cohort("demo-lab", "Bob\n", "pve1", created_by=None, seed=2, provider="proxmox")
+    for cid in (cohort_id, pve_id):
+        exam.launch(cid)
+    exam.wait_idle()
+    assert ops.placed == {"onns-01": ("netns", "inprocess"), "pve1-01": ("proxmox", "agent")}
+    assert exam.dashboard(pve_id)["cohort"]["provider"] == "proxmox"
+    exam.teardown(pve_id)
+    exam.wait_idle()
+    assert "pve1-01" not in ops.instances and "onns-01" in ops.instances
+
+
 # ---------------------------------------------------------------------------- a real lab
 @pytest.mark.root
 @pytest.mark.slow

@@ -101,9 +101,13 @@ class LabOps(Protocol):
     def lab_id(self, lab_ref: str) -> str: ...  # validated lab id, UserError if unknown
     def lab_title(self, lab_id: str, lang: str) -> str: ...
     def labs(self) -> list[tuple[str, str]]: ...  # (id, French title) of the valid labs
-    def up(self, lab_id: str, instance: str, seed: int, candidate: str) -> None: ...
-    def down(self, instance: str) -> None: ...
-    def exists(self, instance: str) -> bool: ...
+    def providers(self) -> list[str]: ...  # the providers a cohort may be brought up on here
+    # the vantage mode to grade with; UserError (one sentence) when the lab does not fit the provider
+    def fits(self, lab_id: str, provider: str, vantage: str | None = None) -> str: ...
+    def up(self, lab_id: str, instance: str, seed: int, candidate: str, provider: str = "netns",
+           vantage: str | None = None) -> None: ...
+    def down(self, instance: str, provider: str = "netns") -> None: ...
+    def exists(self, instance: str, provider: str = "netns") -> bool: ...
     def grade(self, instance: str, mode: str) -> GradeSummary: ...  # mode "grade" | "selfcheck"
     def nodes(self, instance: str) -> list[str]: ...
     def brief(self, instance: str, lang: str) -> str: ...
@@ -134,20 +138,34 @@ class RealLabOps:
 
         return [(r.id, r.title.get("fr") if r.title else r.id) for r in list_labs(self.ctx.settings) if r.ok]
 
-    def up(self, lab_id: str, instance: str, seed: int, candidate: str) -> None:
+    def providers(self) -> list[str]:
+        """netns always; proxmox only when this home has a Proxmox configuration."""
+        from labkit.adapters.proxmox.settings import configured
+
+        return ["netns", *(["proxmox"] if configured(self.ctx.settings.home) else [])]
+
+    def fits(self, lab_id: str, provider: str, vantage: str | None = None) -> str:
+        from labkit.usecases.lifecycle import check_provider_fits, load_lab_checked
+
+        return check_provider_fits(self.ctx, load_lab_checked(self.ctx, lab_id), provider, vantage)
+
+    def up(self, lab_id: str, instance: str, seed: int, candidate: str, provider: str = "netns",
+           vantage: str | None = None) -> None:
         from labkit.usecases.lifecycle import up
 
-        up(self.ctx, lab_id, instance=instance, seed=seed, candidate=candidate)
+        up(self.ctx, lab_id, instance=instance, seed=seed, candidate=candidate, provider=provider, vantage=vantage)
 
-    def down(self, instance: str) -> None:
+    def down(self, instance: str, provider: str = "netns") -> None:
+        """Remove the instance (its state names its provider; without state, what ``provider``
+        still holds of it)."""
         from labkit.usecases.lifecycle import down
 
-        down(self.ctx, instance)
+        down(self.ctx, instance, providers=[provider])
 
-    def exists(self, instance: str) -> bool:
+    def exists(self, instance: str, provider: str = "netns") -> bool:
         from labkit.usecases.lifecycle import instance_exists
 
-        return instance_exists(self.ctx, instance, "netns")  # exam day runs on the netns provider
+        return instance_exists(self.ctx, instance, provider)
 
     def grade(self, instance: str, mode: str) -> GradeSummary:
         """Grade under the instance's grading lock, shared with ``labkit cohort grade``."""
@@ -355,6 +373,15 @@ class DatabaseLike(Protocol):
     def session(self) -> Any: ...  # a context manager yielding a SQLAlchemy Session
 
 
+@dataclass(frozen=True)
+class _Where:
+    """What a cohort's launches need: its lab, the provider its instances live on, their vantage."""
+
+    lab_id: str
+    provider: str
+    vantage: str
+
+
 @dataclass
 class _HealthCache:
     at: float
@@ -525,24 +552,33 @@ class Exam:
     # -- cohorts
     def create_cohort(self, lab_ref: str, roster_text: str, name: str, *, created_by: int | None,
                       seed: int | None = None, roster_label: str = "the uploaded roster",
+                      provider: str = "netns", vantage: str | None = None,
                       portal_url: str = "http://127.0.0.1:8000/", ssh_host: str = "127.0.0.1",
                       ssh_port: int = 2222) -> tuple[int, list[Credential]]:
         """Record a cohort, one candidate account per roster name (login, generated password,
         instance name, seed) and write its login sheet. Nothing is brought up yet (:meth:`launch`).
-        Nothing is left half-made on error."""
+        The cohort's instances will live on ``provider`` (one of :meth:`LabOps.providers`) and be
+        graded with ``vantage`` (the provider's default when None); a lab that cannot be graded
+        there is refused with the lifecycle's one sentence. Nothing is left half-made on error."""
         name = name.strip()
         check_instance_name(name)
         if len(name) > 27:
             raise ExamError(f"cohort name {name!r} is too long; use at most 27 characters (instances add '-NN').",
                             "cohort_name_too_long", name=name)
         lab_id = self.lab.lab_id(lab_ref)
+        offered = self.lab.providers()
+        if provider not in offered:
+            raise ExamError(f"provider {provider!r} cannot be used for a cohort here; choose one of: "
+                            f"{', '.join(offered)} (proxmox needs a proxmox.toml in the labkit home).",
+                            "provider_unavailable", provider=provider)
+        vantage = self.lab.fits(lab_id, provider, vantage)
         entries = parse_roster_entries(roster_text, roster_label)
         names = [e.name for e in entries]
         seed = random.SystemRandom().randrange(2**31) if seed is None else seed
         if seed < 0:
             raise UserError(f"seed {seed} is negative; give a seed of 0 or more.")
         instances = [f"{name}-{i + 1:02d}" for i in range(len(names))]
-        busy = [i for i in instances if self.lab.exists(i)]
+        busy = [i for i in instances if self.lab.exists(i, provider)]
         if busy:
             raise ExamError(f"instance {busy[0]} already exists; pick another cohort name or bring it down.",
                             "instance_exists", instance=busy[0])
@@ -558,7 +594,8 @@ class Exam:
             if taken_inst:
                 raise ExamError(f"instance {sorted(taken_inst)[0]} belongs to another cohort; pick another name.",
                                 "instance_exists", instance=sorted(taken_inst)[0])
-            cohort = repo.create_cohort(s, name, lab_id, seed, created_by=created_by)
+            cohort = repo.create_cohort(s, name, lab_id, seed, created_by=created_by, provider=provider,
+                                        vantage=vantage)
             s.flush()
             taken: set[str] = set()
             rows = zip(entries, instances, _seeds(seed, len(names)), passwords, hashes, strict=True)
@@ -618,30 +655,30 @@ class Exam:
             cohort = s.get(Cohort, cohort_id)
             if cohort is None:
                 raise UserError(f"there is no cohort {cohort_id}; pick one from the cohort list.")
-            lab_id = cohort.lab_id
+            where = _Where(cohort.lab_id, cohort.provider, cohort.vantage)
             todo = [c for c in cohort.candidates if c.status in ("planned", "failed", "removed")]
             for c in todo:
                 c.status, c.detail = "launching", ""
             jobs = [(c.id, c.instance, c.seed, c.name) for c in todo]
         if jobs:
-            self._submit(self._lifecycle, self._launch_batch, lab_id, jobs)
+            self._submit(self._lifecycle, self._launch_batch, where, jobs)
         return [j[0] for j in jobs]
 
-    def _launch_batch(self, lab_id: str, jobs: list[tuple[int, str, int, str]]) -> None:
+    def _launch_batch(self, where: _Where, jobs: list[tuple[int, str, int, str]]) -> None:
         rest = list(jobs)
         while rest and not self.lab.run_dir_held():  # the pilot: one launch alone
-            self._launch_one(lab_id, *rest.pop(0))
-        futures = [self._submit(self._launcher, self._launch_one, lab_id, *job) for job in rest]
+            self._launch_one(where, *rest.pop(0))
+        futures = [self._submit(self._launcher, self._launch_one, where, *job) for job in rest]
         for fut in futures:
             _wait_one(fut, 3600)
 
-    def _launch_one(self, lab_id: str, cand_id: int, instance: str, seed: int, name: str,
+    def _launch_one(self, where: _Where, cand_id: int, instance: str, seed: int, name: str,
                     reset: bool = False) -> None:
         with self._lock(cand_id):
             try:
-                if reset and self.lab.exists(instance):
-                    self.lab.down(instance)
-                self.lab.up(lab_id, instance, seed, name)
+                if reset and self.lab.exists(instance, where.provider):
+                    self.lab.down(instance, where.provider)
+                self.lab.up(where.lab_id, instance, seed, name, where.provider, where.vantage)
                 status, detail = "up", ""
             except LabkitError as exc:
                 status, detail = "failed", str(exc)
@@ -666,7 +703,9 @@ class Exam:
                 raise Busy(f"{cand.name}'s instance is already being {cand.status[:-3]}ed; wait for it to finish.",
                            "instance_busy")
             cand.status, cand.detail = "resetting", ""
-            job = (cand.cohort.lab_id, cand.id, cand.instance, cand.seed, cand.name)
+            cohort = cand.cohort
+            job = (_Where(cohort.lab_id, cohort.provider, cohort.vantage), cand.id, cand.instance, cand.seed,
+                   cand.name)
         self._submit(self._lifecycle, self._launch_one, *job, True)
 
     def teardown(self, cohort_id: int) -> None:
@@ -676,15 +715,16 @@ class Exam:
             cohort = s.get(Cohort, cohort_id)
             if cohort is None:
                 raise UserError(f"there is no cohort {cohort_id}; pick one from the cohort list.")
+            provider = cohort.provider
             jobs = [(c.id, c.instance) for c in cohort.candidates if c.status not in ("launching", "resetting")]
         for job in jobs:
-            self._submit(self._lifecycle, self._down_one, *job)
+            self._submit(self._lifecycle, self._down_one, *job, provider)
 
-    def _down_one(self, cand_id: int, instance: str) -> None:
+    def _down_one(self, cand_id: int, instance: str, provider: str = "netns") -> None:
         with self._lock(cand_id):
             try:
-                if self.lab.exists(instance):
-                    self.lab.down(instance)
+                if self.lab.exists(instance, provider):
+                    self.lab.down(instance, provider)
                 status, detail = "removed", ""
             except LabkitError as exc:
                 status, detail = "failed", str(exc)
@@ -842,7 +882,8 @@ class Exam:
                                              and r.status == "complete"), None)),
                     "final": _run_view(next((r for r in runs if r.mode == "final"), None)),
                 })
-            head = {"id": cohort.id, "name": cohort.name, "lab": cohort.lab_id,
+            head = {"id": cohort.id, "name": cohort.name, "lab": cohort.lab_id, "provider": cohort.provider,
+                    "vantage": cohort.vantage,
                     "exam_start": _iso(cohort.exam_start), "exam_end": _iso(cohort.exam_end),
                     "final_taken_at": _iso(cohort.final_taken_at),
                     "open": exam_is_open(cohort), "over": exam_is_over(cohort)}

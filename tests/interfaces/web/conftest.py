@@ -43,6 +43,9 @@ class FakeLabOps:
     passing: dict[str, bool] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     fail_up: set[str] = field(default_factory=set)
+    offered: tuple[str, ...] = ("netns",)  # providers(): what this "home" is configured for
+    unfit: set[str] = field(default_factory=set)  # providers the lab is refused on (fits)
+    placed: dict[str, tuple[str, str]] = field(default_factory=dict)  # instance -> (provider, vantage) of up
     grade_gate: threading.Event | None = None  # when set, grading waits for it
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -57,19 +60,29 @@ class FakeLabOps:
     def labs(self) -> list[tuple[str, str]]:
         return [("demo-lab", "Laboratoire de démonstration")]
 
-    def up(self, lab_id: str, instance: str, seed: int, candidate: str) -> None:
+    def providers(self) -> list[str]:
+        return list(self.offered)
+
+    def fits(self, lab_id: str, provider: str, vantage: str | None = None) -> str:
+        if provider in self.unfit:
+            raise UserError(f"lab {lab_id} cannot be graded on provider {provider} (fake).")
+        return vantage or ("agent" if provider == "proxmox" else "inprocess")
+
+    def up(self, lab_id: str, instance: str, seed: int, candidate: str, provider: str = "netns",
+           vantage: str | None = None) -> None:
         with self.lock:
             self.calls.append(("up", instance))
+            self.placed[instance] = (provider, vantage or "")
         if instance in self.fail_up:
             raise UserError(f"bringing up {instance} failed (fake)")
         self.instances[instance] = (lab_id, seed, candidate)
 
-    def down(self, instance: str) -> None:
+    def down(self, instance: str, provider: str = "netns") -> None:
         with self.lock:
             self.calls.append(("down", instance))
         self.instances.pop(instance, None)
 
-    def exists(self, instance: str) -> bool:
+    def exists(self, instance: str, provider: str = "netns") -> bool:
         return instance in self.instances
 
     def nodes(self, instance: str) -> list[str]:

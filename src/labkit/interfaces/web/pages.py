@@ -165,15 +165,17 @@ def _state(c: Cohort) -> str:
 
 @router.get("/cohorts/new", response_class=HTMLResponse)
 def cohort_form(request: Request, who: Trainer) -> Response:
-    return render(request, "cohort_new.html", who=who, labs=_exam(request).lab.labs(), form={})
+    ops = _exam(request).lab
+    return render(request, "cohort_new.html", who=who, labs=ops.labs(), providers=ops.providers(), form={})
 
 
 @router.post("/cohorts", response_class=HTMLResponse)
 def cohort_create(request: Request, who: Trainer, lab: Annotated[str, Form(max_length=100)],
                   name: Annotated[str, Form(max_length=100)], roster: Annotated[UploadFile, File()],
-                  seed: Annotated[str, Form(max_length=20)] = "") -> Response:
+                  seed: Annotated[str, Form(max_length=20)] = "",
+                  provider: Annotated[str, Form(max_length=32)] = "netns") -> Response:
     exam = _exam(request)
-    form = {"lab": lab, "name": name, "seed": seed}
+    form = {"lab": lab, "name": name, "seed": seed, "provider": provider}
     try:
         data = roster.file.read(MAX_ROSTER_BYTES + 1)
         if len(data) > MAX_ROSTER_BYTES:
@@ -189,11 +191,12 @@ def cohort_create(request: Request, who: Trainer, lab: Annotated[str, Form(max_l
             seed_value = int(seed.strip())
         host = request.app.state.ssh_host or request.url.hostname or "127.0.0.1"
         cohort_id, creds = exam.create_cohort(
-            lab, text, name, created_by=who.user_id, seed=seed_value,
+            lab, text, name, created_by=who.user_id, seed=seed_value, provider=provider,
             roster_label=f"roster {roster.filename or 'upload'}", portal_url=str(request.base_url),
             ssh_host=host, ssh_port=request.app.state.ssh_port)
     except LabkitError as exc:
-        return render(request, "cohort_new.html", 400, who=who, labs=exam.lab.labs(), form=form,
+        return render(request, "cohort_new.html", 400, who=who, labs=exam.lab.labs(),
+                      providers=exam.lab.providers(), form=form,
                       error=_message(request, exc))
     return redirect(f"/cohorts/{cohort_id}?notice=created_notice&n={len(creds)}")
 
