@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from labkit.adapters.db import repo
 from labkit.adapters.db.models import Cohort
@@ -47,7 +46,8 @@ def test_a_proxmox_cohort_launches_gives_serial_consoles_and_leaves_nothing(
         target = access.open_target(pv_ctx, db, f"{creds[0].login}+r1")
         assert (target.instance, target.node, target.read_only) == (instance, "r1", False)
         argv = access.session_argv(pv_ctx, target, None, None)
-        assert argv[1:] == ["-m", "labkit.adapters.proxmox.console", "--instance", instance, "--node", "r1"]
+        assert argv[1:] == ["-m", "labkit.adapters.proxmox.console", "--instance", instance, "--node", "r1",
+                            "--config", str(pv_ctx.settings.home / "proxmox.toml")]
         res = subprocess.run(argv, input=b"hello exam\n", capture_output=True, timeout=60, env=dict(os.environ))
         assert res.returncode == 0, res.stderr
         assert b"starting serial terminal on interface serial0" in res.stdout
@@ -69,15 +69,18 @@ def test_a_proxmox_cohort_launches_gives_serial_consoles_and_leaves_nothing(
         db.dispose()
 
 
-@pytest.mark.xfail(strict=True, reason="the bastion spawns consoles with PATH alone (bastion._SPAWN_ENV): the "
-                   "Proxmox bridge then reads the default home's proxmox.toml, not LABKIT_HOME's, and has no "
-                   "LABKIT_PVE_TOKEN_SECRET; console_argv must carry the home (and the secret come from "
-                   "token_secret_file) or the bastion pass those variables on")
 def test_the_bastion_spawn_environment_reaches_the_proxmox_console(
         fakepve: FakePveServer, pv_ctx: Any, tmp_path: Path) -> None:  # noqa: F811
     from labkit.interfaces.bastion import _SPAWN_ENV
     from labkit.usecases.lifecycle import down, up
 
+    """The bastion starts consoles with PATH alone: the console's argv names the home's
+    proxmox.toml, whose token_secret_file holds the secret (an env-only secret cannot reach it)."""
+    secret = tmp_path / "pve-token"
+    secret.write_text(fakepve.token_secret)
+    secret.chmod(0o600)
+    config = pv_ctx.settings.home / "proxmox.toml"
+    config.write_text(config.read_text() + f'token_secret_file = "{secret}"\n')
     instance = "pvy-01"
     up(pv_ctx, LAB_ID, instance=instance, seed=29, provider="proxmox", candidate="Bob")
     try:

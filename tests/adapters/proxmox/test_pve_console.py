@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.parse
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -70,7 +71,7 @@ def test_frames() -> None:
 
 
 @pytest.mark.parametrize("node", ["r1"])
-def test_console_argv(node: str) -> None:
+def test_console_argv(node: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plan = InstancePlan(name="con1", lab_id="x", lab_dir="", topology_id="t", seed=0, params={}, nodes=[],
                         segments={}, links={})
     from datetime import UTC, datetime
@@ -78,8 +79,12 @@ def test_console_argv(node: str) -> None:
     now = datetime.now(UTC)
     state = InstanceState(name="con1", provider="proxmox", phase="up", created_at=now, updated_at=now,
                           plan=plan, ssh_key="")
-    assert console.console_argv(None, state, node) == [sys.executable, "-m", "labkit.adapters.proxmox.console",
-                                                       "--instance", "con1", "--node", node]
+    monkeypatch.delenv("LABKIT_PROXMOX_CONFIG", raising=False)
+    provider = SimpleNamespace(settings=SimpleNamespace(home=tmp_path))
+    # the argv names the configuration file: the bastion starts it with PATH alone
+    assert console.console_argv(provider, state, node) == [
+        sys.executable, "-m", "labkit.adapters.proxmox.console", "--instance", "con1", "--node", node,
+        "--config", str(tmp_path / "proxmox.toml")]
 
 
 def test_bridge_in_a_pseudo_terminal(pvx, pvx_home: Path) -> None:  # noqa: F811

@@ -414,7 +414,8 @@ def test_console_argv_runs_the_serial_bridge(fakepve: FakePveServer, pv_ctx: Any
     lifecycle.up(pv_ctx, LAB_ID, instance=name, seed=17, provider="proxmox")
     try:
         argv = lifecycle.console_argv(pv_ctx, name, "r1")
-        assert argv[1:] == ["-m", "labkit.adapters.proxmox.console", "--instance", name, "--node", "r1"]
+        assert argv[1:] == ["-m", "labkit.adapters.proxmox.console", "--instance", name, "--node", "r1",
+                            "--config", str(pv_ctx.settings.home / "proxmox.toml")]
         res = subprocess.run(argv, input=b"hello console\n", capture_output=True, timeout=60, env=dict(os.environ))
         assert res.returncode == 0, res.stderr
         assert b"starting serial terminal on interface serial0" in res.stdout

@@ -46,10 +46,15 @@ class Api(Protocol):
 
 
 def console_argv(provider: Any, state: InstanceState, node: str) -> list[str]:
-    """What the bastion/portal runs for ``node``'s console: this module, with labkit's Python
-    (it reads proxmox.toml and the token secret as every labkit command does)."""
-    del provider
-    return [sys.executable, "-m", "labkit.adapters.proxmox.console", "--instance", state.name, "--node", node]
+    """What the bastion/portal runs for ``node``'s console: this module, with labkit's Python.
+    The bastion starts it with PATH alone in its environment, so the argv names the
+    configuration file (``proxmox.toml`` of the provider's home, or ``LABKIT_PROXMOX_CONFIG``);
+    the token secret then comes from its ``token_secret_file`` (never from the command line,
+    which every local user can read)."""
+    from labkit.adapters.proxmox.settings import config_path
+
+    return [sys.executable, "-m", "labkit.adapters.proxmox.console", "--instance", state.name, "--node", node,
+            "--config", str(config_path(provider.settings.home))]
 
 
 def find_vm(api: Api, instance: str, node: str) -> tuple[str, int]:
@@ -162,11 +167,14 @@ def main(argv: list[str] | None = None) -> int:
                                      description="A lab node's serial console on Proxmox, on stdin/stdout.")
     parser.add_argument("--instance", required=True)
     parser.add_argument("--node", required=True)
+    parser.add_argument("--config", help="the proxmox.toml to use (default: LABKIT_HOME's)")
     args = parser.parse_args(argv)
     from labkit.adapters.proxmox.client import PveClient
-    from labkit.adapters.proxmox.settings import load_proxmox_settings
+    from labkit.adapters.proxmox.settings import ENV_CONFIG, load_proxmox_settings
     from labkit.settings import load_settings
 
+    if args.config:
+        os.environ[ENV_CONFIG] = args.config
     try:
         settings = load_proxmox_settings(load_settings().home)
         api = PveClient(settings)
