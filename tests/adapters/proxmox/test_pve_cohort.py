@@ -18,7 +18,7 @@ FAILING = 17
 
 def test_cohort_of_30_with_a_failed_clone(fakepve: FakePveServer, pv_ctx: Any, tmp_path: Path) -> None:
     # 40 VMID blocks for 30 seats: several seats hash to the same first block, and claim it at
-    # once (the pool with the smaller id keeps it, the others pick again)
+    # once (a seat keeps it only if no other pool claims it after its own claim is written)
     # bounds, not expectations: a loaded CI machine must not turn a slow answer into a failed seat
     fakepve.write_config(pv_ctx.settings.home, sdn_timeout=60.0, ready_timeout=60.0, task_timeout=60.0,
                          api_timeout=30.0, mgmt_cidr="127.88.0.0/16", vmid_blocks=40)

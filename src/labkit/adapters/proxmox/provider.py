@@ -43,6 +43,7 @@ import base64
 import ipaddress
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -256,7 +257,7 @@ class ProxmoxProvider:
         """Create the pool, then claim a VMID block in its comment: the first block (from a hash
         of the name) that no VM uses and no other labkit pool claims. Two instances created at
         once may pick the same block: after writing its claim, each reads the pools again and
-        the pool with the smaller id keeps the block, the other picks again."""
+        keeps the block only if nobody else claims it; otherwise it picks again."""
         pve, pool = self.pve, naming.pool_id(name)
         used_ids = {int(v["vmid"]) for v in vms}
         try:
@@ -276,9 +277,15 @@ class ProxmoxProvider:
                                     "vmid_blocks in proxmox.toml or remove old instances.")
             self.client.call("PUT", "/pools", poolid=pool,
                              comment=f"labkit vmids {start}-{start + pve.vmid_block - 1} {self._home_mark()}")
-            rivals = [p for p in self._claims(pool).get(start, []) if p < pool]
-            if not rivals:
+            # Keep the block only if no other pool claims it once ours is written. Two writers
+            # never both keep it: the later of the two writes is seen by the other's read. Both
+            # may yield (each saw the other): each then picks again after a random pause.
+            # (Keeping it for "the smaller pool id" was not safe: the smaller one could write
+            # last, see the other's claim, and keep it too: two instances in one block, and
+            # the same management address for their grader guests.)
+            if not self._claims(pool).get(start):
                 return start
+            time.sleep(random.uniform(0.02, 0.3))
         raise ProviderError(f"could not claim a VMID block for {name} (too many instances created at once); retry.")
 
     def _claims(self, mine: str) -> dict[int, list[str]]:
