@@ -101,12 +101,14 @@ def _venv_python() -> str | None:
 
 
 @contextlib.contextmanager
-def serving_fakepve(python: str) -> Iterator[FakePveServer]:
-    """Start our launcher (fakepve_server.py) with the fakepve venv's ``python``; stop it and
-    remove its files at the end. Used by the fixture below and by bench/proxmox.py."""
+def serving_fakepve(python: str, launcher: Path = LAUNCHER,
+                    extra: tuple[str, ...] = ()) -> Iterator[FakePveServer]:
+    """Start a launcher of ours (default fakepve_server.py; pvx.py passes pvx_server.py) with
+    the fakepve venv's ``python``; stop it and remove its files at the end. Used by the fixture
+    below, by pvx.py and by bench/proxmox.py."""
     tmp = tempfile.mkdtemp(prefix="lk-fakepve-")
     log = open(Path(tmp) / "fakepve.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([python, "-I", str(LAUNCHER), "--dir", tmp], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([python, "-I", str(launcher), "--dir", tmp, *extra], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=log, text=True,
                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     try:

@@ -7,11 +7,8 @@ storage/bridge/version settings. Import the fixtures into a test module:
 from __future__ import annotations
 
 import json
-import os
 import re
-import selectors
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.adapters.proxmox.conftest import FakePveServer, _venv_python
+from tests.adapters.proxmox.conftest import FakePveServer, _venv_python, serving_fakepve
 
 LAUNCHER = Path(__file__).resolve().parent / "pvx_server.py"
 TOKEN_USER = "labkit@pve"
@@ -29,28 +26,8 @@ TOKEN_USER = "labkit@pve"
 def pvx() -> Iterator[FakePveServer]:
     python = _venv_python()
     assert python
-    tmp = tempfile.mkdtemp(prefix="lk-pvx-")
-    proc = subprocess.Popen([python, "-I", str(LAUNCHER), "--dir", tmp, "--nodes", "pve1"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
-    try:
-        assert proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        assert sel.select(60), "fakepve (pvx) did not start within 60 s"
-        line = proc.stdout.readline()
-        assert line, f"fakepve (pvx) exited: {proc.stderr.read() if proc.stderr else ''}"
-        info = json.loads(line)
-        yield FakePveServer(info["url"], info["cafile"], info["token_id"], info["token_secret"],
-                            info["control"], proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with serving_fakepve(python, LAUNCHER, ("--nodes", "pve1")) as server:
+        yield server
 
 
 def write_config(server: FakePveServer, home: Path, **override: Any) -> Path:
