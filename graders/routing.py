@@ -131,6 +131,34 @@ def _router_ids(evidence: list[Evidence], links: dict[str, dict[str, str]]) -> d
     return rids
 
 
+def _lsa_router_ids(lsas: list[dict[str, Any]], links: dict[str, dict[str, str]],
+                    known: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Router name -> router ids found in the router-LSAs on the wire, for the routers whose
+    hellos the capture missed (a router with OSPF's default 10 s hello may send none while the
+    grader captures): the router-LSA one of whose point-to-point links has the router's planned
+    WAN address as its interface address (``data``). An id that another router uses in its own
+    hellos, or whose LSA carries the planned addresses of two routers, is never taken."""
+    taken: dict[str, set[str]] = {}
+    for router, ids in known.items():
+        for rid in ids:
+            taken.setdefault(rid, set()).add(router)
+    claims: dict[str, set[str]] = {}  # adv_router -> routers whose planned address it carries
+    for ends in links.values():
+        for router, addr in ends.items():
+            for lsa in lsas:
+                if any(link.get("type") == "p2p" and link.get("data") == addr for link in lsa.get("links") or []):
+                    claims.setdefault(str(lsa.get("adv_router")), set()).add(router)
+    out: dict[str, set[str]] = {}
+    for rid, routers in claims.items():
+        if len(routers) != 1:
+            continue
+        router = next(iter(routers))
+        if known.get(router) or (taken.get(rid, set()) - {router}):
+            continue
+        out.setdefault(router, set()).add(rid)
+    return out
+
+
 def _two_way(ev: Evidence, ends: dict[str, str]) -> bool:
     """Both ends of a link sent hellos from their planned address and each listed the other's
     router id (one capture of that link)."""
@@ -283,7 +311,9 @@ class OspfRoutes:
     captures every WAN link's bridge, it pulls the cable of the ``pulls`` links in turn (both
     grader ports down for ``down_s``, then up again): each router on a pulled link re-originates
     its router-LSA at once and floods it on its other links. A router is known by the router
-    id in the hellos it sends from its planned WAN address. Then the grader waits (bounded)
+    id in the hellos it sends from its planned WAN address or, when the capture holds none of
+    its hellos (OSPF's default 10 s hello is longer than the capture), by the router-LSA one of
+    whose point-to-point links carries that address (``_lsa_router_ids``). Then the grader waits (bounded)
     until every vantage point reaches every other one again. Each router's kernel routing table
     (netlink, read from the grader) is supporting evidence only: it can take the points away
     (a route to another site's LAN installed by a static route) but never gives them.
@@ -354,13 +384,16 @@ class OspfRoutes:
         prefixes: dict[str, str] = args["prefixes"]
         rids = _router_ids(captures, links)
         lsas = [lsa for e in captures for lsa in (e.parsed or {}).get("lsas") or [] if lsa.get("type") == 1]
+        for router, ids in _lsa_router_ids(lsas, links, rids).items():
+            rids.setdefault(router, set()).update(ids)
         problems: list[tuple[str, str]] = []
         for owner, prefix in prefixes.items():
             mine = rids.get(owner, set())
             if not mine:
-                problems.append((f"{owner} n'émet aucun hello OSPF sur ses liens WAN : {prefix} n'est pas annoncé "
-                                 "en OSPF par son routeur", f"{owner} sends no OSPF hello on its WAN links: {prefix} "
-                                 "is not advertised in OSPF by its router"))
+                problems.append((f"{owner} n'émet aucun hello OSPF sur ses liens WAN et aucun router-LSA ne porte "
+                                 f"son adresse WAN du plan : {prefix} n'est pas annoncé en OSPF par son routeur",
+                                 f"{owner} sends no OSPF hello on its WAN links and no router-LSA carries its planned "
+                                 f"WAN address: {prefix} is not advertised in OSPF by its router"))
                 continue
             own = [lsa for lsa in lsas if lsa.get("adv_router") in mine]
             if not own:

@@ -128,6 +128,31 @@ def test_ospf_routes_proto_ospf_in_the_kernel_gives_nothing() -> None:
     assert v.status == "error"
 
 
+def test_ospf_routes_knows_a_router_whose_hellos_the_capture_missed_by_its_lsa() -> None:
+    """Default timers (hello 10 s) on a ~10 s capture: r-hq's hellos may all fall outside it.
+    Its router-LSA, whose point-to-point link carries r-hq's planned address, names it."""
+    only_br1 = [hello(A2, RID_BR1, [RID_HQ])]
+    v = OspfRoutes().judge([cap(only_br1, [LSA_HQ, LSA_BR1])], ROUTE_ARGS, PLAN)
+    assert v.status == "pass", v.message.en
+    # the LSA names r-hq, but does not carry r-hq's LAN: it fails on the LAN, not on the identity
+    v = OspfRoutes().judge([cap(only_br1, [router_lsa(RID_HQ, [("p2p", RID_BR1, A1)]), LSA_BR1])], ROUTE_ARGS, PLAN)
+    assert v.status == "fail" and "r-hq's router-LSAs do not advertise its LAN" in v.message.en
+
+
+def test_ospf_routes_an_lsa_cannot_lend_another_router_an_identity() -> None:
+    # r-br1 (known by its hellos) floods an LSA claiming r-hq's address and LAN: r-hq stays unknown
+    only_br1 = [hello(A2, RID_BR1, [RID_HQ])]
+    forged = router_lsa(RID_BR1, [("stub", "10.1.0.0", "255.255.255.0"), ("stub", "10.2.0.0", "255.255.255.0"),
+                                  ("p2p", RID_HQ, A1), ("p2p", RID_HQ, A2)])
+    v = OspfRoutes().judge([cap(only_br1, [forged])], ROUTE_ARGS, PLAN)
+    assert v.status == "fail" and "r-hq sends no OSPF hello" in v.message.en
+    # an LSA carrying the planned addresses of two routers names neither
+    both = router_lsa("10.9.9.9", [("stub", "10.1.0.0", "255.255.255.0"), ("stub", "10.2.0.0", "255.255.255.0"),
+                                   ("p2p", RID_BR1, A1), ("p2p", RID_HQ, A2)])
+    v = OspfRoutes().judge([cap([], [both])], ROUTE_ARGS, PLAN)
+    assert v.status == "fail" and "r-hq sends no OSPF hello" in v.message.en and "r-br1 sends no" in v.message.en
+
+
 def not_observed(router: str) -> Evidence:
     return ev("netlink", None, target_name=router, not_observed="node_kernel",
               why="this provider cannot read a node's kernel from outside it")
