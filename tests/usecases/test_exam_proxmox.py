@@ -71,11 +71,11 @@ def test_a_proxmox_cohort_launches_gives_serial_consoles_and_leaves_nothing(
 
 def test_the_bastion_spawn_environment_reaches_the_proxmox_console(
         fakepve: FakePveServer, pv_ctx: Any, tmp_path: Path) -> None:  # noqa: F811
+    """The bastion starts consoles with PATH alone: the console's argv names the home's
+    proxmox.toml, whose token_secret_file holds the secret (an env-only secret cannot reach it)."""
     from labkit.interfaces.bastion import _SPAWN_ENV
     from labkit.usecases.lifecycle import down, up
 
-    """The bastion starts consoles with PATH alone: the console's argv names the home's
-    proxmox.toml, whose token_secret_file holds the secret (an env-only secret cannot reach it)."""
     secret = tmp_path / "pve-token"
     secret.write_text(fakepve.token_secret)
     secret.chmod(0o600)
@@ -85,7 +85,12 @@ def test_the_bastion_spawn_environment_reaches_the_proxmox_console(
     up(pv_ctx, LAB_ID, instance=instance, seed=29, provider="proxmox", candidate="Bob")
     try:
         argv = pv_ctx.provider("proxmox").console_argv(pv_ctx.store.load(instance), "r1")
-        res = subprocess.run(argv, input=b"hello bastion\n", capture_output=True, timeout=60, env=dict(_SPAWN_ENV))
+        # --trace: each step's time on stderr, so a slow or stuck step is named if this fails
+        try:
+            res = subprocess.run([*argv, "--trace"], input=b"hello bastion\n", capture_output=True, timeout=180,
+                                 env=dict(_SPAWN_ENV))
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"the console did not end within 180 s; its stderr: {exc.stderr!r}") from None
         assert res.returncode == 0, res.stderr
         assert res.stdout.endswith(b"hello bastion\n")
     finally:

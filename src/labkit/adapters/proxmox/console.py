@@ -168,7 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance", required=True)
     parser.add_argument("--node", required=True)
     parser.add_argument("--config", help="the proxmox.toml to use (default: LABKIT_HOME's)")
+    parser.add_argument("--trace", action="store_true",
+                        help="print each step and its time on stderr (to see where a console hangs)")
     args = parser.parse_args(argv)
+    t0 = time.monotonic()
+
+    def trace(step: str) -> None:
+        if args.trace:
+            print(f"labkit console: {time.monotonic() - t0:7.3f} s {step}", file=sys.stderr, flush=True)
+
     from labkit.adapters.proxmox.client import PveClient
     from labkit.adapters.proxmox.settings import ENV_CONFIG, load_proxmox_settings
     from labkit.settings import load_settings
@@ -176,11 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:
         os.environ[ENV_CONFIG] = args.config
     try:
+        trace("started")
         settings = load_proxmox_settings(load_settings().home)
         api = PveClient(settings)
         pve_node, vmid = find_vm(api, args.instance, args.node)
+        trace(f"VM {vmid} on {pve_node}")
         with open_console(api, settings, pve_node, vmid) as ws:
+            trace("console open")
             _run_terminal(ws)
+        trace("console closed")
     except (LabkitError, OSError) as exc:
         print(f"labkit: error: {exc}", file=sys.stderr)
         return 1
