@@ -708,6 +708,7 @@ def instantiate(lab: LoadedLab, name: str, seed: int, candidate: str | None) -> 
                 volumes=[VolumePlan(path=v.path, size=v.size) for v in n.volumes],
                 interfaces=interfaces,
                 routes=routes,
+                platform=n.platform,
             )
         )
     vantage = [

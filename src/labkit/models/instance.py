@@ -34,6 +34,9 @@ class NodePlan(BaseModel):
     volumes: list[VolumePlan] = Field(default_factory=list)
     interfaces: list[IfacePlan] = Field(default_factory=list)
     routes: list[RoutePlan] = Field(default_factory=list)
+    # a network device's platform (netmiko device type or labkit alias such as "frr"), driven
+    # through its CLI (models.device); None: a Linux host
+    platform: str | None = None
 
     def iface(self, name: str) -> IfacePlan | None:
         return next((i for i in self.interfaces if i.name == name), None)

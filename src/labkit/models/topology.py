@@ -38,6 +38,11 @@ class NodeSpec(Strict):
     packages: list[str] = Field(default_factory=list)
     services: list[Service] = Field(default_factory=lambda: list[Service](["ssh"]))
     volumes: list[VolumeSpec] = Field(default_factory=list)
+    # a network device driven through its CLI with netmiko (config sets, never Ansible):
+    # a netmiko device type (cisco_ios, vyos, juniper_junos...) or "frr" (FRR's vtysh)
+    platform: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{1,40}$",
+                                 description="network device type (netmiko device type, or frr); "
+                                             "absent: a Linux host")
 
 
 class Endpoint(Strict):
