@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from labkit import __version__
@@ -15,7 +18,7 @@ from labkit.adapters.storage.state import utcnow
 from labkit.domain.criteria import load_catalog
 from labkit.domain.grading import CheckContext, GraderRegistry, judge_safely, result_from
 from labkit.domain.labs import rendered_checks
-from labkit.errors import UserError
+from labkit.errors import LabkitError, UserError
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstanceState
 from labkit.models.results import GradeSummary, RunInfo, Verdict
@@ -41,6 +44,35 @@ def _read(ground: GraderGround, where: str, fn: Any, ev_id: str, timeout: float)
 
 
 NOT_OBSERVED = "not observed: this provider cannot read a node's kernel from outside it"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _attach_provider_files(prov: Any, state: InstanceState, writer: RunWriter) -> None:
+    """Files the provider keeps as proof of the lab as graded (GNS3: the project's export),
+    stored in the run's ``attachments/`` and listed in the ``attachments`` artifact; sealed in
+    the manifest with the rest. A provider without the optional ``run_attachments(state,
+    workdir) -> [(name, path)]`` hook adds nothing; one that fails is recorded, not fatal."""
+    hook = getattr(prov, "run_attachments", None)
+    if hook is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="labkit-attach-") as tmp:
+        try:
+            files = list(hook(state, Path(tmp)))
+        except LabkitError as exc:
+            writer.add_artifact("attachments", [{"error": str(exc)}])
+            return
+        rows = []
+        for name, path in files:
+            writer.add_file(name, path)
+            rows.append({"name": name, "size": path.stat().st_size, "sha256": _sha256_file(path)})
+        writer.add_artifact("attachments", rows)
 
 
 def _collect_artifacts(state: InstanceState, ground: GraderGround, writer: RunWriter,
@@ -141,6 +173,8 @@ def grade(ctx: Context, name: str, *, mode: str = "grade", only: list[str] | Non
         for art_name, rows in from_graders.items():
             writer.add_artifact(art_name, rows)
         _collect_artifacts(state, ground, writer, node_kernel="node_kernel" in prov.capabilities)
+        if mode == "grade":  # a recorded grade keeps the provider's proof files; a self-check does not
+            _attach_provider_files(prov, state, writer)
         ended = utcnow()
         secret = set(state.plan.secret_params)
         info = RunInfo(

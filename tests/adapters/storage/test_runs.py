@@ -381,3 +381,36 @@ def test_list_runs_newest_first_skipping_broken(runs_dir: Path) -> None:
 
 def test_list_runs_without_folder(tmp_path: Path) -> None:
     assert list_runs(tmp_path / "nothing") == []
+
+
+# --- attachments (files kept byte for byte, e.g. a GNS3 project export) ----------------------
+
+
+def test_an_attachment_is_sealed_in_the_manifest_and_its_change_is_seen(runs_dir: Path, tmp_path: Path) -> None:
+    run_id = "dupont-20261128T034455Z-0a1c"
+    info, summary, criteria = models(run_id)
+    src = tmp_path / "export.zip"
+    src.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 64)
+    w = RunWriter(runs_dir, run_id)
+    w.add_evidence(evidence("ping.v-hq.pc-hq"))
+    w.add_file("project.gns3project", src)
+    with pytest.raises(ValueError, match="already stored"):
+        w.add_file("project.gns3project", src)
+    with pytest.raises(ValueError, match="safe file name"):
+        w.add_file("../escape", src)
+    w.seal(info, summary, criteria, now=info.ended_at)
+    run = open_run(runs_dir, run_id)
+    assert "attachments/project.gns3project" in run.manifest
+    assert (run.path / "attachments" / "project.gns3project").read_bytes() == src.read_bytes()
+    assert not [p.name for p in (run.path / "attachments").iterdir() if p.name.startswith(".")]
+    unlock(run.path)
+    (run.path / "attachments" / "project.gns3project").write_bytes(b"PK\x03\x04 changed")
+    with pytest.raises(EvidenceIntegrityError, match="project.gns3project"):
+        open_run(runs_dir, run_id)
+
+
+def test_an_attachment_that_cannot_be_read_leaves_no_partial_file(runs_dir: Path, tmp_path: Path) -> None:
+    w = RunWriter(runs_dir, "dupont-20261128T034455Z-0a1d")
+    with pytest.raises(FileNotFoundError):
+        w.add_file("project.gns3project", tmp_path / "missing.zip")
+    assert list((w.path / "attachments").iterdir()) == []

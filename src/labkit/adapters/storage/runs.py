@@ -81,6 +81,7 @@ SEAL_SIG = "seal.json.sig"
 UNLISTED = (MANIFEST, SEAL, SEAL_SIG)  # the files the manifest does not (cannot) cover
 EVIDENCE_DIR = "evidence"
 ARTIFACTS_DIR = "artifacts"
+ATTACHMENTS_DIR = "attachments"  # files kept as they are (a GNS3 project export), hashed like the rest
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CRITERIA = TypeAdapter(list[Criterion])
@@ -191,6 +192,29 @@ class RunWriter:
             raise ValueError(f"artifact {name!r} was already stored in run {self.run_id}")
         write_atomic(self.path / ARTIFACTS_DIR / f"{name}.json", _json_bytes(to_jsonable_python(data)))
         self._artifacts.add(name)
+
+    def add_file(self, name: str, source: Path) -> None:
+        """Store a copy of the file ``source`` as ``attachments/<name>`` (kept byte for byte,
+        e.g. a GNS3 project export); the seal's manifest hashes it like every other file."""
+        self._require_open()
+        if not is_safe_name(name):
+            raise ValueError(f"attachment name {name!r} is not a safe file name")
+        folder = self.path / ATTACHMENTS_DIR
+        folder.mkdir(exist_ok=True)
+        target = folder / name
+        if target.exists():
+            raise ValueError(f"attachment {name!r} was already stored in run {self.run_id}")
+        tmp = folder / f".{name}.tmp"
+        try:
+            with open(source, "rb") as src, open(tmp, "xb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def seal(
         self,
