@@ -32,7 +32,7 @@ from ._frames import FrameSource
 from labkit.adapters.probes import rendezvous
 from labkit.adapters.probes.registry import probe
 
-__all__ = ["BLOCK_TABLE", "bridge_block", "capture", "parse_frame"]
+__all__ = ["BLOCK_TABLE", "CaptureDecoder", "bridge_block", "capture", "check_bounds", "parse_frame"]
 
 RCVBUF = 16 << 20  # a burst of the traffic under test must not overflow the socket
 MAX_DURATION_S = 300.0
@@ -110,6 +110,73 @@ def _account(parsed: tuple[str, str, int, str, int, bytes], flows: dict[tuple[st
     tails[key] = window[-keep:] if keep else b""
 
 
+class CaptureDecoder:
+    """What :func:`capture` makes of a stream of Ethernet frames, wherever they come from: the
+    AF_PACKET socket of a grader bridge (netns, the grader agent) or a pcap stream of a
+    hypervisor's link capture (GNS3). ``feed`` each frame in arrival order; it answers False
+    once ``max_bytes`` frame bytes were seen (the caller stops there). ``parsed``/``raw`` give
+    the evidence's content, identical on every ground."""
+
+    def __init__(self, markers: list[str], max_bytes: int):
+        self.needles = [m.encode() for m in markers if m]
+        self.keep = max((len(n) for n in self.needles), default=1) - 1
+        self.max_bytes = max_bytes
+        self.flows: dict[tuple[str, str, int, str, int], dict[str, Any]] = {}
+        self.tails: dict[tuple[str, str, int, str, int], bytes] = {}
+        self.hits: list[dict[str, Any]] = []
+        self.frames = 0
+        self.total = 0
+        self.non_ip = 0
+        self.ip_other: dict[str, int] = {}
+
+    def feed(self, frame: bytes, at: float = 0.0) -> bool:
+        """Account one frame (``at``: seconds from the start of the capture, unused here);
+        False when the byte bound is reached."""
+        self.frames += 1
+        self.total += len(frame)
+        parsed = parse_frame(frame)
+        if parsed is None:
+            other = _other_ipv4(frame)
+            if other is None:
+                self.non_ip += 1
+            else:
+                # IPv4 that is neither TCP nor UDP (ICMP, ESP, IP-in-IP...): counted per
+                # protocol number, and searched for markers too (an inner packet in clear)
+                proto_num, o_src, o_dst, o_payload = other
+                self.ip_other[str(proto_num)] = self.ip_other.get(str(proto_num), 0) + 1
+                for i, needle in enumerate(self.needles):
+                    where = f"ip-proto-{proto_num} {o_src} → {o_dst}"
+                    if needle in o_payload and len(self.hits) < _MAX_HITS and \
+                            not any(h["marker"] == i and h["flow"] == where for h in self.hits):
+                        self.hits.append({"marker": i, "flow": where})
+        else:
+            _account(parsed, self.flows, self.tails, self.hits, self.needles, self.keep)
+        return self.total < self.max_bytes
+
+    def parsed(self, stopped_by: str) -> dict[str, Any]:
+        flow_list = sorted(self.flows.values(), key=lambda f: -int(f["payload_bytes"]))
+        return {"frames": self.frames, "bytes": self.total, "stopped_by": stopped_by, "flows": flow_list,
+                "marker_hits": self.hits, "markers_searched": len(self.needles), "non_ip_frames": self.non_ip,
+                "ip_other": self.ip_other}
+
+    def raw(self, where: str, stopped_by: str) -> str:
+        flow_list = sorted(self.flows.values(), key=lambda f: -int(f["payload_bytes"]))
+        lines = [f"{self.frames} frames, {self.total} bytes captured on {where}; stopped by {stopped_by}; "
+                 f"{len(self.hits)} marker hit(s) out of {len(self.needles)} marker(s) searched"]
+        for f in flow_list[:20]:
+            lines.append(f"{f['proto']} {f['src']}:{f['sport']} → {f['dst']}:{f['dport']}: {f['packets']} packets, "
+                         f"{f['payload_bytes']} payload bytes"
+                         + (f", greeting {f['greeting']!r}" if f["greeting"] else ""))
+        return "\n".join(lines)
+
+
+def check_bounds(duration_s: float, max_bytes: int) -> str | None:
+    """The error of out-of-range bounds of :func:`capture` (None when they are fine)."""
+    if not 0 < duration_s <= MAX_DURATION_S or not 0 < max_bytes <= MAX_BYTES:
+        return f"duration must be in (0, {MAX_DURATION_S:g}] s and max_bytes in (0, {MAX_BYTES}]"
+    return None
+
+
 @probe("capture.capture")
 def capture(
     *,
@@ -131,66 +198,33 @@ def capture(
     greeting), ``marker_hits`` ([{marker: index, flow}]), ``markers_searched``,
     ``non_ip_frames``, ``ip_other`` (IPv4 frames neither TCP nor UDP, by protocol number, e.g.
     {"1": 4} for ICMP; their payloads are searched for markers too). ``ready`` is set once
-    the socket listens, so a caller can start the traffic to observe only then.
+    the socket listens, so a caller can start the traffic to observe only then. The frames
+    are judged by :class:`CaptureDecoder`, which other grounds (GNS3's link captures) share.
     """
     netns = assert_in_lab_netns()  # raises NamespaceSafetyError before anything is opened
     started = utcnow()
     base = partial(evidence, ev_id=ev_id, check=check, kind="capture", source=source, target=iface,
                    action=f"AF_PACKET capture on {iface} (promiscuous), at most {duration_s:g} s / {max_bytes} bytes")
     meta: dict[str, Any] = {"netns": netns}
-    if not 0 < duration_s <= MAX_DURATION_S or not 0 < max_bytes <= MAX_BYTES:
-        return base(started_at=started, ok=False, meta=meta,
-                    error=f"duration must be in (0, {MAX_DURATION_S:g}] s and max_bytes in (0, {MAX_BYTES}]")
-    needles = [m.encode() for m in markers if m]
-    keep = max((len(n) for n in needles), default=1) - 1
+    if (bad := check_bounds(duration_s, max_bytes)) is not None:
+        return base(started_at=started, ok=False, meta=meta, error=bad)
     try:
         src = FrameSource(iface, duration_s, ready=rendezvous.event(ready), stop=rendezvous.event(stop), rcvbuf=RCVBUF)
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"cannot open a packet socket: {describe_exc(exc)}",
                     meta=meta)
-    flows: dict[tuple[str, str, int, str, int], dict[str, Any]] = {}
-    tails: dict[tuple[str, str, int, str, int], bytes] = {}
-    hits: list[dict[str, Any]] = []
-    total = non_ip = 0
-    ip_other: dict[str, int] = {}
+    dec = CaptureDecoder(markers, max_bytes)
     try:
         for frame in src:
-            total += len(frame)
-            parsed = parse_frame(frame)
-            if parsed is None:
-                other = _other_ipv4(frame)
-                if other is None:
-                    non_ip += 1
-                else:
-                    # IPv4 that is neither TCP nor UDP (ICMP, ESP, IP-in-IP...): counted per
-                    # protocol number, and searched for markers too (an inner packet in clear)
-                    proto_num, o_src, o_dst, o_payload = other
-                    ip_other[str(proto_num)] = ip_other.get(str(proto_num), 0) + 1
-                    for i, needle in enumerate(needles):
-                        where = f"ip-proto-{proto_num} {o_src} → {o_dst}"
-                        if needle in o_payload and len(hits) < _MAX_HITS and \
-                                not any(h["marker"] == i and h["flow"] == where for h in hits):
-                            hits.append({"marker": i, "flow": where})
-            else:
-                _account(parsed, flows, tails, hits, needles, keep)
-            if total >= max_bytes:
+            if not dec.feed(frame, src.elapsed):
                 src.stopped_by = "max_bytes"
                 break
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"capture on {iface} failed: {describe_exc(exc)}", meta=meta)
     finally:
         src.close()
-    frames, stopped_by = src.frames, src.stopped_by
-    flow_list = sorted(flows.values(), key=lambda f: -int(f["payload_bytes"]))
-    lines = [f"{frames} frames, {total} bytes captured on {iface}; stopped by {stopped_by}; "
-             f"{len(hits)} marker hit(s) out of {len(needles)} marker(s) searched"]
-    for f in flow_list[:20]:
-        lines.append(f"{f['proto']} {f['src']}:{f['sport']} → {f['dst']}:{f['dport']}: {f['packets']} packets, "
-                     f"{f['payload_bytes']} payload bytes" + (f", greeting {f['greeting']!r}" if f["greeting"] else ""))
-    parsed_out = {"frames": frames, "bytes": total, "stopped_by": stopped_by, "flows": flow_list,
-                  "marker_hits": hits, "markers_searched": len(needles), "non_ip_frames": non_ip,
-                  "ip_other": ip_other}
-    return base(started_at=started, ok=True, raw="\n".join(lines), parsed=parsed_out, meta=meta)
+    stopped_by = src.stopped_by
+    return base(started_at=started, ok=True, raw=dec.raw(iface, stopped_by), parsed=dec.parsed(stopped_by), meta=meta)
 
 
 BLOCK_TABLE = "labkit_cut"

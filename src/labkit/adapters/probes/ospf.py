@@ -31,7 +31,7 @@ from ._frames import FrameSource
 from labkit.adapters.probes import rendezvous
 from labkit.adapters.probes.registry import probe
 
-__all__ = ["capture_ospf", "parse_ospf_frame", "LINK_TYPES"]
+__all__ = ["LINK_TYPES", "OspfDecoder", "capture_ospf", "check_bounds", "parse_ospf_frame"]
 
 IPPROTO_OSPF = 89
 MAX_DURATION_S = 120.0
@@ -146,6 +146,62 @@ def _record(pkt: dict[str, Any], at: float, hellos: dict[tuple[Any, ...], dict[s
                 lsas[lkey] = {**lsa, "from": pkt["src"], "first_s": at}
 
 
+class OspfDecoder:
+    """What :func:`capture_ospf` makes of a stream of Ethernet frames, wherever they come
+    from (the AF_PACKET socket of a grader bridge, or a hypervisor's pcap stream of a link,
+    GNS3): ``feed`` each frame with its offset in seconds from the start of the capture; it
+    answers False once ``max_frames`` frames were read. ``parsed``/``raw`` give the evidence's
+    content, identical on every ground."""
+
+    def __init__(self, max_frames: int):
+        self.max_frames = max_frames
+        self.frames = 0
+        self.hellos: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.lsas: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.by_type: dict[str, int] = {}
+        self.ospf = 0
+        self.malformed = 0
+
+    def feed(self, frame: bytes, at: float) -> bool:
+        self.frames += 1
+        if len(frame) >= 34 and frame[12:14] == b"\x08\x00" and frame[14 + 9] == IPPROTO_OSPF:
+            pkt = parse_ospf_frame(frame)
+            if pkt is None:
+                self.malformed += 1
+            else:
+                self.ospf += 1
+                self.by_type[pkt["type"]] = self.by_type.get(pkt["type"], 0) + 1
+                _record(pkt, round(at, 3), self.hellos, self.lsas)
+        return self.frames < self.max_frames
+
+    def parsed(self, stopped_by: str, elapsed: float) -> dict[str, Any]:
+        return {"frames": self.frames, "ospf_packets": self.ospf, "by_type": self.by_type,
+                "malformed": self.malformed, "stopped_by": stopped_by, "duration_s": round(elapsed, 3),
+                "hellos": list(self.hellos.values()), "lsas": list(self.lsas.values())}
+
+    def raw(self, where: str, stopped_by: str, elapsed: float) -> str:
+        elapsed = round(elapsed, 3)
+        lines = [f"{self.frames} frames read on {where} in {elapsed:g} s, {self.ospf} OSPF packets "
+                 f"({', '.join(f'{k} {v}' for k, v in sorted(self.by_type.items())) or 'none'}); "
+                 f"stopped by {stopped_by}"]
+        for h in self.hellos.values():
+            lines.append(f"hello {h['src']} rid {h['router_id']} area {h['area']} hello {h['hello']}s "
+                         f"dead {h['dead']}s DR {h['dr']} BDR {h['bdr']} neighbours "
+                         f"{','.join(h['neighbors']) or '-'} x{h['count']}")
+        for lsa in self.lsas.values():
+            links = "; ".join(f"{x['type']} {x['id']}/{x['data']}" for x in lsa.get("links", []))
+            lines.append(f"LSA type {lsa['type']} adv {lsa['adv_router']} id {lsa['lsid']} seq {lsa['seq']}"
+                         + (f": {links}" if links else ""))
+        return "\n".join(lines)
+
+
+def check_bounds(duration_s: float, max_frames: int) -> str | None:
+    """The error of out-of-range bounds of :func:`capture_ospf` (None when they are fine)."""
+    if not 0 < duration_s <= MAX_DURATION_S or not 0 < max_frames <= MAX_FRAMES:
+        return f"duration must be in (0, {MAX_DURATION_S:g}] s and max_frames in (0, {MAX_FRAMES}]"
+    return None
+
+
 @probe("ospf.capture_ospf")
 def capture_ospf(
     *,
@@ -166,7 +222,8 @@ def capture_ospf(
     (stop | deadline | max_frames), ``duration_s`` (actual), ``hellos`` (distinct hellos:
     src, router_id, area, hello, dead, mask, priority, dr, bdr, neighbors, count, first_s,
     last_s) and ``lsas`` (distinct LSAs seen in LS updates: type, lsid, adv_router, seq,
-    links for router-LSAs, from (packet source), first_s).
+    links for router-LSAs, from (packet source), first_s). The frames are judged by
+    :class:`OspfDecoder`, which other grounds (GNS3's link captures) share.
     """
     netns = assert_in_lab_netns()
     started = utcnow()
@@ -174,47 +231,23 @@ def capture_ospf(
                    action=f"AF_PACKET capture of OSPF (IP protocol 89) on {iface}, at most {duration_s:g} s / "
                           f"{max_frames} frames")
     meta: dict[str, Any] = {"netns": netns}
-    if not 0 < duration_s <= MAX_DURATION_S or not 0 < max_frames <= MAX_FRAMES:
-        return base(started_at=started, ok=False, meta=meta,
-                    error=f"duration must be in (0, {MAX_DURATION_S:g}] s and max_frames in (0, {MAX_FRAMES}]")
+    if (bad := check_bounds(duration_s, max_frames)) is not None:
+        return base(started_at=started, ok=False, meta=meta, error=bad)
     try:
         src = FrameSource(iface, duration_s, ready=rendezvous.event(ready), stop=rendezvous.event(stop))
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"cannot open a packet socket: {describe_exc(exc)}",
                     meta=meta)
-    hellos: dict[tuple[Any, ...], dict[str, Any]] = {}
-    lsas: dict[tuple[Any, ...], dict[str, Any]] = {}
-    by_type: dict[str, int] = {}
-    ospf = malformed = 0
+    dec = OspfDecoder(max_frames)
     try:
         for frame in src:
-            if len(frame) >= 34 and frame[12:14] == b"\x08\x00" and frame[14 + 9] == IPPROTO_OSPF:
-                pkt = parse_ospf_frame(frame)
-                if pkt is None:
-                    malformed += 1
-                else:
-                    ospf += 1
-                    by_type[pkt["type"]] = by_type.get(pkt["type"], 0) + 1
-                    _record(pkt, round(src.elapsed, 3), hellos, lsas)
-            if src.frames >= max_frames:
+            if not dec.feed(frame, src.elapsed):
                 src.stopped_by = "max_frames"
                 break
     except OSError as exc:
         return base(started_at=started, ok=False, error=f"capture on {iface} failed: {describe_exc(exc)}", meta=meta)
     finally:
         src.close()
-    frames, stopped_by = src.frames, src.stopped_by
-    elapsed = round(src.elapsed, 3)
-    lines = [f"{frames} frames read on {iface} in {elapsed:g} s, {ospf} OSPF packets "
-             f"({', '.join(f'{k} {v}' for k, v in sorted(by_type.items())) or 'none'}); stopped by {stopped_by}"]
-    for h in hellos.values():
-        lines.append(f"hello {h['src']} rid {h['router_id']} area {h['area']} hello {h['hello']}s dead {h['dead']}s "
-                     f"DR {h['dr']} BDR {h['bdr']} neighbours {','.join(h['neighbors']) or '-'} x{h['count']}")
-    for lsa in lsas.values():
-        links = "; ".join(f"{x['type']} {x['id']}/{x['data']}" for x in lsa.get("links", []))
-        lines.append(f"LSA type {lsa['type']} adv {lsa['adv_router']} id {lsa['lsid']} seq {lsa['seq']}"
-                     + (f": {links}" if links else ""))
-    parsed = {"frames": frames, "ospf_packets": ospf, "by_type": by_type, "malformed": malformed,
-              "stopped_by": stopped_by, "duration_s": elapsed, "hellos": list(hellos.values()),
-              "lsas": list(lsas.values())}
-    return base(started_at=started, ok=True, raw="\n".join(lines), parsed=parsed, meta=meta)
+    stopped_by, elapsed = src.stopped_by, src.elapsed
+    return base(started_at=started, ok=True, raw=dec.raw(iface, stopped_by, elapsed),
+                parsed=dec.parsed(stopped_by, elapsed), meta=meta)
