@@ -143,6 +143,7 @@ def vantage_modes(provider: object) -> tuple[VantageMode, ...]:
 PROVIDERS: dict[str, str] = {
     "netns": "labkit.adapters.netns.provider:NetnsProvider",
     "proxmox": "labkit.adapters.proxmox.provider:ProxmoxProvider",
+    "gns3": "labkit.adapters.gns3.provider:Gns3Provider",
 }
 
 
