@@ -495,13 +495,18 @@ class _Validator:
             if ready not in check_ids:
                 self.add(doc, ("ready", i), f"'ready' names unknown check '{ready}'",
                          _choices_hint(ready, check_ids, "checks"))
-        self.playbook(doc, ("solution", "playbook"), "solution", spec.solution.playbook)
+        if spec.solution.playbook is not None:
+            self.playbook(doc, ("solution", "playbook"), "solution", spec.solution.playbook)
+        if spec.solution.config is not None:
+            self.config_set(doc, ("solution", "config"), "solution", spec.solution.config)
         if spec.setup is not None:
             self.playbook(doc, ("setup", "playbook"), "setup", spec.setup.playbook)
-        for i, variant in enumerate(spec.variants):
-            self.playbook(doc, ("variants", i, "playbook"), f"variant '{variant.id}'", variant.playbook)
-        for i, cheat in enumerate(spec.cheats):
-            self.playbook(doc, ("cheats", i, "playbook"), f"cheat '{cheat.id}'", cheat.playbook)
+        for section, kind, items in (("variants", "variant", spec.variants), ("cheats", "cheat", spec.cheats)):
+            for i, variant in enumerate(items):
+                if variant.playbook is not None:
+                    self.playbook(doc, (section, i, "playbook"), f"{kind} '{variant.id}'", variant.playbook)
+                if variant.config is not None:
+                    self.config_set(doc, (section, i, "config"), f"{kind} '{variant.id}'", variant.config)
 
         params_ok = True
         for i, p in enumerate(spec.parameters):
@@ -529,6 +534,16 @@ class _Validator:
                 f"the {owner} playbook {shown_dir}/{rel} does not exist",
                 "create it or fix the path, which is relative to the playbooks folder",
             )
+
+    def config_set(self, doc: _Doc, loc: Loc, owner: str, rel: str) -> None:
+        """A config set (network devices' CLI lines) is a file in the lab's folder."""
+        lab_dir = self.lab_file.parent
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            self.add(doc, loc, f"the {owner} config set '{rel}' must be a path inside the lab's folder",
+                     "write it relative to the lab's folder, e.g. configs/reference.cfg")
+        elif not (lab_dir / rel).is_file():
+            self.add(doc, loc, f"the {owner} config set {self.shown(lab_dir / rel)} does not exist",
+                     "create it or fix the path, which is relative to the lab's folder")
 
     def duplicates(self, doc: _Doc, what: str, items: Sequence[tuple[Loc, str]]) -> None:
         first: dict[str, Loc] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from labkit.models.common import I18n, IfaceName, Name, ParamName, Strict
 
@@ -57,14 +57,36 @@ class PlaybookRef(Strict):
     playbook: str  # path relative to the project's playbooks/ directory
 
 
+class SolutionRef(Strict):
+    """How a solution reaches the nodes: an Ansible playbook for Linux hosts, a config set for
+    network devices (topology nodes with ``platform:``), or both in a mixed lab."""
+
+    playbook: str | None = None  # path relative to the project's playbooks/ directory
+    # path relative to the lab's folder: a template of CLI lines, one [node] section per device
+    config: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> SolutionRef:
+        if self.playbook is None and self.config is None:
+            raise ValueError("give a playbook (Linux hosts) or a config set (network devices), or both")
+        return self
+
+
 class VariantSpec(Strict):
     """A playbook that must make the listed checks fail: an honest mistake (``variants``)
     or a determined candidate's attempt to get the points without the work (``cheats``)."""
 
     id: Name
     title: I18n
-    playbook: str
+    playbook: str | None = None  # Ansible, for Linux hosts
+    config: str | None = None  # config set (lab folder), for network devices
     fails: list[Name] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _something(self) -> VariantSpec:
+        if self.playbook is None and self.config is None:
+            raise ValueError("give a playbook (Linux hosts) or a config set (network devices), or both")
+        return self
 
 
 class LabSpec(Strict):
@@ -83,7 +105,7 @@ class LabSpec(Strict):
     # checks that tell `solve` the lab has settled (routing converged...): after a playbook,
     # `solve` waits until they pass, except those the applied variant declares to fail
     ready: list[Name] = Field(default_factory=list)
-    solution: PlaybookRef
+    solution: SolutionRef
     variants: list[VariantSpec] = Field(default_factory=list)
     # cheats: forged binaries, forged answers, exemptions for the probe, work skipped but its
     # traces faked; each must fail the checks it targets, like a faulty variant

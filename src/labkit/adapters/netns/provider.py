@@ -24,6 +24,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -39,6 +40,7 @@ from labkit.adapters.netns.nsutil import run_in_netns
 from labkit.adapters.netns.ground import InProcessGround
 from labkit.adapters.providers.base import GraderGround
 from labkit.errors import MissingDependencyError, NotRootError, ProviderError, UnknownNodeError, UserError
+from labkit.models.device import DEVICE_USER, DeviceEndpoint
 from labkit.models.capabilities import ALL_CAPABILITIES, Capability
 from labkit.models.instance import ExecResult, InstancePlan, InstanceState, InstanceStatus, NodeStatus
 from labkit.models.services import SERVICE_PACKAGES
@@ -516,6 +518,29 @@ class NetnsProvider:
         ])
         self._node_shell(state.name, node, script)
         self._seed_services(state, node)
+        self._seed_device(state, node, pub)
+
+    def _seed_device(self, state: InstanceState, node: str, pub: str) -> None:
+        """A device node (``platform: frr``) is an FRR appliance: its routing daemons run (ospfd
+        on, with an empty configuration) and its device user ``labkit`` logs in over the
+        node's own sshd with the instance's key straight into vtysh, its login shell: the
+        device's CLI, through which solutions and graders reach it (netmiko). The user may
+        save the configuration (``write memory``: group frr may write /etc/frr)."""
+        n = state.plan.node(node)
+        if n is None or n.platform is None:
+            return
+        if n.platform != "frr":
+            raise ProviderError(f"node {node!r} has platform {n.platform!r}; the netns provider hosts "
+                                "'frr' devices only (FRR's vtysh as the CLI); use a GNS3 appliance for it.")
+        user = DEVICE_USER
+        self._node_shell(state.name, node, "\n".join([
+            "sed -i 's/^ospfd=no/ospfd=yes/' /etc/frr/daemons",
+            f"id {user} >/dev/null 2>&1 || useradd -m -s /usr/bin/vtysh -G frrvty,frr {user}",
+            f"mkdir -p /home/{user}/.ssh && echo '{pub}' > /home/{user}/.ssh/authorized_keys",
+            f"chown -R {user}: /home/{user}/.ssh && chmod 700 /home/{user}/.ssh "
+            f"&& chmod 600 /home/{user}/.ssh/authorized_keys",
+            "chmod g+w /etc/frr && chgrp frr /etc/frr/frr.conf && chmod 660 /etc/frr/frr.conf",
+        ]))
 
     def _seed_services(self, state: InstanceState, node: str) -> None:
         """Per-node service defaults that keep one node's init scripts away from the others."""
@@ -660,6 +685,38 @@ class NetnsProvider:
             "labkit_ipc": str(ns.ipc),
             "labkit_pid": str(ns.pid),
         }
+
+    # -------------------------------------------------------------- devices
+    def device_endpoint(self, state: InstanceState, node: str) -> DeviceEndpoint:
+        """SSH to the device's first planned address, from the vantage point of one of its
+        LANs (the grader's own place), as the device user with the instance's key."""
+        self._check_node(state, node)
+        n = state.plan.node(node)
+        assert n is not None
+        if n.platform is None:
+            raise UserError(f"node {node!r} is a Linux host, not a network device; use Ansible or 'labkit exec'.")
+        for v in state.plan.vantage:
+            addr = n.first_address(v.segment)
+            if addr:
+                return DeviceEndpoint(node=node, platform=n.platform, transport="ssh", host=addr, port=22,
+                                      username=DEVICE_USER, key_file=state.ssh_key, via=v.name)
+        raise UserError(f"device {node!r} has no address on a LAN with a vantage point; add a vantage "
+                        "point on one of its LANs to the lab so the grader can reach its CLI.")
+
+    def device_socket(self, state: InstanceState, node: str, timeout: float = 10.0) -> socket.socket:
+        """A TCP socket to the device's SSH port, created inside the vantage namespace of
+        :meth:`device_endpoint` (never in the host's root namespace), for netmiko's ``sock``."""
+        ep = self.device_endpoint(state, node)
+        assert ep.via is not None
+
+        def connect() -> socket.socket:
+            return socket.create_connection((ep.host, ep.port), timeout=timeout)
+
+        try:
+            return self.run_at(state, ep.via, connect, timeout=timeout + 2)
+        except OSError as exc:
+            raise ProviderError(f"cannot reach device {node!r} at {ep.host}:{ep.port} from vantage point "
+                                f"{ep.via!r} ({exc}); is its sshd running ('labkit status')?") from None
 
     # --------------------------------------------------------------- destroy
     def destroy(self, name: str, state: InstanceState | None) -> list[str]:

@@ -1,0 +1,1 @@
+"""Network devices driven through their CLI (netmiko): config sets and ``show`` commands."""
