@@ -261,9 +261,12 @@ class Gns3Provider:
         for node, rec in self._bounded(from_template, jobs):
             data["nodes"][node] = rec
         self._size_switches(state)
-        if plan.vantage:
+        if plan.vantage and self.g3.grader is not None:
+            # no grader host, no vantage points: the cloud would name host bridges nobody
+            # makes (GNS3 then refuses to start it); ground() says what is missing
             self._grader_cloud(state, pos[naming.GRADER_NODE])
         self._links(state)
+        self._pool(state)
         if plan.candidate:
             self._candidate_access(state)
         snap = self.client.post(f"{base}/snapshots", {"name": naming.BASE_SNAPSHOT})
@@ -328,7 +331,8 @@ class Gns3Provider:
                 jobs.append(("segment", f"{seg}|{member}", self._port(state, node, idx, iface),
                              self._port(state, sw, k, f"port {k}")))
             k = len(members)
-            for i, vp in enumerate(v for v in plan.vantage if v.segment == seg):
+            cloud = naming.GRADER_NODE in data["nodes"]
+            for i, vp in enumerate(v for v in plan.vantage if v.segment == seg and cloud):
                 cloud_port = [v.name for v in plan.vantage].index(vp.name)
                 jobs.append(("vantage", vp.name, self._port(state, naming.GRADER_NODE, cloud_port, vp.name),
                              self._port(state, sw, k + i, f"port {k + i}")))
@@ -357,24 +361,40 @@ class Gns3Provider:
                 data["links"][key] = lid
 
     # ------------------------------------------------------------ collaborators (lazy)
-    def _candidate_access(self, state: InstanceState) -> None:
-        """The candidate's own GNS3 account, pool and ACE (access.py, engineer G3)."""
+    def candidate_name(self, instance: str) -> str:
+        """The instance's candidate user and pool (access.py): ``lk-<homeid>-<instance>``."""
         from labkit.adapters.gns3 import access
 
-        access.grant(self.client, self.g3, state, home_id=self.home_id(),
-                     instances_dir=self.settings.instances)
+        return access.candidate_name(self.home_id(), instance)
+
+    def _password_file(self, instance: str) -> Path:
+        return self.settings.instances / instance / "gns3-candidate.txt"
+
+    def _pool(self, state: InstanceState) -> None:
+        """Every labkit project in a pool of its own (access.py says why), candidate or not."""
+        from labkit.adapters.gns3 import access
+
+        name = self.candidate_name(state.name)
+        state.provider_data["pool"] = name
+        state.provider_data["pool_id"] = access.ensure_pool(self.client, name, state.provider_data["project_id"])
+
+    def _candidate_access(self, state: InstanceState) -> None:
+        """The candidate's own GNS3 account and its ACE on the pool (access.py); the password
+        goes to a 0600 file of the instance, not to the state."""
+        from labkit.adapters.gns3 import access
+
+        granted = access.grant(self.client, self.g3, state.name, state.provider_data["project_id"],
+                               self._password_file(state.name), name=self.candidate_name(state.name),
+                               candidate=state.plan.candidate or "")
+        state.provider_data.update(granted.provider_data())
 
     def _remove_access(self, name: str) -> list[str]:
-        try:
-            from labkit.adapters.gns3 import access
-        except ImportError:
-            return []
-        return list(access.remove(self.client, self.g3, name, home_id=self.home_id()) or [])
+        from labkit.adapters.gns3 import access
+
+        return list(access.remove(self.client, self.candidate_name(name), password_file=self._password_file(name)))
 
     def _host_setup(self, state: InstanceState) -> None:
         """The vantage points' host bridges and namespaces on the GNS3 host (host.py, G4)."""
-        if self.g3.grader is None:
-            return  # no grader host: the cloud's ports name bridges nobody made (no vantage points)
         from labkit.adapters.gns3 import host
 
         host.setup(self, state)
@@ -524,6 +544,9 @@ class Gns3Provider:
         if mode != "agent":
             raise UserError(f"the gns3 provider grades only through the grader agent (vantage 'agent'), not "
                             f"{mode!r}; leave --vantage out.")
+        if self.g3.grader is None:
+            raise AgentError("gns3.toml has no [grader] (labkit's agent on the GNS3 host, which owns the vantage "
+                             "points): add it, then bring the instance up again to grade it.")
         try:
             from labkit.adapters.gns3 import ground
         except ImportError:
@@ -542,29 +565,30 @@ class Gns3Provider:
     # ------------------------------------------------------------ destroy
     def instances(self) -> list[str]:
         """The instances of THIS labkit home on the configured server, from the names alone
-        (so also those whose state is gone): projects, candidate users and pools named
-        ``<prefix><homeid>-<instance>``. Another home's are never listed. Empty when GNS3 is
-        not configured."""
+        (so also those whose state is gone): projects named ``<prefix><homeid>-<instance>``,
+        candidate users and pools named ``lk-<homeid>-<instance>``. Another home's are never
+        listed. Empty when GNS3 is not configured."""
         if not configured(self.settings.home):
             return []
-        prefix, hid = self.g3.project_prefix, self.home_id()
-        names = {str(p.get("name", "")) for p in self.client.get("/projects") or []}
-        names |= {str(u.get("username", "")) for u in self.client.get("/access/users") or []}
-        names |= {str(p.get("name", "")) for p in self.client.get("/pools") or []}
-        found = {naming.instance_of(prefix, hid, n) for n in names}
+        from labkit.adapters.gns3 import access
+
+        hid = self.home_id()
+        found = {naming.instance_of(self.g3.project_prefix, hid, str(p.get("name", "")))
+                 for p in self.client.get("/projects") or []}
+        found |= {naming.instance_of(access.USER_PREFIX, hid, str(u.get("username", "")))
+                  for u in self.client.get("/access/users") or []}
+        found |= {naming.instance_of(access.USER_PREFIX, hid, str(p.get("name", "")))
+                  for p in self.client.get("/pools") or []}
         return sorted(n for n in found if n and INSTANCE_RE.fullmatch(n))
 
     def leftovers(self, name: str) -> list[str]:
         if not configured(self.settings.home):
             return []
+        from labkit.adapters.gns3 import access
+
         wanted = self.project_name(name)
-        out = [f"project {p['name']} {p.get('project_id', '')}" for p in self.client.get("/projects") or []
-               if p.get("name") == wanted]
-        out += [f"user {u['username']}" for u in self.client.get("/access/users") or []
-                if u.get("username") == naming.user_name(self.g3.project_prefix, self.home_id(), name)]
-        out += [f"pool {p['name']}" for p in self.client.get("/pools") or []
-                if p.get("name") == naming.pool_name(self.g3.project_prefix, self.home_id(), name)]
-        return out
+        out = [f"gns3 project {p['name']}" for p in self.client.get("/projects") or [] if p.get("name") == wanted]
+        return out + access.leftovers(self.client, self.candidate_name(name))
 
     def destroy(self, name: str, state: InstanceState | None) -> list[str]:
         """Delete the project (GNS3 stops and deletes its nodes), the candidate's user, pool and
@@ -579,7 +603,7 @@ class Gns3Provider:
             except Gns3ApiError as exc:
                 if exc.status != 404:
                     raise
-            removed.append(f"project {pname}")
+            removed.append(f"gns3 project {pname}")
         removed += self._remove_access(name)
         removed += self._host_teardown(name)
         left = self.leftovers(name)
