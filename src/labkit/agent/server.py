@@ -10,6 +10,9 @@ back in any order.
   ``{"id", "evidence": {...}}``
 - ``{"id", "op": "echo", "src": NS, "dst": NS, "call": EchoCall, "timeout"}`` ->
   ``{"id", "result": {...}}``
+- host mode only (``--host-ops``, a GNS3 host; :mod:`labkit.agent.host`):
+  ``{"id", "op": "host_setup", "vantage": [...], "relay": {...}}``, ``host_teardown``,
+  ``host_leftovers``: the instance's bridges and vantage namespaces, made or removed;
 - anything wrong -> ``{"id", "error": "one sentence"}`` (``id`` null when the line had none).
 
 Only registered probes run (:mod:`labkit.adapters.probes.registry`), and only at a place of
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -59,10 +63,12 @@ def instance_prefix(instance: str) -> str:
 class Places:
     """Which places the agent accepts: namespaces of its instance, by name."""
 
-    def __init__(self, instance: str, runner: Callable[[str, Callable[[], Any], float], Any] | None = None):
+    def __init__(self, instance: str, runner: Callable[[str, Callable[[], Any], float], Any] | None = None,
+                 host_ops: bool = False):
         if not _NAME.match(instance):
             raise ValueError(f"{instance!r} is not an instance name")
         self.instance = instance
+        self.host_ops = host_ops  # host mode (a GNS3 host): the instance's places made on request
         self.prefix = instance_prefix(instance)
         self._runner = runner or (lambda ns, fn, timeout: run_in_netns(ns, fn, timeout=timeout))
 
@@ -131,6 +137,15 @@ def handle(req: dict[str, Any], places: Places) -> dict[str, Any]:
         if "error" in box:
             raise box["error"]
         return {"result": box["result"]}
+    if isinstance(op, str) and op.startswith("host_"):
+        if not places.host_ops:
+            raise RequestError(f"op {op!r} is served only by an agent in host mode (a GNS3 host).")
+        from labkit.agent import host
+
+        try:
+            return host.handle(op, req, places.instance)
+        except (host.HostOpError, OSError, subprocess.TimeoutExpired) as exc:
+            raise RequestError(str(exc)) from None
     raise RequestError(f"unknown op {op!r}; use hello, probe or echo.")
 
 
@@ -238,9 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     out = _private_stdout()
     parser = argparse.ArgumentParser(prog="python -m labkit.agent", description="labkit's grader agent")
     parser.add_argument("--instance", required=True, help="the instance whose places this agent serves")
+    parser.add_argument("--host-ops", action="store_true",
+                        help="host mode (a GNS3 host): also make and remove the instance's places")
     try:
         args = parser.parse_args(argv)
-        places = Places(args.instance)
+        places = Places(args.instance, host_ops=args.host_ops)
     except (SystemExit, ValueError) as exc:
         print(f"labkit agent: {exc if isinstance(exc, ValueError) else 'bad arguments'}; "
               "run it as 'python -I -m labkit.agent --instance NAME'.", file=sys.stderr)

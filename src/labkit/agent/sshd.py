@@ -14,6 +14,13 @@ forwarding, no SFTP/SCP. What a client may do:
   {"10.1.2.3": "lk-NAME.v.lan"}}``), opened by this server from that address's place (a
   vantage point's namespace on the address's LAN). Anything else is refused.
 
+Host mode (``--host-mode``, a GNS3 host; no ``--instance``): one server for every instance
+whose grader places live on this host. The SSH user name of a connection names its instance
+(refused unless it is an instance name); its sessions run ``python -I -m labkit.agent
+--instance USER --host-ops`` (which also makes and removes that instance's places,
+:mod:`labkit.agent.host`), and its relay targets are those the instance's ``host_setup``
+wrote (:func:`labkit.agent.host.relay_file`).
+
 Bounded: at most ``--max-connections`` connections, ``--max-sessions`` agent sessions,
 ``--max-relays`` open relays, each relay at most ``--relay-lifetime`` seconds, a login within
 15 s. Logs go to stderr and ``--log``.
@@ -114,8 +121,8 @@ class _RelayEnd(SSHForwarder):
 
 @dataclass
 class AgentSSHServer:
-    instance: str
-    places: Places
+    instance: str | None  # None: host mode (the connection's user name is its instance)
+    places: Places | None
     relay: Relay
     authorized: asyncssh.SSHAuthorizedKeys
     max_connections: int = MAX_CONNECTIONS
@@ -125,6 +132,17 @@ class AgentSSHServer:
     connections: int = 0
     relays: int = 0
     sessions: int = 0
+
+    @property
+    def host_mode(self) -> bool:
+        return self.instance is None
+
+    def relay_of(self, instance: str) -> Relay:
+        """The relay of a host-mode connection: what the instance's host_setup wrote."""
+        from labkit.agent.host import relay_file
+
+        path = relay_file(instance)
+        return Relay.load(path, Places(instance)) if path.is_file() else Relay()
 
     def factory(self) -> asyncssh.SSHServer:
         return _Conn(self)
@@ -159,10 +177,22 @@ class AgentSSHServer:
                                  "close one and retry.\n".encode())
             process.exit(1)
             return
+        if self.host_mode:
+            instance = str(process.get_extra_info("username") or "")
+            try:
+                Places(instance)
+            except ValueError:
+                process.stderr.write(b"labkit agent sshd: the user name must be the instance's name.\n")
+                process.exit(1)
+                return
+            argv = ["--instance", instance, "--host-ops"]
+        else:
+            assert self.instance is not None
+            argv = ["--instance", self.instance]
         self.sessions += 1
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-m", "labkit.agent", "--instance", self.instance,
+                sys.executable, "-I", "-m", "labkit.agent", *argv,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None)
         except BaseException:
             self.sessions -= 1
@@ -196,6 +226,7 @@ class _Conn(asyncssh.SSHServer):
         self.server = server
         self.conn: asyncssh.SSHServerConnection | None = None
         self.counted = False
+        self.instance: str | None = None  # host mode: the user name of the login
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -215,6 +246,13 @@ class _Conn(asyncssh.SSHServer):
 
     def begin_auth(self, username: str) -> bool:
         assert self.conn is not None
+        if self.server.host_mode:
+            try:
+                Places(username)
+            except ValueError:
+                log.warning("login as %r refused: not an instance name", username)
+                return True  # no keys set: every key is refused
+            self.instance = username
         self.conn.set_authorized_keys(self.server.authorized)
         return True
 
@@ -231,7 +269,16 @@ class _Conn(asyncssh.SSHServer):
         return True
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
-        place = self.server.relay.place_of(dest_host, dest_port)
+        if self.server.host_mode:
+            if self.instance is None:
+                raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "labkit relay: no instance")
+            try:
+                relay = self.server.relay_of(self.instance)
+            except ConfigError as exc:
+                raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, str(exc)) from None
+        else:
+            relay = self.server.relay
+        place = relay.place_of(dest_host, dest_port)
         if self.server.relays >= self.server.max_relays:
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_RESOURCE_SHORTAGE,
                                             f"labkit relay: {self.server.relays} relays open already; "
@@ -279,8 +326,13 @@ def _listen(value: str) -> tuple[str, int]:
 
 
 async def run(args: argparse.Namespace) -> None:
-    places = Places(args.instance)
-    server = AgentSSHServer(args.instance, places, Relay.load(args.relay, places),
+    if args.host_mode == bool(args.instance):
+        raise ConfigError("give either --instance NAME or --host-mode (a GNS3 host), not both or neither.")
+    places = Places(args.instance) if args.instance else None
+    if args.relay and places is None:
+        raise ConfigError("--relay is for one instance; in host mode each instance's setup writes its own.")
+    relay = Relay.load(args.relay, places) if places is not None else Relay()
+    server = AgentSSHServer(args.instance, places, relay,
                             read_client_keys(args.authorized_keys), args.max_connections, args.max_relays,
                             args.relay_lifetime, args.max_sessions)
     try:
@@ -301,7 +353,7 @@ async def run(args: argparse.Namespace) -> None:
         fd = os.open(args.pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(f"{os.getpid()}\n")
-    log.info("labkit agent sshd for %s listening on %s:%d", args.instance, host, port)
+    log.info("labkit agent sshd for %s listening on %s:%d", args.instance or "every instance (host mode)", host, port)
     await stop.wait()
     acceptor.close()
     log.info("stopping")
@@ -309,7 +361,9 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit.agent.sshd", description="labkit's grader agent SSH server")
-    parser.add_argument("--instance", required=True)
+    parser.add_argument("--instance")
+    parser.add_argument("--host-mode", action="store_true",
+                        help="a GNS3 host: serve every instance (the SSH user name names it)")
     parser.add_argument("--listen", required=True, help="ADDRESS:PORT")
     parser.add_argument("--host-key", required=True, type=Path)
     parser.add_argument("--authorized-keys", required=True, type=Path)
