@@ -29,7 +29,7 @@ or reads its files from outside; devices are reached through their consoles).
 
 from __future__ import annotations
 
-import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -506,10 +506,7 @@ class Gns3Provider:
         if con["type"] != "telnet":
             raise UserError(f"node {node!r} has a {con['type']} console; labkit opens telnet consoles only: open "
                             "it from the GNS3 client.")
-        telnet = shutil.which("telnet")
-        if telnet is None:
-            raise UserError("the 'telnet' command is missing; install it (apt-get install telnet).")
-        return [telnet, con["host"], str(con["port"])]
+        return [sys.executable, "-m", "labkit.adapters.gns3.console", con["host"], str(con["port"])]
 
     def device_endpoint(self, state: InstanceState, node: str) -> Any:
         """A device's CLI on GNS3: its telnet console (no SSH path to a GNS3 node)."""
@@ -588,7 +585,12 @@ class Gns3Provider:
 
         wanted = self.project_name(name)
         out = [f"gns3 project {p['name']}" for p in self.client.get("/projects") or [] if p.get("name") == wanted]
-        return out + access.leftovers(self.client, self.candidate_name(name))
+        out += access.leftovers(self.client, self.candidate_name(name))
+        if self.g3.grader is not None:
+            from labkit.adapters.gns3 import host
+
+            out += host.leftovers(self, name)
+        return out
 
     def destroy(self, name: str, state: InstanceState | None) -> list[str]:
         """Delete the project (GNS3 stops and deletes its nodes), the candidate's user, pool and
