@@ -17,6 +17,7 @@ from labkit.adapters.gns3 import access
 from labkit.adapters.gns3.client import Gns3ApiError, Gns3Client
 from tests.adapters.gns3.g3cand import LabProject, admin_settings, delete_project, make_lab_project, refused, unique
 
+PREFIX = "lkt-g3acc-"  # every object these tests make
 FORBIDDEN_IN_ROLE = {
     "Node.Allocate", "Node.Modify", "Node.PowerMgmt", "Link.Allocate", "Link.Modify", "Link.Capture",
     "Project.Modify", "Project.Allocate", "Snapshot.Restore", "Snapshot.Allocate",
@@ -37,6 +38,19 @@ class Seat:
 def admin(gns3_server) -> Iterator[Gns3Client]:
     with Gns3Client(admin_settings(gns3_server)) as c:
         yield c
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nothing_left_at_the_end(admin) -> Iterator[None]:
+    """After the module: no project, user, pool or ACE of these tests stays on the server."""
+    yield
+    users = {u["user_id"]: u["username"] for u in admin.get("/access/users")}
+    left = [f"project {p['name']}" for p in admin.get("/projects") if p["name"].startswith(PREFIX)]
+    left += [f"user {n}" for n in users.values() if n.startswith(PREFIX)]
+    left += [f"pool {p['name']}" for p in admin.get("/pools") if p["name"].startswith(PREFIX)]
+    left += [f"ACE {a['path']}" for a in admin.get("/access/acl")
+             if str(users.get(a.get("user_id"), "")).startswith(PREFIX)]
+    assert left == []
 
 
 @pytest.fixture(scope="module")

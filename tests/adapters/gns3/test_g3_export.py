@@ -145,3 +145,55 @@ def test_a_candidate_exports_only_its_own_project(admin, tmp_path):
         access.remove(admin, mine.name)
         delete_project(admin, mine.project_id)
         delete_project(admin, other.project_id)
+
+
+# ---------------------------------------------------------------------- through grading
+
+
+def test_a_graded_instance_keeps_its_project_in_the_sealed_run(gns3_server, admin, tmp_path, monkeypatch):
+    """lab g3demo up on GNS3 (G2's provider) with labkit's grader agent in the GNS3 host
+    (G4's ground), graded: the run holds attachments/project.gns3project, listed in the sealed
+    manifest, a valid zip whose project.gns3 names the instance's nodes and links."""
+    from labkit.adapters.storage.runs import MANIFEST, open_run
+    from labkit.usecases import lifecycle
+    from labkit.usecases.grade import grade
+    from tests.adapters.gns3.g2lab import LAB_ID, ensure_templates, make_ctx
+    from tests.adapters.gns3.g4lab import AgentHost
+
+    agent = AgentHost(gns3_server.namespace, tmp_path / "agent", gns3_server.relay)
+    name = unique("g3exp").replace("-", "x")[:20]
+    ctx = None
+    try:
+        agent.start()
+        grader = {"host": "127.0.0.1", "port": agent.port, "host_key": agent.host_pub,
+                  "client_key_file": str(agent.client_key)}
+        ctx = make_ctx(gns3_server, tmp_path, ensure_templates(admin, gns3_server), parallel=4, grader=grader)
+        monkeypatch.setenv("LABKIT_PROJECT", str(ctx.settings.project))
+        state = lifecycle.up(ctx, LAB_ID, instance=name, seed=11, provider="gns3", candidate="Alice")
+        pid = state.provider_data["project_id"]
+        summary = grade(ctx, name)
+        run = ctx.settings.runs / summary.run_id
+        open_run(ctx.settings.runs, summary.run_id)  # the seal holds (raises on any change)
+        manifest = json.loads((run / MANIFEST).read_text())
+        stored = run / "attachments" / "project.gns3project"
+        assert "attachments/project.gns3project" in manifest["files"]
+        rows = json.loads((run / "artifacts" / "attachments.json").read_text())
+        assert [r["name"] for r in rows] == ["project.gns3project"], rows
+        topo = _topology(stored)
+        assert topo["project_id"] == pid and topo["name"] == state.provider_data["project"]
+        nodes = admin.get(f"/projects/{pid}/nodes")
+        links = admin.get(f"/projects/{pid}/links")
+        assert {n["name"] for n in topo["topology"]["nodes"]} == {n["name"] for n in nodes}
+        assert {"r1", "r2", "pc1", "pc2", "grader"} <= {n["name"] for n in nodes}
+        assert {lk["link_id"] for lk in topo["topology"]["links"]} == {lk["link_id"] for lk in links}
+        with zipfile.ZipFile(stored) as zf:  # graded while running: the topology-only archive
+            assert "labkit-export.txt" in zf.namelist()
+        lifecycle.down(ctx, name)
+        assert ctx.provider("gns3").leftovers(name) == []
+        assert pid not in {p["project_id"] for p in admin.get("/projects")}
+    finally:
+        try:
+            if ctx is not None and ctx.store.exists(name):
+                lifecycle.down(ctx, name)
+        finally:
+            agent.stop()
