@@ -1,0 +1,235 @@
+"""The GNS3 test harness itself: a real gns3-server 3.0.6 in its own namespace, the stand-ins,
+the relay, and a clean teardown (nothing in the host's root namespace, nothing left after)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.adapters.gns3.conftest import Gns3TestServer
+from tests.adapters.gns3.g3server import NETNS_DIR, PREFIX, venv_dir
+
+pytestmark = pytest.mark.root
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parents[2]
+
+
+def _root_links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    return {line.split(":", 2)[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+def _wait(pred, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _node(c: httpx.Client, pid: str, template: str, name: str, x: int = 0) -> dict:
+    tid = {t["name"]: t["template_id"] for t in c.get("/templates").json()}[template]
+    r = c.post(f"/projects/{pid}/templates/{tid}", json={"x": x, "y": 0, "name": name, "compute_id": "local"})
+    assert r.status_code == 201, r.text
+    # gns3-server 3.0.6 ignores "name" when it makes a node from a template: rename it
+    r = c.put(f"/projects/{pid}/nodes/{r.json()['node_id']}", json={"name": name})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _link(c: httpx.Client, pid: str, a: dict, pa: int, b: dict, pb: int) -> dict:
+    r = c.post(f"/projects/{pid}/links", json={"nodes": [
+        {"node_id": a["node_id"], "adapter_number": 0 if a["node_type"] == "ethernet_switch" else pa,
+         "port_number": pa if a["node_type"] == "ethernet_switch" else 0},
+        {"node_id": b["node_id"], "adapter_number": 0 if b["node_type"] == "ethernet_switch" else pb,
+         "port_number": pb if b["node_type"] == "ethernet_switch" else 0}]})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_version_through_the_relay(gns3_server: Gns3TestServer) -> None:
+    assert gns3_server.url.startswith("http://127.0.0.1:")
+    r = httpx.get(f"{gns3_server.url}/v3/version", timeout=10)
+    assert r.status_code == 200 and r.json()["version"] == "3.0.6"
+    # the server itself listens inside the GNS3 host namespace only: port 3080 of the root
+    # namespace is not it (closed, or someone else's service without a /v3/version of 3.0.6)
+    listening = gns3_server.ns_run(["ss", "-Hltn"]).stdout
+    assert "127.0.0.1:3080" in listening
+    with socket.socket() as s:
+        s.settimeout(2)
+        if s.connect_ex(("127.0.0.1", 3080)) == 0:
+            try:
+                assert httpx.get("http://127.0.0.1:3080/v3/version", timeout=3).json().get("version") is None
+            except (httpx.HTTPError, ValueError):
+                pass
+
+
+def test_bad_login_is_refused(gns3_server: Gns3TestServer) -> None:
+    with pytest.raises(httpx.HTTPStatusError) as err:
+        gns3_server.client(password="wrong")
+    assert err.value.response.status_code == 401
+
+
+def test_templates_for_the_shipped_roles(gns3_server: Gns3TestServer) -> None:
+    import yaml
+
+    roles = set()
+    for topo in (PROJECT / "topologies").glob("*.yaml"):
+        for node in yaml.safe_load(topo.read_text(encoding="utf-8")).get("nodes", []):
+            roles.add(node["role"])
+    assert roles and roles <= set(gns3_server.templates)
+    with gns3_server.client() as c:
+        names = {t["name"]: t for t in c.get("/templates").json()}
+    for role in roles:
+        assert names[gns3_server.templates[role]]["template_type"] == gns3_server.template_type
+
+
+def test_nodes_start_stop_capture_and_stay_in_the_namespace(gns3_server: Gns3TestServer) -> None:
+    before = _root_links()
+    bridge = "lkbt" + uuid.uuid4().hex[:8]
+    assert gns3_server.ns_run(["ip", "link", "add", bridge, "type", "bridge"]).returncode == 0
+    name = f"lk-harness-{uuid.uuid4().hex[:8]}"
+    with gns3_server.client() as c:
+        pid = c.post("/projects", json={"name": name}).json()["project_id"]
+        try:
+            sw = _node(c, pid, "Ethernet switch", "sw1")
+            pc = _node(c, pid, "VPCS", "pc1", 100)
+            node = _node(c, pid, gns3_server.templates["router"], "r1", 200)
+            cloud = _node(c, pid, "Cloud", "grader", 300)
+            r = c.put(f"/projects/{pid}/nodes/{cloud['node_id']}", json={"properties": {"ports_mapping": [
+                {"name": bridge, "port_number": 0, "type": "ethernet", "interface": bridge}]}})
+            assert r.status_code == 200, r.text
+            l_pc = _link(c, pid, sw, 0, pc, 0)
+            _link(c, pid, sw, 1, node, 0)
+            _link(c, pid, sw, 2, cloud, 0)
+            r = c.post(f"/projects/{pid}/nodes/start", json={})
+            assert r.status_code == 204, r.text
+            nodes = {n["name"]: n for n in c.get(f"/projects/{pid}/nodes").json()}
+            assert {n: nodes[n]["status"] for n in nodes} == dict.fromkeys(("sw1", "pc1", "r1", "grader"), "started")
+
+            # the stand-in uBridge got the commands: the VPCS tunnel, the cloud's TAP on the bridge
+            log = gns3_server.ubridge_log()
+            assert f"bridge create VPCS-{pc['node_id']}" in log
+            assert any(line.startswith(f"bridge start VPCS-{pc['node_id']}") for line in log)
+            assert any(line.startswith(f"brctl addif \"{bridge}\" \"gns3tap") for line in log)
+            # the TAP is real, in the GNS3 host namespace, enslaved to the host bridge
+            ns_links = gns3_server.ns_run(["ip", "-o", "link", "show", "master", bridge]).stdout
+            assert "gns3tap" in ns_links
+
+            # a link capture: the stand-in writes a pcap the API streams
+            r = c.post(f"/projects/{pid}/links/{l_pc['link_id']}/capture/start", json={})
+            assert r.status_code == 201, r.text
+            # a ping through the switch to the VPCS stand-in: set its address on its console
+            console = nodes["pc1"]["console"]
+            with socket.create_connection(("127.0.0.1", gns3_server.relay(console)), timeout=10) as s:
+                s.settimeout(10)
+                _wait(lambda: b"PC1>" in s.recv(4096), what="the VPCS prompt")
+                s.sendall(b"ip 192.0.2.10/24\r\n")
+                _wait(lambda: b"192.0.2.10" in s.recv(4096), what="the VPCS ip answer")
+            ping = gns3_server.ns_run(["sh", "-c", f"ip addr add 192.0.2.1/24 dev {bridge} && ip link set {bridge} up "
+                                       f"&& ping -c 3 -W 2 192.0.2.10"], timeout=30)
+            assert ping.returncode == 0, ping.stdout + ping.stderr
+            data = b""
+            with c.stream("GET", f"/projects/{pid}/links/{l_pc['link_id']}/capture/stream", timeout=10) as st:
+                assert st.status_code == 200
+                for chunk in st.iter_bytes():
+                    data += chunk
+                    if len(data) >= 24 + 16 + 98 * 2:
+                        break
+            magic, _, _, _, _, _, linktype = struct.unpack("<IHHiIII", data[:24])
+            assert (magic, linktype) == (0xA1B2C3D4, 1)
+            assert len(data) > 24  # frames of the ping, not just the header
+            r = c.post(f"/projects/{pid}/links/{l_pc['link_id']}/capture/stop", json={})
+            assert r.status_code == 204, r.text
+            assert any(line.startswith("nio bind_filter") and line.endswith("capture")
+                       for line in gns3_server.dynamips_log())
+
+            # suspend and filters reach the stand-in (on the filter side of the link: the VPCS)
+            r = c.put(f"/projects/{pid}/links/{l_pc['link_id']}", json={"filters": {"packet_loss": [100]}})
+            assert r.status_code == 200, r.text
+            assert f"bridge add_packet_filter VPCS-{pc['node_id']} filter0 packet_loss 100" in gns3_server.ubridge_log()
+
+            r = c.post(f"/projects/{pid}/nodes/stop", json={})
+            assert r.status_code == 204, r.text
+            nodes = {n["name"]: n["status"] for n in c.get(f"/projects/{pid}/nodes").json()}
+            assert nodes["pc1"] == "stopped" and nodes["r1"] == "stopped"
+        finally:
+            c.post(f"/projects/{pid}/close", json={})
+            c.delete(f"/projects/{pid}")
+            gns3_server.ns_run(["ip", "link", "del", bridge])
+    assert _root_links() == before  # nothing of GNS3's appeared in the host's root namespace
+    assert not gns3_server.leftovers()
+
+
+def _harness(*extra: str) -> tuple[subprocess.Popen[str], dict]:
+    proc = subprocess.Popen([sys.executable, str(HERE / "g3server.py"), *extra], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    info = json.loads(line) if line else {"error": proc.stderr.read() if proc.stderr else ""}
+    assert "error" not in info, info
+    return proc, info
+
+
+def _gone(info: dict) -> None:
+    ns = info["namespace"]
+    _wait(lambda: not (NETNS_DIR / ns).exists(), what=f"namespace {ns} removed")
+    assert not Path(info["scratch"]).exists()
+    for pid in (info["server_pid"],):
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_teardown_leaves_nothing(gns3_server: Gns3TestServer) -> None:
+    before = _root_links()
+    proc, info = _harness("--venv", str(venv_dir()))
+    assert (NETNS_DIR / info["namespace"]).exists()
+    assert httpx.get(f"{info['url']}/v3/version", timeout=10).json()["version"] == "3.0.6"
+    assert proc.stdin is not None
+    proc.stdin.close()  # the harness stops when its stdin closes
+    assert proc.wait(60) == 0
+    _gone(info)
+    assert _root_links() == before
+
+
+def test_a_crashed_harness_is_cleaned_by_the_next_start(gns3_server: Gns3TestServer) -> None:
+    proc, info = _harness("--venv", str(venv_dir()))
+    try:
+        # a running node in the crashed run: its processes must be swept too
+        r = httpx.post(f"{info['url']}/v3/access/users/authenticate", timeout=30,
+                       json={"username": info["admin_user"], "password": info["admin_password"]})
+        with httpx.Client(base_url=f"{info['url']}/v3", timeout=30,
+                          headers={"Authorization": f"Bearer {r.json()['access_token']}"}) as c:
+            pid = c.post("/projects", json={"name": "lk-crash"}).json()["project_id"]
+            tid = {t["name"]: t["template_id"] for t in c.get("/templates").json()}["VPCS"]
+            node = c.post(f"/projects/{pid}/templates/{tid}", json={"x": 0, "y": 0, "compute_id": "local"}).json()
+            assert c.post(f"/projects/{pid}/nodes/{node['node_id']}/start", json={}).status_code == 204
+        assert len(subprocess.run(["ip", "netns", "pids", info["namespace"]], capture_output=True,
+                                  text=True).stdout.split()) >= 2  # gns3-server and the node's processes
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    assert (NETNS_DIR / info["namespace"]).exists()  # left behind by the crash
+    assert Path(info["scratch"]).exists()
+    proc2, info2 = _harness("--venv", str(venv_dir()))
+    try:
+        _gone(info)  # the new start removed the dead run's namespace, processes and scratch dir
+        assert not list(NETNS_DIR.glob(f"{PREFIX}{proc.pid}-*"))
+    finally:
+        assert proc2.stdin is not None
+        proc2.stdin.close()
+        proc2.wait(60)
+    _gone(info2)
