@@ -116,6 +116,15 @@ def test_whole_lifecycle(ctx: Any, admin: Any, g3srv: Any) -> None:
     assert "intruder" not in after and extra["node_id"] not in {n["node_id"] for n in after.values()}
     assert set(after) == set(nodes) and lifecycle.status(ctx, name).healthy
     assert prov.instances() == [name]
+    # what a grading run keeps (export.py): the project's archive, naming the lab's nodes
+    import json
+    import zipfile
+
+    [(label, path)] = prov.run_attachments(state, ctx.settings.home / "att")
+    assert label == "project.gns3project" and path.is_file()
+    with zipfile.ZipFile(path) as z:
+        topo = json.loads(z.read("project.gns3"))
+    assert {"r1", "r2", "pc1", "pc2"} <= {n["name"] for n in topo["topology"]["nodes"]}
     # down: nothing left, and the state is gone
     removed = lifecycle.down(ctx, name)
     assert f"gns3 project {pname}" in removed and f"gns3 user {pname}" in removed
