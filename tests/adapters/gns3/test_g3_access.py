@@ -4,14 +4,17 @@ nothing. Every refusal is checked by its HTTP status."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from labkit.adapters.gns3 import access
 from labkit.adapters.gns3.client import Gns3ApiError, Gns3Client
@@ -108,6 +111,8 @@ def test_grant_writes_a_private_password_and_shows_no_secret(seats, gns3_server)
     assert gns3_server.url in text and g.user in text and str(g.password_file) in text
     assert seats["a"].lab.name in text
     assert password not in text and password not in str(g) and password not in str(g.provider_data())
+    assert access.access_lines(gns3_server.url, g.provider_data()) == g.lines()  # from the state alone
+    assert access.access_lines(gns3_server.url, {"project": "x"}) == []
     me = seats["a"].client.get("/access/users/me")
     assert me["username"] == g.user and me["is_superadmin"] is False
 
@@ -233,6 +238,52 @@ def test_candidate_cannot_grant_itself_anything(seats, admin, who):
     assert ace["path"] == f"/pools/{seat.grant.pool_id}" and ace["role_id"] == role_id
 
 
+def _console(url: str, token: str, lab: LabProject, node: str) -> tuple[bytes, str]:
+    """What the web console of ``node`` (GNS3's ``/console/ws``) gives within a few seconds:
+    (the console's bytes, how the connection ended)."""
+    ws_url = f"{url.replace('http://', 'ws://')}/v3/projects/{lab.project_id}/nodes/{lab.nodes[node]}/console/ws"
+
+    async def talk() -> tuple[bytes, str]:
+        got = b""
+        try:
+            async with websockets.connect(f"{ws_url}?token={token}", open_timeout=15) as ws:
+                await ws.send("\r\n")
+                end = time.monotonic() + 8
+                while time.monotonic() < end and b"PC1>" not in got:
+                    try:
+                        msg = await asyncio.wait_for(ws.recv(), 1)
+                    except TimeoutError:
+                        continue
+                    got += msg if isinstance(msg, bytes) else msg.encode()
+                return got, "open"
+        except websockets.ConnectionClosed as exc:
+            return got, f"closed ({exc})"
+
+    return asyncio.run(talk())
+
+
+def test_candidate_uses_its_own_web_console_only(seats, admin, gns3_server):
+    """Node.Console: A's token opens the web console of A's node (the stand-in VPCS prompt) and
+    not B's. GNS3 accepts the WebSocket before checking the privilege, so the refusal has no
+    HTTP status: the server closes the connection and no console byte comes through."""
+    started = []
+    try:
+        for seat in seats.values():
+            admin.post(f"/projects/{seat.lab.project_id}/nodes/{seat.lab.nodes['r1']}/start", {})
+            started.append(seat.lab)
+        for who, other in (("a", "b"), ("b", "a")):
+            g = seats[who].grant
+            token = httpx.post(f"{gns3_server.url}/v3/access/users/authenticate", timeout=30, json={
+                "username": g.user, "password": g.password_file.read_text().strip()}).json()["access_token"]
+            own, how = _console(gns3_server.url, token, seats[who].lab, "r1")
+            assert b"PC1>" in own and how == "open", (own, how)
+            theirs, how = _console(gns3_server.url, token, seats[other].lab, "r1")
+            assert theirs == b"" and how.startswith("closed"), (theirs, how)
+    finally:
+        for lab in started:
+            admin.post(f"/projects/{lab.project_id}/nodes/{lab.nodes['r1']}/stop", {})
+
+
 def test_a_project_in_no_pool_is_invisible_to_candidates(seats, admin):
     outside = make_lab_project(admin, unique("lkt-g3acc-nopool"), snapshot=False)
     try:
@@ -350,3 +401,30 @@ def test_password_file_mode_is_fixed_when_it_existed(admin, tmp_path):
     finally:
         access.remove(admin, name, password_file=pw)
         delete_project(admin, lab.project_id)
+
+
+def test_the_shared_role_is_kept_while_an_ace_uses_it(seats, admin):
+    assert access.drop_role(admin) is False
+    assert access.ROLE in {r["name"] for r in admin.get("/access/roles")}
+
+
+class _RolesOnly:
+    """A client stand-in for drop_role's deletion branch (the real server keeps the role while
+    other tests' ACEs use it)."""
+
+    def __init__(self, aces: list[dict]):
+        self.aces = aces
+        self.deleted: list[str] = []
+
+    def get(self, path: str) -> list[dict]:
+        return {"/access/roles": [{"name": access.ROLE, "role_id": "r-1"}], "/access/acl": self.aces}[path]
+
+    def delete(self, path: str) -> None:
+        self.deleted.append(path)
+
+
+def test_drop_role_deletes_the_role_only_when_no_ace_uses_it():
+    busy = _RolesOnly([{"role_id": "r-1", "path": "/pools/p"}])
+    assert access.drop_role(busy) is False and busy.deleted == []  # type: ignore[arg-type]
+    idle = _RolesOnly([{"role_id": "other", "path": "/pools/p"}])
+    assert access.drop_role(idle) is True and idle.deleted == ["/access/roles/r-1"]  # type: ignore[arg-type]

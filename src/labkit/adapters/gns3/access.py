@@ -129,7 +129,20 @@ class CandidateAccess:
     def provider_data(self) -> dict[str, str]:
         """What the provider keeps in the instance's state (no secret)."""
         return {"candidate_user": self.user, "candidate_pool": self.pool_id,
-                "candidate_password_file": str(self.password_file)}
+                "candidate_password_file": str(self.password_file), "candidate_project": self.project}
+
+
+def access_lines(server: str, provider_data: dict[str, Any]) -> list[str]:
+    """What ``labkit`` shows about the candidate's GNS3 access, from the instance's state alone
+    (:meth:`CandidateAccess.provider_data`); empty when the instance has no candidate account."""
+    user = provider_data.get("candidate_user")
+    if not user:
+        return []
+    project = str(provider_data.get("candidate_project") or provider_data.get("project") or "")
+    return CandidateAccess(server=server, user=str(user),
+                           password_file=Path(str(provider_data.get("candidate_password_file", ""))),
+                           project=project, project_id=str(provider_data.get("project_id", "")),
+                           pool_id=str(provider_data.get("candidate_pool", "")), ace_id="").lines()
 
 
 def _check_name(name: str) -> str:
