@@ -284,6 +284,39 @@ def test_candidate_uses_its_own_web_console_only(seats, admin, gns3_server):
             admin.post(f"/projects/{lab.project_id}/nodes/{lab.nodes['r1']}/stop", {})
 
 
+def test_telnet_consoles_are_outside_gns3_rbac(seats, admin, gns3_server):
+    """What the RBAC does NOT cover (documented in access.py): a node's telnet console is a
+    bare TCP port of the compute, with no login. Whoever reaches the compute's console address
+    gets any node's console, B's included, with no GNS3 account at all; a centre keeps the
+    console port range away from candidates and gives them the web console."""
+    lab = seats["b"].lab
+    admin.post(f"/projects/{lab.project_id}/nodes/{lab.nodes['r1']}/start", {})
+    try:
+        node = admin.get(f"/projects/{lab.project_id}/nodes/{lab.nodes['r1']}")
+        assert node["console_type"] == "telnet"
+
+        def peek() -> bytes:
+            import socket
+
+            got = b""
+            with socket.create_connection((node["console_host"], node["console"]), timeout=5) as sk:
+                sk.sendall(b"\r\n")
+                end = time.monotonic() + 8
+                while time.monotonic() < end and b"PC1>" not in got:
+                    try:
+                        chunk = sk.recv(4096)
+                    except TimeoutError:
+                        continue
+                    if not chunk:
+                        break
+                    got += chunk
+            return got
+
+        assert b"PC1>" in gns3_server.in_netns(peek)  # no token, no user: the console answers
+    finally:
+        admin.post(f"/projects/{lab.project_id}/nodes/{lab.nodes['r1']}/stop", {})
+
+
 def test_a_project_in_no_pool_is_invisible_to_candidates(seats, admin):
     outside = make_lab_project(admin, unique("lkt-g3acc-nopool"), snapshot=False)
     try:
