@@ -72,6 +72,13 @@ def test_export_over_the_bound_is_an_error_and_leaves_no_file(admin, lab, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_over_the_time_limit_is_an_error_and_leaves_no_file(admin, lab, tmp_path):
+    dest = tmp_path / "project.gns3project"
+    with pytest.raises(ProviderError, match=r"took longer than 0 s .* it was not kept"):
+        export.export_project(admin, lab.project_id, dest, 50_000_000, time_limit=0.0)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_of_a_missing_project_is_an_error_and_leaves_no_file(admin, tmp_path):
     dest = tmp_path / "project.gns3project"
     with pytest.raises(ProviderError, match="did not export project .* \\(404"):
