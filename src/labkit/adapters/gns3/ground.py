@@ -9,7 +9,7 @@ Places and what runs there:
     either grader port is down (``PUT /links/{id} {"suspend": ...}``; on qemu nodes GNS3 sets
     the NIC's link off, so both routers lose carrier), resumed when both are up again;
   - ``capture.bridge_block(block)`` -> a silent drop: link filter ``packet_loss 100``
-    (carrier kept), removed by ``{}``;
+    (carrier kept), ended by a neutral filter (GNS3 3.0.6 keeps removed filters: wire.py);
   - ``capture.capture`` / ``ospf.capture_ospf`` -> a GNS3 capture of the link, its pcap stream
     judged by the probes' own decoders (:class:`CaptureDecoder`, :class:`OspfDecoder`);
 - ``segment:S``: the same captures over every link of the segment's switch (its members,
@@ -75,6 +75,7 @@ class Gns3Ground:
         self._agent: Any = None
         self._agent_lock = threading.Lock()
         self._down: dict[str, set[str]] = {}
+        self._dropped: set[str] = set()
         self._fault_lock = threading.Lock()
 
     # ------------------------------------------------------------------ the agent
@@ -232,7 +233,9 @@ class Gns3Ground:
                 down.discard(iface) if up else down.add(iface)
                 suspend = bool(down)
                 changed_at = utcnow()
-                after = bool(wire.set_suspend(self.provider.client, self.pid, lid, suspend).get("suspend"))
+                got = wire.set_suspend(self.provider.client, self.pid, lid, suspend, drop=link in self._dropped)
+                after = bool(got.get("suspend"))
+                meta["link_reset"] = bool(got.get("labkit_reset"))
         except Exception as exc:  # noqa: BLE001 - the fault could not be applied
             return base(started_at=started, ok=False, error=describe_exc(exc), meta=meta)
         ok = after == suspend
@@ -249,16 +252,18 @@ class Gns3Ground:
         want = "block" if block else "unblock"
         base = self._base(call, ev_id, "fault", f"gns3:link/{link}",
                           f"GNS3: link {link} filter packet_loss 100" if block else
-                          f"GNS3: link {link} filters removed")
+                          f"GNS3: link {link} drop ended (neutral filter)")
         meta: dict[str, Any] = {"provider": "gns3", "project_id": self.pid}
         try:
             lid = self.link_id(link)
             meta["link_id"] = lid
-            changed_at = utcnow()
-            filters = dict(wire.set_drop(self.provider.client, self.pid, lid, block).get("filters") or {})
+            with self._fault_lock:
+                changed_at = utcnow()
+                filters = dict(wire.set_drop(self.provider.client, self.pid, lid, block).get("filters") or {})
+                self._dropped.add(link) if block else self._dropped.discard(link)
         except Exception as exc:  # noqa: BLE001 - the fault could not be applied
             return base(started_at=started, ok=False, error=describe_exc(exc), meta=meta)
-        ok = (filters == wire.DROP_ALL) if block else not filters
+        ok = filters == (wire.DROP_ALL if block else wire.NEUTRAL)
         parsed = {"requested": want, "filters": filters, "changed_at": changed_at.isoformat()}
         return base(started_at=started, ok=ok, raw=f"GNS3 link {lid} ({link}) filters now {filters}", parsed=parsed,
                     meta=meta, error=None if ok else f"GNS3 reports filters {filters} after {want}")

@@ -4,7 +4,14 @@
   everything on the link (its uBridge gets ``frequency_drop -1``) and, on a qemu node,
   ``set_link gns3-<adapter> off`` in QEMU's monitor, so the node's NIC loses carrier;
 - a silent drop: ``{"filters": {"packet_loss": [100]}}`` (uBridge drops every packet, the
-  NICs keep carrier); ``{"filters": {}}`` removes it;
+  NICs keep carrier);
+- GNS3 3.0.6 never clears a node's filters or its suspend flag on the compute (its NIO update
+  routes, ``api/routes/compute/*_nodes.py``, apply ``filters`` and qemu's ``suspend`` only when
+  they are truthy: gns3-server#2532/#2536, fixed after 3.0.6), so ``{"filters": {}}`` or
+  ``{"suspend": false}`` leave the link dropping everything. labkit therefore ends a drop with
+  the neutral filter :data:`NEUTRAL` (a BPF expression no Ethernet frame matches: uBridge drops
+  nothing), and ends a cable pull on a link with a qemu end by ``POST /links/{id}/reset`` too
+  (GNS3 recreates the link's tunnels, the NIC's link comes back on);
 - a capture: ``POST .../capture/start`` (uBridge writes a pcap file on the GNS3 host),
   ``GET .../capture/stream`` (GNS3 tails that file while the capture runs),
   ``POST .../capture/stop``. :func:`capture` reads the streams of one or more links,
@@ -32,6 +39,7 @@ from labkit.adapters.gns3.client import Gns3Client
 from labkit.errors import ProviderError
 
 DROP_ALL = {"packet_loss": [100]}
+NEUTRAL = {"bpf": ["less 1"]}  # drops frames of at most 1 byte: none (see the module's doc)
 MAX_RECORD = 262144  # a pcap record larger than this is not a frame uBridge writes
 MAX_LINKS = 64  # links captured at once by one call
 READY_TIMEOUT_S = 15.0  # every stream must show its pcap header within this
@@ -51,15 +59,31 @@ def get_link(client: Gns3Client, project_id: str, link_id: str) -> dict[str, Any
     return dict(client.get(link_path(project_id, link_id)))
 
 
-def set_suspend(client: Gns3Client, project_id: str, link_id: str, suspend: bool) -> dict[str, Any]:
-    """Suspend (cable pulled) or resume the link; returns the link as GNS3 now has it."""
-    return dict(client.put(link_path(project_id, link_id), {"suspend": bool(suspend)}))
+def node_types(client: Gns3Client, project_id: str, link: dict[str, Any]) -> list[str]:
+    """The node types at the link's two ends."""
+    return [str(client.get(f"/projects/{project_id}/nodes/{n['node_id']}").get("node_type"))
+            for n in link.get("nodes") or []]
+
+
+def set_suspend(client: Gns3Client, project_id: str, link_id: str, suspend: bool, *,
+                drop: bool = False) -> dict[str, Any]:
+    """Suspend (cable pulled) or resume the link; a resume also sets the filters back (the
+    drop of a silent cut still in force, else :data:`NEUTRAL`) and resets a link with a qemu
+    end (see the module's doc). Returns the link as GNS3 now has it, with ``labkit_reset``."""
+    path = link_path(project_id, link_id)
+    if suspend:
+        return dict(client.put(path, {"suspend": True}))
+    link = dict(client.put(path, {"filters": dict(DROP_ALL) if drop else dict(NEUTRAL), "suspend": False}))
+    reset = "qemu" in node_types(client, project_id, link)
+    if reset:
+        link = dict(client.post(path + "/reset"))
+    return {**link, "labkit_reset": reset}
 
 
 def set_drop(client: Gns3Client, project_id: str, link_id: str, drop: bool) -> dict[str, Any]:
-    """Drop every packet on the link (packet_loss 100 %, carrier kept) or remove the filters;
-    returns the link as GNS3 now has it."""
-    return dict(client.put(link_path(project_id, link_id), {"filters": dict(DROP_ALL) if drop else {}}))
+    """Drop every packet on the link (packet_loss 100 %, carrier kept) or end the drop (the
+    neutral filter); returns the link as GNS3 now has it."""
+    return dict(client.put(link_path(project_id, link_id), {"filters": dict(DROP_ALL if drop else NEUTRAL)}))
 
 
 class PcapReader:
