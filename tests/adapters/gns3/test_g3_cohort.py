@@ -5,6 +5,7 @@ others come up with their candidates' accounts; cohort down leaves nothing of th
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -76,4 +77,46 @@ def test_cohort_of_ten_with_a_failed_seat(g3srv: Any, tmp_path: Path, monkeypatc
         finally:
             down = cohorts.cohort_down(ctx, "g3c")
         assert all(s.status == "removed" for s in down.seats)
+        assert home_objects(admin, naming.home_id(ctx.settings.home)) == []
+
+
+def test_creations_bounded_by_parallel(g3srv: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 seats brought up 4 at once, ``parallel = 2`` in gns3.toml: node and link creations of
+    the whole process are never more than 2 in flight (each held 0.1 s here, so they overlap),
+    and they do reach 2 (the work is parallel, not serial)."""
+    from labkit.adapters.gns3.client import Gns3Client
+
+    with admin_client(g3srv) as admin:
+        ctx = make_ctx(g3srv, tmp_path, ensure_templates(admin, g3srv), parallel=2)
+        monkeypatch.setenv("LABKIT_PROJECT", str(ctx.settings.project))
+        real = Gns3Client._send
+        lock = threading.Lock()
+        now = {"in": 0, "max": 0, "total": 0}
+
+        def send(self: Gns3Client, method: str, path: str, **kw: Any) -> Any:
+            creating = method == "POST" and ("/templates/" in path or path.endswith("/links")
+                                             or path.endswith("/nodes"))
+            if not creating:
+                return real(self, method, path, **kw)
+            with lock:
+                now["in"] += 1
+                now["total"] += 1
+                now["max"] = max(now["max"], now["in"])
+            try:
+                time.sleep(0.1)
+                return real(self, method, path, **kw)
+            finally:
+                with lock:
+                    now["in"] -= 1
+
+        monkeypatch.setattr(Gns3Client, "_send", send)
+        roster = tmp_path / "roster.txt"
+        roster.write_text("".join(f"Candidate {i}\n" for i in range(1, 5)), encoding="utf-8")
+        try:
+            result = cohorts.cohort_up(ctx, LAB_ID, roster, name="g3p", seed=7, parallel=4, provider="gns3")
+            assert [s.status for s in result.seats] == ["up"] * 4, [s.detail for s in result.seats]
+            assert now["total"] == 4 * (6 + 5)  # 4 nodes + 2 switches, 5 links per seat
+            assert now["max"] == 2
+        finally:
+            cohorts.cohort_down(ctx, "g3p")
         assert home_objects(admin, naming.home_id(ctx.settings.home)) == []

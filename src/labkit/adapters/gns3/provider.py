@@ -88,10 +88,10 @@ def layout(plan: InstancePlan) -> dict[str, tuple[int, int]]:
         rest = [n for n in nodes if n not in pos]
         for i, n in enumerate(rest):
             pos[n] = (x + int((i - (len(rest) - 1) / 2) * HOST_GAP), 2 * ROW)
-        col += max(1, (len(rest) * HOST_GAP) // COL + (1 if len(rest) > 2 else 0))
-    for n in plan.nodes:
-        if n.name not in pos:
-            pos[n.name] = (col * COL, 0)
+        col += max(1, -(-len(rest) * HOST_GAP // COL))  # columns wide enough for its hosts
+    for node in plan.nodes:
+        if node.name not in pos:
+            pos[node.name] = (col * COL, 0)
             col += 1
     pos[naming.GRADER_NODE] = (-COL, 3 * ROW)
     return pos
