@@ -73,3 +73,21 @@ def test_devices_lab_matches_the_ansible_lab(lab_env: LabEnv) -> None:
     assert ctx.store.load(name).applied == ["reference", *(v for v, _ in every)]
     down_leaves_nothing(lab_env, name)
 
+
+
+def test_a_config_set_line_the_device_rejects_stops_solve_naming_it(lab_env: LabEnv, tmp_path) -> None:  # noqa: ANN001
+    import shutil
+
+    from labkit.errors import SolveError
+
+    lab_dir = tmp_path / LAB
+    shutil.copytree(PROJECT / "labs" / LAB, lab_dir)
+    cfg = lab_dir / "configs" / "reference.cfg"
+    cfg.write_text(cfg.read_text().replace(" ip ospf passive", " ip ospf passiv-typo", 1))
+    ctx = Context(lab_env.settings)
+    up(ctx, str(lab_dir), instance="rdev-bad", seed=12)
+    with pytest.raises(SolveError, match=r"configs/reference.cfg: device 'r-hq' rejected the config line "
+                                         r"'ip ospf passiv-typo'"):
+        solve(ctx, "rdev-bad", wait=0)
+    assert ctx.store.load("rdev-bad").applied == []
+    down_leaves_nothing(lab_env, "rdev-bad")

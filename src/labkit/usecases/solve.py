@@ -68,8 +68,11 @@ def push_config_sets(ctx: Context, state: InstanceState, lab: LoadedLab, rel: st
     done = []
     for node in devices:
         ep = prov.device_endpoint(state, node)  # type: ignore[attr-defined]
-        sock = prov.device_socket(state, node) if ep.transport == "ssh" else None  # type: ignore[attr-defined]
-        conn = connect(ep, sock)
+        try:
+            sock = prov.device_socket(state, node) if ep.transport == "ssh" else None  # type: ignore[attr-defined]
+            conn = connect(ep, sock)
+        except ProviderError as exc:
+            raise SolveError(f"config set {rel}: {exc}") from None
         try:
             lines = sections.get(node, [])
             if ep.platform == "frr":  # no "configure replace" in vtysh: undo what the set lacks first

@@ -60,3 +60,26 @@ def test_a_router_block_the_set_lacks_goes_whole_and_base_lines_stay() -> None:
     assert " no ip ospf network point-to-point" in out  # interfaces keep no OSPF setting either
     assert not any(w in ln for ln in out for w in ("hostname", "service", "frr defaults"))
     assert removals(RUNNING, RUNNING.splitlines()) == []
+
+
+def test_netns_refuses_devices_it_cannot_host_before_making_anything(tmp_path) -> None:  # noqa: ANN001
+    import pytest
+
+    from labkit.adapters.netns.provider import NetnsProvider
+    from labkit.domain.labs import instantiate, load_lab
+    from labkit.errors import UserError
+    from labkit.settings import Settings
+    from tests.conftest import PROJECT
+
+    settings = Settings(home=tmp_path / "home", run_dir=tmp_path / "run", project=PROJECT)
+    lab = load_lab(PROJECT / "labs" / "routing-multisite-devices" / "lab.yaml", settings)
+    plan = instantiate(lab, "devpf", 3, None)
+    assert [n.platform for n in plan.nodes] == ["frr"] * 3 + [None] * 3
+    plan.nodes[0].platform = "cisco_ios"
+    with pytest.raises(UserError, match=r"'frr' network devices only .* r-hq \(cisco_ios\)"):
+        NetnsProvider(settings).preflight(plan)
+    plan.nodes[0].platform = "frr"
+    plan.nodes[0].services = ["frr"]
+    with pytest.raises(UserError, match="must list the frr and ssh services"):
+        NetnsProvider(settings).preflight(plan)
+    assert not (tmp_path / "run").exists()

@@ -273,6 +273,13 @@ class NetnsProvider:
             raise NotRootError(
                 "the netns provider needs root to create network namespaces; run labkit with sudo or as root."
             )
+        odd = sorted(f"{n.name} ({n.platform})" for n in plan.nodes if n.platform not in (None, "frr"))
+        if odd:
+            raise UserError(f"the netns provider hosts 'frr' network devices only (FRR's vtysh as their CLI), not "
+                            f"{', '.join(odd)}; bring this lab up on a provider with those appliances (gns3).")
+        if any(n.platform == "frr" and not {"frr", "ssh"} <= set(n.services) for n in plan.nodes):
+            raise UserError("a 'platform: frr' node must list the frr and ssh services in its topology "
+                            "(its CLI is vtysh, reached over the node's sshd); add them.")
         missing_tools = [t for t in TOOLS if shutil.which(t) is None]
         image = self.image()
         missing_pkgs = sorted({
@@ -529,9 +536,6 @@ class NetnsProvider:
         n = state.plan.node(node)
         if n is None or n.platform is None:
             return
-        if n.platform != "frr":
-            raise ProviderError(f"node {node!r} has platform {n.platform!r}; the netns provider hosts "
-                                "'frr' devices only (FRR's vtysh as the CLI); use a GNS3 appliance for it.")
         user = DEVICE_USER
         self._node_shell(state.name, node, "\n".join([
             "sed -i 's/^ospfd=no/ospfd=yes/' /etc/frr/daemons",
