@@ -102,18 +102,26 @@ def connect(endpoint: DeviceEndpoint, sock: Any = None, *, timeout: float = 20.0
                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}.") from None
 
 
+def has_commit(session: BaseConnection) -> bool:
+    """Whether the device has a candidate configuration to commit (its netmiko class has a
+    ``commit``; IOS-like devices and vtysh apply each line at once)."""
+    return type(session).commit is not BaseConnection.commit
+
+
 def push_config(endpoint: DeviceEndpoint, lines: Sequence[str], *, sock: Any = None, save: bool = True,
                 conn: BaseConnection | None = None) -> str:
     """Enter config mode, send ``lines`` one by one (each echoed and checked for an error line),
-    leave config mode and save. Returns the session's output. A line the device rejects stops
-    the push: :class:`ProviderError` naming the line and the device's answer."""
+    commit where the device has a candidate configuration, leave config mode and save. Returns
+    the session's output. A line the device rejects stops the push: :class:`ProviderError`
+    naming the line and the device's answer."""
     cmds = _normalise(lines)
     own = conn is None
     session = conn or connect(endpoint, sock)
     try:
+        commits = has_commit(session)
         try:
             out = session.send_config_set(cmds, error_pattern=ERROR_PATTERN, read_timeout=READ_TIMEOUT,
-                                          strip_prompt=False, strip_command=False)
+                                          strip_prompt=False, strip_command=False, exit_config_mode=not commits)
         except ConfigInvalidException as exc:
             text = str(exc)
             m = re.match(r"Invalid input detected at command: (.*), matched error: (.*)", text, re.S)
@@ -125,8 +133,21 @@ def push_config(endpoint: DeviceEndpoint, lines: Sequence[str], *, sock: Any = N
             raise ProviderError(f"device {endpoint.node!r} rejected the config line {line.strip()!r}: "
                                 f"{answer!r}; fix that line of the config set (nothing after it was sent).") \
                 from None
+        if commits:  # candidate-configuration devices (VyOS, Junos, IOS XR...): commit, then leave
+            try:
+                out += session.commit()
+            except ValueError as exc:
+                raise ProviderError(f"device {endpoint.node!r} refused to commit the config set: "
+                                    f"{str(exc).strip().splitlines()[-1]}; fix the config set.") from None
+            out += session.exit_config_mode()
         if save:
-            out += session.save_config()
+            try:
+                out += session.save_config()
+            except NotImplementedError:  # the device keeps what is committed (Junos): nothing to save
+                pass
+            except ValueError as exc:
+                raise ProviderError(f"device {endpoint.node!r} could not save its configuration: "
+                                    f"{str(exc).strip().splitlines()[-1]}.") from None
         return out
     except (NetmikoTimeoutException, OSError, EOFError) as exc:
         raise ProviderError(f"the CLI of device {endpoint.label()} stopped answering: {exc}.") from None

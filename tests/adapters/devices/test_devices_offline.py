@@ -1,4 +1,4 @@
-"""FRR config replace: the removals that make a config set the router's whole routing config."""
+"""Device pieces without a lab: FRR config replace, netns preflight of device nodes, commit platforms."""
 
 from __future__ import annotations
 
@@ -83,3 +83,15 @@ def test_netns_refuses_devices_it_cannot_host_before_making_anything(tmp_path) -
     with pytest.raises(UserError, match="must list the frr and ssh services"):
         NetnsProvider(settings).preflight(plan)
     assert not (tmp_path / "run").exists()
+
+
+def test_commit_is_used_only_by_candidate_configuration_platforms() -> None:
+    from netmiko.cisco.cisco_ios import CiscoIosSSH
+    from netmiko.juniper.juniper import JuniperSSH
+    from netmiko.vyos.vyos_ssh import VyOSSSH
+
+    from labkit.adapters.devices.netmiko_driver import FrrVtyshSSH, has_commit
+
+    bare = {cls: cls.__new__(cls) for cls in (FrrVtyshSSH, CiscoIosSSH, VyOSSSH, JuniperSSH)}
+    assert {cls.__name__: has_commit(obj) for cls, obj in bare.items()} == {
+        "FrrVtyshSSH": False, "CiscoIosSSH": False, "VyOSSSH": True, "JuniperSSH": True}
