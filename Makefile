@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: fakepve deps venv demo test test-fast bench bench-labs bench-probes bench-enter bench-cohort bench-proof bench-bundle bench-agent bench-proxmox lint clean
+.PHONY: fakepve gns3 deps venv demo test test-fast bench bench-labs bench-probes bench-enter bench-cohort bench-proof bench-bundle bench-agent bench-proxmox bench-gns3 lint clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -30,7 +30,12 @@ PYTEST_WORKERS ?= 3
 fakepve:
 	bash scripts/fakepve-venv.sh >/dev/null
 
-test: deps venv fakepve
+# gns3-server 3.0.6 (GPL-3.0, test-only) in a venv of its own: its pins clash with labkit's; the
+# GNS3 provider's tests run it as a separate server inside a network namespace they make.
+gns3:
+	bash scripts/gns3-venv.sh >/dev/null
+
+test: deps venv fakepve gns3
 	$(VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 
 test-fast: venv
@@ -67,6 +72,9 @@ bench-agent: deps venv
 
 bench-proxmox: deps venv fakepve
 	$(VENV)/bin/python bench/proxmox.py --netns
+
+bench-gns3: deps venv gns3
+	$(VENV)/bin/python bench/gns3.py
 
 clean:
 	-$(VENV)/bin/labkit down --all
