@@ -12,6 +12,7 @@ HOW TO USE (any test module in tests/adapters/gns3/ gets these fixtures)::
         gns3_server.templates        # lab role -> template name made on the server (see below)
         gns3_server.ubridge_log()    # every command the stand-in uBridge got, in order
         gns3_server.dynamips_log()   # same for the stand-in Dynamips (switches, link captures)
+        gns3_server.qemu_log()       # stand-in QEMU: "<vm> argv ..." per start, "<vm> <monitor cmd>"
         gns3_server.relay(port)      # a 127.0.0.1 port of the root namespace -> 127.0.0.1:port
                                      # inside the GNS3 host (a console, labkit's agent SSH server)
         gns3_server.in_netns(fn)     # run fn() in a thread inside the GNS3 host namespace
@@ -37,6 +38,26 @@ HOW TO USE (any test module in tests/adapters/gns3/ gets these fixtures)::
   /var/lib/labkit/gns3-venv). If it is missing, the fixture FAILS (never skips) saying how to
   make it.
 - Debugging: LABKIT_G3_KEEP_LOGS=<dir> keeps the server's log and the stand-ins' logs there.
+
+GNS3-SERVER 3.0.6 BEHAVIOUR SEEN WITH THIS HARNESS (read its sources to confirm; tests rely on it):
+- ``POST /projects/{id}/templates/{tid}`` ignores ``name``: rename with ``PUT /nodes/{id}
+  {"name": ...}``. Pass ``compute_id: "local"`` (templates made without one otherwise pick "a
+  connected compute", none at all during the first second of the server).
+- Un-suspending a link or clearing its filters does NOT reach the compute: the compute copies a
+  NIO's ``suspend``/``filters`` only when truthy (api/routes/compute/{qemu,vpcs,cloud,...}_nodes.py
+  ``if nio_data.filters:`` / ``if nio_data.suspend:``), so ``PUT /links/{id} {"suspend": false}``
+  or ``{"filters": {}}`` re-applies the OLD filter (and QEMU gets ``set_link gns3-N off`` again):
+  the link stays cut. ``POST /links/{id}/reset`` (same link id; NIOs made again from the
+  controller's state) restores it; test_g3_harness.py shows both.
+- Link filters/suspend act on the link's "filter node" (the first of vpcs/qemu/cloud/nat/...;
+  never the Ethernet switch): uBridge ``bridge add_packet_filter <bridge> filter0 <type> <args>``
+  (suspend = ``frequency_drop -1``). Link captures run on the switch side when there is one
+  (Dynamips ``nio bind_filter <nio> 2 capture`` + ``nio setup_filter ... en10mb "<file>"``),
+  otherwise on the node's uBridge (``bridge start_capture``).
+- Capture stop answers 204, capture start 201, node start/stop 204, PUT link 200.
+- A cloud port on a Linux bridge of the GNS3 host (``{"type": "ethernet", "interface": BR}``)
+  becomes a TAP ``gns3tap<i>-<port>`` enslaved to BR (``brctl addif``), in the GNS3 host
+  namespace; the cloud lists only the interfaces of that namespace.
 """
 
 from __future__ import annotations
@@ -57,6 +78,7 @@ PROJECT = Path(__file__).resolve().parents[3]
 ROLES = ("router", "server", "workstation")  # the roles of topologies/*.yaml
 TEMPLATE_PREFIX = "lkt-"
 LEFTOVER_PREFIX = "lk-"
+QEMU_DISK = "lkt-base.qcow2"
 
 
 class Gns3TestServer:
@@ -77,6 +99,9 @@ class Gns3TestServer:
 
     def dynamips_log(self) -> list[str]:
         return self._server.dynamips_log()
+
+    def qemu_log(self) -> list[str]:
+        return self._server.qemu_log()
 
     def server_log(self) -> str:
         return self._server.server_log()
@@ -143,12 +168,16 @@ class Gns3TestServer:
         with self.client() as c:
             qemu = self._server.qemu_available()
             self.template_type = "qemu" if qemu else "vpcs"
+            if qemu:  # a blank qcow2 base disk, made by the server with the stand-in qemu-img
+                r = c.post(f"/images/qemu/{QEMU_DISK}", json={"format": "qcow2", "size": 64})
+                if r.status_code != 201:
+                    raise HarnessError(f"cannot create the disk image {QEMU_DISK}: {r.status_code} {r.text[:300]}")
             for role in ROLES:
                 name = f"{TEMPLATE_PREFIX}{role}"
                 if qemu:
                     body = {"name": name, "template_type": "qemu", "compute_id": "local", "adapters": 8,
                             "adapter_type": "virtio-net-pci", "ram": 256, "console_type": "telnet",
-                            "qemu_path": qemu, "hda_disk_image": self._server.qemu_disk(),
+                            "qemu_path": qemu, "hda_disk_image": QEMU_DISK,
                             "default_name_format": "{name}-{0}"}
                 else:
                     body = {"name": name, "template_type": "vpcs", "compute_id": "local"}

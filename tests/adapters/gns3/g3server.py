@@ -279,6 +279,11 @@ class G3Server:
         """Every command the stand-in Dynamips processes (Ethernet switches/hubs) received."""
         return self._lines("dynamips")
 
+    def qemu_log(self) -> list[str]:
+        """The stand-in QEMU's log: ``<vm name> argv ...`` at each start, then every monitor
+        command as ``<vm name> <command>`` (e.g. ``r1 set_link gns3-0 off``)."""
+        return self._lines("qemu")
+
     def server_log(self) -> str:
         try:
             return (self.scratch / "gns3server.log").read_text(encoding="utf-8", errors="replace")
@@ -290,15 +295,6 @@ class G3Server:
         exe, img = STANDINS / "qemu-system-x86_64", STANDINS / "qemu-img"
         ok = all(p.is_file() and os.access(p, os.X_OK) for p in (exe, img))
         return str(exe) if ok else None
-
-    def qemu_disk(self) -> str:
-        """A small qcow2 base disk in the server's images/QEMU (made once by the stand-in qemu-img)."""
-        path = self.scratch / "images" / "QEMU" / "lkt-base.qcow2"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([str(STANDINS / "qemu-img"), "create", "-f", "qcow2", str(path), "64M"], check=True,
-                           capture_output=True, timeout=30)
-        return path.name
 
     def info(self) -> dict[str, object]:
         return {"url": self.url, "namespace": self.namespace, "scratch": str(self.scratch),
