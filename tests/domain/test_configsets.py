@@ -31,3 +31,27 @@ def test_bad_config_sets_are_one_sentence_errors(tmp_path: Path) -> None:
         render_config_set(f, {"lan": "10.0.0.0/24"})
     with pytest.raises(UserError, match="cannot read the config set"):
         render_config_set(tmp_path / "missing.cfg", {})
+
+
+def test_a_device_lab_without_config_sets_does_not_validate(tmp_path: Path) -> None:
+    import shutil
+
+    from labkit.domain.labs import load_lab
+    from labkit.errors import LabDefinitionError
+    from labkit.settings import Settings
+    from tests.conftest import PROJECT
+
+    lab = tmp_path / "routing-multisite-devices"
+    shutil.copytree(PROJECT / "labs" / "routing-multisite-devices", lab)
+    text = (lab / "lab.yaml").read_text()
+    text = text.replace("  config: configs/reference.cfg", "  playbook: routing-multisite/reference.yml")
+    text = text.replace("    config: configs/wrong-area.cfg", "    playbook: routing-multisite/variants/wrong-area.yml")
+    (lab / "lab.yaml").write_text(text)
+    (lab / "configs" / "static-routes.cfg").unlink()
+    settings = Settings(home=tmp_path / "home", run_dir=tmp_path / "run", project=PROJECT)
+    with pytest.raises(LabDefinitionError) as err:
+        load_lab(lab / "lab.yaml", settings)
+    text = str(err.value) + "".join(f"\n{i.message}" for i in err.value.issues)
+    assert "the solution has no config set, but topology 'three-sites-devices' has network devices" in text
+    assert "variant 'wrong-area' has no config set" in text
+    assert "config set" in text and "static-routes.cfg does not exist" in text

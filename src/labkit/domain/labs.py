@@ -628,6 +628,15 @@ class _Validator:
     def check_against_topology(self, doc: _Doc, spec: LabSpec, topo: TopologySpec) -> None:
         nodes = [n.name for n in topo.nodes]
         wired = _wired_ifaces(topo)
+        devices = [n.name for n in topo.nodes if n.platform is not None]
+        if devices:  # network devices are configured through their CLI: config sets, not playbooks
+            for loc, owner, ref in [(("solution",), "the solution", spec.solution),
+                                    *((("variants", i), f"variant '{v.id}'", v) for i, v in enumerate(spec.variants)),
+                                    *((("cheats", i), f"cheat '{v.id}'", v) for i, v in enumerate(spec.cheats))]:
+                if ref.config is None:
+                    self.add(doc, loc, f"{owner} has no config set, but topology '{topo.id}' has network devices "
+                             f"({', '.join(devices)})",
+                             "add 'config: configs/NAME.cfg' with a [node] section per device")
         for node, ifaces in spec.addressing.items():
             if node not in nodes:
                 self.add(
