@@ -317,6 +317,36 @@ def test_telnet_consoles_are_outside_gns3_rbac(seats, admin, gns3_server):
         admin.post(f"/projects/{lab.project_id}/nodes/{lab.nodes['r1']}/stop", {})
 
 
+def _token(url: str, grant: access.CandidateAccess) -> str:
+    return str(httpx.post(f"{url}/v3/access/users/authenticate", timeout=30, json={
+        "username": grant.user, "password": grant.password_file.read_text().strip()}).json()["access_token"])
+
+
+def test_the_graders_capture_files_are_blanked_for_the_candidate(seats, admin, gns3_server):
+    """Project.Audit lets A read files of A's project, the captures of A's links included (the
+    file name is in the link): scrub_captures blanks them once the capture is over. B never
+    reads A's (403)."""
+    lab, pid = seats["a"].lab, seats["a"].lab.project_id
+    lid = lab.links["grader"]
+    admin.post(f"/projects/{pid}/nodes/start", {})
+    try:
+        name = admin.post(f"/projects/{pid}/links/{lid}/capture/start", {})["capture_file_name"]
+        time.sleep(1)
+        admin.post(f"/projects/{pid}/links/{lid}/capture/stop", {})
+        path = f"{gns3_server.url}/v3/projects/{pid}/files/project-files/captures/{name}"
+        as_a = {"Authorization": f"Bearer {_token(gns3_server.url, seats['a'].grant)}"}
+        as_b = {"Authorization": f"Bearer {_token(gns3_server.url, seats['b'].grant)}"}
+        before = httpx.get(path, headers=as_a, timeout=30)
+        assert before.status_code == 200 and before.content[:4] == bytes.fromhex("d4c3b2a1")  # a pcap
+        assert httpx.get(path, headers=as_b, timeout=30).status_code == 403
+        assert access.scrub_captures(admin, pid) == [name]
+        after = httpx.get(path, headers=as_a, timeout=30)
+        assert after.status_code == 200 and after.content == b""
+        assert refused(seats["a"].client, "POST", f"/projects/{pid}/files/project-files/captures/{name}") == 403
+    finally:
+        admin.post(f"/projects/{pid}/nodes/stop", {})
+
+
 def test_a_project_in_no_pool_is_invisible_to_candidates(seats, admin):
     outside = make_lab_project(admin, unique("lkt-g3acc-nopool"), snapshot=False)
     try:

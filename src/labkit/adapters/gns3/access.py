@@ -66,6 +66,13 @@ User.*, Group.*     out   accounts are labkit's; a user changes their own passwo
 Role.*, ACE.*       out   no self-granting
 ==================  ====  ===============================================================
 
+Project.Audit also opens ``GET /projects/{id}/files/<path>`` on the candidate's own project,
+and a link capture is written to ``project-files/captures/<capture_file_name>`` there (the name
+is in the link, which Link.Audit shows): a capture the grader made on the candidate's project
+can be read back by the candidate (checked on 3.0.6 with a local compute). :func:`scrub_captures`
+blanks those files (the grader calls it once its capture is stopped and read); while a capture
+runs, its file can be read.
+
 Not covered by GNS3's RBAC: a node's telnet console is a plain TCP port of the compute with no
 login; whoever reaches the compute's console port range reaches every node's console. A
 centre keeps that range away from candidates (firewall) and gives them the web console.
@@ -343,3 +350,24 @@ def leftovers(client: Gns3Client, name: str) -> list[str]:
         if (uid and str(ace.get("user_id")) == uid) or (pool_path and ace.get("path") == pool_path):
             out.append(f"gns3 ACE {ace.get('path')}")
     return out
+
+
+# ---------------------------------------------------------------------- captures
+
+
+def scrub_captures(client: Gns3Client, project_id: str) -> list[str]:
+    """Blank the capture files of the project's links that are not capturing any more (their
+    names come from the links), so the candidate cannot read the grader's captures back through
+    ``GET /projects/{id}/files``; returns the files blanked. GNS3 has no call to delete a
+    project file: labkit's account writes an empty one over it (Project.Modify)."""
+    blanked = []
+    for link in client.get(f"/projects/{project_id}/links") or []:
+        name = link.get("capture_file_name")
+        if not name or link.get("capturing"):
+            continue
+        if "/" in str(name) or str(name).startswith("."):
+            continue  # GNS3 makes plain file names; anything else is not ours to write
+        path = f"/projects/{project_id}/files/project-files/captures/{name}"
+        if _ignore_missing(client.request, "POST", path):
+            blanked.append(str(name))
+    return blanked
