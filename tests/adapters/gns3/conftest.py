@@ -9,6 +9,7 @@ HOW TO USE (any test module in tests/adapters/gns3/ gets these fixtures)::
         gns3_server.url              # "http://127.0.0.1:PORT" (a relay into the namespace)
         gns3_server.admin_user, gns3_server.admin_password   # an Administrator account
         gns3_server.namespace        # "lkt-g3-...": the GNS3 host's network namespace
+        gns3_server.server_pid       # gns3-server's pid
         gns3_server.templates        # lab role -> template name made on the server (see below)
         gns3_server.ubridge_log()    # every command the stand-in uBridge got, in order
         gns3_server.dynamips_log()   # same for the stand-in Dynamips (switches, link captures)
@@ -90,6 +91,7 @@ class Gns3TestServer:
         self.admin_user = server.admin_user
         self.admin_password = server.admin_password
         self.namespace = server.namespace
+        self.server_pid = server.proc.pid if server.proc else None
         self.templates: dict[str, str] = {}
         self.template_type = ""
 

@@ -297,7 +297,7 @@ class G3Server:
         return str(exe) if ok else None
 
     def info(self) -> dict[str, object]:
-        return {"url": self.url, "namespace": self.namespace, "scratch": str(self.scratch),
+        return {"url": self.url, "namespace": self.namespace, "scratch": str(self.scratch), "exe": str(self.exe),
                 "admin_user": self.admin_user, "admin_password": self.admin_password,
                 "pid": os.getpid(), "server_pid": self.proc.pid if self.proc else None}
 

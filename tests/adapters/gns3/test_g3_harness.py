@@ -87,17 +87,14 @@ def test_version_through_the_relay(gns3_server: Gns3TestServer) -> None:
     assert gns3_server.url.startswith("http://127.0.0.1:")
     r = httpx.get(f"{gns3_server.url}/v3/version", timeout=10)
     assert r.status_code == 200 and r.json()["version"] == "3.0.6"
-    # the server itself listens inside the GNS3 host namespace only: port 3080 of the root
-    # namespace is not it (closed, or someone else's service without a /v3/version of 3.0.6)
-    listening = gns3_server.ns_run(["ss", "-Hltn"]).stdout
-    assert "127.0.0.1:3080" in listening
-    with socket.socket() as s:
-        s.settimeout(2)
-        if s.connect_ex(("127.0.0.1", 3080)) == 0:
-            try:
-                assert httpx.get("http://127.0.0.1:3080/v3/version", timeout=3).json().get("version") is None
-            except (httpx.HTTPError, ValueError):
-                pass
+    # the server itself listens inside the GNS3 host namespace only; in the root namespace only
+    # the relay (this test process) listens, on 127.0.0.1
+    assert "127.0.0.1:3080" in gns3_server.ns_run(["ss", "-Hltn"]).stdout
+    root = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    assert f"pid={gns3_server.server_pid}," not in root
+    port = gns3_server.url.rsplit(":", 1)[1]
+    mine = [line for line in root.splitlines() if f":{port} " in line]
+    assert mine and all(f"pid={os.getpid()}," in line and "127.0.0.1:" in line for line in mine), mine
 
 
 def test_bad_login_is_refused(gns3_server: Gns3TestServer) -> None:
@@ -225,12 +222,30 @@ def _harness(*extra: str) -> tuple[subprocess.Popen[str], dict]:
     return proc, info
 
 
+def _processes_of(scratch: str) -> list[str]:
+    """Live processes whose command line or working directory names the run's scratch dir
+    (gns3-server, and every uBridge/Dynamips/VPCS/QEMU it started: they work in its projects)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(proc / "cwd")
+            if "State:\tZ" in (proc / "status").read_text():
+                continue
+        except OSError:
+            continue
+        if scratch in cmd or cwd.startswith(scratch):
+            found.append(f"{proc.name} {cmd[:120]}")
+    return found
+
+
 def _gone(info: dict) -> None:
     ns = info["namespace"]
     _wait(lambda: not (NETNS_DIR / ns).exists(), what=f"namespace {ns} removed")
     assert not Path(info["scratch"]).exists()
-    for pid in (info["server_pid"],):
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert not _processes_of(info["scratch"])
 
 
 def test_teardown_leaves_nothing(gns3_server: Gns3TestServer) -> None:
@@ -264,6 +279,7 @@ def test_a_crashed_harness_is_cleaned_by_the_next_start(gns3_server: Gns3TestSer
         proc.wait(10)
     assert (NETNS_DIR / info["namespace"]).exists()  # left behind by the crash
     assert Path(info["scratch"]).exists()
+    # gns3-server got SIGTERM with its parent (PR_SET_PDEATHSIG); what it started may still run
     proc2, info2 = _harness("--venv", str(venv_dir()))
     try:
         _gone(info)  # the new start removed the dead run's namespace, processes and scratch dir
@@ -273,3 +289,99 @@ def test_a_crashed_harness_is_cleaned_by_the_next_start(gns3_server: Gns3TestSer
         proc2.stdin.close()
         proc2.wait(60)
     _gone(info2)
+
+
+def test_relay_reaches_a_second_service_in_the_namespace(gns3_server: Gns3TestServer) -> None:
+    """relay(port) is how tests reach a service of the GNS3 host (a console, the agent's SSH)."""
+    def listen() -> socket.socket:
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        return srv
+
+    srv = gns3_server.in_netns(listen)
+    port = srv.getsockname()[1]
+    try:
+        local = gns3_server.relay(port)
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as cli:
+            conn, _ = srv.accept()
+            with conn:
+                cli.sendall(b"ping\n")
+                assert conn.recv(16) == b"ping\n"
+                conn.sendall(b"pong\n")
+                assert cli.recv(16) == b"pong\n"
+        # the listener is inside the namespace only: the same port of the root namespace is not it
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                srv.settimeout(1)
+                with pytest.raises(TimeoutError):
+                    srv.accept()
+    finally:
+        srv.close()
+
+
+def test_write_settings_gives_a_loadable_gns3_toml(gns3_server: Gns3TestServer, tmp_path: Path) -> None:
+    from labkit.adapters.gns3.settings import load_gns3_settings
+
+    path = gns3_server.write_settings(tmp_path, parallel=2, grader={"host": "127.0.0.1", "port": 2222})
+    assert path == tmp_path / "gns3.toml"
+    assert (tmp_path / "gns3-password").stat().st_mode & 0o777 == 0o600
+    s = load_gns3_settings(tmp_path)
+    assert (s.url, s.user, s.password) == (gns3_server.url, gns3_server.admin_user, gns3_server.admin_password)
+    assert s.templates == gns3_server.templates and set(s.templates) >= {"router", "server", "workstation"}
+    assert s.parallel == 2 and s.grader is not None and s.grader.port == 2222
+    gns3_server.write_settings(tmp_path, templates=None)
+    assert load_gns3_settings(tmp_path).templates == {}
+
+
+def test_g3_ctx_is_a_private_home_configured_for_the_server(g3_ctx, gns3_server: Gns3TestServer) -> None:  # type: ignore[no-untyped-def]
+    from labkit.adapters.gns3.settings import configured, load_gns3_settings
+
+    home = g3_ctx.settings.home
+    assert os.environ["LABKIT_HOME"] == str(home) and "LABKIT_GNS3_PASSWORD" not in os.environ
+    assert configured(home) and load_gns3_settings(home).url == gns3_server.url
+    assert g3_ctx.store.names() == []
+
+
+def test_leftovers_lists_what_labkit_left(gns3_server: Gns3TestServer) -> None:
+    tag = f"lk-left-{uuid.uuid4().hex[:6]}"
+    made: list[tuple[str, str]] = []
+    with gns3_server.client() as c:
+        try:
+            project = c.post("/projects", json={"name": tag}).json()
+            made.append((f"/projects/{project['project_id']}", "project"))
+            user = c.post("/access/users", json={"username": tag, "password": "lk-" + uuid.uuid4().hex}).json()
+            made.append((f"/access/users/{user['user_id']}", "user"))
+            pool = c.post("/pools", json={"name": tag}).json()
+            made.append((f"/pools/{pool['resource_pool_id']}", "pool"))
+            role = c.post("/access/roles", json={"name": tag}).json()
+            made.append((f"/access/roles/{role['role_id']}", "role"))
+            r = c.post("/access/acl", json={"ace_type": "user", "path": f"/pools/{pool['resource_pool_id']}",
+                                             "user_id": user["user_id"], "role_id": role["role_id"]})
+            assert r.status_code == 201, r.text
+            made.insert(0, (f"/access/acl/{r.json()['ace_id']}", "ace"))
+            found = gns3_server.leftovers()
+            for kind in ("project", "user", "pool", "role"):
+                assert f"{kind} {tag}" in found, found
+            assert any(f.startswith(f"ace {r.json()['ace_id']}") for f in found), found
+        finally:
+            c.post(f"/projects/{project['project_id']}/close", json={})
+            for url, _ in made:
+                c.delete(url)
+    assert not [f for f in gns3_server.leftovers() if tag in f]
+
+
+def test_a_missing_venv_says_how_to_make_it(tmp_path: Path) -> None:
+    from tests.adapters.gns3.g3server import G3Server, HarnessError
+
+    with pytest.raises(HarnessError, match=r"scripts/gns3-venv\.sh .*LABKIT_GNS3_VENV"):
+        G3Server(tmp_path / "no-venv")
+
+
+def test_gns3_venv_script_is_idempotent() -> None:
+    t0 = time.monotonic()
+    out = subprocess.run(["bash", str(PROJECT / "scripts" / "gns3-venv.sh"), str(venv_dir())], capture_output=True,
+                         text=True, timeout=600, check=True)
+    assert out.stdout.strip() == str(venv_dir() / "bin" / "gns3server")
+    assert time.monotonic() - t0 < 5  # the stamp is there: nothing installed again
