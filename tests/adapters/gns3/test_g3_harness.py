@@ -248,11 +248,25 @@ def _gone(info: dict) -> None:
     assert not _processes_of(info["scratch"])
 
 
+def _start_a_node(info: dict, project: str) -> None:
+    """A started VPCS node (its VPCS and uBridge processes) in the harness run ``info``."""
+    r = httpx.post(f"{info['url']}/v3/access/users/authenticate", timeout=30,
+                   json={"username": info["admin_user"], "password": info["admin_password"]})
+    with httpx.Client(base_url=f"{info['url']}/v3", timeout=30,
+                      headers={"Authorization": f"Bearer {r.json()['access_token']}"}) as c:
+        pid = c.post("/projects", json={"name": project}).json()["project_id"]
+        tid = {t["name"]: t["template_id"] for t in c.get("/templates").json()}["VPCS"]
+        node = c.post(f"/projects/{pid}/templates/{tid}", json={"x": 0, "y": 0, "compute_id": "local"}).json()
+        assert c.post(f"/projects/{pid}/nodes/{node['node_id']}/start", json={}).status_code == 204
+    assert len(_processes_of(info["scratch"])) >= 2  # gns3-server and the node's VPCS
+
+
 def test_teardown_leaves_nothing(gns3_server: Gns3TestServer) -> None:
     before = _root_links()
     proc, info = _harness("--venv", str(venv_dir()))
     assert (NETNS_DIR / info["namespace"]).exists()
     assert httpx.get(f"{info['url']}/v3/version", timeout=10).json()["version"] == "3.0.6"
+    _start_a_node(info, "lk-teardown")
     assert proc.stdin is not None
     proc.stdin.close()  # the harness stops when its stdin closes
     assert proc.wait(60) == 0
@@ -263,15 +277,7 @@ def test_teardown_leaves_nothing(gns3_server: Gns3TestServer) -> None:
 def test_a_crashed_harness_is_cleaned_by_the_next_start(gns3_server: Gns3TestServer) -> None:
     proc, info = _harness("--venv", str(venv_dir()))
     try:
-        # a running node in the crashed run: its processes must be swept too
-        r = httpx.post(f"{info['url']}/v3/access/users/authenticate", timeout=30,
-                       json={"username": info["admin_user"], "password": info["admin_password"]})
-        with httpx.Client(base_url=f"{info['url']}/v3", timeout=30,
-                          headers={"Authorization": f"Bearer {r.json()['access_token']}"}) as c:
-            pid = c.post("/projects", json={"name": "lk-crash"}).json()["project_id"]
-            tid = {t["name"]: t["template_id"] for t in c.get("/templates").json()}["VPCS"]
-            node = c.post(f"/projects/{pid}/templates/{tid}", json={"x": 0, "y": 0, "compute_id": "local"}).json()
-            assert c.post(f"/projects/{pid}/nodes/{node['node_id']}/start", json={}).status_code == 204
+        _start_a_node(info, "lk-crash")  # a running node in the crashed run: swept too
         assert len(subprocess.run(["ip", "netns", "pids", info["namespace"]], capture_output=True,
                                   text=True).stdout.split()) >= 2  # gns3-server and the node's processes
     finally:
