@@ -23,6 +23,10 @@ HOW TO USE (any test module in tests/adapters/gns3/ gets these fixtures)::
         gns3_server.client()         # an httpx.Client on <url>/v3, logged in as admin
         g3_ctx                       # a usecases Context on a private LABKIT_HOME with gns3.toml
 
+- Everything GNS3 listens on (the API on 3080, node consoles, uBridge/Dynamips hypervisors,
+  the links' UDP ports) is on 127.0.0.1 INSIDE the namespace: the same port of the root
+  namespace is something else (or nothing). Reach a console with ``relay(node["console"])``.
+  ``write_settings`` writes ``console_host = "127.0.0.1"`` (what gns3-server reports).
 - ``gns3_server`` is session-scoped (one server per xdist worker, ~6 s to start). Tests share
   it: name what you make with unique names and remove it (``leftovers()`` must stay empty).
 - Templates (made once per server, names ``lkt-<role>``) for the roles of the shipped labs'

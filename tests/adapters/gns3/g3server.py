@@ -257,6 +257,7 @@ class G3Server:
         self.admin_password = "lk-" + secrets.token_urlsafe(12)
         self.proc: subprocess.Popen[bytes] | None = None
         self.relays: dict[int, Relay] = {}
+        self._relay_lock = threading.Lock()
         self.url = ""
         self._log = None
 
@@ -394,14 +395,16 @@ enable_hardware_acceleration = False
     def relay(self, port_in_ns: int) -> int:
         """A 127.0.0.1 port of the root namespace forwarded to 127.0.0.1:``port_in_ns`` in the
         GNS3 host namespace (one relay per port, made on first call)."""
-        if port_in_ns not in self.relays:
-            self.relays[port_in_ns] = Relay(self.namespace, port_in_ns)
-        return self.relays[port_in_ns].local_port
+        with self._relay_lock:
+            if port_in_ns not in self.relays:
+                self.relays[port_in_ns] = Relay(self.namespace, port_in_ns)
+            return self.relays[port_in_ns].local_port
 
     def stop(self) -> None:
-        for r in self.relays.values():
-            r.close()
-        self.relays.clear()
+        with self._relay_lock:
+            for r in self.relays.values():
+                r.close()
+            self.relays.clear()
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGTERM)
