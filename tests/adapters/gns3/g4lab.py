@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import socket
@@ -33,7 +34,7 @@ from labkit.adapters.gns3.client import Gns3Client
 from labkit.adapters.gns3.settings import Gns3Settings, GraderHost
 from labkit.models.instance import IfacePlan, InstancePlan, InstanceState, NodePlan, VantagePlan
 
-AGENT_PORT = 2222  # inside the GNS3 host namespace (only lo there)
+AGENT_PORTS = itertools.count(2222)  # inside the GNS3 host namespace (only lo there): one per agent
 HID = "g4test00"
 
 
@@ -82,15 +83,16 @@ class AgentHost:
         self.client_key = self.workdir / "client_key"
         (self.workdir / "authorized_keys").write_text(_keypair(self.client_key) + " labkit\n")
         self.state_dir = self.workdir / "state"
+        inner = next(AGENT_PORTS)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LABKIT_AGENT_HOST_STATE": str(self.state_dir)}
         log = open(self.workdir / "sshd.log", "wb")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-I", "-m", "labkit.agent.sshd",
-             "--host-mode", "--listen", f"127.0.0.1:{AGENT_PORT}", "--host-key", str(self.workdir / "host_key"),
+             "--host-mode", "--listen", f"127.0.0.1:{inner}", "--host-key", str(self.workdir / "host_key"),
              "--authorized-keys", str(self.workdir / "authorized_keys"), "--max-sessions", "8"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
-        self.port = self.relay(AGENT_PORT)
+        self.port = self.relay(inner)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
