@@ -192,3 +192,35 @@ def test_suspend_and_filters_reach_the_right_bridge(wired: dict[str, Any]) -> No
     assert got["filters"] == wire.NEUTRAL and lines('bpf "less 1"') == n_neutral + 2
     other = f"{wired['cloud_id']}-0"  # the cloud's link was never touched
     assert not any(line.startswith(f"bridge add_packet_filter {other} ") for line in server.ubridge_log())
+
+
+def test_a_capture_ended_by_gns3_is_started_again_and_says_so(wired: dict[str, Any]) -> None:
+    """GNS3 ends a link's stream when the capture stops on the compute (a link reset after a
+    resume does that to a qemu link on 3.0.6); the capture starts it again, records the restart,
+    and frames sent after it are captured. Here the stop comes from the API, mid-capture."""
+    server, client, pid = wired["server"], wired["client"], wired["pid"]
+    lid = wired["links"]["cloud"]
+    marker = f"LABKIT-MARK-{secrets.token_hex(6)}"
+    udp = struct.pack("!HHHH", 40001, 5001, 8 + len(marker), 0) + marker.encode()
+    dec = CaptureDecoder([marker], 1 << 20)
+    ready, stop = threading.Event(), threading.Event()
+    box: list[wire.CaptureRun] = []
+    t = threading.Thread(target=lambda: box.append(wire.capture(client, pid, [lid], dec.feed, duration_s=20,
+                                                                max_bytes=1 << 20, ready=ready, stop=stop)))
+    t.start()
+    assert ready.wait(20)
+    starts = sum(1 for line in server.ubridge_log() if line.startswith("bridge start_capture"))
+    client.post(f"/projects/{pid}/links/{lid}/capture/stop")  # ended under the capture's feet
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sum(
+            1 for line in server.ubridge_log() if line.startswith("bridge start_capture")) == starts:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    _send_on_tap(server, [_ipv4(17, udp)] * 2)
+    time.sleep(1.5)
+    stop.set()
+    t.join(30)
+    (run,) = box
+    assert run.stopped_by == "stop" and len(run.restarts) == 1 and run.restarts[0]["link"] == lid
+    assert run.files[lid].endswith("-r1.pcap")
+    assert [h["marker"] for h in dec.parsed("stop")["marker_hits"]] == [0]

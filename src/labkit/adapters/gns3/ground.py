@@ -309,13 +309,15 @@ class Gns3Ground:
         except Exception as exc:  # noqa: BLE001 - the capture could not run
             return base(started_at=started, ok=False, error=describe_exc(exc), meta=meta)
         stopped_by = {"limit": "max_frames" if ospf else "max_bytes"}.get(run.stopped_by, run.stopped_by)
-        meta.update(duplicates=run.duplicates, stream_bytes=run.stream_bytes, capture_files=run.files)
+        meta.update(duplicates=run.duplicates, stream_bytes=run.stream_bytes, capture_files=run.files,
+                    restarts=run.restarts)
         if run.stop_errors:
             meta["stop_errors"] = run.stop_errors
         if run.stopped_by == "stream-ended":  # an observation cut short is no observation
             return base(started_at=started, ok=False, meta=meta,
                         error=f"GNS3 ended the capture stream after {run.elapsed:.1f} s of {duration:g} s "
-                              f"({dec.frames} frames); the capture was stopped on the server or a node stopped")
+                              f"({dec.frames} frames, {len(run.restarts)} restarts); the capture was stopped on "
+                              "the server or a node stopped")
         if ospf:
             return base(started_at=started, ok=True, raw=dec.raw(where, stopped_by, run.elapsed),
                         parsed=dec.parsed(stopped_by, run.elapsed), meta=meta)

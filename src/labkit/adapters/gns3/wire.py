@@ -44,7 +44,7 @@ MAX_RECORD = 262144  # a pcap record larger than this is not a frame uBridge wri
 MAX_LINKS = 64  # links captured at once by one call
 READY_TIMEOUT_S = 15.0  # every stream must show its pcap header within this
 DEDUP_WINDOW_S = 1.0  # the same frame on two links of one switch within this is one frame
-_QUIET = object()
+MAX_RESTARTS = 3  # a link's capture started again after GNS3 ended its stream (per capture)
 
 
 class PcapError(ProviderError):
@@ -128,7 +128,9 @@ class PcapReader:
 @dataclass
 class CaptureRun:
     """What :func:`capture` did: ``stopped_by`` (stop | deadline | limit | stream-ended: GNS3
-    ended the stream before the deadline, e.g. the capture was stopped), ``elapsed`` (s from
+    ended a stream more than MAX_RESTARTS times before the deadline), ``restarts`` (a link's
+    capture started again after GNS3 ended its stream: link and time; frames in the gap are
+    missing), ``elapsed`` (s from
     ready), frames handed out, frames dropped as duplicates (the same frame seen on two links
     of one switch), stream bytes read per link, the capture files GNS3 wrote."""
 
@@ -139,9 +141,10 @@ class CaptureRun:
     stream_bytes: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     stop_errors: list[str] = field(default_factory=list)
+    restarts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _put(q: queue.Queue[tuple[int, Any]], item: tuple[int, Any], halt: threading.Event) -> bool:
+def _put(q: queue.Queue[tuple[Any, Any]], item: tuple[Any, Any], halt: threading.Event) -> bool:
     while not halt.is_set():
         try:
             q.put(item, timeout=0.2)
@@ -151,10 +154,10 @@ def _put(q: queue.Queue[tuple[int, Any]], item: tuple[int, Any], halt: threading
     return False
 
 
-def _reader(client: Gns3Client, path: str, idx: int, q: queue.Queue[tuple[int, Any]], halt: threading.Event,
-            timeout: float, max_bytes: int) -> None:
+def _reader(client: Gns3Client, path: str, idx: tuple[int, int], q: queue.Queue[tuple[Any, Any]],
+            halt: threading.Event, timeout: float, max_bytes: int) -> None:
     """Push the stream's chunks to ``q`` as (idx, bytes); (idx, None) at its end, (idx, exc) on
-    an error."""
+    an error. ``idx``: (link index, generation: restarts of that link's capture)."""
     got = 0
     try:
         with client.stream("GET", path + "/capture/stream", timeout=timeout) as resp:
@@ -182,24 +185,34 @@ def capture(client: Gns3Client, project_id: str, link_ids: list[str], on_frame: 
     if not link_ids or len(link_ids) > MAX_LINKS:
         raise ProviderError(f"a capture takes 1 to {MAX_LINKS} links, not {len(link_ids)}.")
     run = CaptureRun()
-    q: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=1024)
+    q: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=1024)
     halt = threading.Event()
     started: list[str] = []
     threads: list[threading.Thread] = []
     tag = secrets.token_hex(4)
-    try:
-        for i, lid in enumerate(link_ids):
-            name = f"{label}-{tag}-{i}.pcap"
-            client.post(link_path(project_id, lid) + "/capture/start",
-                        {"capture_file_name": name, "data_link_type": "DLT_EN10MB"})
+    gens = [0] * len(link_ids)
+
+    def begin(i: int) -> None:
+        lid = link_ids[i]
+        name = f"{label}-{tag}-{i}" + (f"-r{gens[i]}" if gens[i] else "") + ".pcap"
+        client.post(link_path(project_id, lid) + "/capture/start",
+                    {"capture_file_name": name, "data_link_type": "DLT_EN10MB"})
+        if lid not in started:
             started.append(lid)
-            run.files[lid] = name
-        for i, lid in enumerate(link_ids):
-            t = threading.Thread(target=_reader, args=(client, link_path(project_id, lid), i, q, halt,
-                                                       duration_s + READY_TIMEOUT_S + 30, 2 * max_bytes + (1 << 20)),
-                                 name=f"gns3-capture-{i}", daemon=True)
-            t.start()
-            threads.append(t)
+        run.files[lid] = name
+
+    def read(i: int) -> None:
+        t = threading.Thread(target=_reader, args=(client, link_path(project_id, link_ids[i]), (i, gens[i]), q, halt,
+                                                   duration_s + READY_TIMEOUT_S + 30, 2 * max_bytes + (1 << 20)),
+                             name=f"gns3-capture-{i}", daemon=True)
+        t.start()
+        threads.append(t)
+
+    try:
+        for i in range(len(link_ids)):
+            begin(i)
+        for i in range(len(link_ids)):
+            read(i)
         readers = [PcapReader() for _ in link_ids]
         open_streams = set(range(len(link_ids)))
         t_ready: float | None = None
@@ -224,11 +237,26 @@ def capture(client: Gns3Client, project_id: str, link_ids: list[str], on_frame: 
                 run.stopped_by = "stream-ended"
                 break
             try:
-                idx, item = q.get(timeout=0.1)
+                (idx, gen), item = q.get(timeout=0.1)
             except queue.Empty:
                 continue
+            if gen != gens[idx]:
+                continue  # a chunk of a stream that was replaced
             if item is None:
-                open_streams.discard(idx)
+                # GNS3 ended this link's stream (its capture was stopped on the compute: a link reset
+                # after a resume, see set_suspend): start it again, at most MAX_RESTARTS times
+                if t_ready is not None and gens[idx] < MAX_RESTARTS:
+                    try:
+                        client.post(link_path(project_id, link_ids[idx]) + "/capture/stop")
+                    except ProviderError:
+                        pass
+                    gens[idx] += 1
+                    begin(idx)
+                    readers[idx] = PcapReader()
+                    read(idx)
+                    run.restarts.append({"link": link_ids[idx], "at_s": round(time.monotonic() - t_ready, 3)})
+                else:
+                    open_streams.discard(idx)
                 continue
             if isinstance(item, BaseException):
                 raise ProviderError(f"GNS3's capture stream of link {link_ids[idx]} failed: {item}") from None
