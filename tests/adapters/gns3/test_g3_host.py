@@ -134,3 +134,28 @@ def test_host_ops_refused_outside_host_mode() -> None:
 
     with pytest.raises(RequestError, match="host mode"):
         handle({"op": "host_setup", "vantage": []}, Places("abc"))
+
+
+def test_relay_of_a_host_mode_session_follows_its_instance_setup(env: dict[str, Any]) -> None:
+    """The relay (Ansible's way to the nodes) of a host-mode connection allows what the
+    instance's host_setup wrote: port 22 to the plan's node addresses, nothing else; before the
+    setup, nothing at all."""
+    server, agent = env["server"], env["agent"]
+    prov = provider_stub(server, env["home"], agent)
+    name = unique("g4y")
+    plan = bench_plan(name)
+    session = host.open_session(prov, name)
+    try:
+        with pytest.raises(AgentError, match="not allowed"):
+            session.open_relay("10.9.0.10", 22)  # no setup yet: no port at all
+        host.setup(prov, state_of(plan, {"bridges": bridges_for(name, ["v1", "v2"])}))
+        with pytest.raises(AgentError, match="port 80 is not allowed"):
+            session.open_relay("10.9.0.10", 80)
+        with pytest.raises(AgentError, match="not an address of this lab's nodes"):
+            session.open_relay("10.9.0.99", 22)
+        relay = (agent.state_dir / f"{host.host_instance('g4test00', name)}.relay.json").read_text()
+        assert '"10.9.0.10": "lk-g4test00-' in relay and ".v.v1" in relay
+    finally:
+        session.close()
+        host.teardown(prov, name)
+    assert not (agent.state_dir / f"{host.host_instance('g4test00', name)}.relay.json").exists()
