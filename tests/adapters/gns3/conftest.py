@@ -53,8 +53,11 @@ GNS3-SERVER 3.0.6 BEHAVIOUR SEEN WITH THIS HARNESS (read its sources to confirm;
   ``if nio_data.filters:`` / ``if nio_data.suspend:``), so ``PUT /links/{id} {"suspend": false}``
   or ``{"filters": {}}`` re-applies the OLD filter (and QEMU gets ``set_link gns3-N off`` again):
   the link stays cut. ``POST /links/{id}/reset`` (same link id; NIOs made again from the
-  controller's state) restores it; test_g3_harness.py shows both. A neutral but non-empty
-  filter (``{"packet_loss": [0]}``) does replace an old filter; but once a QEMU link was
+  controller's state) restores it; test_g3_harness.py shows both. The controller also drops
+  zero-valued filters (``{"packet_loss": [0]}`` becomes ``{}``); a non-empty filter that
+  drops nothing (a BPF expression no frame matches, as adapters/gns3/wire.py uses) does replace
+  an old filter (the stand-in uBridge accepts ``bpf`` filters without applying them: it cannot
+  prove an expression matches nothing). But once a QEMU link was
   suspended, its compute NIO keeps ``suspend = true`` (every later update, and every node start,
   sends ``set_link gns3-N off`` again) until the link is reset.
 - Link filters/suspend act on the link's "filter node" (the first of vpcs/qemu/cloud/nat/...;

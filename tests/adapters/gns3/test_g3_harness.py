@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -157,6 +158,24 @@ def test_nodes_start_stop_capture_and_stay_in_the_namespace(gns3_server: Gns3Tes
             up = gns3_server.ns_run(["sh", "-c", f"ip addr add 192.0.2.1/24 dev {bridge} && ip link set {bridge} up"])
             assert up.returncode == 0, up.stderr
             _ping(gns3_server, "192.0.2.10")
+            # a delay filter holds frames back (both ways: the VPCS side's uBridge bridge)
+            r = c.put(f"/projects/{pid}/links/{l_pc['link_id']}", json={"filters": {"delay": [150]}})
+            assert r.status_code == 200, r.text
+            out = gns3_server.ns_run(["ping", "-c", "1", "-W", "3", "192.0.2.10"]).stdout
+            rtt = float(re.search(r"time=([\d.]+) ms", out).group(1))  # type: ignore[union-attr]
+            assert rtt >= 280, out
+            # an empty filter set would not reach the compute, nor would {"packet_loss": [0]} (the
+            # controller drops zero-valued filters): a non-empty neutral one does (see conftest)
+            r = c.put(f"/projects/{pid}/links/{l_pc['link_id']}", json={"filters": {"packet_loss": [0]}})
+            assert r.status_code == 200 and r.json()["filters"] == {}, r.text
+            assert gns3_server.ubridge_log()[-1] == f"bridge add_packet_filter VPCS-{pc['node_id']} filter0 delay 150"
+            r = c.put(f"/projects/{pid}/links/{l_pc['link_id']}", json={"filters": {"bpf": ["ether proto 0x88b5"]}})
+            assert r.status_code == 200, r.text
+            assert gns3_server.ubridge_log()[-2:] == [
+                f"bridge reset_packet_filters VPCS-{pc['node_id']}",
+                f'bridge add_packet_filter VPCS-{pc["node_id"]} filter0 bpf "ether proto 0x88b5"']
+            out = gns3_server.ns_run(["ping", "-c", "1", "-W", "3", "192.0.2.10"]).stdout
+            assert float(re.search(r"time=([\d.]+) ms", out).group(1)) < 150, out  # type: ignore[union-attr]
             # the QEMU node (no guest OS) answers on adapter 0 once its console gave it an address
             if gns3_server.template_type == "qemu":
                 _console(gns3_server, nodes["r1"]["console"], b"r1>", b"ip 0 192.0.2.20/24", b"192.0.2.20")

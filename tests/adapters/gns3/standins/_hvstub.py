@@ -8,7 +8,7 @@ command (one line, as received) to ``$LABKIT_G3_STANDIN_LOGDIR/<program>.log`` (
 
 - uBridge ``bridge``: two NIOs (UDP, TAP, Linux raw socket); a frame read from one is sent out of
   the other, through the bridge's packet filters (``packet_loss``, ``frequency_drop``,
-  ``corrupt``; ``delay`` and ``bpf`` are accepted and logged but not applied), and written to the
+  ``corrupt``, ``delay``; ``bpf`` is accepted and logged but not applied), and written to the
   bridge's pcap capture when one runs;
 - Dynamips ``ethsw``: a learning switch over its UDP/TAP NIOs (access ports by VLAN; dot1q and
   QinQ ports are accepted as members of every VLAN, frames are forwarded untagged), with
@@ -23,6 +23,7 @@ error saying why.
 from __future__ import annotations
 
 import fcntl
+import heapq
 import os
 import random
 import selectors
@@ -377,6 +378,45 @@ def parse_hp(value: str) -> tuple[str, int]:
         return "127.0.0.1", int(value)
     host, _, port = value.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class Delayer:
+    """Sends frames later (uBridge's ``delay LATENCY [JITTER]`` filter, milliseconds): one
+    thread, a bounded queue (frames beyond MAX_DELAYED are dropped)."""
+
+    MAX_DELAYED = 10000
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, Nio, bytes]] = []
+        self.cond = threading.Condition()
+        self.seq = 0
+        threading.Thread(target=self._run, name="delay", daemon=True).start()
+
+    def later(self, delay_s: float, nio: Nio, frame: bytes) -> None:
+        with self.cond:
+            if len(self.heap) >= self.MAX_DELAYED:
+                return
+            self.seq += 1
+            heapq.heappush(self.heap, (time.monotonic() + delay_s, self.seq, nio, frame))
+            self.cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.heap or self.heap[0][0] > time.monotonic():
+                    self.cond.wait(max(0.0, self.heap[0][0] - time.monotonic()) if self.heap else None)
+                _, _, nio, frame = heapq.heappop(self.heap)
+            nio.send(frame)
+
+
+def delay_of(filters: dict[str, list[Any]]) -> float:
+    """Seconds a frame waits under a ``delay`` filter (latency plus a random jitter), else 0."""
+    values = filters.get("delay")
+    if not values:
+        return 0.0
+    latency = float(values[0])
+    jitter = float(values[1]) if len(values) > 1 else 0.0
+    return max(0.0, latency + random.uniform(-jitter, jitter)) / 1000.0
 
 
 def frame_filter(filters: dict[str, list[Any]]) -> Callable[[bytes], bytes | None]:
