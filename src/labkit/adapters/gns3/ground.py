@@ -42,7 +42,7 @@ from labkit.adapters.probes.ospf import OspfDecoder
 from labkit.adapters.probes.ospf import check_bounds as ospf_bounds
 from labkit.adapters.probes.registry import resolve
 from labkit.errors import AgentError, UnknownNodeError
-from labkit.models.evidence import Evidence
+from labkit.models.evidence import Evidence, EvidenceKind
 from labkit.models.instance import InstanceState
 from labkit.models.probe import EchoCall, ProbeCall
 
@@ -202,15 +202,15 @@ class Gns3Ground:
     # ------------------------------------------------------------------ evidence
     def unsupported(self, where: str, call: ProbeCall, ev_id: str, why: str) -> Evidence:
         now = utcnow()
-        kind = "capture" if "capture" in call.probe else "fault" if call.probe in (
-            "netlink.set_link_state", "capture.bridge_block") else "exec"
-        return evidence(ev_id=ev_id, check=call.kwargs.get("check"), kind=kind,  # type: ignore[arg-type]
+        kind: EvidenceKind = "fault" if call.probe in ("netlink.set_link_state", "capture.bridge_block") else \
+            "capture" if "capture" in call.probe else "exec"
+        return evidence(ev_id=ev_id, check=call.kwargs.get("check"), kind=kind,
                         source=str(call.kwargs.get("source", where)), target=where,
                         action=f"{call.probe} at {where}: not run", started_at=now, ok=False,
                         error=f"{why}; this check needs another provider.",
                         meta={"provider": "gns3", "not_supported": call.probe})
 
-    def _base(self, call: ProbeCall, ev_id: str, kind: str, target: str, action: str) -> Any:
+    def _base(self, call: ProbeCall, ev_id: str, kind: EvidenceKind, target: str, action: str) -> Any:
         return partial(evidence, ev_id=ev_id, check=call.kwargs.get("check"), kind=kind,
                        source=str(call.kwargs.get("source", target)), target=target, action=action)
 
