@@ -56,7 +56,7 @@ def test_cohort_of_ten_with_a_failed_seat(g3srv: Any, tmp_path: Path, monkeypatc
             assert elapsed < 600
             assert len(result.seats) == SEATS
             failed = [s for s in result.seats if s.status != "up"]
-            assert [s.instance for s in failed] == [bad], [s.detail for s in failed][:3]
+            assert [s.instance for s in failed] == [bad], "\n".join(s.detail for s in failed[:3])
             assert "injected: GNS3 refused the link" in failed[0].detail and "\n" not in failed[0].detail
             assert len(injected) == 1  # it really got that far: a project with nodes and links
             prov = ctx.provider("gns3")
@@ -114,7 +114,7 @@ def test_creations_bounded_by_parallel(g3srv: Any, tmp_path: Path, monkeypatch: 
         roster.write_text("".join(f"Candidate {i}\n" for i in range(1, 5)), encoding="utf-8")
         try:
             result = cohorts.cohort_up(ctx, LAB_ID, roster, name="g3p", seed=7, parallel=4, provider="gns3")
-            assert [s.status for s in result.seats] == ["up"] * 4, [s.detail for s in result.seats]
+            assert [s.status for s in result.seats] == ["up"] * 4, "\n".join(s.detail for s in result.seats)
             assert now["total"] == 4 * (6 + 5)  # 4 nodes + 2 switches, 5 links per seat
             assert now["max"] == 2
         finally:

@@ -282,3 +282,32 @@ def test_layout_columns() -> None:
     assert pos["sw-a"][0] == pos["r1"][0] and pos["h1"][1] == pos["h2"][1] > pos["sw-a"][1] > pos["r1"][1]
     assert pos["h1"][0] < pos["r1"][0] < pos["h2"][0] < pos["r2"][0]
     assert len(set(pos.values())) == len(pos)  # nobody on top of another
+
+
+def test_start_retried_on_a_passing_refusal(ctx: Any, admin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GNS3 refuses ``nodes/start`` once (409, as a loaded compute does): started again, up;
+    refused every time: the instance is rolled back, the refusal is the error."""
+    from labkit.adapters.gns3.client import Gns3ApiError, Gns3Client
+
+    real = Gns3Client.post
+    refusals = {"left": 1, "seen": 0}
+
+    def post(self: Gns3Client, path: str, json: Any = None, **kw: Any) -> Any:
+        if path.endswith("/nodes/start") and refusals["left"]:
+            refusals["left"] -= 1
+            refusals["seen"] += 1
+            raise Gns3ApiError("GNS3 POST nodes/start failed (409: Could not start VPCS: busy).", 409, "busy")
+        return real(self, path, json, **kw)
+
+    monkeypatch.setattr(Gns3Client, "post", post)
+    import time
+
+    short = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: short(min(s, 0.05)))  # the retry's pauses, shortened
+    state = lifecycle.up(ctx, LAB_ID, instance="g3-retry", seed=8, provider="gns3")
+    assert refusals["seen"] == 1 and lifecycle.status(ctx, state.name).healthy
+    lifecycle.down(ctx, state.name)
+    refusals["left"] = 99
+    with pytest.raises(ProviderError, match="Could not start VPCS: busy"):
+        lifecycle.up(ctx, LAB_ID, instance="g3-retry", seed=8, provider="gns3")
+    assert refusals["seen"] == 4 and home_objects(admin, _mark(ctx)) == []

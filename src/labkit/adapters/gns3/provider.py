@@ -57,6 +57,7 @@ _SLOTS_LOCK = threading.Lock()
 COL = 260  # between two segments' columns
 ROW = 170  # between the rows: routers, switches, hosts, grader cloud
 HOST_GAP = 120  # between the hosts of one segment
+START_ATTEMPTS = 3  # POST nodes/start, see start()
 
 
 def _slots(url: str, parallel: int) -> threading.BoundedSemaphore:
@@ -414,7 +415,18 @@ class Gns3Provider:
         """Start every node of the project; wait (``start_timeout``) until the lab nodes are
         started; record their consoles."""
         pid = state.provider_data["project_id"]
-        self.client.post(f"/projects/{pid}/nodes/start", timeout=self.g3.start_timeout)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            # a node's start can fail for a moment on a loaded compute (an emulator's console
+            # not yet listening when GNS3 connects to it, its version check timing out: seen
+            # with 50 nodes starting at once); starting started nodes is harmless, so again,
+            # bounded, before the instance is given up and rolled back
+            try:
+                self.client.post(f"/projects/{pid}/nodes/start", timeout=self.g3.start_timeout)
+                break
+            except Gns3ApiError as exc:
+                if exc.status != 409 or attempt == START_ATTEMPTS:
+                    raise
+                time.sleep(attempt)
         self._wait_started(state)
 
     def _wait_started(self, state: InstanceState) -> None:
