@@ -67,6 +67,20 @@ def test_a_provider_whose_code_does_not_load_is_one_clear_error(ctx: Context, mo
         check_provider_fits(ctx, lab, "nope")
 
 
+def test_a_lab_with_network_devices_is_refused_by_a_provider_that_cannot_drive_them(tmp_path: Path) -> None:
+    from labkit.settings import load_settings
+
+    real = Context(load_settings())  # the shipped labs; nothing is made
+    lab = load_lab_checked(real, "routing-multisite-devices")
+    assert check_provider_fits(real, lab, "netns") == "inprocess"
+    with pytest.raises(UserError) as err:
+        check_provider_fits(real, lab, "proxmox")
+    msg = str(err.value)
+    assert "routing-multisite-devices" in msg and "frr" in msg and "proxmox" in msg and msg.count(".") >= 1
+    # the same provider takes the Linux-only lab
+    assert check_provider_fits(real, load_lab_checked(real, "routing-multisite"), "proxmox") == "agent"
+
+
 def test_up_refuses_before_anything_is_made(ctx: Context) -> None:
     with pytest.raises(UserError, match="needed by check 'login'"):
         up(ctx, "captest", instance="capt1", seed=1, provider="lesser")
