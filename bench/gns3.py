@@ -4,9 +4,9 @@ scripts/gns3-venv.sh, with the project's stand-in uBridge/Dynamips/VPCS): ``up``
 of one lab, and of a cohort of N (default 10), side by side: wall time and the API requests
 labkit made (total, and by kind).
 
-The lab is the tests' g3demo (topology two-sites: 2 routers, 2 workstations, 2 LAN segments,
-a WAN link; a candidate account per instance). No guest OS boots (stand-ins): the figures are
-labkit's own work and GNS3's, not a guest's boot.
+The lab is the tests' g3demo (topology two-sites: 2 routers from the harness's QEMU template,
+2 VPCS workstations, 2 LAN segments, a WAN link; a candidate account per instance). No guest
+OS boots (stand-ins): the figures are labkit's own work and GNS3's, not a guest's boot.
 
 Uses private LABKIT_HOMEs in a temporary folder; everything it makes is brought down, also
 on error; the server is stopped (namespace and scratch removed) at the end.
@@ -35,6 +35,7 @@ sys.path.insert(0, str(PROJECT))
 from labkit.adapters.gns3.client import Gns3Client  # noqa: E402
 from labkit.usecases import cohort as cohorts  # noqa: E402
 from labkit.usecases import lifecycle  # noqa: E402
+from tests.adapters.gns3.conftest import Gns3TestServer  # noqa: E402
 from tests.adapters.gns3.g2lab import LAB_ID, admin_client, ensure_templates, make_ctx  # noqa: E402
 from tests.adapters.gns3.g3server import G3Server, venv_dir  # noqa: E402
 
@@ -111,7 +112,9 @@ def main() -> int:
         return 1
     _count_requests()
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="labkit-bench-gns3-") as tmp, G3Server(venv_dir()) as server:
+    with tempfile.TemporaryDirectory(prefix="labkit-bench-gns3-") as tmp, G3Server(venv_dir()) as raw:
+        server = Gns3TestServer(raw)
+        server.make_templates()  # the harness's role templates: QEMU (stand-in qemu) when shipped
         with admin_client(server) as admin:
             templates = ensure_templates(admin, server)
         ctx = make_ctx(server, Path(tmp), templates, parallel=args.api_parallel)
@@ -133,7 +136,7 @@ def main() -> int:
     for r in rows:
         r["result"] = dict(r["result"]) if isinstance(r["result"], collections.Counter) else r["result"]
     meta = {"host": platform.node(), "cpus": os.cpu_count(), "seats": args.seats, "parallel": args.parallel,
-            "api_parallel": args.api_parallel, "gns3_server": "3.0.6 (stand-in uBridge/Dynamips/VPCS)",
+            "api_parallel": args.api_parallel, "gns3_server": f"3.0.6 with stand-ins, routers {getattr(server, 'template_type', '?')}, workstations vpcs",
             "templates": templates}
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -33,12 +33,13 @@ def make_project(root: Path) -> Path:
 
 
 def ensure_templates(client: Any, server: Any = None) -> dict[str, str]:
-    """The roles of g3demo -> template names: the harness's own templates when they have ports
-    enough (QEMU, 8 adapters), else an Ethernet-switch-type router template (made when missing;
-    its name does not start with "lk-": the harness counts those as labkit's leftovers) and
-    the built-in VPCS for workstations."""
+    """The roles of g3demo -> template names: routers from the harness's QEMU template (8
+    adapters, the stand-in qemu) when it has one, else from an Ethernet-switch-type template
+    (made when missing; its name does not start with "lk-": the harness counts those as
+    labkit's leftovers); workstations from the built-in VPCS (its stand-in answers on its
+    console and on its link)."""
     if server is not None and getattr(server, "template_type", "") == "qemu":
-        return {"router": server.templates["router"], "workstation": server.templates["workstation"]}
+        return {"router": server.templates["router"], "workstation": "VPCS"}
     names = {t["name"] for t in client.get("/templates")}
     if ROUTER_TEMPLATE not in names:
         client.post("/templates", {"name": ROUTER_TEMPLATE, "template_type": "ethernet_switch",

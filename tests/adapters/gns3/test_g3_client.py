@@ -11,16 +11,12 @@ import pytest
 from labkit.adapters.gns3.client import Gns3ApiError, Gns3Client
 from labkit.adapters.gns3.settings import Gns3Settings
 from labkit.errors import ProviderError, UserError
-from tests.adapters.gns3.g2lab import admin_client, own_server
+from tests.adapters.gns3.g2lab import admin_client
 
 
-@pytest.fixture(scope="module")
-def g3srv() -> Any:
-    server = own_server()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+def g3srv(gns3_server: Any) -> Any:
+    return gns3_server  # G1's session server (tests/adapters/gns3/conftest.py)
 
 
 def test_login_and_relogin_once(g3srv: Any) -> None:

@@ -17,19 +17,15 @@ from labkit.adapters.gns3.provider import Gns3Provider
 from labkit.errors import ProviderError
 from labkit.usecases import cohort as cohorts
 from labkit.usecases import lifecycle
-from tests.adapters.gns3.g2lab import LAB_ID, admin_client, ensure_templates, home_objects, make_ctx, own_server
+from tests.adapters.gns3.g2lab import LAB_ID, admin_client, ensure_templates, home_objects, make_ctx
 
 SEATS = 10
 FAILING = 6
 
 
-@pytest.fixture(scope="module")
-def g3srv() -> Any:
-    server = own_server()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+def g3srv(gns3_server: Any) -> Any:
+    return gns3_server  # G1's session server (tests/adapters/gns3/conftest.py)
 
 
 def test_cohort_of_ten_with_a_failed_seat(g3srv: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from labkit.adapters.gns3 import naming
 from labkit.usecases import lifecycle
-from tests.adapters.gns3.g2lab import LAB_ID, admin_client, ensure_templates, home_objects, make_ctx, own_server
+from tests.adapters.gns3.g2lab import LAB_ID, admin_client, ensure_templates, home_objects, make_ctx
 
 CHILD = """
 import os, sys, time
@@ -36,13 +36,9 @@ up(Context.default(), sys.argv[1], instance=sys.argv[2], seed=9, provider="gns3"
 """
 
 
-@pytest.fixture(scope="module")
-def g3srv() -> Any:
-    server = own_server()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+def g3srv(gns3_server: Any) -> Any:
+    return gns3_server  # G1's session server (tests/adapters/gns3/conftest.py)
 
 
 def _env(ctx: Any) -> dict[str, str]:

@@ -13,16 +13,12 @@ from typing import Any
 import pytest
 
 from labkit.adapters.gns3 import doctor
-from tests.adapters.gns3.g2lab import LAB_ID, admin_client, ensure_templates, make_ctx, own_server
+from tests.adapters.gns3.g2lab import LAB_ID, admin_client, ensure_templates, make_ctx
 
 
-@pytest.fixture(scope="module")
-def g3srv() -> Any:
-    server = own_server()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+def g3srv(gns3_server: Any) -> Any:
+    return gns3_server  # G1's session server (tests/adapters/gns3/conftest.py)
 
 
 def _plans(ctx: Any) -> list[Any]:

@@ -19,16 +19,12 @@ from labkit.adapters.gns3 import naming
 from labkit.adapters.gns3.provider import Gns3Provider, layout
 from labkit.errors import LabkitError, ProviderError, UserError
 from labkit.usecases import lifecycle
-from tests.adapters.gns3.g2lab import LAB_ID, admin_client, ensure_templates, home_objects, make_ctx, own_server
+from tests.adapters.gns3.g2lab import LAB_ID, admin_client, ensure_templates, home_objects, make_ctx
 
 
-@pytest.fixture(scope="module")
-def g3srv() -> Any:
-    server = own_server()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+def g3srv(gns3_server: Any) -> Any:
+    return gns3_server  # G1's session server (tests/adapters/gns3/conftest.py)
 
 
 @pytest.fixture
@@ -68,6 +64,8 @@ def test_whole_lifecycle(ctx: Any, admin: Any, g3srv: Any) -> None:
     assert set(nodes) == {"r1", "r2", "pc1", "pc2", "sw-lan-a", "sw-lan-b"}  # no grader host: no cloud
     assert all(n["status"] == "started" for k, n in nodes.items() if not k.startswith("sw-"))
     assert nodes["pc1"]["node_type"] == "vpcs" and nodes["sw-lan-a"]["node_type"] == "ethernet_switch"
+    router_type = getattr(g3srv, "template_type", "")
+    assert nodes["r1"]["node_type"] == ("qemu" if router_type == "qemu" else "ethernet_switch")
     # links: r1:eth1 <-> r2:eth1 (the WAN), every segment member <-> its switch, ports by order
     links = {ln["link_id"]: ln for ln in admin.get(f"/projects/{pid}/links")}
     assert len(links) == 5 and set(data["links"]) == {"wan"}
@@ -76,8 +74,13 @@ def test_whole_lifecycle(ctx: Any, admin: Any, g3srv: Any) -> None:
     def ends(lid: str) -> set[tuple[str, int, int]]:
         return {(by_id[e["node_id"]], e["adapter_number"], e["port_number"]) for e in links[lid]["nodes"]}
 
-    assert ends(data["links"]["wan"]) == {("r1", 0, 1), ("r2", 0, 1)}
-    assert ends(data["segment_links"]["lan-a"]["r1:eth0"]) == {("r1", 0, 0), ("sw-lan-a", 0, 0)}
+    def eth(node: str, i: int) -> tuple[str, int, int]:  # ethN = the node's N-th port in GNS3's order
+        port = nodes[node]["ports"][i]
+        return node, port["adapter_number"], port["port_number"]
+
+    assert eth("r1", 1) == (("r1", 1, 0) if router_type == "qemu" else ("r1", 0, 1))  # QEMU: one port per adapter
+    assert ends(data["links"]["wan"]) == {eth("r1", 1), eth("r2", 1)}
+    assert ends(data["segment_links"]["lan-a"]["r1:eth0"]) == {eth("r1", 0), ("sw-lan-a", 0, 0)}
     assert ends(data["segment_links"]["lan-a"]["pc1:eth0"]) == {("pc1", 0, 0), ("sw-lan-a", 0, 1)}
     assert ends(data["segment_links"]["lan-b"]["pc2:eth0"]) == {("pc2", 0, 0), ("sw-lan-b", 0, 1)}
     # readable canvas: each switch under its router, the LAN's host under the switch
