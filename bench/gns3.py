@@ -136,7 +136,8 @@ def main() -> int:
     for r in rows:
         r["result"] = dict(r["result"]) if isinstance(r["result"], collections.Counter) else r["result"]
     meta = {"host": platform.node(), "cpus": os.cpu_count(), "seats": args.seats, "parallel": args.parallel,
-            "api_parallel": args.api_parallel, "gns3_server": f"3.0.6 with stand-ins, routers {getattr(server, 'template_type', '?')}, workstations vpcs",
+            "api_parallel": args.api_parallel,
+            "gns3_server": f"3.0.6 with stand-ins, routers {server.template_type}, workstations vpcs",
             "templates": templates}
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=1))
