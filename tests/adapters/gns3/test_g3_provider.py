@@ -96,8 +96,12 @@ def test_whole_lifecycle(ctx: Any, admin: Any, g3srv: Any) -> None:
     relayed = [*argv[:-1], str(g3srv.relay(nodes["pc1"]["console"]))]
     got = subprocess.run(relayed, input="ip 192.0.2.7/24\nshow ip\n", capture_output=True, text=True, timeout=30)
     assert got.returncode == 0 and "IP/MASK : 192.0.2.7/24" in got.stdout, got
-    ep = prov.device_endpoint(state, "r1")
-    assert (ep.transport, ep.port) == ("telnet", nodes["r1"]["console"])
+    with pytest.raises(UserError, match="is not a network device"):
+        prov.device_endpoint(state, "r1")
+    device = state.model_copy(deep=True)
+    device.plan.node("r1").platform = "frr"  # type: ignore[union-attr]
+    ep = prov.device_endpoint(device, "r1")
+    assert (ep.platform, ep.transport, ep.host, ep.port) == ("frr", "telnet", "127.0.0.1", nodes["r1"]["console"])
     with pytest.raises(UserError, match="node_exec"):
         prov.exec(state, "r1", ["true"])
     # the candidate's account (access.py): password in a 0600 file, project in its pool

@@ -526,11 +526,14 @@ class Gns3Provider:
 
         n = state.plan.node(node)
         con = self.console(state, node)
+        if n is None or n.platform is None:
+            raise UserError(f"node {node!r} of {state.name} is not a network device (its topology node has no "
+                            "platform:); open its console with 'labkit console' instead.")
         if con["type"] != "telnet":
             raise UserError(f"node {node!r} has a {con['type']} console; a device is driven through a telnet "
                             "console: set its template's console type to telnet.")
-        return DeviceEndpoint(node=node, platform=(n.platform if n else None) or "linux", transport="telnet",
-                              host=con["host"], port=int(con["port"]))
+        return DeviceEndpoint(node=node, platform=n.platform, transport="telnet", host=con["host"],
+                              port=int(con["port"]))
 
     def device_socket(self, state: InstanceState, node: str, timeout: float = 10.0) -> Any:
         return None  # the console is reached directly, not from a grader place
