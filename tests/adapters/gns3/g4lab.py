@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import signal
 import secrets
 import socket
 import subprocess
@@ -90,7 +92,7 @@ class AgentHost:
             ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-I", "-m", "labkit.agent.sshd",
              "--host-mode", "--listen", f"127.0.0.1:{inner}", "--host-key", str(self.workdir / "host_key"),
              "--authorized-keys", str(self.workdir / "authorized_keys"), "--max-sessions", "8"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()
         self.port = self.relay(inner)
         deadline = time.monotonic() + 30
@@ -108,13 +110,25 @@ class AgentHost:
         raise RuntimeError("agent sshd did not answer within 30 s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        """The sshd and its agent sessions (its own process group, started here) end."""
+        if self.proc is None:
+            return
+        pgid = self.proc.pid  # start_new_session: the group of the sshd and its agents
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                self.proc.poll()
+                try:
+                    os.killpg(pgid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+            else:
+                continue
+            break
+        self.proc.wait(5)
         self.proc = None
 
 

@@ -255,6 +255,13 @@ def test_what_gns3_cannot_run_is_evidence_that_says_so(bench: dict[str, Any]) ->
         assert not ev.ok and why in (ev.error or ""), (where, call.probe, ev.error)
     assert not g.run("link:wan", ProbeCall(probe="netlink.set_link_state", args=["eth0", False],
                                            kwargs={"source": "x"}), "no", 10).parsed
+    # the caller's timeout holds at a link as in a namespace: TimeoutError (grading records it)
+    with pytest.raises(TimeoutError, match="did not finish within 1 s"):
+        g.run("link:wan", ProbeCall(probe="ospf.capture_ospf", kwargs={"source": "link:wan", "duration_s": 3}),
+              "late", 1)
+    time.sleep(4)  # the capture ends on its own (and stops its GNS3 capture)
+    assert bench["prov"].client.get(f"/projects/{bench['data']['project_id']}/links/"
+                                    f"{bench['data']['links']['wan']}")["capturing"] is False
 
 
 # ------------------------------------------------------------------ through G2's provider

@@ -55,6 +55,27 @@ def ground(provider: Any, state: InstanceState) -> Gns3Ground:
     return Gns3Ground(provider, state)
 
 
+def _bounded(fn: Any, timeout: float, what: str) -> Evidence:
+    """``fn()`` in a worker thread, at most ``timeout`` seconds (TimeoutError after that, as the
+    netns runner does; the work itself is bounded too and ends on its own)."""
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["ev"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+
+    t = threading.Thread(target=work, name="gns3-ground", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise TimeoutError(f"{what} did not finish within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["ev"]  # type: ignore[no-any-return]
+
+
 def _arg(call: ProbeCall, index: int, name: str, default: Any = None) -> Any:
     if len(call.args) > index:
         return call.args[index]
@@ -167,6 +188,10 @@ class Gns3Ground:
         kind, name = self._place(where)
         if kind == "vantage":
             return self.agent().run(where, call, ev_id, timeout)  # type: ignore[no-any-return]
+        return _bounded(lambda: self._run_here(kind, name, where, call, ev_id), timeout, f"{call.probe} at {where}")
+
+    def _run_here(self, kind: str, name: str, where: str, call: ProbeCall, ev_id: str) -> Evidence:
+        """A probe at a link, a segment or a node: in labkit's process, through the GNS3 API."""
         if kind in ("link", "segment") and call.probe in RENDEZVOUS:
             ev = resolve(call, ev_id)()
             if call.probe == "rendezvous.set_event":

@@ -26,6 +26,26 @@ gns3-server and its uBridge run)::
         --host-key /etc/labkit-agent/ssh_host_ed25519_key \\
         --authorized-keys /etc/labkit-agent/authorized_keys
 
+As a systemd unit (``/etc/systemd/system/labkit-agent-host.service``; labkit installed in
+/opt/labkit, the keys made once: ``ssh-keygen -t ed25519 -N '' -f
+/etc/labkit-agent/ssh_host_ed25519_key``, labkit's ``keys/gns3-grader.pub`` appended to
+``/etc/labkit-agent/authorized_keys``; pin ``ssh_host_ed25519_key.pub`` as ``[grader] host_key``)::
+
+    [Unit]
+    Description=labkit grader agent (GNS3 host mode)
+    After=network-online.target gns3-server.service
+
+    [Service]
+    ExecStart=/opt/labkit/.venv/bin/python -I -m labkit.agent.sshd --host-mode \
+        --listen 0.0.0.0:2222 --host-key /etc/labkit-agent/ssh_host_ed25519_key \
+        --authorized-keys /etc/labkit-agent/authorized_keys
+    Restart=on-failure
+
+    [Install]
+    WantedBy=multi-user.target
+
+It must run as root in the same network namespace as gns3-server (the cloud node's TAPs go into
+its bridges). Its records are under /var/lib/labkit-agent/host (``LABKIT_AGENT_HOST_STATE``).
 The SSH user name of a session is the instance it serves (``host_instance``); its client key
 is ``[grader] client_key_file`` (default ``<LABKIT_HOME>/keys/gns3-grader``, made on first use:
 add its ``.pub`` to the agent's authorized_keys); the agent's host key is pinned by
