@@ -341,3 +341,22 @@ def test_provider_up_grade_places_and_down_through_the_agent(lab: dict[str, Any]
         lifecycle.down(ctx, name)
     assert host.leftovers(prov, name) == []
     assert not any(b in ns_links(server.namespace) for b in bridges.values())
+
+
+def test_a_closed_ground_opens_no_new_agent_session_and_needs_a_project() -> None:
+    """Pure: after close, a late signal mirror or probe cannot open a session the ground would
+    never close; an instance without a recorded project has no ground."""
+    from types import SimpleNamespace
+
+    from labkit.errors import AgentError
+
+    opened: list[int] = []
+    prov = SimpleNamespace(home_id=lambda: "x", client=None)
+    g = Gns3Ground(prov, state_of(bench_plan("g4c"), {"project_id": "p"}),
+                   agent_factory=lambda: opened.append(1))
+    g.close()
+    with pytest.raises(AgentError, match="closed"):
+        g.run("v1", _ping(PC1), "late", 5)
+    assert opened == []
+    with pytest.raises(AgentError, match="no GNS3 project"):
+        Gns3Ground(prov, state_of(bench_plan("g4c"), {}))

@@ -95,6 +95,7 @@ class Gns3Ground:
         self._agent_factory = agent_factory or self._open_agent
         self._agent: Any = None
         self._agent_lock = threading.Lock()
+        self._closed = False
         self._down: dict[str, set[str]] = {}
         self._dropped: set[str] = set()
         self._fault_lock = threading.Lock()
@@ -109,6 +110,8 @@ class Gns3Ground:
     def agent(self) -> Any:
         """The agent ground on the GNS3 host (opened on first use)."""
         with self._agent_lock:
+            if self._closed:
+                raise AgentError(f"the grader's ground of {self.state.name!r} is closed.")
             if self._agent is None:
                 self._agent = self._agent_factory()
             return self._agent
@@ -220,7 +223,7 @@ class Gns3Ground:
 
     def close(self) -> None:
         with self._agent_lock:
-            agent, self._agent = self._agent, None
+            agent, self._agent, self._closed = self._agent, None, True
         if agent is not None:
             agent.close()
 
