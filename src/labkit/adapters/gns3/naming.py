@@ -3,9 +3,10 @@ alone, so that ``destroy``, ``leftovers`` and ``instances`` find them after a cr
 the state file, and two labkit homes sharing one GNS3 server never touch each other.
 
 - the home mark ``<homeid>``: 8 hex characters of a hash of (host name, home path);
-- project, candidate user and resource pool: ``<prefix><homeid>-<instance>`` (prefix ``lk-``
-  by default: ``lk-1a2b3c4d-exam-07``). GNS3 accepts ``[a-zA-Z0-9_-]`` for user names, at
-  least 3 characters: an instance name (``[a-z][a-z0-9-]{0,30}``) always fits;
+- project: ``<prefix><homeid>-<instance>`` (``project_prefix``, ``lk-`` by default:
+  ``lk-1a2b3c4d-exam-07``); the candidate's user and the project's pool: ``lk-<homeid>-<instance>``
+  (:func:`labkit.adapters.gns3.access.candidate_name`; GNS3 accepts ``[a-zA-Z0-9_-]``, at
+  least 3 characters: an instance name ``[a-z][a-z0-9-]{0,30}`` always fits);
 - the host bridge of one vantage point on the GNS3 host (the cloud node ``grader`` plugs one
   ethernet port into each): ``lkb`` + 12 hex characters of a hash (Linux interface names are
   at most 15 characters; the hash includes the home mark, so homes never share a bridge).
@@ -29,22 +30,12 @@ def home_id(home: Path | str, host: str | None = None) -> str:
 
 
 def home_prefix(prefix: str, hid: str) -> str:
-    """What every project/user/pool name of one home starts with (``lk-1a2b3c4d-``)."""
+    """What every project (user, pool: with prefix ``lk-``) name of one home starts with."""
     return f"{prefix}{hid}-"
 
 
 def project_name(prefix: str, hid: str, instance: str) -> str:
     return f"{home_prefix(prefix, hid)}{instance}"
-
-
-def user_name(prefix: str, hid: str, instance: str) -> str:
-    """The candidate's GNS3 account of an instance (G3's access.py makes it)."""
-    return project_name(prefix, hid, instance)
-
-
-def pool_name(prefix: str, hid: str, instance: str) -> str:
-    """The resource pool holding the instance's project (G3's access.py makes it)."""
-    return project_name(prefix, hid, instance)
 
 
 def instance_of(prefix: str, hid: str, name: str) -> str | None:
