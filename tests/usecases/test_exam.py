@@ -231,6 +231,8 @@ def test_real_lab_ops_offer_proxmox_only_when_configured_and_refuse_an_unfit_lab
     home.mkdir()
     (home / "proxmox.toml").write_text('url = "https://pve.invalid:8006"\n', encoding="utf-8")
     assert ops.providers() == ["netns", "proxmox"]
+    (home / "gns3.toml").write_text('url = "https://gns3.invalid:3080"\nuser = "labkit"\n', encoding="utf-8")
+    assert ops.providers() == ["netns", "proxmox", "gns3"]
     with pytest.raises(UserError) as info:  # backup-restore reads node files: no Proxmox API does that
         ops.fits("backup-restore", "proxmox")
     msg = str(info.value)

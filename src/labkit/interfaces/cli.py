@@ -79,7 +79,7 @@ def cli() -> None:
 # ------------------------------------------------------------------ labs
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--provider", help="Also check that this provider offers what every check needs (netns, proxmox).")
+@click.option("--provider", help="Also check that this provider offers what every check needs (netns, proxmox, gns3).")
 def validate(paths: tuple[str, ...], provider: str | None) -> None:
     """Validate lab definitions (a lab id, a lab.yaml or its folder)."""
     from labkit.usecases.lifecycle import check_provider_fits, load_lab_checked
@@ -422,7 +422,7 @@ _PARALLEL_HELP = "How many seats at once (default {}); the others wait their tur
 @click.option("--name", required=True, help="Cohort name; instances are NAME-01, NAME-02...")
 @click.option("--seed", type=int, help="Cohort seed (default: random); the same seed rebuilds the same cohort.")
 @click.option("--parallel", type=int, default=4, show_default=True, help=_PARALLEL_HELP.format(4))
-@click.option("--provider", default="netns", show_default=True, help="Where every seat runs (netns, proxmox).")
+@click.option("--provider", default="netns", show_default=True, help="Where every seat runs (netns, proxmox, gns3).")
 @click.option("--vantage", type=click.Choice(["inprocess", "agent"]), help=_VANTAGE_HELP)
 def cohort_up_cmd(lab: str, roster: Path, name: str, seed: int | None, parallel: int, provider: str,
                   vantage: str | None) -> None:

@@ -6,7 +6,6 @@ One line per check; a problem's line says what to do. Exit 0 only when every che
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
@@ -25,10 +24,7 @@ def doctor(provider: str, labs: tuple[str, ...], image_storage: str, as_json: bo
     """Check that a provider is ready for labkit (exit 0 only when all is well)."""
     from labkit.usecases.doctor import doctor as run_doctor
 
-    if provider == "gns3":
-        report = _gns3_report(list(labs))
-    else:
-        report = run_doctor(_ctx(), provider, list(labs), image_storage=image_storage)
+    report = run_doctor(_ctx(), provider, list(labs), image_storage=image_storage)
     if as_json:
         _print_json(report.to_json())
     else:
@@ -38,12 +34,3 @@ def doctor(provider: str, labs: tuple[str, ...], image_storage: str, as_json: bo
         out.print(plain(f"{provider}: all is well" if report.ok else f"{provider}: {bad} problem(s)"))
     if not report.ok:
         sys.exit(1)
-
-
-def _gns3_report(labs: list[str]) -> Any:
-    """GNS3's checks (adapters/gns3/doctor.py) on the plans of the labs given (default: all)."""
-    from labkit.adapters.gns3 import doctor as g3_doctor
-    from labkit.usecases.doctor import DoctorReport, _plans
-
-    ctx = _ctx()
-    return DoctorReport("gns3", g3_doctor.run(ctx.settings, [p for _, p in _plans(ctx, labs)]))

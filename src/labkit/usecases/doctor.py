@@ -4,6 +4,8 @@
   topology needs in that image), for every lab given (or every lab of the project).
 - proxmox: API reachable and its version, the token's privileges against the exact list in
   :mod:`labkit.adapters.proxmox.doctor`, storage, SDN zone, management bridge, templates.
+- gns3: server reachable, version 3.x, labkit's account an Administrator, the compute, a
+  template per role of each lab, the grader agent on the GNS3 host and its pinned key.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from labkit.errors import LabkitError, UserError
 from labkit.models.instance import InstancePlan
 from labkit.usecases.lifecycle import Context, load_lab_checked
 
-PROVIDERS = ("netns", "proxmox")
+PROVIDERS = ("netns", "proxmox", "gns3")
 
 
 @dataclass
@@ -85,4 +87,8 @@ def doctor(ctx: Context, provider: str, labs: list[str] | None = None, *,
         raise UserError(f"there is no provider '{provider}'; pick one of: {', '.join(PROVIDERS)}.")
     if provider == "netns":
         return DoctorReport(provider, _netns(ctx, list(labs or [])))
+    if provider == "gns3":
+        from labkit.adapters.gns3 import doctor as g3_doctor
+
+        return DoctorReport(provider, g3_doctor.run(ctx.settings, [p for _, p in _plans(ctx, list(labs or []))]))
     return DoctorReport(provider, _proxmox(ctx, list(labs or []), image_storage))

@@ -139,10 +139,12 @@ class RealLabOps:
         return [(r.id, r.title.get("fr") if r.title else r.id) for r in list_labs(self.ctx.settings) if r.ok]
 
     def providers(self) -> list[str]:
-        """netns always; proxmox only when this home has a Proxmox configuration."""
-        from labkit.adapters.proxmox.settings import configured
+        """netns always; proxmox and gns3 only when this home has their configuration."""
+        from labkit.adapters.gns3.settings import configured as gns3_configured
+        from labkit.adapters.proxmox.settings import configured as pve_configured
 
-        return ["netns", *(["proxmox"] if configured(self.ctx.settings.home) else [])]
+        home = self.ctx.settings.home
+        return ["netns", *(["proxmox"] if pve_configured(home) else []), *(["gns3"] if gns3_configured(home) else [])]
 
     def fits(self, lab_id: str, provider: str, vantage: str | None = None) -> str:
         from labkit.usecases.lifecycle import check_provider_fits, load_lab_checked
