@@ -119,29 +119,38 @@ def setup(instance: str, vantage: Any, relay: Any = None) -> dict[str, Any]:
             if ns not in spaces:
                 raise HostOpError(f"relay target {a} goes through {ns!r}, which is no vantage point of {instance!r}.")
             targets[str(ipaddress.ip_address(a))] = ns
+    links = _links()
     rec = _read_record(instance)
+    mine = {d for r in rec.get("vantage", []) if isinstance(r, dict) and BRIDGE_RE.match(str(r.get("bridge") or ""))
+            for d in (r["bridge"], veth_name(r["bridge"]))}
+    for e in entries:  # a device of that name that another instance (or nobody of labkit's) owns: refused
+        mark = alias(instance, e["name"])
+        for dev in (e["bridge"], e["veth"]):
+            # ours: our alias, or none yet when our record names it (made just before a crash)
+            if dev in links and links[dev] != mark and not (links[dev] == "" and dev in mine):
+                raise HostOpError(f"{dev} exists on this host and is not {instance}'s (alias {links[dev]!r}); "
+                                  "refusing to use it.")
     known = {e["name"]: e for e in rec.get("vantage", [])}
     known.update({e["name"]: e for e in entries})
     _write_record(instance, {"instance": instance, "vantage": list(known.values())})  # before anything is made
     if targets:
         _write_private(state_dir() / f"{instance}.relay.json", json.dumps({"ports": [22], "targets": targets}))
     made: list[str] = []
-    links = _links()
     spaces = _namespaces()
     for e in entries:
         br, veth, ns, mark = e["bridge"], e["veth"], e["namespace"], alias(instance, e["name"])
         if br not in links:
             _ip("link", "add", "name", br, "type", "bridge", "stp_state", "0", "forward_delay", "0")
-            _ip("link", "set", "dev", br, "alias", mark)
             made.append(f"bridge {br}")
+        _ip("link", "set", "dev", br, "alias", mark)
         _ip("link", "set", "dev", br, "up")
         if ns not in spaces:
             _ip("netns", "add", ns)
             made.append(f"namespace {ns}")
         if veth not in links:
             _ip("link", "add", "name", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            _ip("link", "set", "dev", veth, "alias", mark)
             made.append(f"veth {veth}")
+        _ip("link", "set", "dev", veth, "alias", mark)
         _ip("link", "set", "dev", veth, "master", br, "up")
         _ip("-n", ns, "link", "set", "lo", "up")
         have = _ip("-n", ns, "-j", "addr", "show", "dev", "eth0").stdout
@@ -172,8 +181,8 @@ def _found(instance: str) -> tuple[list[str], list[str]]:
         if not isinstance(e, dict) or not _VP.match(str(e.get("name", ""))):
             continue
         br = str(e.get("bridge") or "")
-        if BRIDGE_RE.match(br):
-            devs |= {d for d in (br, veth_name(br)) if d in links}
+        if BRIDGE_RE.match(br):  # ours: our alias, or none yet (made just before a crash)
+            devs |= {d for d in (br, veth_name(br)) if d in links and links[d] in ("", alias(instance, e["name"]))}
         names.add(vantage_namespace(instance, e["name"]))
     here = _namespaces()
     return sorted(devs), sorted(n for n in names if n in here)

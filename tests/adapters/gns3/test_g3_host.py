@@ -114,6 +114,17 @@ def test_refusals(env: dict[str, Any]) -> None:
     finally:
         session.close()
     assert "lkb0123456789ab" not in ns_links(server.namespace)
+    # a bridge of that name that is not this instance's (another home's, or made by hand) is refused
+    foreign = bridges_for(name, ["v1"])["v1"]
+    subprocess.run(["ip", "-n", server.namespace, "link", "add", foreign, "type", "bridge"], check=True, timeout=10)
+    try:
+        plan = bench_plan(name).model_copy(update={"vantage": bench_plan(name).vantage[:1]})
+        with pytest.raises(AgentError, match="is not .*'s"):
+            host.setup(prov, state_of(plan, {"bridges": {"v1": foreign}}))
+        assert host.leftovers(prov, name) == []  # nothing made, the foreign bridge not counted as ours
+    finally:
+        subprocess.run(["ip", "-n", server.namespace, "link", "del", foreign], check=True, timeout=10)
+        host.teardown(prov, name)
     wrong = provider_stub(server, env["home"], agent)
     wrong.g3.grader.host_key = f"ssh-ed25519 {_other_key()}"
     with pytest.raises(AgentError, match="not the pinned"):
