@@ -21,6 +21,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -204,9 +205,16 @@ def teardown(instance: str) -> list[str]:
     links = _links()
     for d in sorted(devs, key=lambda d: d.startswith("lkb")):  # veths first, then bridges
         if d in links:
-            _ip("link", "del", "dev", d)
+            # a veth whose peer's namespace was just deleted goes away on its own, a moment later
+            proc = _ip("link", "del", "dev", d, check=False)
+            if proc.returncode != 0 and "Cannot find device" not in proc.stderr:
+                raise HostOpError(f"ip link del dev {d} failed: {proc.stderr.strip() or proc.returncode}")
             removed.append(f"link {d}")
+    deadline = time.monotonic() + 5.0
     left = leftovers(instance)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = leftovers(instance)
     if left:
         raise HostOpError(f"could not remove {', '.join(left)}; run the teardown again.")
     for p in (_record_path(instance), state_dir() / f"{instance}.relay.json"):
