@@ -123,6 +123,11 @@ def test_link_capture_sees_the_marker_ready_and_stop_cross_to_the_agent(bench: d
     assert ev.parsed["marker_hits"] and ev.parsed["marker_hits"][0]["marker"] == 0
     assert marker not in ev.model_dump_json()  # markers never reach the evidence
     assert ev.meta["link_ids"] == [bench["data"]["links"]["wan"]]
+    # the grader's capture file is blanked once read: candidates may read their project's files
+    (name,) = ev.meta["capture_files_blanked"]
+    client = bench["prov"].client
+    left = client._send("GET", f"/projects/{bench['data']['project_id']}/files/project-files/captures/{name}")
+    assert left.content == b"", len(left.content)
 
 
 def test_segment_capture_is_the_union_of_the_switch_links_each_frame_once(bench: dict[str, Any]) -> None:

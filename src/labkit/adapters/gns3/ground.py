@@ -221,6 +221,16 @@ class Gns3Ground:
     def echo(self, src: str, dst: str, call: EchoCall, timeout: float) -> dict[str, Any]:
         return self.agent().echo(src, dst, call, timeout)  # type: ignore[no-any-return]
 
+    def _scrub(self) -> dict[str, Any]:
+        """Blank the project's finished capture files: candidates may read their own project's
+        files (Project.Audit), and these are the grader's captures (access.scrub_captures)."""
+        from labkit.adapters.gns3 import access
+
+        try:
+            return {"capture_files_blanked": access.scrub_captures(self.provider.client, self.pid)}
+        except Exception as exc:  # noqa: BLE001 - recorded in the evidence, never a crash
+            return {"capture_files_blanked_error": describe_exc(exc)}
+
     def close(self) -> None:
         with self._agent_lock:
             agent, self._agent, self._closed = self._agent, None, True
@@ -331,9 +341,12 @@ class Gns3Ground:
             meta["link_ids"] = ids
             if isinstance(stop_name, str) and stop_local is not None:
                 self._watch_stop(stop_name, stop_local, duration + wire.READY_TIMEOUT_S)
-            run = wire.capture(self.provider.client, self.pid, ids, dec.feed, duration_s=duration,
-                               max_bytes=(limit if not ospf else 64 << 20), ready=_Ready(),  # type: ignore[arg-type]
-                               stop=stop_local, label="lk")
+            try:
+                run = wire.capture(self.provider.client, self.pid, ids, dec.feed, duration_s=duration,
+                                   max_bytes=(limit if not ospf else 64 << 20), ready=_Ready(),  # type: ignore[arg-type]
+                                   stop=stop_local, label="lk")
+            finally:
+                meta.update(self._scrub())
         except Exception as exc:  # noqa: BLE001 - the capture could not run
             return base(started_at=started, ok=False, error=describe_exc(exc), meta=meta)
         stopped_by = {"limit": "max_frames" if ospf else "max_bytes"}.get(run.stopped_by, run.stopped_by)
