@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from labkit.adapters.probes import capture, icmp, netlink, ospf, rendezvous
+from labkit.adapters.probes import capture, device, icmp, netlink, ospf, rendezvous
 from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
 from labkit.models.capabilities import Capability
 from labkit.models.evidence import Evidence
@@ -290,6 +291,46 @@ ROUTES_UNCHECKED = ("les tables de routage des routeurs (une route statique vers
                     "the routers' own routing tables (a static route to another site's LAN)")
 NO_KERNEL = ("ce fournisseur ne lit pas le noyau d'un nœud depuis l'extérieur",
              "this provider cannot read a node's kernel from outside it")
+NO_DEVICE_CLI = ("la CLI de cet équipement n'est pas joignable en SSH depuis un point de mesure de l'évaluateur",
+                 "this device's CLI cannot be reached over SSH from a grader vantage point")
+# A network device's static routes, read through its CLI (FRR, VyOS, Cisco IOS print this way)
+STATIC_CMD = "show ip route static"
+_STATIC_LINE = re.compile(r"^\s*S\S*\s+(\d+\.\d+\.\d+\.\d+)(/\d+)?")
+_SUBNETTED = re.compile(r"^\s*\d+\.\d+\.\d+\.\d+(/\d+)\s+is\s+(?:variably\s+)?subnetted")
+
+
+def static_prefixes(output: str) -> set[str]:
+    """Prefixes of the static routes in a ``show ip route static`` output: FRR/VyOS lines
+    (``S>* 10.2.0.0/24 [1/0] via …``) and Cisco IOS lines, whose mask may sit on the
+    ``… is subnetted`` line above them."""
+    out: set[str] = set()
+    mask = None
+    for line in output.splitlines():
+        if (m := _SUBNETTED.match(line)) is not None:
+            mask = m.group(1)
+            continue
+        if (m := _STATIC_LINE.match(line)) is not None and (m.group(2) or mask):
+            try:
+                out.add(str(ipaddress.ip_network(m.group(1) + (m.group(2) or mask or ""), strict=False)))
+            except ValueError:
+                continue
+    return out
+
+
+def _device_routes(ctx: CheckContext, router: str) -> Callable[[], Evidence] | Evidence:
+    """The device's static routes read through its CLI (netmiko, SSH from the vantage point of
+    its LAN), or the record that they could not be read that way."""
+    try:
+        ep = ctx.provider.device_endpoint(ctx.state, router)
+    except Exception:  # noqa: BLE001 - no device access on this provider: said in the evidence
+        ep = None
+    if ep is None or ep.transport != "ssh" or ep.via is None:
+        return _not_observed(ctx, router, f"{STATIC_CMD} (CLI)", "node_kernel", NO_DEVICE_CLI)
+    return ctx.deferred(ep.via, "ssh", router, f"{STATIC_CMD} (the device's CLI, netmiko)",
+                        partial(device.show, ep.host, [STATIC_CMD], node=router, platform=ep.platform,
+                                user=ep.username or "", key_file=ep.key_file or "", port=ep.port,
+                                source=ep.via, check=ctx.check.id),
+                        meta={"target_name": router, "device_cli": True})
 
 
 def _not_observed(ctx: CheckContext, node: str, action: str, capability: Capability,
@@ -301,7 +342,7 @@ def _not_observed(ctx: CheckContext, node: str, action: str, capability: Capabil
     return Evidence(id=ctx.eid(f"{node}-not-observed"), check=ctx.check.id, kind="netlink", source=node,
                     target=node, action=f"{action}: not observed", started_at=now, ended_at=now, ok=True,
                     raw=f"not observed: {why[1]}", parsed=None,
-                    meta={"target_name": node, "not_observed": capability, "why": why[1]})
+                    meta={"target_name": node, "not_observed": capability, "why": why[1], "why_fr": why[0]})
 
 
 class OspfRoutes:
@@ -363,14 +404,25 @@ class OspfRoutes:
         evidence += ctx.parallel([partial(ctx.wait_echo, s, d, settle, meta={"phase": "settle"})
                                   for s, d in itertools.permutations(vantage, 2)])
         routers: list[str] = list(args.get("routers") or [])
+        # network devices (platform:) are read through their CLI, as a real router would be;
+        # Linux routers through their kernel (netlink). Both only ever take points away.
+        devices = [r for r in routers if (n := ctx.state.plan.node(r)) is not None and n.platform]
+        reads: list[Callable[[], Evidence]] = []
+        for r in devices:
+            got = _device_routes(ctx, r)
+            if isinstance(got, Evidence):
+                evidence.append(got)
+            else:
+                reads.append(got)
+        hosts = [r for r in routers if r not in devices]
         if "node_kernel" not in ctx.provider.capabilities:
-            return evidence + [_not_observed(ctx, r, "ip route show (netlink)", "node_kernel", NO_KERNEL)
-                               for r in routers]
-        evidence += ctx.parallel([
-            ctx.deferred(r, "netlink", r, "ip route show (netlink)",
-                         partial(netlink.routes, source=r, check=ctx.check.id), meta={"target_name": r})
-            for r in routers
-        ])
+            evidence += [_not_observed(ctx, r, "ip route show (netlink)", "node_kernel", NO_KERNEL) for r in hosts]
+        else:
+            reads += [ctx.deferred(r, "netlink", r, "ip route show (netlink)",
+                                   partial(netlink.routes, source=r, check=ctx.check.id), meta={"target_name": r})
+                      for r in hosts]
+        if reads:
+            evidence += ctx.parallel(reads)
         return evidence
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
@@ -415,12 +467,25 @@ class OspfRoutes:
                 if any(p in ("static", "boot") for p in protos):
                     problems.append((f"{router} joint {prefix} par une route statique (table de routage)",
                                      f"{router} reaches {prefix} through a static route (routing table)"))
-        unseen = sorted({str(e.meta.get("target_name", e.target)) for e in evidence
-                         if e.kind == "netlink" and e.meta.get("not_observed")})
+        for ev in evidence:  # supporting evidence too: a device's static routes, through its CLI
+            if ev.kind != "ssh" or not ev.meta.get("device_cli") or not ev.ok:
+                continue
+            router = str(ev.meta.get("target_name", ev.target))
+            statics = set().union(*(static_prefixes(str(r.get("output", ""))) for r in ev.parsed or []))
+            for owner, prefix in prefixes.items():
+                if owner != router and str(ipaddress.ip_network(prefix)) in statics:
+                    problems.append((f"{router} joint {prefix} par une route statique (sa CLI : {STATIC_CMD})",
+                                     f"{router} reaches {prefix} through a static route (its CLI: {STATIC_CMD})"))
+        unseen: dict[tuple[str, str], set[str]] = {}  # (why fr, why en) -> routers
+        for e in evidence:
+            if e.kind == "netlink" and e.meta.get("not_observed"):
+                why = (str(e.meta.get("why_fr") or NO_KERNEL[0]), str(e.meta.get("why") or NO_KERNEL[1]))
+                unseen.setdefault(why, set()).add(str(e.meta.get("target_name", e.target)))
         note = ("", "")
         if unseen:  # said in the message, pass or fail: the check was not silently weaker
-            note = (f" Non vérifié : {ROUTES_UNCHECKED[0]} ({', '.join(unseen)} ; {NO_KERNEL[0]}).",
-                    f" Not checked: {ROUTES_UNCHECKED[1]} ({', '.join(unseen)}; {NO_KERNEL[1]}).")
+            fr = " / ".join(f"{', '.join(sorted(rs))} ; {w[0]}" for w, rs in sorted(unseen.items()))
+            en = " / ".join(f"{', '.join(sorted(rs))}; {w[1]}" for w, rs in sorted(unseen.items()))
+            note = (f" Non vérifié : {ROUTES_UNCHECKED[0]} ({fr}).", f" Not checked: {ROUTES_UNCHECKED[1]} ({en}).")
         if problems:
             v = _two(problems)
             return Verdict.failed(v.message.fr + note[0], v.message.en + note[1])

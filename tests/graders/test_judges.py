@@ -290,3 +290,57 @@ def test_fresh_address_avoids_every_planned_address() -> None:
     assert fresh_address("10.1.0.5/24", taken, rng) == "10.1.0.77/24"
     with pytest.raises(ValueError):
         fresh_address("10.1.0.5/24", taken | {"10.1.0.77"}, rng)
+
+
+# ------------------------------------------------- a network device's static routes, via its CLI
+FRR_STATIC = """Codes: K - kernel route, C - connected, S - static, R - RIP,
+       > - selected route, * - FIB route, q - queued, r - rejected, b - backup
+
+S>* 10.2.0.0/24 [1/0] via 172.16.0.2, eth1, weight 1, 00:00:07
+"""
+IOS_STATIC = """Gateway of last resort is not set
+
+      10.0.0.0/8 is variably subnetted, 2 subnets, 2 masks
+S        10.2.0.0/24 [1/0] via 172.16.0.2
+      172.16.0.0/30 is subnetted, 1 subnets
+S        172.16.9.0 [1/0] via 172.16.0.2
+"""
+
+
+def test_static_prefixes_reads_frr_and_ios_outputs() -> None:
+    from graders.routing import static_prefixes
+
+    assert static_prefixes(FRR_STATIC) == {"10.2.0.0/24"}
+    assert static_prefixes(IOS_STATIC) == {"10.2.0.0/24", "172.16.9.0/30"}
+    assert static_prefixes("") == set()
+    assert static_prefixes("% Unknown command.\nC>* 10.1.0.0/24 is directly connected, eth0") == set()
+
+
+def device_cli(router: str, output: str, ok: bool = True) -> Evidence:
+    return ev("ssh", [{"cmd": "show ip route static", "output": output}], ok=ok, target_name=router,
+              device_cli=True, supporting_only=True)
+
+
+def test_ospf_routes_a_devices_static_route_read_through_its_cli_takes_the_points() -> None:
+    wire = cap(GOOD_HELLOS, [LSA_HQ, LSA_BR1])
+    v = OspfRoutes().judge([wire, device_cli("r-hq", FRR_STATIC)], ROUTE_ARGS, PLAN)
+    assert v.status == "fail" and "r-hq reaches 10.2.0.0/24 through a static route (its CLI" in v.message.en
+    # a static route to its own LAN, or none at all, takes nothing; a CLI that failed gives nothing either
+    v = OspfRoutes().judge([wire, device_cli("r-br1", FRR_STATIC), device_cli("r-hq", "")], ROUTE_ARGS, PLAN)
+    assert v.status == "pass", v.message.en
+    assert OspfRoutes().judge([wire, device_cli("r-hq", FRR_STATIC, ok=False)], ROUTE_ARGS, PLAN).status == "pass"
+    # the CLI never gives points: a LAN missing from the LSAs fails whatever it prints
+    v = OspfRoutes().judge([cap(GOOD_HELLOS, [LSA_HQ]), device_cli("r-br1", "")], ROUTE_ARGS, PLAN)
+    assert v.status == "fail" and "no router-LSA of r-br1" in v.message.en
+
+
+def test_ospf_routes_says_why_a_devices_routes_were_not_read() -> None:
+    wire = cap(GOOD_HELLOS, [LSA_HQ, LSA_BR1])
+    unread = ev("netlink", None, target_name="r-hq", not_observed="node_kernel",
+                why="this device's CLI cannot be reached over SSH from a grader vantage point",
+                why_fr="la CLI de cet équipement n'est pas joignable en SSH depuis un point de mesure de l'évaluateur")
+    v = OspfRoutes().judge([wire, unread, not_observed("r-br1")], ROUTE_ARGS, PLAN)
+    assert v.status == "pass"
+    assert "(r-br1; this provider cannot read a node's kernel from outside it / r-hq; this device's CLI" \
+        in v.message.en, v.message.en
+    assert "r-hq ; la CLI de cet équipement" in v.message.fr

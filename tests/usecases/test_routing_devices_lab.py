@@ -55,6 +55,13 @@ def test_devices_lab_matches_the_ansible_lab(lab_env: LabEnv) -> None:
     assert {c.id: (c.status, c.points) for c in summary.checks} == \
         {c.id: ("pass", ansible_points[c.id]) for c in devices.spec.checks}
     assert summary.score == summary.max_score
+    # the routers' static routes were read through their CLI (supporting evidence), not netlink
+    from labkit.adapters.storage.runs import open_run
+
+    run = open_run(lab_env.settings.runs, summary.run_id)
+    reads = [e for e in run.evidence.values() if e.check == "ospf-lan-routes" and e.kind in ("ssh", "netlink")]
+    assert sorted((e.meta.get("target_name"), e.kind, e.ok, bool(e.meta.get("device_cli"))) for e in reads) == \
+        [("r-br1", "ssh", True, True), ("r-br2", "ssh", True, True), ("r-hq", "ssh", True, True)]
     # the configuration came through the CLI and was saved by it (write memory)
     saved = exec_in(ctx, name, "r-hq", ["cat", "/etc/frr/frr.conf"]).stdout
     assert "ip ospf hello-interval 1" in saved and f"network {state.plan.params['lan_hq']} area 0" in saved
@@ -70,6 +77,9 @@ def test_devices_lab_matches_the_ansible_lab(lab_env: LabEnv) -> None:
                                               if (c.id in failed) != (c.id in declared)})
         if variant in ansible_fails:
             assert failed == ansible_fails[variant], variant
+        if variant in ("static-routes", "ospf-facade"):  # the CLI read names the static routes too
+            routes_msg = next(c.message.en for c in summary.checks if c.id == "ospf-lan-routes")
+            assert "through a static route (its CLI: show ip route static)" in routes_msg, (variant, routes_msg)
     assert ctx.store.load(name).applied == ["reference", *(v for v, _ in every)]
     down_leaves_nothing(lab_env, name)
 
