@@ -70,3 +70,12 @@ def test_unknown_lab(ctx: Context) -> None:
             labkit_wheel=WHEEL,
             provision=lambda *a: None,
         )
+
+
+def test_a_lab_with_network_devices_needs_no_proxmox_template(pvx, ctx: Context) -> None:  # noqa: F811
+    pvx.control("bodies", clear=True)
+    with pytest.raises(UserError, match="routing-multisite-devices has network devices, which the proxmox provider "
+                                        "cannot host"):
+        build(ctx, "proxmox", image=URL, labs=["routing-multisite-devices"], build_ip="10.250.255.2/16",
+              labkit_wheel=WHEEL, provision=lambda *a: None)
+    assert not [p for m, p, _b in pvx.control("bodies") if m != "GET"]

@@ -26,8 +26,14 @@ def wanted(ctx: Context, labs: list[str]) -> list[TemplateSpec]:
     from labkit.adapters.proxmox.templates import wanted_templates
 
     settings = load_proxmox_settings(ctx.settings.home)
-    plans = [instantiate(load_lab_checked(ctx, ref), "template", 0, None)
-             for ref in labs or available_labs(ctx.settings)]
+    loaded = [load_lab_checked(ctx, ref) for ref in labs or available_labs(ctx.settings)]
+    # network devices (platform:) are not Proxmox VMs labkit can make: such labs are refused
+    # there (check_provider_fits), so they need no template; naming one is a mistake
+    devices = [lab.spec.id for lab in loaded if any(n.platform for n in lab.topology.nodes)]
+    if labs and devices:
+        raise UserError(f"lab {', '.join(devices)} has network devices, which the proxmox provider cannot host; "
+                        "leave it out of --lab.")
+    plans = [instantiate(lab, "template", 0, None) for lab in loaded if lab.spec.id not in devices]
     return wanted_templates(settings, plans)
 
 
