@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: fakepve gns3 deps venv demo test test-fast bench bench-labs bench-probes bench-enter bench-cohort bench-proof bench-bundle bench-agent bench-proxmox bench-gns3 lint clean
+.PHONY: fakepve gns3 deps venv demo test test-fast bench bench-labs bench-probes bench-enter bench-cohort bench-proof bench-bundle bench-agent bench-proxmox bench-gns3 bench-devices lint clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -75,6 +75,9 @@ bench-proxmox: deps venv fakepve
 
 bench-gns3: deps venv gns3
 	$(VENV)/bin/python bench/gns3.py
+
+bench-devices: deps venv
+	$(VENV)/bin/python bench/devices.py
 
 clean:
 	-$(VENV)/bin/labkit down --all
