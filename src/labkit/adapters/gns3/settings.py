@@ -24,13 +24,11 @@ Example::
 from __future__ import annotations
 
 import os
-import stat
-import tomllib
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from labkit.adapters.providers.settings_files import load_toml_model, read_secret_file
 from labkit.errors import UserError
 
 CONFIG_NAME = "gns3.toml"
@@ -103,43 +101,20 @@ def configured(home: Path) -> bool:
     return config_path(home).is_file()
 
 
-def _read_secret(path: Path) -> str:
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise UserError(f"cannot read the GNS3 password file {path} ({exc.strerror}); write labkit's GNS3 "
-                        f"password there (mode 0600) or set {ENV_PASSWORD}.") from None
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        raise UserError(f"the GNS3 password file {path} is readable by others "
-                        f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {path}'.")
-    secret = path.read_text(encoding="utf-8").strip()
-    if not secret:
-        raise UserError(f"the GNS3 password file {path} is empty; write labkit's GNS3 password in it.")
-    return secret
-
-
 def load_gns3_settings(home: Path) -> Gns3Settings:
     """The server's settings; a UserError says what to write where when something is missing."""
     path = config_path(home)
     if not path.is_file():
         raise UserError(f"GNS3 is not configured: write {path} with at least url, user and password_file "
                         f"(or set {ENV_PASSWORD}); see 'labkit doctor --provider gns3'.")
-    try:
-        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UserError(f"{path} is not valid TOML ({exc}); fix it.") from None
-    if "password" in raw:
-        raise UserError(f"{path} holds the GNS3 password in clear; move it to a file of mode 0600 named by "
-                        f"password_file, or to the environment variable {ENV_PASSWORD}.")
-    try:
-        settings = Gns3Settings.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in exc.errors())
-        raise UserError(f"{path} is invalid ({problems}); fix it.") from None
+    settings = load_toml_model(
+        path, Gns3Settings, clear_key="password",
+        clear_error=f"{path} holds the GNS3 password in clear; move it to a file of mode 0600 named by "
+                    f"password_file, or to the environment variable {ENV_PASSWORD}.")
     secret = os.environ.get(ENV_PASSWORD, "")
     if not secret and settings.password_file:
-        secret = _read_secret(Path(settings.password_file))
+        secret = read_secret_file(Path(settings.password_file), what="GNS3 password",
+                                  content="labkit's GNS3 password", env=ENV_PASSWORD)
     if not secret:
         raise UserError(f"no GNS3 password: set password_file in {path} (a file of mode 0600) "
                         f"or the environment variable {ENV_PASSWORD}.")

@@ -17,13 +17,11 @@ Example::
 from __future__ import annotations
 
 import os
-import stat
-import tomllib
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from labkit.adapters.providers.settings_files import load_toml_model, read_secret_file
 from labkit.errors import UserError
 
 CONFIG_NAME = "proxmox.toml"
@@ -92,43 +90,20 @@ def configured(home: Path) -> bool:
     return config_path(home).is_file()
 
 
-def _read_secret(path: Path) -> str:
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise UserError(f"cannot read the Proxmox token secret file {path} ({exc.strerror}); "
-                        f"write the token's secret there (mode 0600) or set {ENV_SECRET}.") from None
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        raise UserError(f"the Proxmox token secret file {path} is readable by others "
-                        f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {path}'.")
-    secret = path.read_text(encoding="utf-8").strip()
-    if not secret:
-        raise UserError(f"the Proxmox token secret file {path} is empty; write the token's secret in it.")
-    return secret
-
-
 def load_proxmox_settings(home: Path) -> ProxmoxSettings:
     """The cluster's settings; a UserError says what to write where when something is missing."""
     path = config_path(home)
     if not path.is_file():
         raise UserError(f"Proxmox is not configured: write {path} with at least url, token_id and "
                         f"token_secret_file (or set {ENV_SECRET}); see 'labkit doctor --provider proxmox'.")
-    try:
-        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UserError(f"{path} is not valid TOML ({exc}); fix it.") from None
-    if "token_secret" in raw:
-        raise UserError(f"{path} holds the token secret in clear; move it to a file of mode 0600 named by "
-                        f"token_secret_file, or to the environment variable {ENV_SECRET}.")
-    try:
-        settings = ProxmoxSettings.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in exc.errors())
-        raise UserError(f"{path} is invalid ({problems}); fix it.") from None
+    settings = load_toml_model(
+        path, ProxmoxSettings, clear_key="token_secret",
+        clear_error=f"{path} holds the token secret in clear; move it to a file of mode 0600 named by "
+                    f"token_secret_file, or to the environment variable {ENV_SECRET}.")
     secret = os.environ.get(ENV_SECRET, "")
     if not secret and settings.token_secret_file:
-        secret = _read_secret(Path(settings.token_secret_file))
+        secret = read_secret_file(Path(settings.token_secret_file), what="Proxmox token secret",
+                                  content="the token's secret", env=ENV_SECRET)
     if not secret:
         raise UserError(f"no Proxmox token secret: set token_secret_file in {path} (a file of mode 0600) "
                         f"or the environment variable {ENV_SECRET}.")
