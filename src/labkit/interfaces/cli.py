@@ -214,6 +214,10 @@ def status(name: str | None, as_json: bool) -> None:
             svc = " ".join(f"{k}:{'up' if v else 'DOWN'}" for k, v in n.services.items())
             t.add_row(plain(n.name), "yes" if n.present else "NO", str(n.processes), plain(svc))
         out.print(t)
+    if name and (lines := lifecycle.access_lines(ctx, name)):
+        out.print("candidate's access:")
+        for line in lines:
+            out.print(plain(f"  {line}"))
 
 
 @cli.command(name="exec", context_settings={"ignore_unknown_options": True})

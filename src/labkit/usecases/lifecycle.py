@@ -304,6 +304,14 @@ def status(ctx: Context, name: str) -> InstanceStatus:
     return ctx.provider(state.provider).status(state)
 
 
+def access_lines(ctx: Context, name: str) -> list[str]:
+    """How the instance's candidate reaches their lab on the provider (its optional
+    ``access_lines(state)`` hook: GNS3's account and project), for ``labkit status NAME``."""
+    state = ctx.store.load(name)
+    hook = getattr(ctx.provider(state.provider), "access_lines", None)
+    return list(hook(state)) if callable(hook) else []
+
+
 def status_all(ctx: Context) -> list[InstanceStatus]:
     out = []
     for n in ctx.store.names():

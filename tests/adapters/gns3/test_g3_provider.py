@@ -108,6 +108,9 @@ def test_whole_lifecycle(ctx: Any, admin: Any, g3srv: Any) -> None:
     pw = ctx.settings.instances / name / "gns3-candidate.txt"
     assert pw.stat().st_mode & 0o777 == 0o600 and data["candidate_user"] == pname
     assert "password" not in str({k: v for k, v in data.items() if k != "candidate_password_file"})
+    shown = lifecycle.access_lines(ctx, name)  # what 'labkit status NAME' shows the trainer
+    assert any(pname in line for line in shown) and any(str(pw) in line for line in shown)
+    assert pw.read_text().strip() not in "\n".join(shown)
     pool = next(p for p in admin.get("/pools") if p["name"] == pname)
     assert [r["resource_id"] for r in admin.get(f"/pools/{pool['resource_pool_id']}/resources")] == [pid]
     # snapshot labkitbase; status

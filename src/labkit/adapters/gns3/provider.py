@@ -520,6 +520,13 @@ class Gns3Provider:
                             "it from the GNS3 client.")
         return [sys.executable, "-m", "labkit.adapters.gns3.console", con["host"], str(con["port"])]
 
+    def access_lines(self, state: InstanceState) -> list[str]:
+        """What the trainer hands the candidate: server, user, where the password is, their
+        project (no secret: the password stays in its 0600 file); empty without a candidate."""
+        from labkit.adapters.gns3 import access
+
+        return access.access_lines(self.g3.url, state.provider_data)
+
     def device_endpoint(self, state: InstanceState, node: str) -> Any:
         """A device's CLI on GNS3: its telnet console (no SSH path to a GNS3 node)."""
         from labkit.models.device import DeviceEndpoint
