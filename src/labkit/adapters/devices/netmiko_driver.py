@@ -86,8 +86,10 @@ def connect(endpoint: DeviceEndpoint, sock: Any = None, *, timeout: float = 20.0
             kwargs["sock"] = sock
     try:
         if endpoint.platform == "frr":
-            cls = FrrVtyshSSH if endpoint.transport == "ssh" else FrrVtyshTelnet
-            return cls(**kwargs)
+            # netmiko picks the protocol from device_type ("..._telnet"), not from the class
+            if endpoint.transport == "ssh":
+                return FrrVtyshSSH(device_type="cisco_ios", **kwargs)
+            return FrrVtyshTelnet(device_type="cisco_ios_telnet", **kwargs)
         device_type = endpoint.platform + ("_telnet" if endpoint.transport == "telnet" else "")
         return ConnectHandler(device_type=device_type, **kwargs)
     except ValueError as exc:  # netmiko: unsupported device type

@@ -17,7 +17,16 @@ What ``provider_data`` holds (the grader's ground, G4, reads the link ids):
 - ``vantage_links``: ``{vantage point: link_id}`` (the cloud's port <-> the segment's switch);
 - ``bridges``: ``{vantage point: host bridge}``;
 - ``consoles``: ``{node: {"host", "port", "type"}}`` (after start);
-- ``snapshot_id``: the project snapshot ``labkitbase`` (made after create; ``reset`` restores it).
+- ``snapshot_id``: the project snapshot ``labkitbase`` (made after create; ``reset`` restores it);
+- ``base_config``: ``{node: [lines]}`` pushed to each ``platform: frr`` device (see below).
+
+Base addresses: on netns labkit sets every node's addresses itself; on GNS3 it does so for
+``platform: frr`` devices only: after the nodes are started (``start``, hence also after
+``reset``, whose snapshot predates the push), their hostname and the plan's interface
+addresses (adapters/devices/base_config.py) go through each device's telnet console with
+netmiko, then ``write memory``. A rejected line fails the ``up`` (rolled back). A node of
+another platform is refused at preflight: labkit writes no other CLI's base configuration, and
+one template serves every node of a role, so it cannot hold per-node addresses either.
 
 Work on the server is bounded: node and link creations of every instance of this process go
 through one semaphore per server of ``parallel`` slots (a cohort brings several instances up
@@ -197,7 +206,14 @@ class Gns3Provider:
         return out
 
     def preflight(self, plan: InstancePlan) -> None:
+        from labkit.adapters.devices.base_config import BASE_CONFIG_PLATFORMS
+
         for n in plan.nodes:
+            if n.platform is not None and n.platform not in BASE_CONFIG_PLATFORMS:
+                raise UserError(f"node {n.name} of lab {plan.lab_id} is a {n.platform} device: on GNS3 labkit sets "
+                                "base addresses for frr devices only (the template would have to set them for "
+                                "others, and one template serves every node of a role); use platform: frr or the "
+                                "netns provider.")
             bad = [i.name for i in n.interfaces if _iface_index(i.name) is None]
             if bad:
                 raise UserError(f"node {n.name} of lab {plan.lab_id} has interface {bad[0]}: on GNS3 a node's "
@@ -428,6 +444,27 @@ class Gns3Provider:
                     raise
                 time.sleep(attempt)
         self._wait_started(state)
+        self._push_base_configs(state)
+
+    def _push_base_configs(self, state: InstanceState) -> None:
+        """Hostname and plan addresses to every ``platform: frr`` device, through its telnet
+        console with netmiko (bounded parallelism); the first rejected line fails the start."""
+        from labkit.adapters.devices.base_config import BASE_CONFIG_PLATFORMS, base_config_lines
+        from labkit.adapters.devices.netmiko_driver import push_config
+
+        devices = [n for n in state.plan.nodes if n.platform in BASE_CONFIG_PLATFORMS]
+        if not devices:
+            return
+        pushed: dict[str, list[str]] = {}
+
+        def one(n: Any) -> tuple[str, list[str]]:
+            lines = base_config_lines(n)
+            push_config(self.device_endpoint(state, n.name), lines, save=True)
+            return n.name, lines
+
+        for node, lines in self._bounded(one, devices):
+            pushed[node] = lines
+        state.provider_data["base_config"] = pushed
 
     def _wait_started(self, state: InstanceState) -> None:
         pid = state.provider_data["project_id"]
