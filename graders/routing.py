@@ -20,6 +20,7 @@ from typing import Any
 from labkit.adapters.probes import capture, device, icmp, netlink, ospf, rendezvous
 from labkit.domain.grading import CheckContext, error_if_unrun, utcnow
 from labkit.models.capabilities import Capability
+from labkit.models.device import DeviceAccess
 from labkit.models.evidence import Evidence
 from labkit.models.instance import InstancePlan
 from labkit.models.results import Verdict
@@ -320,10 +321,12 @@ def static_prefixes(output: str) -> set[str]:
 def _device_routes(ctx: CheckContext, router: str) -> Callable[[], Evidence] | Evidence:
     """The device's static routes read through its CLI (netmiko, SSH from the vantage point of
     its LAN), or the record that they could not be read that way."""
-    try:
-        ep = ctx.provider.device_endpoint(ctx.state, router)
-    except Exception:  # noqa: BLE001 - no device access on this provider: said in the evidence
-        ep = None
+    ep = None
+    if isinstance(ctx.provider, DeviceAccess):  # optional provider methods
+        try:
+            ep = ctx.provider.device_endpoint(ctx.state, router)
+        except Exception:  # noqa: BLE001 - no device access for this node: said in the evidence
+            ep = None
     if ep is None or ep.transport != "ssh" or ep.via is None:
         return _not_observed(ctx, router, f"{STATIC_CMD} (CLI)", "node_kernel", NO_DEVICE_CLI)
     return ctx.deferred(ep.via, "ssh", router, f"{STATIC_CMD} (the device's CLI, netmiko)",

@@ -633,7 +633,7 @@ class _Validator:
             for loc, owner, ref in [(("solution",), "the solution", spec.solution),
                                     *((("variants", i), f"variant '{v.id}'", v) for i, v in enumerate(spec.variants)),
                                     *((("cheats", i), f"cheat '{v.id}'", v) for i, v in enumerate(spec.cheats))]:
-                if ref.config is None:
+                if getattr(ref, "config", None) is None:  # solution, variant and cheat all have it
                     self.add(doc, loc, f"{owner} has no config set, but topology '{topo.id}' has network devices "
                              f"({', '.join(devices)})",
                              "add 'config: configs/NAME.cfg' with a [node] section per device")

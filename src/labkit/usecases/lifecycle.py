@@ -83,7 +83,7 @@ def check_provider_fits(ctx: Context, lab: LoadedLab, provider: str, vantage: st
     problem = capability_problem(lab.spec.id, provider, gaps)
     if problem:
         raise UserError(problem)
-    devices = sorted({n.platform for n in lab.topology.nodes if getattr(n, "platform", None)})
+    devices = sorted({str(n.platform) for n in lab.topology.nodes if getattr(n, "platform", None)})
     if devices and not callable(getattr(prov, "device_endpoint", None)):
         raise UserError(f"lab {lab.spec.id} has network devices ({', '.join(devices)}) that provider {provider} "
                         "cannot reach through their CLI; use a provider that drives devices (netns for frr, "
