@@ -41,20 +41,9 @@ HID = "g4test00"
 
 
 def server_of(request: Any) -> tuple[Any, Any]:
-    """(server, stopper): G1's fixture if present (stopper None), else our own G3Server."""
-    import pytest
-
-    try:
-        return request.getfixturevalue("gns3_server"), None
-    except pytest.FixtureLookupError:
-        pass
-    from tests.adapters.gns3.g3server import G3Server, HarnessError
-
-    try:
-        srv = G3Server().start()
-    except HarnessError as exc:
-        pytest.skip(f"no gns3-server: {exc}")
-    return srv, srv.stop
+    """(server, stopper): the harness's session fixture ``gns3_server`` (it fails, never skips,
+    when gns3-server is missing); the stopper is None: the fixture stops it."""
+    return request.getfixturevalue("gns3_server"), None
 
 
 def _keypair(path: Path) -> str:
