@@ -177,3 +177,27 @@ def variant_fails_what_it_declares(lab_env: LabEnv, lab: str, name: str, variant
     failed = {c.id for c in summary.checks if c.status == "fail"}
     assert failed == declared, {c.id: c.message.en for c in summary.checks if (c.id in failed) != (c.id in declared)}
     down_leaves_nothing(lab_env, name)
+
+
+def reach_lab_project(root: Path, lab_id: str) -> Path:
+    """A project under ``root`` with one lab ``lab_id``: the demo fixture lab (topology
+    two-sites) whose only check is routing.lan_reachability (vantage + grader_echo, no
+    baseline), for the remote providers' tests (Proxmox, GNS3)."""
+    import shutil
+
+    fixtures = PROJECT / "tests" / "fixtures"
+    project = root / "project"
+    shutil.copytree(fixtures / "topologies", project / "topologies")
+    shutil.copytree(fixtures / "playbooks", project / "playbooks")
+    text = (fixtures / "labs" / "demo" / "lab.yaml").read_text(encoding="utf-8")
+    head, _, rest = text.partition("checks:\n")
+    _, _, tail = rest.partition("solution:")
+    check = ("checks:\n  - id: reach\n    title: {fr: Joignabilité, en: Reachability}\n    points: 10\n"
+             "    grader: routing.lan_reachability\n    args:\n      vantage: [v1, v2]\n"
+             '      hosts: {pc1: "{{ p.lana | host(10) }}", pc2: "{{ p.lanb | host(10) }}"}\n'
+             "    criteria: [igs-b1-interconnexions]\n")
+    lab = head.replace("id: demo\n", f"id: {lab_id}\n") + check + "solution:" + tail.replace(
+        "fails: [ping]", "fails: [reach]")
+    (project / "labs" / lab_id).mkdir(parents=True)
+    (project / "labs" / lab_id / "lab.yaml").write_text(lab, encoding="utf-8")
+    return project

@@ -4,32 +4,18 @@ baseline, no set-up playbook), and the templates its roles use on the test serve
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[3]
-FIXTURES = PROJECT / "tests" / "fixtures"
 LAB_ID = "g3demo"
 ROUTER_TEMPLATE = "g2t-router"  # an Ethernet-switch-type template: 8 ports, telnet console, no guest
 
 
 def make_project(root: Path) -> Path:
-    project = root / "project"
-    shutil.copytree(FIXTURES / "topologies", project / "topologies")
-    shutil.copytree(FIXTURES / "playbooks", project / "playbooks")
-    text = (FIXTURES / "labs" / "demo" / "lab.yaml").read_text(encoding="utf-8")
-    head, _, rest = text.partition("checks:\n")
-    _, _, tail = rest.partition("solution:")
-    check = ("checks:\n  - id: reach\n    title: {fr: Joignabilité, en: Reachability}\n    points: 10\n"
-             "    grader: routing.lan_reachability\n    args:\n      vantage: [v1, v2]\n"
-             '      hosts: {pc1: "{{ p.lana | host(10) }}", pc2: "{{ p.lanb | host(10) }}"}\n'
-             "    criteria: [igs-b1-interconnexions]\n")
-    lab = head.replace("id: demo\n", f"id: {LAB_ID}\n") + check + "solution:" + tail.replace(
-        "fails: [ping]", "fails: [reach]")
-    (project / "labs" / LAB_ID).mkdir(parents=True)
-    (project / "labs" / LAB_ID / "lab.yaml").write_text(lab, encoding="utf-8")
-    return project
+    from tests.conftest import reach_lab_project
+
+    return reach_lab_project(root, LAB_ID)
 
 
 def ensure_templates(client: Any, server: Any = None) -> dict[str, str]:

@@ -162,28 +162,15 @@ def pve_home(fakepve: FakePveServer, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 
-FIXTURES = PROJECT / "tests" / "fixtures"
 LAB_ID = "pvdemo"
 
 
 def make_project(root: Path) -> Path:
     """A project with lab ``pvdemo``: the demo fixture lab (topology two-sites) with one check
     (routing.lan_reachability: vantage + grader_echo, no baseline) and no set-up playbook."""
-    project = root / "project"
-    shutil.copytree(FIXTURES / "topologies", project / "topologies")
-    shutil.copytree(FIXTURES / "playbooks", project / "playbooks")
-    text = (FIXTURES / "labs" / "demo" / "lab.yaml").read_text(encoding="utf-8")
-    head, _, rest = text.partition("checks:\n")
-    _, _, tail = rest.partition("solution:")
-    check = ("checks:\n  - id: reach\n    title: {fr: Joignabilité, en: Reachability}\n    points: 10\n"
-             "    grader: routing.lan_reachability\n    args:\n      vantage: [v1, v2]\n"
-             '      hosts: {pc1: "{{ p.lana | host(10) }}", pc2: "{{ p.lanb | host(10) }}"}\n'
-             "    criteria: [igs-b1-interconnexions]\n")
-    lab = head.replace("id: demo\n", f"id: {LAB_ID}\n") + check + "solution:" + tail.replace(
-        "fails: [ping]", "fails: [reach]")
-    (project / "labs" / LAB_ID).mkdir(parents=True)
-    (project / "labs" / LAB_ID / "lab.yaml").write_text(lab, encoding="utf-8")
-    return project
+    from tests.conftest import reach_lab_project
+
+    return reach_lab_project(root, LAB_ID)
 
 
 @pytest.fixture
