@@ -21,6 +21,7 @@ Capability = Literal[
     "node_kernel",    # a node's kernel state (addresses, routes) read from outside the node
     "console",        # an interactive console on a node for the candidate (bastion, portal)
     "snapshot_reset", # reset an instance by rolling back snapshots
+    "port_map",       # the grader knows, from its own wiring, which port of a segment bridge faces each member
 ]
 
 ALL_CAPABILITIES: frozenset[Capability] = frozenset(get_args(Capability))
@@ -39,4 +40,6 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {  # capability -> (fr, en)
                     "node kernel state read from outside the node"),
     "console": ("console interactive pour le candidat", "interactive console for the candidate"),
     "snapshot_reset": ("remise à zéro par instantanés", "reset by snapshot rollback"),
+    "port_map": ("ports du pont d'un segment connus par le câblage du correcteur",
+                 "segment bridge ports known from the grader's own wiring"),
 }
