@@ -733,6 +733,7 @@ def instantiate(lab: LoadedLab, name: str, seed: int, candidate: str | None) -> 
                 interfaces=interfaces,
                 routes=routes,
                 platform=n.platform,
+                container=n.container,
             )
         )
     vantage = [

@@ -37,6 +37,8 @@ class NodePlan(BaseModel):
     # a network device's platform (netmiko device type or labkit alias such as "frr"), driven
     # through its CLI (models.device); None: a Linux host
     platform: str | None = None
+    # may run as a system container where the provider offers it (topology ``container: true``)
+    container: bool = False
 
     def iface(self, name: str) -> IfacePlan | None:
         return next((i for i in self.interfaces if i.name == name), None)

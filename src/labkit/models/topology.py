@@ -43,6 +43,11 @@ class NodeSpec(Strict):
     platform: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{1,40}$",
                                  description="network device type (netmiko device type, or frr); "
                                              "absent: a Linux host")
+    # the node needs no kernel of its own and may run as a system container where the provider
+    # offers it (Proxmox: an unprivileged LXC container); the grader guest is always a VM
+    container: bool = Field(default=False,
+                            description="needs no kernel of its own: may run as a system container "
+                                        "(Proxmox LXC) where the provider offers it")
 
 
 class Endpoint(Strict):
