@@ -9,21 +9,29 @@ client requests plus the clients' polls of the reference seen on the wire.
 
 Where a check touches candidate nodes its ``doc`` says so: ``alert_fires`` breaks something
 itself (stops an agent by its pid file or fills a volume through the provider's exec in the
-node, or cuts a link on the grader-owned bridge it passes through, else in the node), always
+node, or cuts a link on the grader-owned bridge it passes through, never in the node), always
 undoes it, and records both as ``fault`` evidence; ``syslog_forwarded`` reads the log
-server's files with the grader's own code (``ctx.node_fs``: nothing runs in the node).
+server's files with the grader's own code where the provider can (``ctx.node_fs``: nothing
+runs in the node), else asks the log server's own system for them (``node_exec``) and says so.
 
 What they need, they cannot do without (a provider lacking it refuses them): ``alert_fires``
-proves who sent a notification by the bridge port facing the monitoring server, found from the
-node's own interface (``node_kernel``): that witness is decisive, not supporting, whether or
-not the fault is a link cut on a grader link; its other faults run in the node (``node_exec``).
-``syslog_forwarded``'s line must land in the collector's files (``node_fs``): the capture shows
-it was sent, only the files show it was kept. A node's own answer (``node_exec``) is never
-evidence that gives points.
+proves who sent a notification by the bridge port facing the monitoring server, named by the
+provider's own wiring record (``port_map``: netns from the order it plugs ports in, Proxmox
+from the grader guest's places), never by the node: that witness is decisive, not
+supporting; its other faults run in the node (``node_exec``). ``syslog_forwarded``'s line
+must be seen crossing to the collector's syslog port (``capture``: decisive everywhere) and
+then found on the collector. Read from outside the node (``node_fs``, a want) that shows the
+line was kept. Without it the collector's own exec lists and reads its recent files (the
+command never holds the nonce; the grader searches the bytes): a node's own answer, which can
+only hold the random nonce if the line reached it, but whose claim that the line is filed
+there is the candidate's system's word. That is the only place a node's own answer gives
+points, and only beside the grader's own capture of the same nonce.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import secrets
@@ -91,22 +99,16 @@ def nonce_problem(evidence: list[Evidence]) -> tuple[str, str] | None:
     return None
 
 
-def bridge_port_of(ctx: CheckContext, node: str, iface: str, segment: str) -> str:
-    """The port of ``segment``'s bridge that faces ``node``'s ``iface``: the veth whose peer is
-    that interface, both ways (ifindexes the candidate cannot choose)."""
-    seg = f"segment:{segment}"
-    found = [ctx.probe(node, "netlink", iface, f"veth ends of {node}",
-                       partial(netlink.veth_ends, iface, source=node, check=ctx.check.id), timeout=5.0),
-             ctx.probe(seg, "netlink", seg, f"veth ends of {segment}'s bridge",
-                       partial(netlink.veth_ends, source=seg, check=ctx.check.id), timeout=5.0)]
-    for ev in found:
-        if not ev.ok:
-            raise RuntimeError(ev.error)
-    mine, ports = (ev.parsed or [] for ev in found)
-    match = [p[0] for p in ports for m in mine if p[2] == m[1] and m[2] == p[1]]
-    if len(match) != 1:
-        raise RuntimeError(f"no single port of {segment}'s bridge faces {node}:{iface} ({match})")
-    return match[0]
+def sender_port(ctx: CheckContext, node: str, iface: str, segment: str) -> str:
+    """The port of ``segment``'s grader-owned bridge that faces ``node``'s ``iface``, from the
+    provider's own wiring record (its ``segment_port``; capability ``port_map``): nothing is
+    asked of the node. Raises when the provider cannot say."""
+    finder = getattr(ctx.provider, "segment_port", None)
+    port = finder(ctx.state, segment, f"{node}:{iface}") if callable(finder) else None
+    if not port:
+        raise RuntimeError(f"provider {getattr(ctx.provider, 'name', '?')} does not say which port of {segment}'s "
+                           f"bridge faces {node}:{iface} (port_map): the port is unknown")
+    return str(port)
 
 
 def _flows(ev: Evidence | None) -> list[dict[str, Any]]:
@@ -350,44 +352,43 @@ def matching_group(alert: dict[str, Any], groups: list[dict[str, Any]]) -> dict[
 
 
 class AlertFires:
-    """The grader breaks something itself (``fault``: stop an agent, cut a link, fill a
-    volume), waits for the brief's alert on its own webhook receiver within ``within_s``,
-    repairs (always), and waits for the resolution.
+    """The grader breaks something itself (``fault``: stop an agent, cut a link on the grader's
+    own bridge of that link, fill a volume), waits for the brief's alert on its own webhook
+    receiver within ``within_s``, repairs (always), and waits for the resolution.
 
     A notification counts only if it is proven to be the monitoring server's account of an
     alert Prometheus itself raised after the fault: it comes from ``sender``'s address AND
     its TCP connection entered the LAN through the bridge port facing ``sender`` (grader-owned
-    L2, watched for the whole check); each of its alerts matches a series of Prometheus's own
+    L2, watched for the whole check; the port named by the provider's own wiring record,
+    ``segment_port``, never by the node); each of its alerts matches a series of Prometheus's own
     ``ALERTS`` (labels, fingerprint, ``startsAt`` between pending and firing) that started
     after the fault; nothing for this alert reaches the helpdesk during the ``quiet_s``
     before the fault. Any notification for this alert that breaks one of these fails the
     check. Prometheus's ALERTS series also gives the ``alert-timeline`` artifact."""
 
     name = "supervision.alert_fires"
-    needs: frozenset[Capability] = frozenset({"vantage", "capture", "link_cut", "node_exec", "node_kernel"})
+    needs: frozenset[Capability] = frozenset({"vantage", "capture", "link_cut", "node_exec", "port_map"})
 
-    def _apply(self, ctx: CheckContext, fault: dict[str, Any], undo: bool, how: dict[str, Any]) -> Evidence:
+    def _apply(self, ctx: CheckContext, fault: dict[str, Any], undo: bool) -> Evidence:
         kind, node = fault["kind"], fault["node"]
         meta = {"phase": "restore" if undo else "fault"}
         if kind == "link-down":
-            # on the grader-owned bridge the link passes through, when there is one: the port
-            # facing ``node`` goes down, so ``node``'s interface loses carrier (admin still up)
-            if fault.get("link") and how.get("where") != "node":
-                where, iface = f"link:{fault['link']}", str(fault.get("port", "p2"))
-                probe = partial(netlink.set_link_state, iface, undo, source=where, check=ctx.check.id)
-                ev = ctx.probe(where, "fault", iface, f"ip link set dev {iface} {'up' if undo else 'down'}", probe,
-                               timeout=10.0)
-                if ev.ok or how.get("where") == "link":
-                    how["where"] = "link"
-                    ev.meta.update(meta, what=f"{fault['link']} bridge port {iface} (facing {node}) set "
-                                              f"{'up' if undo else 'down'} by the grader")
-                    return ev
-            how["where"] = "node"
-            iface = fault["iface"]
-            probe = partial(netlink.set_link_state, iface, undo, source=node, check=ctx.check.id)
-            ev = ctx.probe(node, "fault", iface, f"ip link set dev {iface} {'up' if undo else 'down'}", probe,
+            # only on the grader-owned bridge the link passes through: the port facing ``node``
+            # goes down, so ``node``'s interface loses carrier (admin still up). Never in the node
+            # itself: a fault without a grader link, or a port that cannot be set, is recorded as
+            # not applied (the check then errs) rather than cut somewhere else.
+            iface = str(fault.get("port", "p2"))
+            if not fault.get("link"):
+                return Evidence(id=ctx.eid(f"{node}-link-down"), check=ctx.check.id, kind="fault", source="grader",
+                                target=node, action="link down", started_at=utcnow(), ended_at=utcnow(), ok=False,
+                                error=f"the link-down fault on {node} names no grader link ('link:'): the grader "
+                                      "cuts a link only on a bridge it owns", meta=meta)
+            where = f"link:{fault['link']}"
+            probe = partial(netlink.set_link_state, iface, undo, source=where, check=ctx.check.id)
+            ev = ctx.probe(where, "fault", iface, f"ip link set dev {iface} {'up' if undo else 'down'}", probe,
                            timeout=10.0)
-            ev.meta.update(meta, what=f"{node} {iface} set {'up' if undo else 'down'} by the grader")
+            ev.meta.update(meta, what=f"{fault['link']} bridge port {iface} (facing {node}) set "
+                                      f"{'up' if undo else 'down'} by the grader")
             return ev
         if kind == "stop-service":
             argv = [str(a) for a in (fault["start"] if undo else fault["stop"])]
@@ -425,7 +426,7 @@ class AlertFires:
         # the grader's witness of who really opens connections to the helpdesk: the bridge
         # port facing the monitoring server, watched for the whole check
         try:
-            port = bridge_port_of(ctx, sender["node"], sender["iface"], sender["segment"])
+            port = sender_port(ctx, sender["node"], sender["iface"], sender["segment"])
         except Exception as exc:  # noqa: BLE001 - the check cannot be observed
             evidence.append(unrun("sender-port", sender["node"], "find the bridge port facing the sender", exc,
                                   "witness"))
@@ -465,18 +466,17 @@ class AlertFires:
 
         fired: dict[str, Any] | None = None
         resolved: dict[str, Any] | None = None
-        how: dict[str, Any] = {}
         t_quiet = utcnow()
         time.sleep(quiet)  # nothing for this alert may reach the helpdesk before the fault
         try:
             t_fault = utcnow()
-            applied = self._apply(ctx, fault, undo=False, how=how)
+            applied = self._apply(ctx, fault, undo=False)
             evidence.append(applied)
             if applied.ok:
                 fired = wait("firing", t_fault)
         finally:
             t_repair = utcnow()
-            repair = self._apply(ctx, fault, undo=True, how=how)
+            repair = self._apply(ctx, fault, undo=True)
             evidence.append(repair)
         try:
             if fired is not None and repair.ok:
@@ -542,10 +542,11 @@ class AlertFires:
         mon = sender["address"]
         by_phase = {e.meta.get("phase"): e for e in evidence}
         rx, witness = by_phase.get("receiver"), by_phase.get("witness")
-        for ev, what, what_en in (
-                (rx, "Le récepteur webhook n'a pas pu écouter", "The webhook receiver could not listen"),
-                (witness, "Le port du pont face au serveur de supervision n'a pas pu être observé",
-                 "The bridge port facing the monitoring server could not be watched")):
+        watched = ((rx, "Le récepteur webhook n'a pas pu écouter", "The webhook receiver could not listen"),
+                   (witness, "Le port du pont face au serveur de supervision n'a pas pu être observé",
+                    "The bridge port facing the monitoring server could not be watched"))
+        # a recorded failure first (e.g. the sender's port unknown: no receiver was started)
+        for ev, what, what_en in sorted(watched, key=lambda w: w[0] is None):
             if ev is None or not ev.ok:
                 why = ev.error if ev else "not recorded"
                 return Verdict.errored(f"{what} : {why}.", f"{what_en}: {why}.")
@@ -657,16 +658,145 @@ def _find_in_tree(fs: Any, directory: str, needle: bytes, max_files: int = 2000)
     return found
 
 
+# The collector's files read through its own exec (no ``node_fs``): a fixed script, the same
+# for every grading, that never contains the nonce: the ``READ_FILES`` most recently modified
+# files under the directory ($1), the last ``READ_TAIL`` bytes of each, names and contents in
+# base64. The grader decodes and searches the answer itself. The answer is bounded
+# (``READ_FILES`` x base64 of ``READ_TAIL``, under the Proxmox guest agent's 1 MiB).
+READ_FILES = 16
+READ_TAIL = 32 << 10
+READ_ANSWER_MAX = READ_FILES * (READ_TAIL * 4 // 3 + 1024)
+READ_SCRIPT = (
+    'cd -- "$1" 2>/dev/null || { echo no-directory; exit 3; }\n'
+    "find . -xdev -type f -printf '%T@ %p\\0' | sort -z -r -n | head -z -n \"$2\" | cut -z -d ' ' -f 2- |\n"
+    '  xargs -0 -r sh -c \'n=$1; shift; for f; do '
+    'printf "F %s %s\\n" "$(printf %s "$f" | base64 -w0)" "$(stat -c %s -- "$f")"; '
+    'tail -c "$n" -- "$f" | base64 -w0; echo; done\' sh "$3"\n'
+)
+SYSLOG_UNCHECKED = (
+    "que la ligne est rangée dans les fichiers du collecteur lus depuis l'extérieur du nœud (c'est le système du "
+    "collecteur qui montre ses fichiers ; il ne peut y montrer le nom aléatoire que si la ligne lui est parvenue)",
+    "that the line is filed in the collector's files as read from outside the node (the collector's own system "
+    "shows its files; it can only show the random user name if the line reached it)")
+NODE_OWN_ANSWER = "the node's own answer, read through the node's own exec (inside the candidate's system)"
+
+
+def parse_read_answer(stdout: str, directory: str, needle: bytes) -> dict[str, Any]:
+    """The collector's answer to READ_SCRIPT, decoded and searched on the grader's side:
+    ``files`` (those whose tail holds ``needle``), ``read`` (every file read: path, size),
+    ``lines`` (the lines holding ``needle``, at most 3, 300 characters each), ``malformed``
+    (lines that were not the script's format). Pure."""
+    out: dict[str, Any] = {"files": [], "read": [], "lines": [], "malformed": 0}
+    rows = stdout.split("\n")
+    i = 0
+    while i < len(rows):
+        head = rows[i].split(" ")
+        if len(head) != 3 or head[0] != "F" or i + 1 >= len(rows):
+            out["malformed"] += bool(rows[i].strip())
+            i += 1
+            continue
+        try:
+            name = base64.b64decode(head[1], validate=True).decode("utf-8", "replace")
+            body = base64.b64decode(rows[i + 1].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            out["malformed"] += 1
+            i += 2
+            continue
+        path = f"{directory.rstrip('/')}/{name.removeprefix('./')}"
+        out["read"].append({"path": path, "size": head[2], "tail_bytes": len(body)})
+        if needle in body:
+            out["files"].append(path)
+            out["lines"] += [ln.decode("utf-8", "replace")[:300] for ln in body.splitlines() if needle in ln]
+        i += 2
+    out["lines"] = out["lines"][:3]
+    return out
+
+
 class SyslogForwarded:
     """The grader makes the emitter's sshd write a line it can predict and nobody can guess:
     an SSH login attempt, from its vantage point, as a fresh random user name (sshd logs
     "Invalid user <nonce> from ..."). That line must cross the collector's LAN from the
     emitter's address to the collector's syslog port (514, UDP or TCP), seen by the grader's
-    capture on the bridge, and land in a file under ``directory`` on the collector, read by
-    the grader's own code (``ctx.node_fs``; nothing runs in the node), within ``within_s``."""
+    capture on the bridge (decisive, on every provider), and land in a file under
+    ``directory`` on the collector within ``within_s``.
+
+    Where the provider reads a node's files from outside it (``node_fs``, netns), the grader's
+    own code reads them (nothing runs in the node). Elsewhere (Proxmox) it asks the
+    collector's own system, through the provider's exec (``node_exec``), for the tails of its
+    most recently modified files under ``directory`` (``READ_SCRIPT``: the command never
+    holds the nonce) and searches them itself; the evidence says it is the node's own answer.
+    That answer can only hold the nonce if the line reached the collector: the nonce is
+    random, sent only to the emitter's sshd, and the capture shows the line crossing to the
+    collector's syslog port; a forged reader that prints canned logs cannot know it. What
+    that path does not prove is that the line is really filed there (the node's own word):
+    ``node_fs`` is a want, and validate says so."""
 
     name = "supervision.syslog_forwarded"
-    needs: frozenset[Capability] = frozenset({"vantage", "capture", "node_fs"})
+    needs: frozenset[Capability] = frozenset({"vantage", "capture", "node_exec"})
+    wants: dict[Capability, tuple[str, str]] = {"node_fs": SYSLOG_UNCHECKED}
+
+    def _read_fs(self, ctx: CheckContext, collector: str, directory: str, nonce: str,
+                 within: float) -> Evidence:
+        found: list[str] = []
+        error: str | None = None
+        started = utcnow()
+        end = time.monotonic() + within
+        while True:
+            try:
+                with ctx.node_fs(collector) as fs:
+                    found = _find_in_tree(fs, directory, nonce.encode())
+                error = None
+            except OSError as exc:
+                error = f"{type(exc).__name__}: {exc}"  # no such directory yet: keep looking
+            except Exception as exc:  # noqa: BLE001 - the node is gone: the read cannot run
+                error = f"{type(exc).__name__}: {exc}"
+                break
+            if found or time.monotonic() > end:
+                break
+            time.sleep(0.5)
+        return Evidence(
+            id=ctx.eid(f"{collector}-files"), check=ctx.check.id, kind="exec", source="grader", target=collector,
+            action=f"files under {directory} on {collector} read by the grader's own code (openat2 in the node's "
+                   "root; nothing run in the node), searched for the nonce user name",
+            started_at=started, ended_at=utcnow(), ok=error is None or "No such file" in error,
+            raw="\n".join(found) or (error or "not found"), parsed={"files": found, "error": error},
+            error=None if error is None or "No such file" in error else error,
+            meta={"phase": "search", "read": "node_fs"})
+
+    def _read_exec(self, ctx: CheckContext, collector: str, directory: str, nonce: str,
+                   within: float) -> Evidence:
+        argv = ["/bin/sh", "-c", READ_SCRIPT, "sh", directory, str(READ_FILES), str(READ_TAIL)]
+        action = (f"the {READ_FILES} most recently modified files under {directory} on {collector}, the last "
+                  f"{READ_TAIL >> 10} KiB of each, listed and read by the node's own find, tail and base64 (the "
+                  "command holds no nonce), searched for the nonce user name by the grader")
+        started = utcnow()
+        end = time.monotonic() + within
+        while True:
+            left = end - time.monotonic()
+            ev = ctx.node_exec(collector, argv, label="read-logs", action=action, output_max=None,
+                               timeout=max(5.0, min(15.0, left + 5.0)), meta={"phase": "search"})
+            p = ev.parsed or {}
+            stdout = str(p.get("stdout") or "")
+            result = {"files": [], "read": [], "lines": [], "malformed": 0, "error": None}
+            if not ev.ok:
+                result["error"] = ev.error
+            elif len(stdout) > READ_ANSWER_MAX:
+                result["error"] = f"the answer is larger than {READ_ANSWER_MAX} bytes: not read"
+            elif p.get("rc") == 3 and stdout.strip() == "no-directory":
+                result["error"] = f"no such directory: {directory}"
+            else:
+                result |= parse_read_answer(stdout, directory, nonce.encode())
+            if result["files"] or not ev.ok or time.monotonic() > end:
+                break
+            time.sleep(1.0)
+        listing = "\n".join(f"{r['path']} ({r['size']} bytes, last {r['tail_bytes']} read)" for r in result["read"])
+        ev.parsed = {"rc": p.get("rc"), "stderr": str(p.get("stderr") or "")[-2000:], **result}
+        ev.raw = (f"$ {action}\n{listing or '(no file)'}\n"
+                  + (("holding the nonce: " + "\n".join(result["lines"])) if result["lines"] else "nonce not found")
+                  + (f"\n[error] {result['error']}" if result["error"] else "") + f"\n[rc={p.get('rc')}]")
+        ev.started_at = started
+        ev.meta.update(phase="search", read="node_exec", reported_by=NODE_OWN_ANSWER)
+        return ev
 
     def collect(self, ctx: CheckContext, args: dict[str, Any]) -> list[Evidence]:
         nonce = f"lk{secrets.token_hex(6)}"
@@ -685,36 +815,13 @@ class SyslogForwarded:
                                     password=secrets.token_urlsafe(12), source=v, check=ctx.check.id, timeout=5.0),
                             timeout=15.0)
         attempt.meta.update(phase="emit")
-        evidence = [attempt]
-        found: list[str] = []
-        error: str | None = None
-        started = utcnow()
-        end = time.monotonic() + within
-        while True:
-            try:
-                with ctx.node_fs(collector) as fs:
-                    found = _find_in_tree(fs, directory, nonce.encode())
-                error = None
-            except OSError as exc:
-                error = f"{type(exc).__name__}: {exc}"  # no such directory yet: keep looking
-            except Exception as exc:  # noqa: BLE001 - the node is gone: the read cannot run
-                error = f"{type(exc).__name__}: {exc}"
-                break
-            if found or time.monotonic() > end:
-                break
-            time.sleep(0.5)
+        if "node_fs" in ctx.provider.capabilities:
+            search = self._read_fs(ctx, collector, directory, nonce, within)
+        else:
+            search = self._read_exec(ctx, collector, directory, nonce, within)
         ctx.signal(args["segment"] if str(args["segment"]).startswith("link:") else f"segment:{args['segment']}", stop)
         watch.join(within + 20)
-        evidence.append(Evidence(
-            id=ctx.eid(f"{collector}-files"), check=ctx.check.id, kind="exec", source="grader", target=collector,
-            action=f"files under {directory} on {collector} read by the grader's own code (openat2 in the node's "
-                   "root; nothing run in the node), searched for the nonce user name",
-            started_at=started, ended_at=utcnow(), ok=error is None or "No such file" in error,
-            raw="\n".join(found) or (error or "not found"), parsed={"files": found, "error": error},
-            error=None if error is None or "No such file" in error else error, meta={"phase": "search"}))
-        if wire:
-            evidence.append(wire[0])
-        return evidence
+        return [attempt, search, *wire[:1]]
 
     def judge(self, evidence: list[Evidence], args: dict[str, Any], plan: InstancePlan) -> Verdict:
         by_phase = {e.meta.get("phase"): e for e in evidence}
@@ -737,17 +844,26 @@ class SyslogForwarded:
         if not on_wire:
             problems.append((f"la ligne provoquée sur {em} n'a pas traversé le LAN de {src} vers {dst}:514 (syslog)",
                              f"the line provoked on {em} did not cross the LAN from {src} to {dst}:514 (syslog)"))
+        own = search.meta.get("read") == "node_exec"  # the collector's own system answered
         files = (search.parsed or {}).get("files") or []
         if not files:
+            by, by_en = (f" (selon le système de {col} lui-même)", f" (as {col}'s own system shows them)") if own \
+                else ("", "")
             problems.append((f"elle n'est dans aucun fichier de {args['directory']} sur {col} après "
-                             f"{args.get('within_s', 10)} s",
-                             f"it is in no file under {args['directory']} on {col} after {args.get('within_s', 10)} s"))
+                             f"{args.get('within_s', 10)} s{by}",
+                             f"it is in no file under {args['directory']} on {col} after {args.get('within_s', 10)} "
+                             f"s{by_en}"))
+        if own:
+            kept, kept_en = (f"le système de {col} la montre rangée ({', '.join(files)} ; lu par sa propre commande, "
+                             "pas depuis l'extérieur du nœud)",
+                             f"{col}'s own system shows it filed ({', '.join(files)}; read through its own command, "
+                             "not from outside the node)")
+        else:
+            kept, kept_en = f"y est rangée ({', '.join(files)})", f"is filed there ({', '.join(files)})"
         return Verdict.from_problems(
             problems,
-            f"La ligne provoquée sur {em} a traversé le LAN vers {col} ({', '.join(on_wire)}) et y est rangée "
-            f"({', '.join(files)}).",
-            f"The line provoked on {em} crossed the LAN to {col} ({', '.join(on_wire)}) and is filed there "
-            f"({', '.join(files)}).")
+            f"La ligne provoquée sur {em} a traversé le LAN vers {col} ({', '.join(on_wire)}) et {kept}.",
+            f"The line provoked on {em} crossed the LAN to {col} ({', '.join(on_wire)}) and {kept_en}.")
 
 
 # ---------------------------------------------------------------------------------- NTP

@@ -23,6 +23,7 @@ from graders.supervision import (
     availability_rows,
     label_fingerprint,
     matching_group,
+    parse_read_answer,
     rule_thresholds,
 )
 from labkit.adapters.probes.ntp import NTP_EPOCH, parse_ntp_reply
@@ -268,6 +269,20 @@ def test_alert_fault_that_could_not_be_applied_is_an_error() -> None:
     assert AlertFires().judge(witness_lost, ALERT_ARGS, PLAN).status == "error"
 
 
+def test_alert_fires_without_a_known_sender_port_is_an_error_not_a_verdict() -> None:
+    # the provider could not name the port facing mon (no port_map): no receiver was started
+    unknown = [prom({"alerts": []}, phase="before"),
+               ev("tcp", None, ok=False, phase="witness",
+                  error="RuntimeError: provider x does not say which port of lan-a's bridge faces mon:eth0 "
+                        "(port_map): the port is unknown")]
+    v = AlertFires().judge(unknown, ALERT_ARGS, PLAN)
+    assert v.status == "error" and "could not be watched" in v.message.en and "port_map" in v.message.en
+    # the receiver could not listen (no witness recorded): the receiver's error is the one given
+    deaf = [prom({"alerts": []}, phase="before"), ev("tcp", None, ok=False, error="EADDRINUSE", phase="receiver")]
+    v = AlertFires().judge(deaf, ALERT_ARGS, PLAN)
+    assert v.status == "error" and "webhook receiver could not listen: EADDRINUSE" in v.message.en
+
+
 def test_forged_notifications_fail() -> None:
     j = AlertFires()
     # from another node of the LAN
@@ -332,6 +347,61 @@ def test_syslog_forged_or_unforwarded_fails() -> None:
     bad = _syslog()
     bad[2] = ev("capture", None, ok=False, error="no socket", phase="wire")
     assert j.judge(bad, SYSLOG_ARGS, PLAN).status == "error"
+
+
+def _syslog_own(*, flow: str | None = "tcp 10.0.1.12:41070 → 10.0.0.20:514",
+                files: list[str] | None = None) -> list[Evidence]:
+    """As the collector's own exec reported it (a provider without node_fs)."""
+    emit, found, wire = _syslog(flow=flow, files=files)
+    found.meta.update(read="node_exec", reported_by="the node's own answer, read through the node's own exec "
+                                                    "(inside the candidate's system)")
+    return [emit, found, wire]
+
+
+def test_syslog_read_through_the_collectors_own_exec_says_so() -> None:
+    j = SyslogForwarded()
+    v = j.judge(_syslog_own(), SYSLOG_ARGS, PLAN)
+    assert v.status == "pass" and "logs's own system shows it filed (/var/log/remote/srv2.log" in v.message.en
+    assert "not from outside the node" in v.message.en and "le système de logs la montre rangée" in v.message.fr
+    # read from outside (node_fs): the message does not speak of the node's own system
+    assert "own system" not in j.judge(_syslog(), SYSLOG_ARGS, PLAN).message.en
+    # the node's own answer never makes up for the wire: a nonce "found" but never seen crossing fails
+    v = j.judge(_syslog_own(flow=None), SYSLOG_ARGS, PLAN)
+    assert v.status == "fail" and "did not cross the LAN" in v.message.en
+    assert j.judge(_syslog_own(flow="tcp 10.0.1.12:4000 → 10.0.0.20:6514"), SYSLOG_ARGS, PLAN).status == "fail"
+    # seen on the wire, but the collector's own answer does not hold it (a canned log, nothing filed)
+    v = j.judge(_syslog_own(files=[]), SYSLOG_ARGS, PLAN)
+    assert v.status == "fail" and "in no file under /var/log/remote on logs after 10 s (as logs's own system " \
+        "shows them)" in v.message.en
+    bad = _syslog_own()
+    bad[1] = ev("exec", None, ok=False, error="ProviderError: the command did not finish", phase="search",
+                read="node_exec")
+    assert j.judge(bad, SYSLOG_ARGS, PLAN).status == "error"
+
+
+def _answer(files: dict[str, bytes]) -> str:
+    import base64
+
+    return "".join(f"F {base64.b64encode(name.encode()).decode()} {len(body)}\n{base64.b64encode(body).decode()}\n"
+                   for name, body in files.items())
+
+
+def test_parse_read_answer_searches_on_the_graders_side() -> None:
+    nonce = b"lk0123456789ab"
+    out = parse_read_answer(_answer({"./srv2.log": b"Nov 30 sshd[7]: Invalid user lk0123456789ab from 10.0.1.200\n",
+                                     "./r1.log": b"nothing here\n", "./sub/empty": b""}),
+                            "/var/log/remote/", nonce)
+    assert out["files"] == ["/var/log/remote/srv2.log"] and out["malformed"] == 0
+    assert out["lines"] == ["Nov 30 sshd[7]: Invalid user lk0123456789ab from 10.0.1.200"]
+    assert [r["path"] for r in out["read"]] == ["/var/log/remote/srv2.log", "/var/log/remote/r1.log",
+                                                "/var/log/remote/sub/empty"]
+    # a canned log (a forged reader): well formed, but without the fresh nonce
+    canned = _answer({"./srv2.log": b"Nov 30 sshd[1]: Invalid user admin from 10.0.0.1 port 22\n"})
+    assert parse_read_answer(canned, "/var/log/remote", nonce)["files"] == []
+    # free text holding the nonce is not the script's format: nothing is credited
+    loose = "lk0123456789ab\nF !!! 3\n%%%\nsrv2.log lk0123456789ab\n"
+    got = parse_read_answer(loose, "/var/log/remote", nonce)
+    assert got == {"files": [], "read": [], "lines": [], "malformed": 3}
 
 
 # ---------------------------------------------------------------------------------- NTP

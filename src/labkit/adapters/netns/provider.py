@@ -230,6 +230,22 @@ def _mounts_under(prefix: str) -> list[str]:
     return out
 
 
+def segment_ports(plan: InstancePlan) -> dict[tuple[str, str], str]:
+    """(segment, member) -> the port of the segment's bridge facing that member, as
+    :meth:`NetnsProvider.create` numbers them: one counter over every segment's members in
+    plan order, then over the vantage points (member ``<vantage>:eth0``)."""
+    ports: dict[tuple[str, str], str] = {}
+    port = 0
+    for seg, members in plan.segments.items():
+        for member in members:
+            port += 1
+            ports[(seg, member)] = f"p{port}"
+    for v in plan.vantage:
+        port += 1
+        ports[(v.segment, f"{v.name}:eth0")] = f"p{port}"
+    return ports
+
+
 class NetnsProvider:
     name = "netns"
     capabilities: frozenset[Capability] = ALL_CAPABILITIES
@@ -642,6 +658,15 @@ class NetnsProvider:
         else:
             raise UnknownNodeError(f"instance {state.name!r} has no vantage point or node {where!r}.")
         return ns
+
+    def segment_port(self, state: InstanceState, segment: str, member: str) -> str | None:
+        """The port of ``segment``'s bridge (in its switch namespace, the place
+        ``segment:<segment>``) facing ``member`` ("node:iface", or "vantage:eth0"), from this
+        provider's own wiring: ``create`` plugs every segment member in plan order, then every
+        vantage point, on ports ``p1``, ``p2``... numbered by ONE counter over all segments;
+        recomputed here from the plan in that order (nothing is asked of the node). None when
+        ``member`` is not on that segment."""
+        return segment_ports(state.plan).get((segment, member))
 
     def run_at(self, state: InstanceState, where: str, fn: Callable[[], T], timeout: float) -> T:
         """Run ``fn`` in labkit's process with its sockets opened at place ``where``

@@ -139,6 +139,17 @@ def vantage_modes(provider: object) -> tuple[VantageMode, ...]:
     return tuple(modes) if modes else DEFAULT_VANTAGE_MODES
 
 
+# Optional provider method (read with ``getattr(provider, "segment_port", None)``: a provider
+# without it cannot say, and a check that needs it then records the port as unknown):
+#
+#     def segment_port(self, state: InstanceState, segment: str, member: str) -> str | None:
+#
+# The name of the port of segment ``segment``'s grader-owned bridge (the bridge that the place
+# ``segment:<segment>`` captures on) that faces ``member`` ("node:iface"), from the provider's
+# own wiring record: never asked of the node. None when ``member`` is not on that segment.
+# A provider that has it declares the capability ``port_map``.
+
+
 # name -> "module:Class"; imported lazily so a missing optional SDK breaks only its provider.
 PROVIDERS: dict[str, str] = {
     "netns": "labkit.adapters.netns.provider:NetnsProvider",
