@@ -357,7 +357,7 @@ def test_capabilities_and_vantage() -> None:
     prov = ProxmoxProvider.__new__(ProxmoxProvider)
     assert "node_fs" not in prov.capabilities and "node_kernel" not in prov.capabilities
     assert {"vantage", "grader_echo", "capture", "link_cut", "silent_cut", "node_exec", "console",
-            "snapshot_reset"} == set(prov.capabilities)
+            "snapshot_reset", "port_map"} == set(prov.capabilities)
     assert prov.vantage_modes == ("agent",)
 
 

@@ -5,7 +5,9 @@
 - role ``LabkitCandidate`` = VM.Console + VM.Audit (see a VM and open its console; no config,
   no power, no snapshot, no network), made once and set back to exactly these privileges if
   someone changed it;
-- one ACL: that role for that user on ``/pool/lk-<instance>`` (propagated to the pool's VMs).
+- one ACL: that role for that user on ``/pool/lk-<instance>`` (propagated to the pool's VMs,
+  and to its containers: a container's console (``/nodes/{n}/lxc/{id}/termproxy``) asks the
+  same VM.Console on ``/vms/{id}``).
 
 PV's provider calls :func:`create_candidate_access` at ``up`` when the plan has a candidate and
 :func:`remove_candidate_access` at ``down`` (also from the name alone, after a crash).

@@ -11,7 +11,9 @@ How (the protocol of Proxmox's xterm.js console):
 3. first text frame ``<user>:<ticket>\\n``; the server answers ``OK``;
 4. keystrokes go as text frames ``0:<byte length>:<data>``, window sizes as ``1:<cols>:<rows>:``,
    a keep-alive as ``2``; everything the server sends is the terminal's output.
-The VM is found from the names alone (``naming.vm_name``), as ``down`` finds it.
+The VM is found from the names alone (``naming.vm_name``), as ``down`` finds it. A container
+node (LXC) has the same protocol on ``/nodes/{n}/lxc/{vmid}/termproxy`` (no ``serial``: its
+console is the container's tty) and ``.../lxc/{vmid}/vncwebsocket``; privilege VM.Console too.
 """
 
 from __future__ import annotations
@@ -57,12 +59,12 @@ def console_argv(provider: Any, state: InstanceState, node: str) -> list[str]:
             "--config", str(config_path(provider.settings.home))]
 
 
-def find_vm(api: Api, instance: str, node: str) -> tuple[str, int]:
-    """(Proxmox node, VMID) of lab node ``node`` of ``instance``."""
+def find_vm(api: Api, instance: str, node: str) -> tuple[str, int, str]:
+    """(Proxmox node, VMID, ``qemu`` or ``lxc``) of lab node ``node`` of ``instance``."""
     name = vm_name(instance, node)
     for r in api.call("GET", "/cluster/resources", type="vm") or []:
         if r.get("name") == name and not r.get("template"):
-            return str(r["node"]), int(r["vmid"])
+            return str(r["node"]), int(r["vmid"]), "lxc" if r.get("type") == "lxc" else "qemu"
     raise UserError(f"instance {instance} has no VM for node {node} on Proxmox ({name}); check the names with "
                     f"'labkit status {instance}'.")
 
@@ -84,15 +86,18 @@ def _ssl_context(settings: ProxmoxSettings) -> ssl.SSLContext:
 
 
 @contextlib.contextmanager
-def open_console(api: Api, settings: ProxmoxSettings, pve_node: str, vmid: int) -> Iterator[Any]:
-    """A logged-in websocket on the VM's serial console (``websockets`` sync client)."""
+def open_console(api: Api, settings: ProxmoxSettings, pve_node: str, vmid: int,
+                 kind: str = "qemu") -> Iterator[Any]:
+    """A logged-in websocket on the VM's serial console, or a container's console (``kind``
+    lxc), with the ``websockets`` sync client."""
     from websockets.sync.client import connect
     from websockets.typing import Subprotocol
 
-    term = api.call("POST", f"/nodes/{pve_node}/qemu/{vmid}/termproxy", serial=SERIAL)
+    base = f"/nodes/{pve_node}/{kind}/{vmid}"
+    term = api.call("POST", f"{base}/termproxy", **({} if kind == "lxc" else {"serial": SERIAL}))
     query = urllib.parse.urlencode({"port": term["port"], "vncticket": term["ticket"]})
     host, port = settings.host_port
-    url = f"wss://{host}:{port}/api2/json/nodes/{pve_node}/qemu/{vmid}/vncwebsocket?{query}"
+    url = f"wss://{host}:{port}/api2/json{base}/vncwebsocket?{query}"
     auth = f"PVEAPIToken={settings.token_id}={settings.token_secret}"
     with connect(url, ssl=_ssl_context(settings), additional_headers={"Authorization": auth},
                  subprotocols=[Subprotocol("binary")], open_timeout=settings.api_timeout,
@@ -187,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         trace("started")
         settings = load_proxmox_settings(load_settings().home)
         api = PveClient(settings)
-        pve_node, vmid = find_vm(api, args.instance, args.node)
-        trace(f"VM {vmid} on {pve_node}")
-        with open_console(api, settings, pve_node, vmid) as ws:
+        pve_node, vmid, kind = find_vm(api, args.instance, args.node)
+        trace(f"{'CT' if kind == 'lxc' else 'VM'} {vmid} on {pve_node}")
+        with open_console(api, settings, pve_node, vmid, kind) as ws:
             trace("console open")
             _run_terminal(ws)
         trace("console closed")

@@ -30,6 +30,13 @@ they are checked on and why. Each entry was read from the API schema Proxmox pub
   that path: pve-access-control ``RPCEnvironment::check_perm_modify`` and ``API2/ACL.pm``); their role
   ``LabkitCandidate`` (``POST /access/roles``: Sys.Modify on ``/access``) is checked apart
   (:func:`check_candidate_role`): a centre may make it once by hand instead.
+
+Containers (LXC: nodes marked ``container: true``) need no privilege more: their clone, config,
+power, snapshot, rollback and console ask the same VM.* privileges on ``/vms/{id}`` (pve-container
+``API2/LXC*.pm``); the NICs' VNets SDN.Use; the rootfs Datastore.AllocateSpace on the storage;
+building a CT template reads the system container archive (``ct_ostemplate``), which asks
+Datastore.AllocateSpace or Datastore.Audit on its storage (:func:`check_ct_ostemplate` lists it,
+which asks the same). Unprivileged containers only: no Sys.Modify.
 """
 
 from __future__ import annotations
@@ -217,6 +224,27 @@ def check_templates(api: Api, wanted: list[str]) -> list[Line]:
     return lines
 
 
+def check_ct_ostemplate(api: Api, nodes: list[str], ostemplate: str) -> list[Line]:
+    """The Debian system container archive the CT templates are made from, on a live node."""
+    if not ostemplate:
+        return [Line("containers", False, "a topology has container nodes but proxmox.toml names no ct_ostemplate; "
+                                          "run 'pveam download local debian-12-standard_12.7-1_amd64.tar.zst' and "
+                                          "set ct_ostemplate = \"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\""
+                                          " (or containers = false)")]
+    sid = ostemplate.split(":", 1)[0]
+    for node in nodes:
+        stores = {s.get("storage") for s in api.call("GET", f"/nodes/{node}/storage") or []}
+        if sid not in stores:
+            continue
+        have = {c.get("volid") for c in api.call("GET", f"/nodes/{node}/storage/{sid}/content", content="vztmpl")
+                or []}
+        if ostemplate in have:
+            return [Line("containers", True, f"system container archive {ostemplate} on {node}")]
+    return [Line("containers", False, f"the system container archive {ostemplate} (ct_ostemplate) is on no online "
+                                      f"node; run 'pveam update && pveam download {sid} "
+                                      f"{ostemplate.rsplit('/', 1)[-1]}' on the node that builds the templates")]
+
+
 def check_candidate_role(api: Api) -> list[Line]:
     """The role of candidates' accounts (access.py): present with exactly its privileges, or the
     token may create it (Sys.Modify on /access)."""
@@ -257,8 +285,16 @@ def online_nodes(api: Api, configured: list[str]) -> tuple[list[str], list[Line]
 
 
 def run(api: Api, *, token_id: str, storage: str, zone: str, mgmt_bridge: str, nodes: list[str],
-        templates: list[str], min_free: int = 20 * 2**30, image_storage: str = "local") -> list[Line]:
-    """Every check, in order; a failing API call becomes one line (the next checks still run)."""
+        templates: list[str], min_free: int = 20 * 2**30, image_storage: str = "local",
+        ct_ostemplate: str | None = None) -> list[Line]:
+    """Every check, in order; a failing API call becomes one line (the next checks still run).
+    When ``templates`` holds a CT template (``<prefix>ct-<topology>``), the system container
+    archive ``ct_ostemplate`` is checked too (None: the client's settings' ``ct_ostemplate``)."""
+    settings = getattr(api, "settings", None)
+    prefix = f"{getattr(settings, 'template_prefix', 'lk-tpl-')}ct-"
+    wants_ct = any(t.startswith(prefix) for t in templates)
+    if ct_ostemplate is None:
+        ct_ostemplate = str(getattr(settings, "ct_ostemplate", "") or "")
     try:
         version = str((api.call("GET", "/version") or {}).get("version", ""))
     except LabkitError as exc:
@@ -277,6 +313,7 @@ def run(api: Api, *, token_id: str, storage: str, zone: str, mgmt_bridge: str, n
         ("sdn", lambda: check_zone(api, zone, live)),
         ("mgmt_bridge", lambda: check_bridge(api, live, mgmt_bridge)),
         ("templates", lambda: check_templates(api, templates)),
+        *([("containers", lambda: check_ct_ostemplate(api, live, ct_ostemplate or ""))] if wants_ct else []),
         ("candidates", lambda: check_candidate_role(api)),
     ]
     for name, step in steps:

@@ -24,6 +24,8 @@ Installed into the grader template by ``labkit templates build`` as
    - link halves ``<p>.l-X-a`` / ``<p>.l-X-b`` (entry: place, mac, vnet): both NICs in ONE
      namespace ``<p>.l-X`` as ports p1 (half a) and p2 (half b) of a bridge br0, as on netns,
      so the WAN link passes through the grader (cut, drop, capture).
+   places.json's ``mtu`` (1450 in a VXLAN zone, absent otherwise) is set on every bridge, NIC
+   and veth made here, so the vantage points send nothing the VXLAN VNets would drop.
 Idempotent: a place that exists already is left as it is.
 
 LABKIT_AGENT_ROOT (tests only) prefixes every file path; LABKIT_AGENT_IP and
@@ -76,21 +78,26 @@ def namespace_of(place):
     return f"{prefix}.{rest[:-2]}", "p1" if rest[-1] == "a" else "p2"
 
 
-def bridge_namespace(ns):
+def _mtu(mtu):
+    """``ip`` words setting an MTU (none when the lab's networks keep the default 1500)."""
+    return ["mtu", str(int(mtu))] if mtu else []
+
+
+def bridge_namespace(ns, mtu=None):
     run("netns", "add", ns)
     run("-n", ns, "link", "set", "lo", "up")
-    run("-n", ns, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+    run("-n", ns, "link", "add", "br0", *_mtu(mtu), "type", "bridge", "stp_state", "0", "forward_delay", "0")
     run("-n", ns, "link", "set", "br0", "up")
 
 
-def plug_nic(ns, dev, name):
+def plug_nic(ns, dev, name, mtu=None):
     """The guest's NIC ``dev``, moved into ``ns`` as port ``name`` of its br0, up."""
     run("link", "set", dev, "netns", ns)
     run("-n", ns, "link", "set", dev, "name", name)
-    run("-n", ns, "link", "set", name, "master", "br0", "up")
+    run("-n", ns, "link", "set", name, *_mtu(mtu), "master", "br0", "up")
 
 
-def setup_places(places):
+def setup_places(places, mtu=None):
     existing = existing_namespaces()  # left as they are (idempotent)
     have = set(existing)
     segments = [e for e in places if "ports" in e]
@@ -106,18 +113,18 @@ def setup_places(places):
         next_port[ns] = len(entry["ports"]) + 1
         if ns in existing:
             continue
-        bridge_namespace(ns)
+        bridge_namespace(ns, mtu)
         for port in entry["ports"]:
-            plug_nic(ns, devs[port["mac"].lower()], port["name"])
+            plug_nic(ns, devs[port["mac"].lower()], port["name"], mtu)
         have.add(ns)
     for entry in halves:
         ns, ifname = namespace_of(entry["place"])
         if ns in existing:
             continue
         if ns not in have:
-            bridge_namespace(ns)
+            bridge_namespace(ns, mtu)
             have.add(ns)
-        plug_nic(ns, devs[entry["mac"].lower()], ifname)
+        plug_nic(ns, devs[entry["mac"].lower()], ifname, mtu)
     for entry in vantage:
         ns, sw = entry["place"], entry["segment"]
         if sw not in next_port:
@@ -127,7 +134,8 @@ def setup_places(places):
         if ns in existing:
             continue
         run("netns", "add", ns)
-        run("link", "add", "name", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", sw)
+        run("link", "add", "name", "eth0", "netns", ns, *_mtu(mtu), "type", "veth", "peer", "name", port,
+            "netns", sw, *_mtu(mtu))
         run("-n", sw, "link", "set", port, "master", "br0", "up")
         run("-n", ns, "link", "set", "lo", "up")
         run("-n", ns, "addr", "add", entry["address"], "dev", "eth0")
@@ -176,7 +184,7 @@ def setup_agent_sshd(data):
 def main():
     with open(ROOT + AGENT_DIR + "/places.json") as fh:
         data = json.load(fh)
-    setup_places(data["places"])
+    setup_places(data["places"], data.get("mtu"))
     setup_agent_sshd(data)
     return 0
 

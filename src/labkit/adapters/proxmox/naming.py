@@ -6,8 +6,9 @@
   hashed id; the readable ``lk-<instance>:<net>`` goes in the VNet's ``alias`` and is how a
   VNet is found again. A net is one member of a LAN segment (``<segment>.<node>.<iface>``:
   that node's NIC and one grader NIC) or one half of a link (``<link>.a`` / ``<link>.b``);
-- VMs: ``lk-<instance>-<node>`` (DNS-safe, for people), tagged ``lk.<instance>`` and members
-  of the pool (how labkit finds them), explicit VMIDs in the instance's block.
+- VMs and containers: ``lk-<instance>-<node>`` (DNS-safe, for people; a container's hostname),
+  tagged ``lk.<instance>`` and members of the pool (how labkit finds them), explicit VMIDs in the
+  instance's block.
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ def node_template(prefix: str, topology_id: str) -> str:
     """The template every node of a topology is cloned from: one per topology, holding the
     packages of all its nodes (``lk-tpl-<topology>``)."""
     return template_name(prefix, topology_id)
+
+
+def ct_template(prefix: str, topology_id: str) -> str:
+    """The CT template the container nodes of a topology are cloned from (``lk-tpl-ct-<topology>``):
+    one per topology, as for VMs, made from the centre's Debian system container archive."""
+    return template_name(prefix, f"ct-{topology_id}")
 
 
 def vmid_block_candidates(instance: str, base: int, block: int, blocks: int) -> list[int]:

@@ -56,7 +56,7 @@ from typing import Any, TypeVar, cast
 from labkit.adapters.providers.base import GraderGround, NodeFiles
 from labkit.adapters.proxmox import naming
 from labkit.adapters.proxmox.client import PveApiError, PveClient
-from labkit.adapters.proxmox.settings import ProxmoxSettings, configured, load_proxmox_settings
+from labkit.adapters.proxmox.settings import ProxmoxSettings, configured, ct_key_path, load_proxmox_settings
 from labkit.adapters.storage.state import INSTANCE_RE
 from labkit.errors import AgentError, LabkitError, ProviderError, UnknownNodeError, UserError
 from labkit.models.capabilities import Capability
@@ -65,6 +65,7 @@ from labkit.settings import Settings, load_settings
 
 T = TypeVar("T")
 MAX_NICS = 32
+VXLAN_MTU = 1450  # a VXLAN zone's VNets: 1500 less the 50 bytes of VXLAN over IPv4
 EXEC_OUTPUT_LIMIT = 1 << 20
 AGENT_DIR = "/etc/labkit-agent"
 
@@ -87,7 +88,7 @@ class ProxmoxProvider:
     name = "proxmox"
     capabilities: frozenset[Capability] = frozenset({
         "vantage", "grader_echo", "capture", "link_cut", "silent_cut", "node_exec", "console",
-        "snapshot_reset",
+        "snapshot_reset", "port_map",
     })
     vantage_modes = ("agent",)
 
@@ -170,9 +171,16 @@ class ProxmoxProvider:
             raise UserError(f"lab {plan.lab_id} needs {nics} NICs on its grader guest (1 management + {members} "
                             f"segment members + 2 x {len(plan.links)} links) and a Proxmox VM has at most "
                             f"{MAX_NICS}; split the lab or use the netns provider.")
+        cts = self._ct_nodes(plan)
+        if cts:
+            self._refuse_exec_on_containers(plan, cts)
         vms = self._vms()
         names = {str(v.get("name")) for v in vms if v.get("template")}
-        need = [naming.node_template(pve.template_prefix, plan.topology_id), pve.grader_template]
+        need = [pve.grader_template]
+        if len(cts) < len(plan.nodes):
+            need.insert(0, naming.node_template(pve.template_prefix, plan.topology_id))
+        if cts:
+            need.insert(0, naming.ct_template(pve.template_prefix, plan.topology_id))
         missing = [t for t in need if t not in names]
         if missing:
             raise UserError(f"the Proxmox template(s) {', '.join(missing)} are missing; run 'labkit templates "
@@ -181,6 +189,24 @@ class ProxmoxProvider:
         if pve.zone not in zones:
             raise UserError(f"the SDN zone {pve.zone!r} named in proxmox.toml does not exist; create it (type "
                             "simple or vxlan) or fix 'zone', then run 'labkit doctor --provider proxmox'.")
+
+    def _ct_nodes(self, plan: InstancePlan) -> set[str]:
+        """The nodes that run as LXC containers: those the topology marks ``container: true``,
+        when the settings allow containers (``containers = false``: every node is a VM)."""
+        if not self.pve.containers:
+            return set()
+        return {n.name for n in plan.nodes if n.container}
+
+    def _refuse_exec_on_containers(self, plan: InstancePlan, cts: set[str]) -> None:
+        """Refuse, before anything is made, a lab with a check that runs commands in a node
+        (its grader needs or wants ``node_exec``) and names a container node in its arguments:
+        Proxmox's API runs no command in a container (no guest agent, no exec endpoint)."""
+        hits = [(check, node) for check, node in exec_checks(plan) if node in cts]
+        if hits:
+            check, node = hits[0]
+            raise UserError(f"check {check!r} of lab {plan.lab_id} runs commands in node {node}, which runs as a "
+                            "container on Proxmox, where labkit cannot run a command in a container; mark it "
+                            "'container: false' in the topology or set 'containers = false' in proxmox.toml.")
 
     # ------------------------------------------------------------ create
     def create(self, state: InstanceState) -> None:
@@ -201,21 +227,31 @@ class ProxmoxProvider:
         block = self._claim_block(name, vms)
         data.update(pool=naming.pool_id(name), vmid_block=block, vms={}, vnets={})
         data["mgmt_address"] = self._mgmt_address(block)
+        if self._zone_type() == "vxlan":
+            data["mtu"] = VXLAN_MTU  # every lab NIC, and the grader's bridges and vantage veths
         data["vnets"] = self._make_vnets(name, self._nets(plan))
         templates = {str(v["name"]): v for v in vms if v.get("template")}
-        node_tpl = templates[naming.node_template(pve.template_prefix, plan.topology_id)]
+        cts = self._ct_nodes(plan)
+        node_tpl = templates.get(naming.node_template(pve.template_prefix, plan.topology_id), {})
+        ct_tpl = templates.get(naming.ct_template(pve.template_prefix, plan.topology_id), {})
         grader_tpl = templates[pve.grader_template]
         jobs: list[tuple[str, dict[str, Any], int]] = []
         for i, n in enumerate(plan.nodes):
-            jobs.append((n.name, node_tpl, block + 1 + i))
+            jobs.append((n.name, ct_tpl if n.name in cts else node_tpl, block + 1 + i))
         jobs.append((naming.GRADER_NODE, grader_tpl, block))
         placement = self._place([(j[0], int(j[1].get("maxmem", 0))) for j in jobs])
+        if cts and not self._storage_shared():
+            # a linked clone of a container on local storage stays on its template's node
+            placement.update({node: str(ct_tpl["node"]) for node in cts})
         pubkey = Path(state.ssh_key + ".pub").read_text(encoding="utf-8").strip()
 
         def one(job: tuple[str, dict[str, Any], int]) -> tuple[str, dict[str, Any]]:
             node, tpl, vmid = job
             target = placement[node]
             vmid = self._clone(name, node, tpl, vmid, target)
+            if _kind(tpl) == "lxc":
+                self._configure_ct(state, node, target, vmid)
+                return node, {"vmid": vmid, "node": target, "kind": "lxc"}
             self._configure(state, node, target, vmid, pubkey)
             return node, {"vmid": vmid, "node": target}
 
@@ -319,18 +355,29 @@ class ProxmoxProvider:
             free[node] -= max(mem, 1)
         return out
 
+    def _storage_shared(self) -> bool:
+        """True when the clones' storage is shared by the cluster's nodes (a linked clone may
+        then be made on another node than its template's)."""
+        for st in self.client.call("GET", "/storage") or []:
+            if st.get("storage") == self.pve.storage:
+                return bool(st.get("shared"))
+        return False
+
     def _clone(self, name: str, node: str, tpl: dict[str, Any], vmid: int, target: str) -> int:
-        """A linked clone with an explicit VMID; on "already exists" the next free id of the block."""
-        tnode = str(tpl["node"])
+        """A linked clone (a VM's, or a container's for a CT template) with an explicit VMID; on
+        "already exists" the next free id of the block."""
+        tnode, kind = str(tpl["node"]), _kind(tpl)
         slots = _clone_slots(self.pve.url, self.pve.parallel)
+        naming_param = {"hostname" if kind == "lxc" else "name": naming.vm_name(name, node)}
+        what = "CT" if kind == "lxc" else "VM"
         for _attempt in range(3):
             try:
                 with slots:  # at most ``parallel`` clones on this cluster from this process
                     self.client.run_task(
-                        "POST", f"/nodes/{tnode}/qemu/{tpl['vmid']}/clone", tnode,
-                        what=f"clone of {tpl['name']} to VM {vmid} ({naming.vm_name(name, node)})",
-                        newid=vmid, name=naming.vm_name(name, node), pool=naming.pool_id(name), full=0,
-                        target=None if target == tnode else target)
+                        "POST", f"/nodes/{tnode}/{kind}/{tpl['vmid']}/clone", tnode,
+                        what=f"clone of {tpl['name']} to {what} {vmid} ({naming.vm_name(name, node)})",
+                        newid=vmid, pool=naming.pool_id(name), full=0,
+                        target=None if target == tnode else target, **naming_param)
                 return vmid
             except PveApiError as exc:
                 if "already exists" not in exc.text:
@@ -345,32 +392,50 @@ class ProxmoxProvider:
             "agent": "1", "tags": f"{naming.vm_tag(state.name)};{naming.home_tag(self._home_id())}",
             "sshkeys": urllib.parse.quote(pubkey + "\n", safe=""),
         }
+        # in a VXLAN zone a virtio NIC takes its bridge's MTU (mtu=1: 1450 there)
+        mtu = ",mtu=1" if data.get("mtu") else ""
         if node == naming.GRADER_NODE:
             cfg["net0"] = f"virtio,bridge={self.pve.mgmt_bridge}"
             cfg["ipconfig0"] = f"ip={data['mgmt_address']}"
             for i, (_place, net) in enumerate(self._grader_nics(plan), start=1):
-                cfg[f"net{i}"] = f"virtio={naming.grader_mac(state.name, i)},bridge={vnets[net]}"
+                cfg[f"net{i}"] = f"virtio={naming.grader_mac(state.name, i)},bridge={vnets[net]}{mtu}"
         else:
             n = plan.node(node)
             assert n is not None
-            gateways = {r.via for r in n.routes if r.to == "default"}
             for idx, net in self._node_nics(plan, node).items():
-                cfg[f"net{idx}"] = f"virtio,bridge={vnets[net]}"
-                iface = n.iface(f"eth{idx}")
-                if iface and iface.addresses:
-                    ip = f"ip={iface.addresses[0]}"
-                    network = ipaddress.ip_interface(iface.addresses[0]).network
-                    gw = next((g for g in gateways if ipaddress.ip_address(g) in network), None)
-                    cfg[f"ipconfig{idx}"] = ip + (f",gw={gw}" if gw else "")
+                cfg[f"net{idx}"] = f"virtio,bridge={vnets[net]}{mtu}"
+                ip_gw = _ip_gw(n, idx)
+                if ip_gw:
+                    cfg[f"ipconfig{idx}"] = ip_gw
         self.client.call("PUT", f"/nodes/{target}/qemu/{vmid}/config", **cfg)
+
+    def _configure_ct(self, state: InstanceState, node: str, target: str, vmid: int) -> None:
+        """A container clone's tags and NICs: ``netX`` on the VNet of its ethX, with its planned
+        address and gateway (Proxmox writes them into the container's network configuration; no
+        cloud-init), ``mtu=1450`` in a VXLAN zone. Its keys are the CT template's (the per-home
+        container key: a linked clone copies the template's authorized_keys)."""
+        plan, data = state.plan, state.provider_data
+        vnets: dict[str, str] = data["vnets"]
+        n = plan.node(node)
+        assert n is not None
+        cfg: dict[str, Any] = {"tags": f"{naming.vm_tag(state.name)};{naming.home_tag(self._home_id())}"}
+        nics = self._node_nics(plan, node)
+        for idx, net in nics.items():
+            parts = [f"name=eth{idx}", f"bridge={vnets[net]}", "type=veth"]
+            parts += _ip_gw(n, idx).split(",") if _ip_gw(n, idx) else []
+            if data.get("mtu"):
+                parts.append(f"mtu={data['mtu']}")
+            cfg[f"net{idx}"] = ",".join(parts)
+        if 0 not in nics:
+            cfg["delete"] = "net0"  # the template's build NIC
+        self.client.call("PUT", f"/nodes/{target}/lxc/{vmid}/config", **cfg)
 
     # ------------------------------------------------------------ SDN
     def _make_vnets(self, name: str, nets: list[str]) -> dict[str, str]:
         """Create every VNet of the instance (compact ids, readable alias), then apply once."""
         out: dict[str, str] = {}
         # a vxlan zone needs a VNI per VNet, unique on the cluster; a simple zone refuses one
-        ztype = next((str(z.get("type")) for z in self.client.call("GET", "/cluster/sdn/zones") or []
-                      if z.get("zone") == self.pve.zone), "simple")
+        ztype = self._zone_type()
         token = self._sdn_lock()
         try:
             for net in nets:
@@ -394,6 +459,11 @@ class ProxmoxProvider:
             raise
         self._sdn_apply(token)
         return out
+
+    def _zone_type(self) -> str:
+        """The configured SDN zone's type (simple, vxlan, ...)."""
+        return next((str(z.get("type")) for z in self.client.call("GET", "/cluster/sdn/zones") or []
+                     if z.get("zone") == self.pve.zone), "simple")
 
     def _sdn_lock(self) -> str | None:
         """The SDN global lock (PVE 8.4+/9), retried while another apply holds it; None when the
@@ -460,15 +530,15 @@ class ProxmoxProvider:
 
         def boot(item: tuple[str, dict[str, Any]]) -> None:
             node, rec = item
-            self.client.run_task("POST", f"/nodes/{rec['node']}/qemu/{rec['vmid']}/status/start", rec["node"],
-                                 what=f"start of VM {rec['vmid']} ({node})")
+            self.client.run_task("POST", f"{_path(rec)}/status/start", rec["node"],
+                                 what=f"start of {_what(rec)} ({node})")
             self._wait_ready(state, node)
 
         self._bounded(boot, items)
         self._provision_grader(state)
         self._bounded(lambda item: self.client.run_task(
-            "POST", f"/nodes/{item[1]['node']}/qemu/{item[1]['vmid']}/snapshot", item[1]["node"],
-            what=f"snapshot of VM {item[1]['vmid']} ({item[0]})", snapname=naming.BASE_SNAPSHOT,
+            "POST", f"{_path(item[1])}/snapshot", item[1]["node"],
+            what=f"snapshot of {_what(item[1])} ({item[0]})", snapname=naming.BASE_SNAPSHOT,
             description="labkit: the instance as it came up"), items)
 
     def _expected_addresses(self, state: InstanceState, node: str) -> set[str]:
@@ -479,24 +549,32 @@ class ProxmoxProvider:
         return {i.addresses[0].split("/")[0] for i in n.interfaces if i.addresses}
 
     def _wait_ready(self, state: InstanceState, node: str) -> None:
+        """Until the node shows its planned addresses: a VM through its guest agent, a container
+        through the host (``GET .../lxc/{vmid}/interfaces``: read by Proxmox, not by the guest)."""
         rec = state.provider_data["vms"][node]
+        ct = _kind(rec) == "lxc"
         want = self._expected_addresses(state, node)
         deadline = time.monotonic() + self.pve.ready_timeout
-        last = "the guest agent did not answer"
+        last = "the host listed no interface" if ct else "the guest agent did not answer"
         while True:
             try:
-                got = self.client.call("GET", f"/nodes/{rec['node']}/qemu/{rec['vmid']}/agent/network-get-interfaces")
-                have = {a.get("ip-address") for i in (got or {}).get("result", [])
-                        for a in i.get("ip-addresses", [])}
+                if ct:
+                    got = self.client.call("GET", f"{_path(rec)}/interfaces") or []
+                else:
+                    answer = self.client.call("GET", f"{_path(rec)}/agent/network-get-interfaces") or {}
+                    got = answer.get("result", [])
+                have = {a.get("ip-address") for i in got for a in i.get("ip-addresses", [])}
                 if want <= have:
                     return
-                last = f"the guest shows {', '.join(sorted(str(h) for h in have)) or 'no address'}"
+                shown = ", ".join(sorted(str(h) for h in have)) or "no address"
+                last = f"the {'container' if ct else 'guest'} shows {shown}"
             except PveApiError as exc:
                 last = exc.text
             if time.monotonic() > deadline:
-                raise ProviderError(f"VM {rec['vmid']} ({node}) of {state.name} was not ready within "
-                                    f"{self.pve.ready_timeout:.0f} s ({last}); check its template has "
-                                    "qemu-guest-agent and cloud-init.")
+                check = ("its CT template's network configuration (ifupdown) and that it starts" if ct
+                         else "its template has qemu-guest-agent and cloud-init")
+                raise ProviderError(f"{_what(rec)} ({node}) of {state.name} was not ready within "
+                                    f"{self.pve.ready_timeout:.0f} s ({last}); check {check}.")
             time.sleep(self.pve.poll_interval)
 
     def _provision_grader(self, state: InstanceState) -> None:
@@ -517,7 +595,8 @@ class ProxmoxProvider:
             # the nodes' addresses: the only destinations the agent's relay opens (port 22), for
             # Ansible's ProxyCommand (ansible_host_vars)
             f"{AGENT_DIR}/places.json": json.dumps({"instance": state.name, "places": places, "nodes": sorted(
-                {n.first_address() or "" for n in state.plan.nodes} - {""})}, indent=1),
+                {n.first_address() or "" for n in state.plan.nodes} - {""}),
+                **({"mtu": state.provider_data["mtu"]} if state.provider_data.get("mtu") else {})}, indent=1),
         }
         base = f"/nodes/{rec['node']}/qemu/{rec['vmid']}/agent"
         for path, content in files.items():
@@ -553,8 +632,14 @@ class ProxmoxProvider:
 
     def exec(self, state: InstanceState, node: str, argv: list[str], *, input: str | None = None,
              timeout: float = 60.0) -> ExecResult:
-        """``argv`` in the node through the guest agent (exec, then exec-status polled, bounded)."""
-        return self._agent_exec(self._rec(state, node), argv, input=input, timeout=timeout, label=node)
+        """``argv`` in the node through the guest agent (exec, then exec-status polled, bounded).
+        A container node is refused: Proxmox's API runs no command in a container."""
+        rec = self._rec(state, node)
+        if _kind(rec) == "lxc":
+            raise ProviderError(f"node {node} of instance {state.name} is a container on Proxmox, where labkit cannot "
+                                "run a command (no guest agent in a container); mark it 'container: false' in the "
+                                "topology or set 'containers = false' in proxmox.toml.")
+        return self._agent_exec(rec, argv, input=input, timeout=timeout, label=node)
 
     def _agent_exec(self, rec: dict[str, Any], argv: list[str], *, input: str | None = None,
                     timeout: float = 60.0, label: str = "") -> ExecResult:
@@ -587,9 +672,8 @@ class ProxmoxProvider:
 
         def back(item: tuple[str, dict[str, Any]]) -> None:
             node, rec = item
-            self.client.run_task("POST", f"/nodes/{rec['node']}/qemu/{rec['vmid']}/snapshot/"
-                                 f"{naming.BASE_SNAPSHOT}/rollback", rec["node"],
-                                 what=f"rollback of VM {rec['vmid']} ({node})", start=1)
+            self.client.run_task("POST", f"{_path(rec)}/snapshot/{naming.BASE_SNAPSHOT}/rollback", rec["node"],
+                                 what=f"rollback of {_what(rec)} ({node})", start=1)
             self._wait_ready(state, node)
 
         self._bounded(back, items)
@@ -665,6 +749,10 @@ class ProxmoxProvider:
         if n is None:
             raise UnknownNodeError(f"instance {state.name!r} has no node {node!r}.")
         key = state.ssh_key
+        rec = state.provider_data.get("vms", {}).get(node) or {}
+        if _kind(rec) == "lxc":
+            # a container clone holds its CT template's authorized_keys: the home's container key
+            key = str(ct_key_path(self.settings.home))
         proxy = f"{shlex.quote(sys.executable)} -m labkit agent-proxy {state.name} %h %p"
         return {
             "ansible_host": n.first_address() or node,
@@ -674,6 +762,14 @@ class ProxmoxProvider:
                                        f"-o StrictHostKeyChecking=accept-new "
                                        f"-o UserKnownHostsFile={key}.nodes_known_hosts",
         }
+
+    def segment_port(self, state: InstanceState, segment: str, member: str) -> str | None:
+        """The port of segment ``segment``'s bridge in the grader guest that faces ``member``
+        (``node:iface``): ``p<i>`` for the i-th member of the segment in the plan (the order
+        ``grader_places`` plugs the grader's NICs in), from labkit's own wiring; None when
+        ``member`` is not on that segment."""
+        members = state.plan.segments.get(segment) or []
+        return f"p{members.index(member) + 1}" if member in members else None
 
     # ------------------------------------------------------------ destroy
     def _found(self, name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
@@ -733,7 +829,7 @@ class ProxmoxProvider:
         if not configured(self.settings.home):
             return []
         vms, vnets, pool = self._found(name)
-        out = [f"vm {v['vmid']} {v.get('name', '')}" for v in vms]
+        out = [f"{'ct' if _kind(v) == 'lxc' else 'vm'} {v['vmid']} {v.get('name', '')}" for v in vms]
         out += [f"vnet {v['vnet']} {v.get('alias', '')}" for v in vnets]
         if pool:
             out.append(f"pool {naming.pool_id(name)}")
@@ -748,12 +844,12 @@ class ProxmoxProvider:
 
         def gone(vm: dict[str, Any]) -> str:
             node, vmid = vm["node"], vm["vmid"]
+            rec = {"node": node, "vmid": vmid, "kind": _kind(vm)}
             if vm.get("status") == "running":
-                self.client.run_task("POST", f"/nodes/{node}/qemu/{vmid}/status/stop", node,
-                                     what=f"stop of VM {vmid}")
-            self.client.run_task("DELETE", f"/nodes/{node}/qemu/{vmid}", node, what=f"destroy of VM {vmid}",
+                self.client.run_task("POST", f"{_path(rec)}/status/stop", node, what=f"stop of {_what(rec)}")
+            self.client.run_task("DELETE", _path(rec), node, what=f"destroy of {_what(rec)}",
                                  purge=1, **{"destroy-unreferenced-disks": 1})
-            return f"vm {vmid} {vm.get('name', '')}"
+            return f"{'ct' if rec['kind'] == 'lxc' else 'vm'} {vmid} {vm.get('name', '')}"
 
         removed += self._bounded(gone, vms)
         if vnets:
@@ -828,3 +924,69 @@ def _new_host_key() -> tuple[str, Any]:
     text = raw.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                              serialization.NoEncryption()).decode()
     return text, paramiko.Ed25519Key.from_private_key(io.StringIO(text))
+
+
+def _kind(rec: dict[str, Any]) -> str:
+    """``lxc`` for a container (a record of ours with kind lxc, or a resource of type lxc), else ``qemu``."""
+    return "lxc" if rec.get("kind") == "lxc" or rec.get("type") == "lxc" else "qemu"
+
+
+def _path(rec: dict[str, Any]) -> str:
+    """The API path of a guest: ``/nodes/{node}/qemu|lxc/{vmid}``."""
+    return f"/nodes/{rec['node']}/{_kind(rec)}/{rec['vmid']}"
+
+
+def _what(rec: dict[str, Any]) -> str:
+    return f"{'CT' if _kind(rec) == 'lxc' else 'VM'} {rec['vmid']}"
+
+
+def _ip_gw(n: Any, idx: int) -> str:
+    """``ip=<cidr>[,gw=<gateway>]`` of a node's ethN (its first planned address, and the default
+    route's gateway when it is on that network); "" without an address."""
+    iface = n.iface(f"eth{idx}")
+    if not (iface and iface.addresses):
+        return ""
+    network = ipaddress.ip_interface(iface.addresses[0]).network
+    gateways = {r.via for r in n.routes if r.to == "default"}
+    gw = next((g for g in sorted(gateways) if ipaddress.ip_address(g) in network), None)
+    return f"ip={iface.addresses[0]}" + (f",gw={gw}" if gw else "")
+
+
+def exec_checks(plan: InstancePlan) -> list[tuple[str, str]]:
+    """(check id, node) for every check of the plan's lab whose grader needs or wants
+    ``node_exec`` and that names the node in its arguments (a key or a whole string value, at
+    any depth): the checks that would run commands in that node. Read from the lab's file and
+    the graders' own declarations (by their registered module, as the grader registry loads
+    them)."""
+    import importlib
+
+    import yaml
+
+    path = Path(plan.lab_dir) / "lab.yaml"
+    if not path.is_file():
+        return []
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    nodes = {n.name for n in plan.nodes}
+    out: list[tuple[str, str]] = []
+    for check in doc.get("checks") or []:
+        grader_name = str(check.get("grader", ""))
+        module, _, _ = grader_name.partition(".")
+        try:
+            graders = importlib.import_module(f"graders.{module}").GRADERS
+        except (ImportError, AttributeError):
+            continue  # not a built-in grader: validate names unknown graders
+        grader = next((g for g in graders if getattr(g, "name", None) == grader_name), None)
+        uses = set(getattr(grader, "needs", ()) or ()) | set(getattr(grader, "wants", None) or {})
+        if "node_exec" not in uses:
+            continue
+        named = sorted(_names_in(check.get("args") or {}) & nodes)
+        out += [(str(check.get("id")), node) for node in named]
+    return out
+
+
+def _names_in(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return {str(k) for k in value} | {x for v in value.values() for x in _names_in(v)}
+    if isinstance(value, list):
+        return {x for v in value for x in _names_in(v)}
+    return {value} if isinstance(value, str) else set()

@@ -12,6 +12,8 @@ Example::
     zone = "labkit"                                   # an SDN zone of type simple or vxlan
     mgmt_bridge = "vmbr1"                             # where the grader guests' first NIC sits
     mgmt_cidr = "10.250.0.0/16"                       # grader guests' management addresses
+    containers = true                                 # nodes marked container: true run as LXC
+    ct_ostemplate = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"  # for the CT templates
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ class ProxmoxSettings(BaseModel):
     sdn_timeout: float = Field(default=120.0, gt=0)
     ready_timeout: float = Field(default=300.0, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
+    # nodes whose topology says ``container: true`` run as unprivileged LXC containers, linked
+    # clones of a CT template per topology; false: every node is a QEMU VM
+    containers: bool = True
+    # the Debian 12 system container archive the CT templates are made from (``storage:vztmpl/...``,
+    # e.g. from 'pveam download local debian-12-standard_12.7-1_amd64.tar.zst')
+    ct_ostemplate: str = Field(default="", pattern=r"^$|^[a-zA-Z0-9][a-zA-Z0-9_.-]*:vztmpl/[^/]+$")
 
     @field_validator("token_id")
     @classmethod
@@ -83,6 +91,14 @@ class ProxmoxSettings(BaseModel):
 def config_path(home: Path) -> Path:
     env = os.environ.get(ENV_CONFIG)
     return Path(env) if env else Path(home) / CONFIG_NAME
+
+
+def ct_key_path(home: Path) -> Path:
+    """The home's container key (private, 0600; ``.pub`` beside it): baked into every CT template
+    this home builds, and how Ansible reaches container nodes. Proxmox sets a container's
+    ``ssh-public-keys`` only at creation and a linked clone copies its template's
+    authorized_keys, so there is no per-instance key for container clones."""
+    return Path(home) / "keys" / "proxmox-ct"
 
 
 def configured(home: Path) -> bool:

@@ -22,12 +22,23 @@ How a template is made, all through the API (every task's exitstatus checked):
 4. cloud-init is cleaned (clones run it again with their own addresses and keys), the guest is
    shut down, the build's address/user/key removed, and the VM converted to a template.
 A failure removes the half-built VM.
+
+A topology with container nodes (``container: true``, and ``containers`` on in proxmox.toml) also
+gets a CT template ``naming.ct_template(prefix, topology)``, made from the Debian 12 system
+container archive the centre names in ``ct_ostemplate`` (``pveam download``): an unprivileged
+container (nesting on) with the packages of its container nodes, built the same way (address
+on the build bridge, packages over SSH as root with a throwaway key), then stopped and
+converted. Its authorized_keys keeps the home's container key (``settings.ct_key_path``, made
+here at the first build): Proxmox sets a container's ``ssh-public-keys`` only at creation and a
+linked clone copies its template's files, so no per-instance key can be given to a clone. Its
+mark holds the package hash and the key's fingerprint (another key: another template).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import posixpath
 import shlex
 import time
@@ -38,13 +49,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labkit import __version__
-from labkit.adapters.proxmox.naming import node_template
-from labkit.adapters.proxmox.settings import ProxmoxSettings
+from labkit.adapters.proxmox.naming import ct_template, node_template
+from labkit.adapters.proxmox.settings import ProxmoxSettings, ct_key_path
 from labkit.errors import LabkitError, ProviderError, UserError
 from labkit.models.instance import InstancePlan
 from labkit.models.services import SERVICE_PACKAGES
 
 BASE_PACKAGES = ("qemu-guest-agent", "cloud-init", "openssh-server")
+CT_BASE_PACKAGES = ("openssh-server",)  # a container: no guest agent, no cloud-init (Proxmox writes its network)
 GRADER_PACKAGES = ("python3", "python3-venv", "tcpdump", "iproute2", "nftables", "iputils-ping", "procps")
 UPLOAD_DIR = "/tmp/labkit-build"
 AGENT_WRAPPER = "#!/bin/sh\n# labkit: the grader agent (ForceCommand of /etc/labkit-agent/authorized_keys)\n" \
@@ -84,10 +96,14 @@ class TemplateSpec:
     name: str
     packages: tuple[str, ...]  # sorted, without duplicates
     grader: bool = False  # the grader guest: labkit (its agent) and labkit-agent-setup installed too
+    container: bool = False  # a CT template (LXC), for the topology's container nodes
+    ct_key: str = ""  # a CT template: the fingerprint of the home's container key it holds
 
     @property
     def digest(self) -> str:
         extra = f"\ngrader labkit {__version__}" if self.grader else ""
+        if self.container:
+            extra += f"\ncontainer key {self.ct_key}"
         return hashlib.sha256(("\n".join(self.packages) + extra).encode()).hexdigest()[:16]
 
     @property
@@ -95,25 +111,38 @@ class TemplateSpec:
         return f"{MARK}{self.digest}"
 
 
-def node_packages(plans: Iterable[InstancePlan]) -> set[str]:
-    """Debian packages the labs' nodes need: their services' and their own ``packages``."""
+def node_packages(plans: Iterable[InstancePlan], container: bool | None = None) -> set[str]:
+    """Debian packages the labs' nodes need: their services' and their own ``packages`` (only
+    the container nodes' when ``container`` is True, only the others' when False)."""
     out: set[str] = set()
     for plan in plans:
         for node in plan.nodes:
+            if container is not None and node.container != container:
+                continue
             out.update(SERVICE_PACKAGES[s].package for s in node.services if s in SERVICE_PACKAGES)
             out.update(node.packages)
     return out
 
 
 def wanted_templates(settings: ProxmoxSettings, plans: Iterable[InstancePlan]) -> list[TemplateSpec]:
-    """One template per topology (every node of it is cloned from it, as the provider looks it up
-    with :func:`naming.node_template`), then the grader guest's."""
+    """Per topology, as the provider looks them up: the VM template (:func:`naming.node_template`)
+    when some of its nodes are VMs, the CT template (:func:`naming.ct_template`) when some are
+    containers (``container: true`` and ``containers`` on); then the grader guest's."""
     by_topology: dict[str, list[InstancePlan]] = {}
     for plan in plans:
         by_topology.setdefault(plan.topology_id, []).append(plan)
-    out = [TemplateSpec(node_template(settings.template_prefix, topo),
-                        tuple(sorted(set(BASE_PACKAGES) | node_packages(group))))
-           for topo, group in sorted(by_topology.items())]
+    out: list[TemplateSpec] = []
+    for topo, group in sorted(by_topology.items()):
+        nodes = [n for plan in group for n in plan.nodes]
+        cts = settings.containers and any(n.container for n in nodes)
+        if not settings.containers or not all(n.container for n in nodes):
+            vm_nodes = None if not settings.containers else False
+            out.append(TemplateSpec(node_template(settings.template_prefix, topo),
+                                    tuple(sorted(set(BASE_PACKAGES) | node_packages(group, vm_nodes)))))
+        if cts:
+            out.append(TemplateSpec(ct_template(settings.template_prefix, topo),
+                                    tuple(sorted(set(CT_BASE_PACKAGES) | node_packages(group, True))),
+                                    container=True))
     grader = sorted(set(BASE_PACKAGES) | set(GRADER_PACKAGES))
     return [*out, TemplateSpec(settings.grader_template, tuple(grader), grader=True)]
 
@@ -245,6 +274,73 @@ def provision_script(packages: Iterable[str], apt_proxy: str | None) -> str:
             "sync\n")
 
 
+CT_HOSTKEYS_UNIT = """[Unit]
+Description=labkit: this container's own SSH host keys (made at its first boot)
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def ct_provision_script(packages: Iterable[str], apt_proxy: str | None) -> str:
+    """What runs (as root, over SSH) in a CT template's build container: the packages, then
+    what makes every clone its own (host keys made at a clone's first boot, an empty
+    machine-id), and the build's throwaway key removed from root's authorized_keys (the home's
+    container key stays)."""
+    line = 'Acquire::http::Proxy "%s";' % apt_proxy  # noqa: UP031
+    proxy = f"echo {shlex.quote(line)} > /etc/apt/apt.conf.d/80labkit-proxy\n" if apt_proxy else ""
+    pkgs = " ".join(shlex.quote(p) for p in sorted(packages))
+    return ("set -eu\n"
+            f"{proxy}"
+            "export DEBIAN_FRONTEND=noninteractive\n"
+            "apt-get update -q\n"
+            f"apt-get install -y -q --no-install-recommends {pkgs}\n"
+            "rm -f /etc/apt/apt.conf.d/80labkit-proxy\n"
+            "apt-get clean\n"
+            f"cat > /etc/systemd/system/labkit-ssh-hostkeys.service <<'EOF'\n{CT_HOSTKEYS_UNIT}EOF\n"
+            "systemctl enable labkit-ssh-hostkeys.service\n"
+            "rm -f /etc/ssh/ssh_host_*\n"
+            ": > /etc/machine-id\n"
+            "sed -i '/ labkit-template-build$/d' /root/.ssh/authorized_keys\n"
+            "sync\n")
+
+
+def ensure_ct_key(home: Path) -> tuple[str, str]:
+    """The home's container key (made once, 0600): (public key line, its SHA-256 fingerprint)."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    path = ct_key_path(home)
+    pub_path = path.with_name(path.name + ".pub")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pem, pub = _new_key()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(pem)
+        pub_path.write_text(pub.replace("labkit-template-build", "labkit-proxmox-ct") + "\n", encoding="utf-8")
+    if not pub_path.is_file():
+        key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
+        pub_path.write_text(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                                         serialization.PublicFormat.OpenSSH).decode()
+                            + " labkit-proxmox-ct\n", encoding="utf-8")
+    pub = pub_path.read_text(encoding="utf-8").strip()
+    try:
+        blob = base64.b64decode(pub.split()[1])
+    except (IndexError, ValueError):
+        raise UserError(f"{pub_path} is not an SSH public key; remove {path} and its .pub and build the CT "
+                        "templates again.") from None
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return pub, f"SHA256:{digest}"
+
+
 def ssh_provision(host: str, port: int, user: str, key_pem: str, script: str, timeout: float,
                   files: dict[str, tuple[bytes, int]]) -> None:
     """Run ``script`` with sudo in the build guest over SSH (retries the connection until the
@@ -301,16 +397,18 @@ def ssh_provision(host: str, port: int, user: str, key_pem: str, script: str, ti
 
 def is_current(api: Api, spec: TemplateSpec) -> bool:
     """True when the template exists with this spec's packages (it would be kept)."""
-    vm = find_vm(api, spec.name)
+    kind = "lxc" if spec.container else "qemu"
+    vm = find_vm(api, spec.name, kind)
     if vm is None or not vm.get("template"):
         return False
-    cfg = api.call("GET", f"/nodes/{vm['node']}/qemu/{vm['vmid']}/config") or {}
+    cfg = api.call("GET", f"/nodes/{vm['node']}/{kind}/{vm['vmid']}/config") or {}
     return spec.mark in str(cfg.get("description", ""))
 
 
-def find_vm(api: Api, name: str) -> dict[str, Any] | None:
+def find_vm(api: Api, name: str, kind: str = "qemu") -> dict[str, Any] | None:
+    """The VM (``kind`` qemu) or container (``lxc``) of this name."""
     for r in api.call("GET", "/cluster/resources", type="vm") or []:
-        if r.get("name") == name and r.get("type") == "qemu":
+        if r.get("name") == name and r.get("type") == kind:
             return dict(r)
     return None
 
@@ -366,10 +464,89 @@ def _destroy(api: Api, node: str, vmid: int) -> None:
         pass
 
 
+def _destroy_ct(api: Api, node: str, vmid: int) -> None:
+    base = f"/nodes/{node}/lxc/{vmid}"
+    try:
+        if (api.call("GET", f"{base}/status/current") or {}).get("status") == "running":
+            _task(api, node, api.call("POST", f"{base}/status/stop"), f"stopping CT {vmid}")
+        _task(api, node, api.call("DELETE", base, purge=1), f"removing CT {vmid}")
+    except LabkitError:
+        pass
+
+
+def build_ct_template(api: Api, settings: ProxmoxSettings, spec: TemplateSpec, opts: BuildOptions,
+                      provision: Provisioner = ssh_provision, home: Path | None = None) -> str:
+    """Make the CT template ``spec`` (or keep it); returns "kept" or "built". ``home``: the labkit
+    home whose container key goes in (default: this process's settings)."""
+    from dataclasses import replace
+
+    if home is None:
+        from labkit.settings import load_settings
+
+        home = load_settings().home
+    if not settings.ct_ostemplate:
+        raise UserError(f"the CT template {spec.name} needs a Debian 12 system container archive: download one "
+                        "('pveam download local debian-12-standard_12.7-1_amd64.tar.zst') and name it in "
+                        "proxmox.toml as ct_ostemplate = \"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\" "
+                        "(or set containers = false).")
+    ct_pub, fingerprint = ensure_ct_key(home)
+    spec = replace(spec, ct_key=fingerprint)
+    existing = find_vm(api, spec.name, "lxc")
+    if existing is not None:
+        node, vmid = str(existing["node"]), int(existing["vmid"])
+        desc = str((api.call("GET", f"/nodes/{node}/lxc/{vmid}/config") or {}).get("description", ""))
+        if existing.get("template") and spec.mark in desc:
+            return "kept"
+        if not existing.get("template") and desc.startswith("labkit-template-build"):
+            _destroy_ct(api, node, vmid)  # a build that crashed earlier
+        else:
+            raise UserError(f"a container named {spec.name} (CT {vmid}) already exists but is not this template "
+                            f"(packages or container key changed?); delete it once no instance uses it ('pct "
+                            f"destroy {vmid}') and run 'labkit templates build' again.")
+    pem, pub = _new_key()
+    bridge = opts.bridge or settings.mgmt_bridge
+    net0 = f"name=eth0,bridge={bridge},ip={opts.build_ip},type=veth" + (f",gw={opts.build_gw}" if opts.build_gw
+                                                                          else "")
+    node, vmid = opts.node, 0
+    size = int(opts.disk_size.rstrip("G")) if opts.disk_size.rstrip("G").isdigit() else 8
+    for _attempt in range(5):
+        vmid = int(api.call("GET", "/cluster/nextid"))
+        try:
+            upid = api.call(
+                "POST", f"/nodes/{node}/lxc", vmid=vmid, ostemplate=settings.ct_ostemplate, hostname=spec.name,
+                storage=settings.storage, rootfs=f"{settings.storage}:{size}", memory=opts.memory, cores=1,
+                unprivileged=1, features="nesting=1", net0=net0, description=BUILDING,
+                **{"ssh-public-keys": f"{pub}\n{ct_pub}\n"})
+        except LabkitError as exc:
+            if "already exists" in str(exc):
+                continue
+            raise
+        break
+    else:
+        raise ProviderError("no free VMID for the CT template after 5 tries; retry.")
+    base = f"/nodes/{node}/lxc/{vmid}"
+    try:
+        _task(api, node, upid, f"creating {spec.name}", 1800)
+        _task(api, node, api.call("POST", f"{base}/status/start"), f"starting {spec.name}")
+        script = ct_provision_script(spec.packages, opts.apt_proxy)
+        provision(opts.build_ip.split("/")[0], 22, "root", pem, script, opts.ssh_timeout, {})
+        _task(api, node, api.call("POST", f"{base}/status/shutdown", timeout=120, forceStop=1),
+              f"shutting {spec.name} down", 300)
+        # the build's address goes; each clone gets its own NICs at up
+        api.call("PUT", f"{base}/config", net0=f"name=eth0,bridge={bridge},type=veth", description=spec.mark)
+        _task(api, node, api.call("POST", f"{base}/template"), f"converting {spec.name} to a template")
+    except BaseException:
+        _destroy_ct(api, node, vmid)
+        raise
+    return "built"
+
+
 def build_template(api: Api, settings: ProxmoxSettings, spec: TemplateSpec, opts: BuildOptions,
                    provision: Provisioner = ssh_provision) -> str:
     """Make ``spec`` (or keep it); returns "kept" or "built"."""
     check_options(opts)
+    if spec.container:
+        return build_ct_template(api, settings, spec, opts, provision)
     existing = find_vm(api, spec.name)
     if existing is not None:
         node, vmid = str(existing["node"]), int(existing["vmid"])
