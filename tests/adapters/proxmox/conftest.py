@@ -61,10 +61,11 @@ class FakePveServer:
         return self.control("state")  # type: ignore[no-any-return]
 
     def leftovers(self, instance: str) -> list[str]:
-        """Everything of ``instance`` fakepve still holds (VMs, pool, VNets by alias)."""
+        """Everything of ``instance`` fakepve still holds (VMs, containers, pool, VNets by alias)."""
         st = self.state()
         prefix = f"lk-{instance}-"
         out = [f"vm {v['vmid']} {v['name']}" for v in st["vms"] if v["name"].startswith(prefix)]
+        out += [f"ct {c['vmid']} {c['name']}" for c in st.get("cts", []) if c["name"].startswith(prefix)]
         out += [f"pool {p}" for p in st["pools"] if p == f"lk-{instance}"]
         out += [f"vnet {k} {c.get('alias')}" for k, c in st["vnets"].items()
                 if str(c.get("alias", "")).startswith(prefix)]

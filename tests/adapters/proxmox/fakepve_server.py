@@ -16,8 +16,13 @@ What is ours here (fakepve checks SDN requests against the schema but stores not
   something).
 - Guest agents that answer for every started clone (unless told otherwise), with
   ``network-get-interfaces`` built from the VM's ``ipconfigN``, and exec answers by argv.
-- Clone failures chosen by the new VM's name (a task ending with an error exitstatus); clone
-  requests held a while (``clone_hold``) and counted in flight (``clone_stats``: the most at once).
+- Clone failures chosen by the new VM's name or container's hostname (a task ending with an
+  error exitstatus); clone requests held a while (``clone_hold``) and counted in flight
+  (``clone_stats``: the most at once).
+- CT templates (``add_ct_template``: a container template with a base rootfs volume, as
+  ``pct template`` leaves it); containers are listed in ``state``'s ``cts``. fakepve's own lxc
+  routes do the rest (clone, config, start, interfaces, snapshot, rollback, destroy); it has no
+  lxc termproxy.
 
 Control channel: JSON lines ``{"op": ..., ...}`` -> ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "error": "..."}``; ops: see ``Control.handle``.
@@ -223,6 +228,22 @@ class LabPve(FakePve):
         finally:
             self.clones_in_flight -= 1
 
+    async def _lxc_clone(self, user, v):
+        self.clones_in_flight += 1
+        self.clones_seen += 1
+        self.clones_max = max(self.clones_max, self.clones_in_flight)
+        try:
+            if self.clone_hold:
+                await asyncio.sleep(self.clone_hold)
+            for part, message in self.clone_failures.items():
+                if part in str(v.get("hostname", "")):
+                    async def body(message=message):
+                        raise TaskError(message)
+                    return await self.task(v["node"], "vzclone", v["vmid"], user, body)
+            return await super()._lxc_clone(user, v)
+        finally:
+            self.clones_in_flight -= 1
+
     async def _qm_clone_now(self, v, user):
         for part, message in self.clone_failures.items():
             if part in str(v.get("name", "")):
@@ -268,6 +289,15 @@ def add_template(pve, name, vmid):
             "memory": "1024", "cores": "1", "scsi0": f"local-lvm:base-{vmid}-disk-0,size=4G",
             "ide2": f"local-lvm:vm-{vmid}-cloudinit,media=cdrom", "agent": "1",
             "net0": "virtio=BC:24:11:00:00:00,bridge=vmbr0", "ostype": "l26"})
+
+
+def add_ct_template(pve, name, vmid, storage="local-lvm"):
+    """A CT template as labkit's build leaves it: unprivileged, nesting, its rootfs a base volume."""
+    pve.add_ct(vmid, name, node="pve1", template=True, config={
+        "hostname": name, "ostype": "debian", "arch": "amd64", "memory": 512, "swap": 512, "cores": 1,
+        "rootfs": f"{storage}:base-{vmid}-disk-0,size=8G", "unprivileged": 1, "features": "nesting=1",
+        "net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:01:00,type=veth",
+        "description": "labkit-template packages=test"})
 
 
 def add_templates(pve):
@@ -347,6 +377,11 @@ class Control:
             if not any(vm.name == req["name"] for vm in pve.vms):
                 add_template(pve, req["name"], max(vm.vmid for vm in pve.vms if vm.vmid < 100000) + 1)
             return None
+        if op == "add_ct_template":  # {"name", "storage"}: a CT template on pve1 (idempotent)
+            if not any(ct.name == req["name"] for ct in pve.cts):
+                taken = [g.vmid for g in [*pve.vms, *pve.cts] if g.vmid < 100000]
+                add_ct_template(pve, req["name"], max(taken) + 1, req.get("storage", "local-lvm"))
+            return None
         if op == "requests":
             out = [[m, p] for m, p, _b in pve.requests]
             if req.get("clear"):
@@ -359,6 +394,10 @@ class Control:
                 "vms": [{"vmid": vm.vmid, "name": vm.name, "node": vm.node, "status": vm.status,
                          "pool": vm.pool, "template": bool(vm.template), "config": vm.config,
                          "snapshots": sorted(vm.snapshots)} for vm in pve.vms],
+                "cts": [{"vmid": ct.vmid, "name": ct.name, "node": ct.node, "status": ct.status,
+                         "pool": next((p for p, ids in pve.pools.items() if ct.vmid in ids), None),
+                         "template": bool(ct.template), "config": ct.config, "snapshots": sorted(ct.snapshots)}
+                        for ct in pve.cts],
                 "pools": {k: sorted(v) for k, v in pve.pools.items()},
                 "vnets": pve.vnets, "zones": pve.zones, "applies": pve.applies,
                 "sdn_lock": pve.sdn_lock,

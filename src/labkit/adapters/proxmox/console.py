@@ -99,13 +99,20 @@ def open_console(api: Api, settings: ProxmoxSettings, pve_node: str, vmid: int,
     host, port = settings.host_port
     url = f"wss://{host}:{port}/api2/json{base}/vncwebsocket?{query}"
     auth = f"PVEAPIToken={settings.token_id}={settings.token_secret}"
-    with connect(url, ssl=_ssl_context(settings), additional_headers={"Authorization": auth},
-                 subprotocols=[Subprotocol("binary")], open_timeout=settings.api_timeout,
-                 max_size=2**20) as ws:
+    from websockets.exceptions import WebSocketException
+
+    what = f"{'CT' if kind == 'lxc' else 'VM'} {vmid}"
+    try:
+        conn = connect(url, ssl=_ssl_context(settings), additional_headers={"Authorization": auth},
+                       subprotocols=[Subprotocol("binary")], open_timeout=settings.api_timeout, max_size=2**20)
+    except WebSocketException as exc:
+        raise ProviderError(f"Proxmox refused the console websocket of {what} ({exc}); retry, and check that "
+                            f"the token holds VM.Console on /vms/{vmid}.") from None
+    with conn as ws:
         ws.send(f"{term['user']}:{term['ticket']}\n")
         hello = ws.recv(timeout=settings.api_timeout)
         if hello not in (b"OK", "OK"):
-            raise ProviderError(f"the serial console of VM {vmid} refused the login ({hello!r}); "
+            raise ProviderError(f"the console of {what} refused the login ({hello!r}); "
                                 "retry, or check the VM's serial0 in its configuration.")
         yield ws
 
