@@ -31,7 +31,7 @@ def test_proxmox_templates_missing_then_built(pvx, pvx_home: Path) -> None:  # n
     bad = [line for line in report.lines if not line.ok]
     assert not report.ok
     assert [line.check for line in bad] == ["templates", "templates"]
-    assert "template lk-tpl-uc-three-sites is missing" in bad[0].message
+    assert "template lk-tpl-uc-ct-three-sites is missing" in bad[0].message  # three-sites: containers
     assert "template lk-tpl-uc-grader is missing" in bad[1].message
     assert report.to_json()["ok"] is False
 
@@ -44,8 +44,9 @@ def test_proxmox_templates_missing_then_built(pvx, pvx_home: Path) -> None:  # n
         labkit_wheel=WHEEL,
         provision=_noop,
     )
-    assert [(r.name, r.outcome) for r in results] == [("lk-tpl-uc-three-sites", "built"), ("lk-tpl-uc-grader", "built")]
-    assert "frr" in results[0].packages and "qemu-guest-agent" in results[0].packages
+    assert [(r.name, r.outcome) for r in results] == [("lk-tpl-uc-ct-three-sites", "built"),
+                                                      ("lk-tpl-uc-grader", "built")]
+    assert "frr" in results[0].packages and "qemu-guest-agent" not in results[0].packages  # a CT template
     report = doctor(ctx, "proxmox", ["routing-multisite"])
     assert report.ok, [line.message for line in report.lines if not line.ok]
     again = build(

@@ -40,14 +40,14 @@ def test_every_lab_by_default(pvx, ctx: Context) -> None:  # noqa: F811
         "lk-tpl-ut-ad-site",
         "lk-tpl-ut-backup-site",
         "lk-tpl-ut-supervision",
-        "lk-tpl-ut-three-sites",
+        "lk-tpl-ut-ct-three-sites",  # three-sites' nodes are containers: a CT template
         "lk-tpl-ut-two-sites-internet",
         "lk-tpl-ut-grader",
     ]
     assert all(r.outcome == "built" for r in results)
     assert names == [s.name for s in wanted(ctx, [])]
     assert len(scripts) == 6 and all('Acquire::http::Proxy "http://10.250.0.1:3142";' in s for s in scripts)
-    made = {v["name"]: v for v in pvx.state()["vms"] if v["name"].startswith("lk-tpl-ut-")}
+    made = {v["name"]: v for v in [*pvx.state()["vms"], *pvx.state()["cts"]] if v["name"].startswith("lk-tpl-ut-")}
     assert set(made) == set(names) and all(v["template"] for v in made.values())
     assert "snmpd" in dict((r.name, r.packages) for r in results)["lk-tpl-ut-supervision"]
 

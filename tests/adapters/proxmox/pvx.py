@@ -73,10 +73,16 @@ def fake_wheel() -> str:
     return str(Path(_WHEEL_DIR[0], "labkit-0.1.0-py3-none-any.whl"))
 
 
+CT_ARCHIVE = "vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+
+
 def single_node_site(server: FakePveServer, home: Path, prefix: str) -> Path:
     """A one-node cluster (bridge vmbr0) whose templates are ``lk-tpl-<prefix>-…``, with a file
-    storage ``local`` that takes ``import`` content (what templates build and doctor need)."""
+    storage ``local`` that takes ``import`` content and holds Debian's system container archive
+    (named as ``ct_ostemplate``): what templates build and doctor need."""
     write_config(server, home, mgmt_bridge="vmbr0", nodes=["pve1"], grader_template=f"lk-tpl-{prefix}-grader",
-                 template_prefix=f"lk-tpl-{prefix}-")
-    server.control("storage", name="local", options={"content": "iso,vztmpl,backup,import"})
+                 template_prefix=f"lk-tpl-{prefix}-", ct_ostemplate=f"local:{CT_ARCHIVE}")
+    server.control("storage", name="local", options={
+        "content": "iso,vztmpl,backup,import",
+        "volumes": {CT_ARCHIVE: {"content": "vztmpl", "format": "tzst", "size": 130 << 20, "ctime": 0}}})
     return home
