@@ -20,12 +20,14 @@ SCRIPT = Path(grader_setup.__file__)
 
 
 def _guest(tmp_path: Path, places: list[dict[str, str]], nics: dict[str, str],
-           nodes: list[str] | None = None) -> tuple[Path, Path, Path]:
+           nodes: list[str] | None = None, mtu: int | None = None) -> tuple[Path, Path, Path]:
     root = tmp_path / "guest"
     (root / "etc/labkit-agent").mkdir(parents=True)
     data: dict[str, object] = {"instance": "g1", "places": places}
     if nodes is not None:
         data["nodes"] = nodes
+    if mtu is not None:
+        data["mtu"] = mtu
     (root / "etc/labkit-agent/places.json").write_text(json.dumps(data))
     for name in ("ssh_host_ed25519_key", "authorized_keys"):
         (root / "etc/labkit-agent" / name).write_text("x\n")
@@ -235,3 +237,28 @@ def test_the_unit_runs_the_agent_server_with_the_files_setup_wrote(tmp_path: Pat
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+def test_vxlan_mtu_on_bridges_nics_and_vantage_veths(tmp_path: Path) -> None:
+    """places.json's mtu (a VXLAN zone: 1450) goes on every bridge, grader NIC and vantage veth
+    made in the guest; without it (a simple zone) no mtu word is given (the other test)."""
+    places = [
+        {"place": "lk-g1.s-lan-a", "ports": [{"name": "p1", "mac": "bc:24:11:00:00:01", "vnet": "a1",
+                                              "member": "r1:eth0"}]},
+        {"place": "lk-g1.l-wan-a", "mac": "BC:24:11:00:00:03", "vnet": "w1"},
+        {"place": "lk-g1.v-pc", "segment": "lk-g1.s-lan-a", "address": "10.0.1.50/24", "gateway": None},
+    ]
+    nics = {"eth1": "bc:24:11:00:00:01", "eth3": "bc:24:11:00:00:03"}
+    root, ip, log = _guest(tmp_path, places, nics, mtu=1450)
+    res = _run(root, ip)
+    assert res.returncode == 0, res.stderr
+    calls = log.read_text().splitlines()
+    assert "-n lk-g1.s-lan-a link add br0 mtu 1450 type bridge stp_state 0 forward_delay 0" in calls
+    assert "-n lk-g1.l-wan link add br0 mtu 1450 type bridge stp_state 0 forward_delay 0" in calls
+    assert "-n lk-g1.s-lan-a link set p1 mtu 1450 master br0 up" in calls
+    assert "-n lk-g1.l-wan link set p1 mtu 1450 master br0 up" in calls
+    assert ("link add name eth0 netns lk-g1.v-pc mtu 1450 type veth peer name p2 netns lk-g1.s-lan-a mtu 1450"
+            in calls)
+    # every link made or plugged carries it (the veth's peer p2 got it when the pair was made)
+    assert [c for c in calls if ("link add" in c or "master br0" in c) and "mtu 1450" not in c] == [
+        "-n lk-g1.s-lan-a link set p2 master br0 up"]
