@@ -220,3 +220,32 @@ def test_validate_prints_one_warning_line_per_lab_for_what_a_provider_will_not_c
     # on netns nothing is missing: no warning
     res = CliRunner().invoke(cli, ["validate", "routing-multisite", "--provider", "netns"], env=env)
     assert res.exit_code == 0 and "!" not in res.output and "graded on netns (inprocess)" in res.output
+
+
+def test_supervision_is_graded_on_proxmox_and_still_refused_where_the_wiring_is_unknown(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """supervision-snmp on Proxmox: the alerts find mon's port from the provider's wiring
+    (port_map) and syslog reads the collector through its own exec, so ``validate`` accepts it
+    with one warning line saying what syslog then does not check. A provider without port_map
+    (GNS3 today) still refuses it, naming the alert checks."""
+    from click.testing import CliRunner
+
+    from labkit.interfaces.cli import cli
+    from tests.conftest import PROJECT
+
+    env = {"LABKIT_HOME": str(tmp_path / "home"), "LABKIT_RUN_DIR": str(tmp_path / "run"),
+           "LABKIT_PROJECT": str(PROJECT)}
+    res = CliRunner().invoke(cli, ["validate", "supervision-snmp", "--provider", "proxmox"], env=env)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].endswith("supervision-snmp, 10 checks, 5 variants, 5 cheats; graded on proxmox (agent)")
+    assert lines[1:] == [
+        "! lab supervision-snmp on proxmox: check 'syslog-central' runs without node files read from outside the "
+        "node (node_fs): not checked: that the line is filed in the collector's files as read from outside the node "
+        "(the collector's own system shows its files; it can only show the random user name if the line reached it)."]
+    install(monkeypatch)
+    monkeypatch.setattr(LesserProvider, "capabilities", ALL_CAPABILITIES - {"node_fs", "node_kernel", "port_map"})
+    res = CliRunner().invoke(cli, ["validate", "supervision-snmp", "--provider", "lesser"], env=env)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "segment bridge ports known from the grader's own wiring (port_map)" in res.output
+    assert "'alert-device-down'" in res.output and "'syslog-central'" not in res.output
