@@ -27,9 +27,19 @@ What an instance is made of (every name derived from the instance name, see nami
   bridging its two halves (ports p1, p2, as on netns); the guest's SSH server (labkit's own,
   host key made here and pinned) runs the grader agent, provisioned through the guest agent;
 - readiness by the guest agent (``network-get-interfaces`` shows the planned addresses), then
-  a snapshot ``labkitbase`` of every VM (``reset`` rolls back to it).
+  a snapshot ``labkitbase`` of every VM (``reset`` rolls back to it);
+- container nodes: a node the topology marks ``container: true`` (with ``containers`` on) is an
+  unprivileged LXC container, a linked clone of ``naming.ct_template`` (``POST .../lxc/{id}/clone``,
+  same VMID block, placement, bound and rollback; on local storage it stays on its template's
+  node), its NICs ``netX: name=ethX,bridge=<vnet>,ip=..,gw=..,type=veth`` (Proxmox writes them
+  in; no cloud-init), ready when the host's ``GET .../lxc/{id}/interfaces`` shows the planned
+  addresses, snapshot/rollback/stop/destroy/console on the lxc paths; its keys are the CT
+  template's (the home's container key, ``settings.ct_key_path``); no command runs in it
+  (``exec`` refuses, and ``preflight`` refuses a lab whose ``node_exec`` checks name it);
+- in a VXLAN zone (VNets of 1450 bytes) the VM NICs get ``mtu=1`` (virtio: the bridge's MTU), the
+  container NICs ``mtu=1450``, and places.json ``"mtu": 1450`` (the grader's bridges and veths).
 
-Destroy works from the name alone (pool members and VMs tagged ``lk.<instance>``, VNets whose
+Destroy works from the name alone (pool members and VMs/containers tagged ``lk.<instance>``, VNets whose
 alias starts with ``lk-<instance>:``, the pool), so it works after a crash; a failed create
 rolls back the same way.
 
@@ -368,7 +378,7 @@ class ProxmoxProvider:
         "already exists" the next free id of the block."""
         tnode, kind = str(tpl["node"]), _kind(tpl)
         slots = _clone_slots(self.pve.url, self.pve.parallel)
-        naming_param = {"hostname" if kind == "lxc" else "name": naming.vm_name(name, node)}
+        naming_param: dict[str, Any] = {"hostname" if kind == "lxc" else "name": naming.vm_name(name, node)}
         what = "CT" if kind == "lxc" else "VM"
         for _attempt in range(3):
             try:
