@@ -24,8 +24,8 @@ then found on the collector. Read from outside the node (``node_fs``, a want) th
 line was kept. Without it the collector's own exec lists and reads its recent files (the
 command never holds the nonce; the grader searches the bytes): a node's own answer, which can
 only hold the random nonce if the line reached it, but whose claim that the line is filed
-there is the candidate's system's word. That is the only place a node's own answer gives
-points, and only beside the grader's own capture of the same nonce.
+there is the candidate's system's word. In this module that is the only place a node's own
+answer gives points, and only beside the grader's own capture of the same nonce.
 """
 
 from __future__ import annotations
@@ -777,7 +777,7 @@ class SyslogForwarded:
                                timeout=max(5.0, min(15.0, left + 5.0)), meta={"phase": "search"})
             p = ev.parsed or {}
             stdout = str(p.get("stdout") or "")
-            result = {"files": [], "read": [], "lines": [], "malformed": 0, "error": None}
+            result: dict[str, Any] = {"files": [], "read": [], "lines": [], "malformed": 0, "error": None}
             if not ev.ok:
                 result["error"] = ev.error
             elif len(stdout) > READ_ANSWER_MAX:
