@@ -194,6 +194,7 @@ def test_down_after_kill9_with_containers(fakepve: FakePveServer, ms_ctx: Any) -
     left = fakepve.leftovers(name)
     assert len([x for x in left if x.startswith("ct ")]) == 6 and any(x.startswith("pool ") for x in left)
     shutil.rmtree(s.home / "instances" / name)  # the state is lost too
+    assert name in ProxmoxProvider(s).instances()  # 'down --all' lists it from the name alone
     res = subprocess.run([sys.executable, "-m", "labkit", "down", name], env=env, cwd=PROJECT,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
