@@ -42,8 +42,8 @@ class _Sftp(paramiko.SFTPServerInterface):
 
 
 class Guest:
-    def __init__(self, root: Path, pubkey: paramiko.PKey, exit_status: int = 0) -> None:
-        self.root, self.pubkey, self.exit_status = root, pubkey, exit_status
+    def __init__(self, root: Path, pubkey: paramiko.PKey, exit_status: int = 0, user: str = "labkit") -> None:
+        self.root, self.pubkey, self.exit_status, self.user = root, pubkey, exit_status, user
         self.commands: list[str] = []
         self.scripts: list[bytes] = []
         self.sock = socket.socket()
@@ -67,7 +67,7 @@ class Guest:
 
         class Server(paramiko.ServerInterface):
             def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-                ok = username == "labkit" and key.get_base64() == guest.pubkey.get_base64()
+                ok = username == guest.user and key.get_base64() == guest.pubkey.get_base64()
                 return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
 
             def get_allowed_auths(self, username: str) -> str:
@@ -127,6 +127,14 @@ def test_uploads_then_runs_the_script_with_sudo(guest: Guest, key: tuple[str, pa
     assert (up / "labkit-agent").read_bytes() == b"#!/bin/sh\nexit 0\n"
     assert (up / "labkit-agent").stat().st_mode & 0o777 == 0o755
     assert (up / "labkit-0.1.0-py3-none-any.whl").stat().st_mode & 0o777 == 0o644
+
+
+def test_root_runs_the_script_without_sudo(guest: Guest, key: tuple[str, paramiko.PKey]) -> None:
+    """A CT template's build container is reached as root: Debian's system container image has
+    no sudo, so the script runs in sh itself."""
+    guest.user = "root"
+    ssh_provision("127.0.0.1", guest.port, "root", key[0], "set -eu\necho hi\n", 30, {})
+    assert guest.commands == ["sh -s"] and guest.scripts == [b"set -eu\necho hi\n"]
 
 
 def test_failed_script_is_one_clear_error(guest: Guest, key: tuple[str, paramiko.PKey]) -> None:

@@ -343,9 +343,10 @@ def ensure_ct_key(home: Path) -> tuple[str, str]:
 
 def ssh_provision(host: str, port: int, user: str, key_pem: str, script: str, timeout: float,
                   files: dict[str, tuple[bytes, int]]) -> None:
-    """Run ``script`` with sudo in the build guest over SSH (retries the connection until the
-    guest's sshd answers or ``timeout``). The build guest is fresh on the centre's build bridge:
-    its host key is not known beforehand and is accepted for this one session."""
+    """Run ``script`` as root (through sudo unless ``user`` is root) in the build guest over SSH
+    (retries the connection until the guest's sshd answers or ``timeout``). The build guest is
+    fresh on the centre's build bridge: its host key is not known beforehand and is accepted for
+    this one session."""
     import paramiko
 
     key = paramiko.Ed25519Key.from_private_key(io.StringIO(key_pem))
@@ -380,7 +381,10 @@ def ssh_provision(host: str, port: int, user: str, key_pem: str, script: str, ti
                         sftp.chmod(f"{UPLOAD_DIR}/{name}", mode)
                 finally:
                     sftp.close()
-            _in, out, err = client.exec_command("sudo sh -s", timeout=max(1.0, deadline - time.monotonic()))
+            # root (a CT template's build container: Debian's system container image has no sudo)
+            # runs the script itself; the cloud image's user goes through sudo
+            shell = "sh -s" if user == "root" else "sudo sh -s"
+            _in, out, err = client.exec_command(shell, timeout=max(1.0, deadline - time.monotonic()))
             _in.write(script)
             _in.channel.shutdown_write()
             code = out.channel.recv_exit_status()
