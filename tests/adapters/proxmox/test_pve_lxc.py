@@ -292,8 +292,8 @@ def test_vxlan_mtu_on_vm_nodes_and_none_in_a_simple_zone(fakepve: FakePveServer,
     state = lifecycle.up(pv_ctx, LAB_ID, instance="pv-vmsimple", seed=39, provider="proxmox")
     try:
         for v in _vms_of(fakepve, "pv-vmsimple").values():
-            nets = [x for k, x in v["config"].items() if k.startswith("net") and k[3:].isdigit()]
-            assert nets and not any("mtu" in _props(x) for x in nets)
+            simple = [x for k, x in v["config"].items() if k.startswith("net") and k[3:].isdigit()]
+            assert simple and not any("mtu" in _props(x) for x in simple)
         assert "mtu" not in _places_json(fakepve, "pv-vmsimple") and "mtu" not in state.provider_data
     finally:
         lifecycle.down(pv_ctx, "pv-vmsimple")
