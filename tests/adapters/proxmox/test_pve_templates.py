@@ -93,7 +93,8 @@ def test_image_downloaded_once(pvx, env) -> None:  # noqa: F811
     tpl.build_template(api, settings, tpl.TemplateSpec("lk-tpl-px2b", ("qemu-guest-agent",)), _opts(image=url),
                        Recorder())
     assert not [p for m, p, _b in pvx.control("bodies") if p.endswith("/download-url")]
-    assert _vm(pvx, "lk-tpl-px2b")["template"]
+    made = _vm(pvx, "lk-tpl-px2b")
+    assert made is not None and made["template"]
 
 
 def test_failed_provisioning_removes_the_vm(pvx, env) -> None:  # noqa: F811
