@@ -857,6 +857,64 @@ def capability_problem(lab_id: str, provider: str, gaps: Sequence[CapabilityGap]
             "out of the lab.")
 
 
+# Capabilities a provider may offer on some nodes and not others (Proxmox runs no command in
+# a container node); a check that names a node in its arguments uses them on that node.
+NODE_CAPABILITIES = frozenset({"node_exec", "node_fs", "node_kernel"})
+
+
+@dataclass(frozen=True)
+class NodeCapabilityGap(CapabilityGap):
+    """A check whose grader needs or wants a node capability on ``node`` (named in its
+    arguments), which the provider offers but not on that node, for the reason ``why``."""
+
+    node: str = ""
+    why: str = ""
+
+
+def names_in(value: Any) -> set[str]:
+    """Every dict key and whole string value inside ``value``, at any depth (where a check's
+    arguments name nodes)."""
+    if isinstance(value, dict):
+        return {str(k) for k in value} | {x for v in value.values() for x in names_in(v)}
+    if isinstance(value, list):
+        return {x for v in value for x in names_in(v)}
+    return {value} if isinstance(value, str) else set()
+
+
+def node_capability_gaps(lab: LoadedLab, of: Callable[[str], GraderNeeds],
+                         limits: Callable[[Any], tuple[frozenset[str], str] | None]) -> list[NodeCapabilityGap]:
+    """Every (check, node, capability) where a check whose grader needs or wants a node
+    capability (``NODE_CAPABILITIES``) names a topology node in its arguments, and ``limits``
+    (the provider's ``node_limits``: the capabilities it does not offer on that node, and why)
+    withholds it there. A want counts like a need here: the grader would use it on a node
+    that cannot serve it."""
+    nodes = {n.name: n for n in lab.topology.nodes}
+    out: list[NodeCapabilityGap] = []
+    for c in lab.spec.checks:
+        decl = of(c.grader)
+        uses = (set(decl.needs) | set(decl.wants)) & NODE_CAPABILITIES
+        if not uses:
+            continue
+        for name in sorted(names_in(c.args) & set(nodes)):
+            lim = limits(nodes[name])
+            if lim is None:
+                continue
+            withheld, why = lim
+            out += [NodeCapabilityGap(c.id, c.grader, cap, name, why) for cap in sorted(uses & withheld)]
+    return out
+
+
+def node_capability_problem(lab_id: str, provider: str, gaps: Sequence[NodeCapabilityGap]) -> str | None:
+    """One sentence for the first gap: the check, the node, what it needs there, why the
+    provider cannot, and what to do (the provider's ``why`` says it); None when none."""
+    if not gaps:
+        return None
+    g = gaps[0]
+    more = f" (and {len(gaps) - 1} more like it)" if len(gaps) > 1 else ""
+    return (f"check {g.check!r} of lab {lab_id} needs {g.need()} on node {g.node}, which provider {provider} "
+            f"cannot offer there{more}: {g.why}.")
+
+
 def render_value(value: Any, params: dict[str, Any]) -> Any:
     """Render every string inside ``value`` (dict keys included) as a template."""
     if isinstance(value, str):

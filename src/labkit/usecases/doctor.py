@@ -78,7 +78,7 @@ def _proxmox(ctx: Context, labs: list[str], image_storage: str = "local") -> lis
     names = [t.name for t in wanted_templates(settings, [p for _, p in _plans(ctx, labs)])]
     return pve_doctor.run(PveClient(settings), token_id=settings.token_id, storage=settings.storage,
                           zone=settings.zone, mgmt_bridge=settings.mgmt_bridge, nodes=settings.nodes,
-                          templates=names, image_storage=image_storage)
+                          templates=names, image_storage=image_storage, ct_ostemplate=settings.ct_ostemplate)
 
 
 def doctor(ctx: Context, provider: str, labs: list[str] | None = None, *,

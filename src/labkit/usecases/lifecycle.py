@@ -22,6 +22,8 @@ from labkit.domain.labs import (
     capability_problem,
     capability_shortfalls,
     capability_warning,
+    node_capability_gaps,
+    node_capability_problem,
     find_lab,
     instantiate,
     load_lab,
@@ -83,6 +85,11 @@ def check_provider_fits(ctx: Context, lab: LoadedLab, provider: str, vantage: st
     problem = capability_problem(lab.spec.id, provider, gaps)
     if problem:
         raise UserError(problem)
+    node_limits = getattr(prov, "node_limits", None)
+    if callable(node_limits):
+        node_gaps = node_capability_gaps(lab, lambda g: GraderNeeds.of(registry.get(g)), node_limits)
+        if (problem := node_capability_problem(lab.spec.id, provider, node_gaps)) is not None:
+            raise UserError(problem)
     devices = sorted({str(n.platform) for n in lab.topology.nodes if getattr(n, "platform", None)})
     if devices and not callable(getattr(prov, "device_endpoint", None)):
         raise UserError(f"lab {lab.spec.id} has network devices ({', '.join(devices)}) that provider {provider} "

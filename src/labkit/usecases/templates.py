@@ -62,6 +62,6 @@ def build(ctx: Context, provider: str, *, image: str, labs: list[str] | None = N
             if spec.grader and not labkit_wheel and not is_current(client, spec):
                 labkit_wheel = str(build_wheel(ctx.settings.project, Path(tmp)))
             outcome = build_template(client, settings, spec, replace(opts, labkit_wheel=labkit_wheel),
-                                     provision or ssh_provision)
+                                     provision or ssh_provision, home=ctx.settings.home)
             out.append(TemplateResult(spec.name, outcome, spec.packages))
     return out

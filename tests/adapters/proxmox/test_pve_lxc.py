@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from labkit.adapters.proxmox import naming
-from labkit.adapters.proxmox.provider import ProxmoxProvider, exec_checks
+from labkit.adapters.proxmox.provider import ProxmoxProvider
 from labkit.adapters.proxmox.settings import ct_key_path
 from labkit.errors import ProviderError, UserError
 from labkit.usecases import lifecycle
@@ -219,38 +219,44 @@ def test_missing_ct_template_refused(fakepve: FakePveServer, ms_ctx: Any) -> Non
     assert fakepve.leftovers("pv-ctnone") == []
 
 
-def test_exec_checks_on_a_container_node_refused_before_anything(fakepve: FakePveServer, ms_ctx: Any,
-                                                                  tmp_path: Path) -> None:
-    """A made-up lab on three-sites whose check runs commands in r-br1 (backup.schedule needs
-    node_exec): preflight refuses it in one sentence, before any pool or VNet exists; with the
-    check on no node of the topology, or with containers off, that refusal does not come."""
-    from labkit.domain.labs import instantiate
+def _with_checks(lab: Any, checks: list[dict[str, Any]]) -> Any:
+    """``lab`` (a LoadedLab) with its checks replaced by ``checks`` (made-up ones)."""
+    import dataclasses
 
+    from labkit.models.lab import CheckSpec
+
+    specs = [CheckSpec.model_validate({"title": {"fr": c["id"], "en": c["id"]}, "points": 1,
+                                       "criteria": ["c"], **c}) for c in checks]
+    return dataclasses.replace(lab, spec=lab.spec.model_copy(update={"checks": specs}))
+
+
+def test_exec_checks_on_a_container_node_refused_before_anything(fakepve: FakePveServer, ms_ctx: Any) -> None:
+    """A made-up lab on three-sites whose check runs commands in r-br1 and pc-hq (supervision.alert_fires
+    needs node_exec, which Proxmox offers on VMs): ``check_provider_fits`` (what ``validate``,
+    ``up`` and ``cohort up`` call first) refuses it in one sentence that names the check, the
+    node and what to do, and ``up`` makes nothing. With the check on no node of the topology, or
+    with containers off, that refusal does not come."""
     lab = lifecycle.load_lab_checked(ms_ctx, LAB)
-    plan = instantiate(lab, "pv-ctexec", 36, None)
-    assert exec_checks(plan) == []  # routing-multisite runs no command in its nodes
-    made_up = tmp_path / "made-up"
-    made_up.mkdir()
-    (made_up / "lab.yaml").write_text(
-        "checks:\n"
-        "  - {id: reach, grader: routing.lan_reachability, args: {vantage: [v-hq], hosts: {pc-hq: 10.0.0.1}}}\n"
-        "  - {id: cron, grader: backup.schedule, args: {node: r-br1, nested: [{other: pc-hq}]}}\n")
-    bad = plan.model_copy(update={"lab_dir": str(made_up)})
-    assert exec_checks(bad) == [("cron", "pc-hq"), ("cron", "r-br1")]
+    lifecycle.check_provider_fits(ms_ctx, lab, "proxmox")  # routing-multisite runs no command in its nodes
+    bad = _with_checks(lab, [
+        {"id": "reach", "grader": "routing.lan_reachability", "args": {"vantage": ["v-hq"], "hosts": {"pc-hq": "x"}}},
+        {"id": "cron", "grader": "supervision.alert_fires", "args": {"node": "r-br1", "nested": [{"other": "pc-hq"}]}}])
     fakepve.control("requests", clear=True)
-    prov = ms_ctx.provider("proxmox")
     with pytest.raises(UserError) as err:
-        prov.preflight(bad)
+        lifecycle.check_provider_fits(ms_ctx, bad, "proxmox")
     msg = str(err.value)
-    assert msg.startswith("check 'cron' of lab routing-multisite runs commands in node pc-hq, which runs as a "
-                          "container on Proxmox") and "container: false" in msg and "containers = false" in msg
+    assert msg.startswith("check 'cron' of lab routing-multisite needs command run in a node (node_exec) on node "
+                          "pc-hq, which provider proxmox cannot offer there (and 1 more like it): it runs as a "
+                          "container on Proxmox"), msg
+    assert "container: false" in msg and "containers = false" in msg
     assert not [p for m, p in fakepve.control("requests") if m != "GET"]  # nothing made
-    (made_up / "lab.yaml").write_text("checks:\n  - {id: cron, grader: backup.schedule, args: {node: elsewhere}}\n")
-    prov.preflight(bad)  # no container node named: accepted
-    (made_up / "lab.yaml").write_text("checks:\n  - {id: cron, grader: backup.schedule, args: {node: r-br1}}\n")
+    elsewhere = _with_checks(lab, [{"id": "cron", "grader": "supervision.alert_fires", "args": {"node": "elsewhere"}}])
+    lifecycle.check_provider_fits(ms_ctx, elsewhere, "proxmox")  # no container node named: accepted
+    one = _with_checks(lab, [{"id": "cron", "grader": "supervision.alert_fires", "args": {"node": "r-br1"}}])
     fakepve.write_config(ms_ctx.settings.home, mgmt_cidr="127.88.0.0/16", containers=False)
-    with pytest.raises(UserError, match="lk-tpl-three-sites are missing"):  # every node a VM: no exec refusal
-        ProxmoxProvider(ms_ctx.settings).preflight(bad)
+    lifecycle.check_provider_fits(ms_ctx, one, "proxmox")  # every node a VM: node_exec is offered
+    # netns offers every capability on every node: the same lab fits there
+    lifecycle.check_provider_fits(ms_ctx, bad, "netns")
 
 
 def test_vxlan_mtu_on_every_nic_and_in_places(fakepve: FakePveServer, ms_ctx: Any) -> None:

@@ -67,6 +67,7 @@ from labkit.adapters.providers.base import GraderGround, NodeFiles
 from labkit.adapters.proxmox import naming
 from labkit.adapters.proxmox.client import PveApiError, PveClient
 from labkit.adapters.proxmox.settings import ProxmoxSettings, configured, ct_key_path, load_proxmox_settings
+from labkit.adapters.proxmox.slots import clone_slot
 from labkit.adapters.storage.state import INSTANCE_RE
 from labkit.errors import AgentError, LabkitError, ProviderError, UnknownNodeError, UserError
 from labkit.models.capabilities import Capability
@@ -78,21 +79,6 @@ MAX_NICS = 32
 VXLAN_MTU = 1450  # a VXLAN zone's VNets: 1500 less the 50 bytes of VXLAN over IPv4
 EXEC_OUTPUT_LIMIT = 1 << 20
 AGENT_DIR = "/etc/labkit-agent"
-
-# Clones in flight per cluster (API url), shared by every provider object of this process: a
-# cohort brings several instances up at once, each with its own provider, and the cluster's
-# storage must still see at most ``parallel`` clones at a time.
-_CLONE_SLOTS: dict[str, threading.BoundedSemaphore] = {}
-_CLONE_SLOTS_LOCK = threading.Lock()
-
-
-def _clone_slots(url: str, parallel: int) -> threading.BoundedSemaphore:
-    with _CLONE_SLOTS_LOCK:
-        key = f"{url}#{parallel}"
-        if key not in _CLONE_SLOTS:
-            _CLONE_SLOTS[key] = threading.BoundedSemaphore(parallel)
-        return _CLONE_SLOTS[key]
-
 
 class ProxmoxProvider:
     name = "proxmox"
@@ -182,8 +168,6 @@ class ProxmoxProvider:
                             f"segment members + 2 x {len(plan.links)} links) and a Proxmox VM has at most "
                             f"{MAX_NICS}; split the lab or use the netns provider.")
         cts = self._ct_nodes(plan)
-        if cts:
-            self._refuse_exec_on_containers(plan, cts)
         vms = self._vms()
         names = {str(v.get("name")) for v in vms if v.get("template")}
         need = [pve.grader_template]
@@ -207,16 +191,19 @@ class ProxmoxProvider:
             return set()
         return {n.name for n in plan.nodes if n.container}
 
-    def _refuse_exec_on_containers(self, plan: InstancePlan, cts: set[str]) -> None:
-        """Refuse, before anything is made, a lab with a check that runs commands in a node
-        (its grader needs or wants ``node_exec``) and names a container node in its arguments:
-        Proxmox's API runs no command in a container (no guest agent, no exec endpoint)."""
-        hits = [(check, node) for check, node in exec_checks(plan) if node in cts]
-        if hits:
-            check, node = hits[0]
-            raise UserError(f"check {check!r} of lab {plan.lab_id} runs commands in node {node}, which runs as a "
-                            "container on Proxmox, where labkit cannot run a command in a container; mark it "
-                            "'container: false' in the topology or set 'containers = false' in proxmox.toml.")
+    def node_limits(self, node: Any) -> tuple[frozenset[str], str] | None:
+        """What this provider cannot offer on topology node ``node`` (a NodeSpec or NodePlan),
+        and why: a container node runs no command from labkit (Proxmox's API has no guest
+        agent and no exec for containers). ``labkit validate``, ``up`` and ``cohort up`` refuse
+        a check that needs or wants one of them on that node (lifecycle.check_provider_fits)."""
+        if not getattr(node, "container", False):
+            return None
+        # validate runs before Proxmox is configured: then the default (containers on) holds
+        if configured(self.settings.home) and not self.pve.containers:
+            return None
+        return (frozenset({"node_exec"}),
+                "it runs as a container on Proxmox, where labkit cannot run a command in a container; mark it "
+                "'container: false' in the topology or set 'containers = false' in proxmox.toml")
 
     # ------------------------------------------------------------ create
     def create(self, state: InstanceState) -> None:
@@ -377,12 +364,14 @@ class ProxmoxProvider:
         """A linked clone (a VM's, or a container's for a CT template) with an explicit VMID; on
         "already exists" the next free id of the block."""
         tnode, kind = str(tpl["node"]), _kind(tpl)
-        slots = _clone_slots(self.pve.url, self.pve.parallel)
         naming_param: dict[str, Any] = {"hostname" if kind == "lxc" else "name": naming.vm_name(name, node)}
         what = "CT" if kind == "lxc" else "VM"
         for _attempt in range(3):
             try:
-                with slots:  # at most ``parallel`` clones on this cluster from this process
+                # at most ``parallel`` clones on this cluster, across every labkit process of
+                # this home (slots.py: flock on lock files; a crashed holder frees its slot)
+                with clone_slot(self.settings.home / "locks", self.pve.url, self.pve.parallel,
+                                timeout=4 * self.pve.task_timeout, what=f"the clone of {what} {vmid}"):
                     self.client.run_task(
                         "POST", f"/nodes/{tnode}/{kind}/{tpl['vmid']}/clone", tnode,
                         what=f"clone of {tpl['name']} to {what} {vmid} ({naming.vm_name(name, node)})",
@@ -960,43 +949,3 @@ def _ip_gw(n: Any, idx: int) -> str:
     gateways = {r.via for r in n.routes if r.to == "default"}
     gw = next((g for g in sorted(gateways) if ipaddress.ip_address(g) in network), None)
     return f"ip={iface.addresses[0]}" + (f",gw={gw}" if gw else "")
-
-
-def exec_checks(plan: InstancePlan) -> list[tuple[str, str]]:
-    """(check id, node) for every check of the plan's lab whose grader needs or wants
-    ``node_exec`` and that names the node in its arguments (a key or a whole string value, at
-    any depth): the checks that would run commands in that node. Read from the lab's file and
-    the graders' own declarations (by their registered module, as the grader registry loads
-    them)."""
-    import importlib
-
-    import yaml
-
-    path = Path(plan.lab_dir) / "lab.yaml"
-    if not path.is_file():
-        return []
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    nodes = {n.name for n in plan.nodes}
-    out: list[tuple[str, str]] = []
-    for check in doc.get("checks") or []:
-        grader_name = str(check.get("grader", ""))
-        module, _, _ = grader_name.partition(".")
-        try:
-            graders = importlib.import_module(f"graders.{module}").GRADERS
-        except (ImportError, AttributeError):
-            continue  # not a built-in grader: validate names unknown graders
-        grader = next((g for g in graders if getattr(g, "name", None) == grader_name), None)
-        uses = set(getattr(grader, "needs", ()) or ()) | set(getattr(grader, "wants", None) or {})
-        if "node_exec" not in uses:
-            continue
-        named = sorted(_names_in(check.get("args") or {}) & nodes)
-        out += [(str(check.get("id")), node) for node in named]
-    return out
-
-
-def _names_in(value: Any) -> set[str]:
-    if isinstance(value, dict):
-        return {str(k) for k in value} | {x for v in value.values() for x in _names_in(v)}
-    if isinstance(value, list):
-        return {x for v in value for x in _names_in(v)}
-    return {value} if isinstance(value, str) else set()

@@ -546,11 +546,12 @@ def build_ct_template(api: Api, settings: ProxmoxSettings, spec: TemplateSpec, o
 
 
 def build_template(api: Api, settings: ProxmoxSettings, spec: TemplateSpec, opts: BuildOptions,
-                   provision: Provisioner = ssh_provision) -> str:
-    """Make ``spec`` (or keep it); returns "kept" or "built"."""
+                   provision: Provisioner = ssh_provision, home: Path | None = None) -> str:
+    """Make ``spec`` (or keep it); returns "kept" or "built". ``home``: the labkit home whose
+    container key goes into a CT template."""
     check_options(opts)
     if spec.container:
-        return build_ct_template(api, settings, spec, opts, provision)
+        return build_ct_template(api, settings, spec, opts, provision, home=home)
     existing = find_vm(api, spec.name)
     if existing is not None:
         node, vmid = str(existing["node"]), int(existing["vmid"])
