@@ -7,6 +7,9 @@ requests). fakepve answers at once (tasks end before the request returns: time_s
 the figures measure labkit's own work and its request count, not a cluster's: on a real
 cluster, clones, starts and boots dominate.
 
+``--containers N`` (default 3): routing-multisite's six nodes as containers, then as VMs,
+alternately N times on one fakepve: labkit's own time and requests for each kind.
+
 With ``--netns`` (root, the nodes' image built): ``up``/``down`` of the same lab on netns,
 side by side (a netns cohort is bench/cohort.py's job).
 
@@ -55,7 +58,7 @@ def kinds(requests: list[list[str]]) -> dict[str, int]:
             out["vm config"] += 1
         elif "/status/" in path or "/snapshot" in path:
             out["power+snapshot"] += 1
-        elif method == "DELETE" and "/qemu/" in path:
+        elif method == "DELETE" and ("/qemu/" in path or "/lxc/" in path):
             out["vm destroy"] += 1
         else:
             out["other"] += 1
@@ -120,6 +123,50 @@ def bench_proxmox(n: int, parallel: int, tmp: Path) -> dict[str, Any]:
     return result
 
 
+def bench_containers(tmp: Path, rounds: int) -> dict[str, Any]:
+    """routing-multisite (six nodes, the real lab) brought up and down on one fakepve, its
+    nodes as containers (the topology's ``container: true``) then as VMs (``containers =
+    false``), alternately ``rounds`` times: labkit's own time and requests for each kind."""
+    out: dict[str, Any] = {"containers": [], "vms": []}
+    with serving_fakepve(venv_python()) as server:
+        home = tmp / "ct-home"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed_port = s.getsockname()[1]
+        server.control("add_ct_template", name="lk-tpl-ct-three-sites")
+        server.control("add_template", name="lk-tpl-three-sites")
+        os.environ["LABKIT_PVE_TOKEN_SECRET"] = server.token_secret
+        os.environ["LABKIT_HOME"] = str(home)
+        os.environ["LABKIT_PROJECT"] = str(PROJECT)
+        ctx = lifecycle.Context(Settings(home=home, run_dir=tmp / "ct-run", project=PROJECT))
+        names = []
+        try:
+            for r in range(rounds):
+                for kind, on in (("containers", True), ("vms", False)):
+                    server.write_config(home, mgmt_cidr="127.88.0.0/16", agent_port=closed_port,
+                                        sdn_timeout=120.0, poll_interval=0.05, containers=on)
+                    name = f"bk-{kind[:2]}{r}"
+                    names.append(name)
+                    _, up = measured(server, lambda n=name: lifecycle.up(ctx, "routing-multisite", instance=n,
+                                                                         seed=7, provider="proxmox"))
+                    _, down = measured(server, lambda n=name: lifecycle.down(ctx, n))
+                    out[kind].append({"up": up, "down": down})
+        finally:
+            for name in names:
+                if ctx.store.exists(name) or server.leftovers(name):
+                    try:
+                        lifecycle.down(ctx, name)
+                    except Exception as exc:  # noqa: BLE001 - report and go on cleaning
+                        print(f"could not bring {name} down: {exc}", file=sys.stderr)
+            out["left_in_fakepve"] = [x for name in names for x in server.leftovers(name)]
+    for kind in ("containers", "vms"):
+        runs = out[kind]
+        out[f"{kind}_median"] = {
+            step: {"wall_s": sorted(r[step]["wall_s"] for r in runs)[len(runs) // 2],
+                   "requests": runs[0][step]["requests"]} for step in ("up", "down")}
+    return out
+
+
 def bench_netns(tmp: Path) -> dict[str, Any]:
     home = tmp / "netns-home"
     run = Path(f"/run/labkit-bench-pv-{os.getpid()}")
@@ -144,11 +191,15 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=30, help="seats of the cohort (default 30)")
     ap.add_argument("--parallel", type=int, default=6, help="cohort launch bound (default 6)")
     ap.add_argument("--netns", action="store_true", help="also up/down the same lab on netns (root)")
+    ap.add_argument("--containers", type=int, default=3, metavar="ROUNDS",
+                    help="routing-multisite with container nodes vs VM nodes, ROUNDS each (default 3; 0: skip)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="lk-bench-pv-"))
     try:
         result: dict[str, Any] = {"machine": platform.node(), "cpus": os.cpu_count(), "lab": LAB_ID,
                                   "proxmox (fakepve, time_scale 0)": bench_proxmox(args.n, args.parallel, tmp)}
+        if args.containers:
+            result["containers vs VMs (fakepve, routing-multisite)"] = bench_containers(tmp, args.containers)
         if args.netns:
             result["netns"] = bench_netns(tmp)
     finally:
