@@ -793,7 +793,9 @@ class GraderNeeds:
     unchecked, (fr, en); without one, the check records a "not observed" evidence and its
     message says what was not checked. Only supporting evidence may be wanted: the decisive
     evidence is the grader's own (its packets, its wires), and a node's own answer may only
-    take points away, never give them."""
+    take points away, never give them. One exception, said in its check's ``doc``: where the
+    answer can only hold a nonce the grader sent and saw cross its own wire to that node
+    (supervision's syslog read through the log server's exec, without ``node_fs``)."""
 
     needs: frozenset[str] = frozenset()
     wants: Mapping[str, tuple[str, str]] = field(default_factory=dict)
