@@ -458,24 +458,50 @@ def _new_key() -> tuple[str, str]:
     return pem, f"{pub} labkit-template-build"
 
 
-def _destroy(api: Api, node: str, vmid: int) -> None:
-    base = f"/nodes/{node}/qemu/{vmid}"
+_KINDS = {"qemu": ("VM", "VM", "VMID", "qm"), "lxc": ("CT", "container", "CT", "pct")}  # short, noun, id, CLI
+
+
+def _destroy(api: Api, node: str, vmid: int, kind: str = "qemu") -> None:
+    """Stop and remove a half-built guest; errors are ignored (the build's error matters)."""
+    base, short = f"/nodes/{node}/{kind}/{vmid}", _KINDS[kind][0]
     try:
         if (api.call("GET", f"{base}/status/current") or {}).get("status") == "running":
-            _task(api, node, api.call("POST", f"{base}/status/stop"), f"stopping VM {vmid}")
-        _task(api, node, api.call("DELETE", base, purge=1), f"removing VM {vmid}")
+            _task(api, node, api.call("POST", f"{base}/status/stop"), f"stopping {short} {vmid}")
+        _task(api, node, api.call("DELETE", base, purge=1), f"removing {short} {vmid}")
     except LabkitError:
         pass
 
 
-def _destroy_ct(api: Api, node: str, vmid: int) -> None:
-    base = f"/nodes/{node}/lxc/{vmid}"
-    try:
-        if (api.call("GET", f"{base}/status/current") or {}).get("status") == "running":
-            _task(api, node, api.call("POST", f"{base}/status/stop"), f"stopping CT {vmid}")
-        _task(api, node, api.call("DELETE", base, purge=1), f"removing CT {vmid}")
-    except LabkitError:
-        pass
+def _current(api: Api, spec: TemplateSpec, kind: str, changed: str) -> bool:
+    """True when template ``spec`` exists with its mark (keep it). A build of it that crashed
+    earlier is removed; anything else of that name is refused (``changed``: what may differ)."""
+    existing = find_vm(api, spec.name, kind)
+    if existing is None:
+        return False
+    node, vmid = str(existing["node"]), int(existing["vmid"])
+    desc = str((api.call("GET", f"/nodes/{node}/{kind}/{vmid}/config") or {}).get("description", ""))
+    if existing.get("template") and spec.mark in desc:
+        return True
+    if not existing.get("template") and desc.startswith("labkit-template-build"):
+        _destroy(api, node, vmid, kind)  # a build that crashed earlier
+        return False
+    _short, noun, id_name, cli = _KINDS[kind]
+    raise UserError(f"a {noun} named {spec.name} ({id_name} {vmid}) already exists but is not this template "
+                    f"({changed} changed?); delete it once no instance uses it ('{cli} destroy {vmid}') and run "
+                    "'labkit templates build' again.")
+
+
+def _create(api: Api, node: str, kind: str, what: str, **params: Any) -> tuple[int, Any]:
+    """Create a guest at the next free VMID (``/cluster/nextid`` reserves nothing: on "already
+    exists" ask again, 5 times); returns (vmid, the creation task's upid)."""
+    for _attempt in range(5):
+        vmid = int(api.call("GET", "/cluster/nextid"))
+        try:
+            return vmid, api.call("POST", f"/nodes/{node}/{kind}", vmid=vmid, **params)
+        except LabkitError as exc:
+            if "already exists" not in str(exc):
+                raise
+    raise ProviderError(f"no free VMID for {what} after 5 tries; retry.")
 
 
 def build_ct_template(api: Api, settings: ProxmoxSettings, spec: TemplateSpec, opts: BuildOptions,
@@ -495,39 +521,18 @@ def build_ct_template(api: Api, settings: ProxmoxSettings, spec: TemplateSpec, o
                         "(or set containers = false).")
     ct_pub, fingerprint = ensure_ct_key(home)
     spec = replace(spec, ct_key=fingerprint)
-    existing = find_vm(api, spec.name, "lxc")
-    if existing is not None:
-        node, vmid = str(existing["node"]), int(existing["vmid"])
-        desc = str((api.call("GET", f"/nodes/{node}/lxc/{vmid}/config") or {}).get("description", ""))
-        if existing.get("template") and spec.mark in desc:
-            return "kept"
-        if not existing.get("template") and desc.startswith("labkit-template-build"):
-            _destroy_ct(api, node, vmid)  # a build that crashed earlier
-        else:
-            raise UserError(f"a container named {spec.name} (CT {vmid}) already exists but is not this template "
-                            f"(packages or container key changed?); delete it once no instance uses it ('pct "
-                            f"destroy {vmid}') and run 'labkit templates build' again.")
+    if _current(api, spec, "lxc", "packages or container key"):
+        return "kept"
     pem, pub = _new_key()
     bridge = opts.bridge or settings.mgmt_bridge
     net0 = f"name=eth0,bridge={bridge},ip={opts.build_ip},type=veth" + (f",gw={opts.build_gw}" if opts.build_gw
                                                                           else "")
-    node, vmid = opts.node, 0
+    node = opts.node
     size = int(opts.disk_size.rstrip("G")) if opts.disk_size.rstrip("G").isdigit() else 8
-    for _attempt in range(5):
-        vmid = int(api.call("GET", "/cluster/nextid"))
-        try:
-            upid = api.call(
-                "POST", f"/nodes/{node}/lxc", vmid=vmid, ostemplate=settings.ct_ostemplate, hostname=spec.name,
-                storage=settings.storage, rootfs=f"{settings.storage}:{size}", memory=opts.memory, cores=1,
-                unprivileged=1, features="nesting=1", net0=net0, description=BUILDING,
-                **{"ssh-public-keys": f"{pub}\n{ct_pub}\n"})
-        except LabkitError as exc:
-            if "already exists" in str(exc):
-                continue
-            raise
-        break
-    else:
-        raise ProviderError("no free VMID for the CT template after 5 tries; retry.")
+    vmid, upid = _create(api, node, "lxc", "the CT template", ostemplate=settings.ct_ostemplate, hostname=spec.name,
+                         storage=settings.storage, rootfs=f"{settings.storage}:{size}", memory=opts.memory,
+                         cores=1, unprivileged=1, features="nesting=1", net0=net0, description=BUILDING,
+                         **{"ssh-public-keys": f"{pub}\n{ct_pub}\n"})
     base = f"/nodes/{node}/lxc/{vmid}"
     try:
         _task(api, node, upid, f"creating {spec.name}", 1800)
@@ -540,7 +545,7 @@ def build_ct_template(api: Api, settings: ProxmoxSettings, spec: TemplateSpec, o
         api.call("PUT", f"{base}/config", net0=f"name=eth0,bridge={bridge},type=veth", description=spec.mark)
         _task(api, node, api.call("POST", f"{base}/template"), f"converting {spec.name} to a template")
     except BaseException:
-        _destroy_ct(api, node, vmid)
+        _destroy(api, node, vmid, "lxc")
         raise
     return "built"
 
@@ -552,18 +557,8 @@ def build_template(api: Api, settings: ProxmoxSettings, spec: TemplateSpec, opts
     check_options(opts)
     if spec.container:
         return build_ct_template(api, settings, spec, opts, provision, home=home)
-    existing = find_vm(api, spec.name)
-    if existing is not None:
-        node, vmid = str(existing["node"]), int(existing["vmid"])
-        desc = str((api.call("GET", f"/nodes/{node}/qemu/{vmid}/config") or {}).get("description", ""))
-        if existing.get("template") and spec.mark in desc:
-            return "kept"
-        if not existing.get("template") and desc.startswith("labkit-template-build"):
-            _destroy(api, node, vmid)  # a build that crashed earlier
-        else:
-            raise UserError(f"a VM named {spec.name} (VMID {vmid}) already exists but is not this template "
-                            f"(packages changed?); delete it once no instance uses it ('qm destroy {vmid}') "
-                            "and run 'labkit templates build' again.")
+    if _current(api, spec, "qemu", "packages"):
+        return "kept"
     if spec.grader and not opts.labkit_wheel:
         raise UserError(f"the grader template {spec.name} needs labkit's wheel (BuildOptions.labkit_wheel).")
     volid = ensure_image(api, opts)
@@ -571,23 +566,11 @@ def build_template(api: Api, settings: ProxmoxSettings, spec: TemplateSpec, opts
     bridge = opts.bridge or settings.mgmt_bridge
     ipconfig = f"ip={opts.build_ip}" + (f",gw={opts.build_gw}" if opts.build_gw else "")
     node = opts.node
-    vmid = 0
-    for _attempt in range(5):
-        vmid = int(api.call("GET", "/cluster/nextid"))
-        try:
-            upid = api.call(
-                "POST", f"/nodes/{node}/qemu", vmid=vmid, name=spec.name, memory=opts.memory, cores=1,
-                ostype="l26", scsihw="virtio-scsi-pci", scsi0=f"{settings.storage}:0,import-from={volid}",
-                ide2=f"{settings.storage}:cloudinit", boot="order=scsi0", serial0="socket", vga="serial0",
-                agent="enabled=1", net0=f"virtio,bridge={bridge}", ipconfig0=ipconfig, ciuser="labkit",
-                sshkeys=urllib.parse.quote(pub, safe=""), description=BUILDING)
-        except LabkitError as exc:
-            if "already exists" in str(exc):
-                continue
-            raise
-        break
-    else:
-        raise ProviderError("no free VMID for the template after 5 tries; retry.")
+    vmid, upid = _create(api, node, "qemu", "the template", name=spec.name, memory=opts.memory, cores=1,
+                         ostype="l26", scsihw="virtio-scsi-pci", scsi0=f"{settings.storage}:0,import-from={volid}",
+                         ide2=f"{settings.storage}:cloudinit", boot="order=scsi0", serial0="socket", vga="serial0",
+                         agent="enabled=1", net0=f"virtio,bridge={bridge}", ipconfig0=ipconfig, ciuser="labkit",
+                         sshkeys=urllib.parse.quote(pub, safe=""), description=BUILDING)
     base = f"/nodes/{node}/qemu/{vmid}"
     try:
         _task(api, node, upid, f"creating {spec.name}", 1800)
