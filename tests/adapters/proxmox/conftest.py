@@ -16,10 +16,13 @@ import json
 import os
 import selectors
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,3 +193,44 @@ def pv_ctx(fakepve: FakePveServer, pve_home: Path, tmp_path: Path, monkeypatch: 
     project = make_project(tmp_path)
     monkeypatch.setenv("LABKIT_PROJECT", str(project))
     return Context(Settings(home=pve_home, run_dir=tmp_path / "run", project=project))
+
+
+# A child process that brings ``lab`` up as instance ``name`` (argv: home, run dir, project,
+# name, lab, seed), for the crash tests.
+UP_CHILD = """
+import sys
+from pathlib import Path
+from labkit.settings import Settings
+from labkit.usecases import lifecycle
+home, run, project, name, lab, seed = sys.argv[1:7]
+ctx = lifecycle.Context(Settings(home=Path(home), run_dir=Path(run), project=Path(project)))
+lifecycle.up(ctx, lab, instance=name, seed=int(seed), provider="proxmox")
+"""
+
+
+def kill_up_midway(settings: Any, lab: str, name: str, seed: int, ready: Callable[[], bool], what: str,
+                   timeout: float = 60.0) -> dict[str, str]:
+    """Run ``labkit up`` of ``lab`` in a child process, wait until ``ready()`` (its guests are
+    made and running: the grader's agent never answering keeps it waiting), then kill it with
+    SIGKILL. Returns the environment a new labkit process needs for the same home."""
+    env = {**os.environ, "LABKIT_HOME": str(settings.home), "LABKIT_PROJECT": str(settings.project),
+           "LABKIT_RUN_DIR": str(settings.run_dir)}
+    child = subprocess.Popen([sys.executable, "-c", UP_CHILD, str(settings.home), str(settings.run_dir),
+                              str(settings.project), name, lab, str(seed)],
+                             env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                break
+            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the child never got {what}")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        if child.stderr:
+            child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+    return env

@@ -11,11 +11,9 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from labkit.adapters.proxmox.provider import ProxmoxProvider
 from labkit.adapters.proxmox.settings import ct_key_path
 from labkit.errors import ProviderError, UserError
 from labkit.usecases import lifecycle
-from tests.adapters.proxmox.conftest import LAB_ID, PROJECT, FakePveServer
+from tests.adapters.proxmox.conftest import LAB_ID, PROJECT, FakePveServer, kill_up_midway
 
 LAB = "routing-multisite"
 CT_TPL = "lk-tpl-ct-three-sites"
@@ -153,16 +151,6 @@ def test_ct_clone_failure_rolls_back(fakepve: FakePveServer, ms_ctx: Any) -> Non
     assert not (ms_ctx.settings.home / "instances" / name).exists()
 
 
-CHILD = """
-import sys
-from pathlib import Path
-from labkit.settings import Settings
-from labkit.usecases import lifecycle
-home, run, project, name = sys.argv[1:5]
-ctx = lifecycle.Context(Settings(home=Path(home), run_dir=Path(run), project=Path(project)))
-lifecycle.up(ctx, "routing-multisite", instance=name, seed=33, provider="proxmox")
-"""
-
 
 def test_down_after_kill9_with_containers(fakepve: FakePveServer, ms_ctx: Any) -> None:
     """A labkit process is killed (SIGKILL) mid-up (the grader guest's agent never answers);
@@ -171,26 +159,11 @@ def test_down_after_kill9_with_containers(fakepve: FakePveServer, ms_ctx: Any) -
     name = "pv-ctcrash"
     fakepve.control("no_agent", prefix=f"lk-{name}-grader")
     s = ms_ctx.settings
-    env = {**os.environ, "LABKIT_HOME": str(s.home), "LABKIT_PROJECT": str(s.project),
-           "LABKIT_RUN_DIR": str(s.run_dir)}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(s.home), str(s.run_dir), str(s.project), name],
-                             env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            cts = _cts_of(fakepve, name)
-            if len(cts) == 6 and all(c["status"] == "running" for c in cts.values()) and _vms_of(fakepve, name):
-                break
-            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the child never got its containers running")
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(10)
-        if child.stderr:
-            child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    def running() -> bool:
+        cts = _cts_of(fakepve, name)
+        return len(cts) == 6 and all(c["status"] == "running" for c in cts.values()) and bool(_vms_of(fakepve, name))
+
+    env = kill_up_midway(s, LAB, name, 33, running, "its containers running")
     left = fakepve.leftovers(name)
     assert len([x for x in left if x.startswith("ct ")]) == 6 and any(x.startswith("pool ") for x in left)
     shutil.rmtree(s.home / "instances" / name)  # the state is lost too

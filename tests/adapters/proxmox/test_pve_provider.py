@@ -11,10 +11,8 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from labkit.adapters.proxmox import naming
 from labkit.adapters.proxmox.provider import ProxmoxProvider
 from labkit.errors import AgentError, ProviderError, UserError
 from labkit.usecases import lifecycle
-from tests.adapters.proxmox.conftest import LAB_ID, PROJECT, FakePveServer
+from tests.adapters.proxmox.conftest import LAB_ID, PROJECT, FakePveServer, kill_up_midway
 
 
 def _vms_of(fakepve: FakePveServer, name: str) -> list[dict[str, Any]]:
@@ -303,16 +301,6 @@ def test_missing_template_refused_before_anything(fakepve: FakePveServer, pv_ctx
     assert fakepve.leftovers("pv-notpl") == []
 
 
-CHILD = """
-import sys
-from pathlib import Path
-from labkit.settings import Settings
-from labkit.usecases import lifecycle
-home, run, project, name = sys.argv[1:5]
-ctx = lifecycle.Context(Settings(home=Path(home), run_dir=Path(run), project=Path(project)))
-lifecycle.up(ctx, "pvdemo", instance=name, seed=8, provider="proxmox")
-"""
-
 
 def test_down_from_new_process_after_crash(fakepve: FakePveServer, pv_ctx: Any) -> None:
     """A labkit process is killed (SIGKILL) while bringing a lab up (the grader guest's agent
@@ -320,26 +308,11 @@ def test_down_from_new_process_after_crash(fakepve: FakePveServer, pv_ctx: Any) 
     name = "pv-crash"
     fakepve.control("no_agent", prefix=f"lk-{name}-grader")
     s = pv_ctx.settings
-    env = {**os.environ, "LABKIT_HOME": str(s.home), "LABKIT_PROJECT": str(s.project),
-           "LABKIT_RUN_DIR": str(s.run_dir)}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(s.home), str(s.run_dir), str(s.project), name],
-                             env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            vms = _vms_of(fakepve, name)
-            if len(vms) == 5 and all(v["status"] == "running" for v in vms):
-                break
-            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the child never got its VMs running")
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(10)
-        if child.stderr:
-            child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    def running() -> bool:
+        vms = _vms_of(fakepve, name)
+        return len(vms) == 5 and all(v["status"] == "running" for v in vms)
+
+    kill_up_midway(s, LAB_ID, name, 8, running, "its VMs running")
     left = fakepve.leftovers(name)
     assert len([x for x in left if x.startswith("vm ")]) == 5 and any(x.startswith("pool ") for x in left)
     state_file = s.home / "instances" / name / "state.json"
