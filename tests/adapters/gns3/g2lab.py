@@ -50,10 +50,10 @@ def write_config(server: Any, home: Path, templates: dict[str, str], **extra: An
     pw = home / "gns3-password"
     pw.write_text(server.admin_password, encoding="utf-8")
     pw.chmod(0o600)
-    lines = [f"url = {json.dumps(server.url)}", f"user = {json.dumps(server.admin_user)}",
-             f"password_file = {json.dumps(str(pw))}", "start_timeout = 60", "api_timeout = 60"]
     grader = extra.pop("grader", None)
-    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    top = {"url": server.url, "user": server.admin_user, "password_file": str(pw), "start_timeout": 60,
+           "api_timeout": 60, **extra}  # extra keys override the defaults
+    lines = [f"{k} = {json.dumps(v)}" for k, v in top.items()]
     lines.append("[templates]")
     lines += [f"{k} = {json.dumps(v)}" for k, v in templates.items()]
     if grader:

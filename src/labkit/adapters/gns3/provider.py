@@ -38,6 +38,7 @@ or reads its files from outside; devices are reached through their consoles).
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -57,6 +58,7 @@ from labkit.models.instance import ExecResult, InstancePlan, InstanceState, Inst
 from labkit.settings import Settings, load_settings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Creations in flight per server (url), shared by every provider object of this process.
 _SLOTS: dict[str, threading.BoundedSemaphore] = {}
@@ -66,7 +68,8 @@ _SLOTS_LOCK = threading.Lock()
 COL = 260  # between two segments' columns
 ROW = 170  # between the rows: routers, switches, hosts, grader cloud
 HOST_GAP = 120  # between the hosts of one segment
-START_ATTEMPTS = 3  # POST nodes/start, see start()
+START_ATTEMPTS = 3  # POST nodes/start, see start(); and a node's own start, see _wait_started()
+RESTART_AFTER_S = 5.0  # a lab node still stopped this long after a start is started again
 
 
 def _slots(url: str, parallel: int) -> threading.BoundedSemaphore:
@@ -467,15 +470,35 @@ class Gns3Provider:
         state.provider_data["base_config"] = pushed
 
     def _wait_started(self, state: InstanceState) -> None:
+        """Wait until every lab node is started. A node still "stopped" a while after the
+        project's start (its emulator failed or ended at once, or its start was lost on a loaded
+        compute: seen with the project start answering 204 and one node left stopped) is
+        started again on its own, at most ``START_ATTEMPTS - 1`` times, ``RESTART_AFTER_S``
+        apart; past ``start_timeout`` the instance fails as before."""
         pid = state.provider_data["project_id"]
         want = {n.name for n in state.plan.nodes}
         deadline = time.monotonic() + self.g3.start_timeout
         delay = 0.1
+        since = time.monotonic()
+        restarts: dict[str, int] = {}
         while True:
             nodes = self._nodes(pid)
             down = sorted(want - {str(n.get("name")) for n in nodes if n.get("status") == "started"})
             if not down:
                 break
+            if time.monotonic() - since >= RESTART_AFTER_S:
+                for n in nodes:
+                    name = str(n.get("name"))
+                    if name in down and n.get("status") == "stopped" and restarts.get(name, 0) < START_ATTEMPTS - 1:
+                        restarts[name] = restarts.get(name, 0) + 1
+                        log.warning("node %s of %s is still stopped after the project's start: starting it again "
+                                    "(%d)", name, state.name, restarts[name])
+                        try:
+                            self.client.post(f"/projects/{pid}/nodes/{n['node_id']}/start",
+                                             timeout=self.g3.start_timeout)
+                        except Gns3ApiError as exc:
+                            log.warning("starting node %s of %s again failed: %s", name, state.name, exc)
+                since = time.monotonic()
             if time.monotonic() > deadline:
                 raise ProviderError(f"node(s) {', '.join(down)} of {state.name} did not start within "
                                     f"{self.g3.start_timeout:.0f} s; look at the project in GNS3 (images, "
