@@ -327,9 +327,9 @@ def test_a_node_left_stopped_after_the_start_is_started_again(g3srv: Any, g3_tem
                                                               tmp_path: Path, admin: Any,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The project's start answers, but one node is left stopped (its emulator ended at once,
-    or its start was lost; seen in a loaded CI run): that node alone is started again and the
-    instance comes up. A node that never starts: started again at most twice, then the
-    instance fails within start_timeout, naming the node, and nothing is left."""
+    or its start was lost; seen in a loaded CI run): that node alone is reloaded and the
+    instance comes up. A node that never starts: reloaded at most twice, then the instance
+    fails within start_timeout, naming the node, and nothing is left."""
     from labkit.adapters.gns3 import provider as g3provider
     from labkit.adapters.gns3.client import Gns3Client
 
@@ -337,13 +337,13 @@ def test_a_node_left_stopped_after_the_start_is_started_again(g3srv: Any, g3_tem
     monkeypatch.setenv("LABKIT_PROJECT", str(ctx.settings.project))
     monkeypatch.setattr(g3provider, "RESTART_AFTER_S", 0.5)
     real = Gns3Client.post
-    seen = {"own_starts": 0, "stop_after_start": True, "swallow_own_start": False}
+    seen = {"own_reloads": 0, "stop_after_start": True, "swallow_reload": False}
 
     def post(self: Gns3Client, path: str, json: Any = None, **kw: Any) -> Any:
-        if "/nodes/" in path and path.endswith("/start") and not path.endswith("/nodes/start"):
-            seen["own_starts"] += 1
-            if seen["swallow_own_start"]:
-                return None  # the start is lost: the node stays stopped
+        if "/nodes/" in path and path.endswith("/reload"):
+            seen["own_reloads"] += 1
+            if seen["swallow_reload"]:
+                return None  # the reload is lost: the node stays stopped
         out = real(self, path, json, **kw)
         if path.endswith("/nodes/start") and seen["stop_after_start"]:
             pid = path.split("/")[2]
@@ -354,12 +354,12 @@ def test_a_node_left_stopped_after_the_start_is_started_again(g3srv: Any, g3_tem
     monkeypatch.setattr(Gns3Client, "post", post)
     state = lifecycle.up(ctx, LAB_ID, instance="g3-restart", seed=9, provider="gns3")
     try:
-        assert seen["own_starts"] == 1  # pc1 alone, once
+        assert seen["own_reloads"] == 1  # pc1 alone, once
         assert lifecycle.status(ctx, state.name).healthy
     finally:
         lifecycle.down(ctx, state.name)
-    seen.update(own_starts=0, swallow_own_start=True)
+    seen.update(own_reloads=0, swallow_reload=True)
     with pytest.raises(ProviderError, match=r"node\(s\) pc1 of g3-restart2 did not start within 8 s"):
         lifecycle.up(ctx, LAB_ID, instance="g3-restart2", seed=10, provider="gns3")
-    assert seen["own_starts"] == 2  # START_ATTEMPTS - 1, then the timeout
+    assert seen["own_reloads"] == 2  # START_ATTEMPTS - 1, then the timeout
     assert home_objects(admin, _mark(ctx)) == []

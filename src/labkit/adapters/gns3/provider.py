@@ -69,7 +69,7 @@ COL = 260  # between two segments' columns
 ROW = 170  # between the rows: routers, switches, hosts, grader cloud
 HOST_GAP = 120  # between the hosts of one segment
 START_ATTEMPTS = 3  # POST nodes/start, see start(); and a node's own start, see _wait_started()
-RESTART_AFTER_S = 5.0  # a lab node still stopped this long after a start is started again
+RESTART_AFTER_S = 5.0  # a lab node still stopped this long after a start is reloaded
 
 
 def _slots(url: str, parallel: int) -> threading.BoundedSemaphore:
@@ -471,10 +471,13 @@ class Gns3Provider:
 
     def _wait_started(self, state: InstanceState) -> None:
         """Wait until every lab node is started. A node still "stopped" a while after the
-        project's start (its emulator failed or ended at once, or its start was lost on a loaded
-        compute: seen with the project start answering 204 and one node left stopped) is
-        started again on its own, at most ``START_ATTEMPTS - 1`` times, ``RESTART_AFTER_S``
-        apart; past ``start_timeout`` the instance fails as before."""
+        project's start is reloaded on its own (stop, then start), at most ``START_ATTEMPTS -
+        1`` times, ``RESTART_AFTER_S`` apart; past ``start_timeout`` the instance fails as
+        before. Seen in a loaded CI run: the project's start answered 204 and one VPCS node
+        stayed "stopped" for 60 s. Either its emulator ended at once, or the controller missed
+        the compute's "started" notification (the controller learns a node's status only from
+        those); a start would do nothing in the second case, a reload makes the compute report
+        both changes again."""
         pid = state.provider_data["project_id"]
         want = {n.name for n in state.plan.nodes}
         deadline = time.monotonic() + self.g3.start_timeout
@@ -491,13 +494,13 @@ class Gns3Provider:
                     name = str(n.get("name"))
                     if name in down and n.get("status") == "stopped" and restarts.get(name, 0) < START_ATTEMPTS - 1:
                         restarts[name] = restarts.get(name, 0) + 1
-                        log.warning("node %s of %s is still stopped after the project's start: starting it again "
-                                    "(%d)", name, state.name, restarts[name])
+                        log.warning("node %s of %s is still stopped after the project's start: reloading it (%d)",
+                                    name, state.name, restarts[name])
                         try:
-                            self.client.post(f"/projects/{pid}/nodes/{n['node_id']}/start",
-                                             timeout=self.g3.start_timeout)
+                            self.client.post(f"/projects/{pid}/nodes/{n['node_id']}/reload",
+                                             timeout=max(5.0, deadline - time.monotonic()))
                         except Gns3ApiError as exc:
-                            log.warning("starting node %s of %s again failed: %s", name, state.name, exc)
+                            log.warning("reloading node %s of %s failed: %s", name, state.name, exc)
                 since = time.monotonic()
             if time.monotonic() > deadline:
                 raise ProviderError(f"node(s) {', '.join(down)} of {state.name} did not start within "
