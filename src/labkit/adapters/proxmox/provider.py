@@ -35,7 +35,8 @@ What an instance is made of (every name derived from the instance name, see nami
   in; no cloud-init), ready when the host's ``GET .../lxc/{id}/interfaces`` shows the planned
   addresses, snapshot/rollback/stop/destroy/console on the lxc paths; its keys are the CT
   template's (the home's container key, ``settings.ct_key_path``); no command runs in it
-  (``exec`` refuses, and ``preflight`` refuses a lab whose ``node_exec`` checks name it);
+  (``exec`` refuses; ``node_limits`` says so, and validate/up refuse a lab whose ``node_exec``
+  checks name it);
 - in a VXLAN zone (VNets of 1450 bytes) the VM NICs get ``mtu=1`` (virtio: the bridge's MTU), the
   container NICs ``mtu=1450``, and places.json ``"mtu": 1450`` (the grader's bridges and veths).
 
@@ -224,9 +225,10 @@ class ProxmoxProvider:
         block = self._claim_block(name, vms)
         data.update(pool=naming.pool_id(name), vmid_block=block, vms={}, vnets={})
         data["mgmt_address"] = self._mgmt_address(block)
-        if self._zone_type() == "vxlan":
+        ztype = self._zone_type()
+        if ztype == "vxlan":
             data["mtu"] = VXLAN_MTU  # every lab NIC, and the grader's bridges and vantage veths
-        data["vnets"] = self._make_vnets(name, self._nets(plan))
+        data["vnets"] = self._make_vnets(name, self._nets(plan), ztype)
         templates = {str(v["name"]): v for v in vms if v.get("template")}
         cts = self._ct_nodes(plan)
         node_tpl = templates.get(naming.node_template(pve.template_prefix, plan.topology_id), {})
@@ -420,8 +422,8 @@ class ProxmoxProvider:
         cfg: dict[str, Any] = {"tags": f"{naming.vm_tag(state.name)};{naming.home_tag(self._home_id())}"}
         nics = self._node_nics(plan, node)
         for idx, net in nics.items():
-            parts = [f"name=eth{idx}", f"bridge={vnets[net]}", "type=veth"]
-            parts += _ip_gw(n, idx).split(",") if _ip_gw(n, idx) else []
+            ip_gw = _ip_gw(n, idx)
+            parts = [f"name=eth{idx}", f"bridge={vnets[net]}", "type=veth", *(ip_gw.split(",") if ip_gw else [])]
             if data.get("mtu"):
                 parts.append(f"mtu={data['mtu']}")
             cfg[f"net{idx}"] = ",".join(parts)
@@ -430,11 +432,10 @@ class ProxmoxProvider:
         self.client.call("PUT", f"/nodes/{target}/lxc/{vmid}/config", **cfg)
 
     # ------------------------------------------------------------ SDN
-    def _make_vnets(self, name: str, nets: list[str]) -> dict[str, str]:
+    def _make_vnets(self, name: str, nets: list[str], ztype: str) -> dict[str, str]:
         """Create every VNet of the instance (compact ids, readable alias), then apply once."""
         out: dict[str, str] = {}
         # a vxlan zone needs a VNI per VNet, unique on the cluster; a simple zone refuses one
-        ztype = self._zone_type()
         token = self._sdn_lock()
         try:
             for net in nets:
