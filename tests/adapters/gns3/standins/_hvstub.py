@@ -46,6 +46,22 @@ ETH_P_ALL = 0x0003
 MAX_FRAME = 65535
 
 
+
+def bind_when_free(sock, addr, wait=10.0):
+    """bind, waiting up to ``wait`` s while the port is in use: under load a stand-in of a
+    node GNS3 just stopped may still hold a UDP port GNS3 has already given to another."""
+    import errno
+    import time
+    end = time.monotonic() + wait
+    while True:
+        try:
+            sock.bind(addr)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
 class CommandError(Exception):
     def __init__(self, code: int, text: str):
         super().__init__(text)
@@ -146,7 +162,7 @@ class UdpNio(Nio):
         fam = socket.AF_INET6 if ":" in rhost else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", lport))
+        bind_when_free(self.sock, ("::" if fam == socket.AF_INET6 else "0.0.0.0", lport))
         self.dest = (rhost, rport)
         self.desc = f"udp {lport} {rhost} {rport}"
 
