@@ -217,9 +217,18 @@ class LabPve(FakePve):
 
     # ------------------------------------------------------------------ clones
 
-    async def _counted_clone(self, v, user, name_key, task_type, real):
-        """A clone counted in flight (held ``clone_hold`` s), failing as ``clone_failures`` says
-        for a guest whose ``name_key`` holds one of its parts, else ``real()``."""
+    async def _qm_clone(self, v, user):
+        self.clones_in_flight += 1
+        self.clones_seen += 1
+        self.clones_max = max(self.clones_max, self.clones_in_flight)
+        try:
+            if self.clone_hold:
+                await asyncio.sleep(self.clone_hold)
+            return await self._qm_clone_now(v, user)
+        finally:
+            self.clones_in_flight -= 1
+
+    async def _lxc_clone(self, user, v):
         self.clones_in_flight += 1
         self.clones_seen += 1
         self.clones_max = max(self.clones_max, self.clones_in_flight)
@@ -227,20 +236,23 @@ class LabPve(FakePve):
             if self.clone_hold:
                 await asyncio.sleep(self.clone_hold)
             for part, message in self.clone_failures.items():
-                if part in str(v.get(name_key, "")):
+                if part in str(v.get("hostname", "")):
                     async def body(message=message):
                         raise TaskError(message)
-                    return await self.task(v["node"], task_type, v["vmid"], user, body)
-            return await real()
+                    return await self.task(v["node"], "vzclone", v["vmid"], user, body)
+            return await super()._lxc_clone(user, v)
         finally:
             self.clones_in_flight -= 1
 
-    async def _qm_clone(self, v, user):
-        return await self._counted_clone(v, user, "name", "qmclone", lambda: super(LabPve, self)._qm_clone(v, user))
+    async def _qm_clone_now(self, v, user):
+        for part, message in self.clone_failures.items():
+            if part in str(v.get("name", "")):
+                node = v["node"]
 
-    async def _lxc_clone(self, user, v):
-        return await self._counted_clone(v, user, "hostname", "vzclone",
-                                         lambda: super(LabPve, self)._lxc_clone(user, v))
+                async def body(message=message):
+                    raise TaskError(message)
+                return await self.task(node, "qmclone", v["vmid"], user, body)
+        return await super()._qm_clone(v, user)
 
     # ------------------------------------------------------------------ agent
 
