@@ -35,7 +35,7 @@ def _clone(pvx, home: Path, instance: str, node: str) -> int:  # noqa: F811
 
 def _run(args: list[str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "labkit.adapters.proxmox.console", *args], input=stdin,
-                          capture_output=True, timeout=60, env=dict(os.environ))
+                          capture_output=True, timeout=120, env=dict(os.environ))
 
 
 def test_bridge_round_trip(pvx, pvx_home: Path) -> None:  # noqa: F811

@@ -313,7 +313,7 @@ def test_console_of_a_container_asks_lxc_termproxy(fakepve: FakePveServer, ms_ct
     try:
         argv = lifecycle.console_argv(ms_ctx, name, "r-hq")
         fakepve.control("requests", clear=True)
-        res = subprocess.run(argv, input=b"", capture_output=True, timeout=60, env=dict(os.environ))
+        res = subprocess.run(argv, input=b"", capture_output=True, timeout=120, env=dict(os.environ))
         vmid = state.provider_data["vms"]["r-hq"]["vmid"]
         node = state.provider_data["vms"]["r-hq"]["node"]
         assert ["POST", f"/api2/json/nodes/{node}/lxc/{vmid}/termproxy"] in fakepve.control("requests")

@@ -391,7 +391,14 @@ def test_console_argv_runs_the_serial_bridge(fakepve: FakePveServer, pv_ctx: Any
         argv = lifecycle.console_argv(pv_ctx, name, "r1")
         assert argv[1:] == ["-m", "labkit.adapters.proxmox.console", "--instance", name, "--node", "r1",
                             "--config", str(pv_ctx.settings.home / "proxmox.toml")]
-        res = subprocess.run(argv, input=b"hello console\n", capture_output=True, timeout=60, env=dict(os.environ))
+        # --trace: each step's time on stderr, so a slow run says where it waited. The bridge's own
+        # waits are bounded (API calls, websocket open and login, drain, close: about 65 s at
+        # most), so the test waits longer than that: a stall then ends in the bridge's own error.
+        try:
+            res = subprocess.run([*argv, "--trace"], input=b"hello console\n", capture_output=True, timeout=120,
+                                 env=dict(os.environ))
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"the console bridge hung; its trace: {exc.stderr!r}; its output: {exc.stdout!r}")
         assert res.returncode == 0, res.stderr
         assert b"starting serial terminal on interface serial0" in res.stdout
         assert res.stdout.endswith(b"hello console\n")
