@@ -42,7 +42,8 @@ HOW TO USE (any test module in tests/adapters/gns3/ gets these fixtures)::
 - The gns3-server venv comes from ``scripts/gns3-venv.sh`` (path: env LABKIT_GNS3_VENV, default
   /var/lib/labkit/gns3-venv). If it is missing, the fixture FAILS (never skips) saying how to
   make it.
-- Debugging: LABKIT_G3_KEEP_LOGS=<dir> keeps the server's log and the stand-ins' logs there.
+- Debugging: LABKIT_G3_KEEP_LOGS=<dir> keeps the server's log and the stand-ins' logs there;
+  LABKIT_G3_DEBUG=1 runs gns3-server with --debug (port allocations and releases are logged).
 
 GNS3-SERVER 3.0.6 BEHAVIOUR SEEN WITH THIS HARNESS (read its sources to confirm; tests rely on it):
 - ``POST /projects/{id}/templates/{tid}`` ignores ``name``: rename with ``PUT /nodes/{id}
@@ -114,6 +115,9 @@ class Gns3TestServer:
 
     def qemu_log(self) -> list[str]:
         return self._server.qemu_log()
+
+    def binds_log(self) -> list[str]:
+        return self._server.binds_log()
 
     def server_log(self) -> str:
         return self._server.server_log()

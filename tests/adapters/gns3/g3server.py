@@ -285,6 +285,11 @@ class G3Server:
         command as ``<vm name> <command>`` (e.g. ``r1 set_link gns3-0 off``)."""
         return self._lines("qemu")
 
+    def binds_log(self) -> list[str]:
+        """Every UDP bind a stand-in could not make because another process held the port,
+        with the holders (``_hvstub.bind_or_report``): gns3-server gave that port out twice."""
+        return self._lines("binds")
+
     def server_log(self) -> str:
         try:
             return (self.scratch / "gns3server.log").read_text(encoding="utf-8", errors="replace")
@@ -359,7 +364,8 @@ enable_hardware_acceleration = False
                    "TMPDIR": str(self.scratch / "home")}
             self._log = open(self.scratch / "gns3server.log", "wb")  # noqa: SIM115 - closed in stop()
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.namespace, str(self.exe), "--config", str(conf)],
+                ["ip", "netns", "exec", self.namespace, str(self.exe), "--config", str(conf),
+                 *(["--debug"] if os.environ.get("LABKIT_G3_DEBUG") else [])],
                 stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                 cwd=self.scratch, preexec_fn=_pdeathsig)  # noqa: PLW1509 - only a prctl
             self.url = f"http://127.0.0.1:{self.relay(SERVER_PORT)}"

@@ -47,20 +47,6 @@ MAX_FRAME = 65535
 
 
 
-def bind_when_free(sock, addr, wait=10.0):
-    """bind, waiting up to ``wait`` s while the port is in use: under load a stand-in of a
-    node GNS3 just stopped may still hold a UDP port GNS3 has already given to another."""
-    import errno
-    import time
-    end = time.monotonic() + wait
-    while True:
-        try:
-            sock.bind(addr)
-            return
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE or time.monotonic() > end:
-                raise
-            time.sleep(0.2)
 
 class CommandError(Exception):
     def __init__(self, code: int, text: str):
@@ -82,6 +68,46 @@ def log_line(program: str, line: str) -> None:
         os.write(fd, data)  # one write of a short line with O_APPEND: lines of processes never mix
     finally:
         os.close(fd)
+
+
+def _port_holders(port: int) -> list[str]:
+    """Who holds UDP ``port`` in this namespace: ``pid cmdline`` from /proc (test diagnostics)."""
+    inodes = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as fh:
+                for row in fh.read().splitlines()[1:]:
+                    f = row.split()
+                    if len(f) > 9 and int(f[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(f"socket:[{f[9]}]")
+        except OSError:
+            pass
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+                out.append(f"{pid} {cmd[:160]}")
+        except OSError:
+            pass
+    return out
+
+
+def bind_or_report(sock, addr, program="standin"):
+    """bind, as the real emulators do: at once or never. A port in use is logged to
+    ``binds.log`` with its holders before the error goes up: a stand-in whose port another
+    process holds means gns3-server gave one UDP port twice (labkit's GNS3 provider serialises
+    the calls that allocate them: adapters/gns3/provider.py)."""
+    import errno
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            log_line("binds", f"{program} {os.getpid()} could not bind {addr}: in use, held by: "
+                              f"{' | '.join(_port_holders(int(addr[1]))) or 'nobody found'}")
+        raise
 
 
 # --------------------------------------------------------------------------------------- pcap
@@ -162,7 +188,8 @@ class UdpNio(Nio):
         fam = socket.AF_INET6 if ":" in rhost else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        bind_when_free(self.sock, ("::" if fam == socket.AF_INET6 else "0.0.0.0", lport))
+        bind_or_report(self.sock, ("::" if fam == socket.AF_INET6 else "0.0.0.0", lport),
+                       program=os.path.basename(sys.argv[0]))
         self.dest = (rhost, rport)
         self.desc = f"udp {lport} {rhost} {rport}"
 
