@@ -76,43 +76,93 @@ def test_cohort_of_ten_with_a_failed_seat(g3srv: Any, tmp_path: Path, monkeypatc
         assert home_objects(admin, naming.home_id(ctx.settings.home)) == []
 
 
+ALLOCATING = ("/links", "/nodes/start", "/reload", "/restore", "/reset")  # calls that make GNS3 allocate UDP ports
+
+
+class InFlight:
+    """Wraps Gns3Client._send: node and link creations in flight (``creating``), and calls that
+    make the compute allocate UDP ports (``allocating``: link creations and resets, starts,
+    reloads, restores), most at once of each. Each call is held 0.1 s so they overlap."""
+
+    def __init__(self) -> None:
+        from labkit.adapters.gns3.client import Gns3Client
+
+        self.real = Gns3Client._send
+        self.lock = threading.Lock()
+        self.now = {"creating": 0, "allocating": 0}
+        self.most = {"creating": 0, "allocating": 0}
+        self.total = {"creating": 0, "allocating": 0}
+
+    def send(self, client: Any, method: str, path: str, **kw: Any) -> Any:
+        kinds = []
+        if method == "POST" and ("/templates/" in path or path.endswith("/links") or path.endswith("/nodes")):
+            kinds.append("creating")
+        if method == "POST" and path.endswith(ALLOCATING):
+            kinds.append("allocating")
+        if not kinds:
+            return self.real(client, method, path, **kw)
+        with self.lock:
+            for k in kinds:
+                self.now[k] += 1
+                self.total[k] += 1
+                self.most[k] = max(self.most[k], self.now[k])
+        try:
+            time.sleep(0.1)
+            return self.real(client, method, path, **kw)
+        finally:
+            with self.lock:
+                for k in kinds:
+                    self.now[k] -= 1
+
+
 def test_creations_bounded_by_parallel(g3srv: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """4 seats brought up 4 at once, ``parallel = 2`` in gns3.toml: node and link creations of
     the whole process are never more than 2 in flight (each held 0.1 s here, so they overlap),
-    and they do reach 2 (the work is parallel, not serial)."""
+    and they do reach 2 (the work is parallel, not serial). The calls that make gns3-server
+    allocate UDP ports (link creations, starts) are never more than 1 at once on the server:
+    its compute can hand one port out twice to concurrent calls (provider.py's doc)."""
     from labkit.adapters.gns3.client import Gns3Client
 
     with admin_client(g3srv) as admin:
         ctx = make_ctx(g3srv, tmp_path, ensure_templates(admin, g3srv), parallel=2)
         monkeypatch.setenv("LABKIT_PROJECT", str(ctx.settings.project))
-        real = Gns3Client._send
-        lock = threading.Lock()
-        now = {"in": 0, "max": 0, "total": 0}
-
-        def send(self: Gns3Client, method: str, path: str, **kw: Any) -> Any:
-            creating = method == "POST" and ("/templates/" in path or path.endswith("/links")
-                                             or path.endswith("/nodes"))
-            if not creating:
-                return real(self, method, path, **kw)
-            with lock:
-                now["in"] += 1
-                now["total"] += 1
-                now["max"] = max(now["max"], now["in"])
-            try:
-                time.sleep(0.1)
-                return real(self, method, path, **kw)
-            finally:
-                with lock:
-                    now["in"] -= 1
-
-        monkeypatch.setattr(Gns3Client, "_send", send)
+        seen = InFlight()
+        monkeypatch.setattr(Gns3Client, "_send", lambda client, method, path, **kw: seen.send(client, method, path,
+                                                                                             **kw))
+        binds_before = len(g3srv.binds_log())
         roster = tmp_path / "roster.txt"
         roster.write_text("".join(f"Candidate {i}\n" for i in range(1, 5)), encoding="utf-8")
         try:
             result = cohorts.cohort_up(ctx, LAB_ID, roster, name="g3p", seed=7, parallel=4, provider="gns3")
             assert [s.status for s in result.seats] == ["up"] * 4, "\n".join(s.detail for s in result.seats)
-            assert now["total"] == 4 * (6 + 5)  # 4 nodes + 2 switches, 5 links per seat
-            assert now["max"] == 2
+            assert seen.total["creating"] == 4 * (6 + 5)  # 4 nodes + 2 switches, 5 links per seat
+            assert seen.most["creating"] == 2
+            assert seen.total["allocating"] >= 4 * (5 + 1)  # 5 links and a start per seat
+            assert seen.most["allocating"] == 1
+            assert g3srv.binds_log()[binds_before:] == []  # no emulator found its UDP port taken
         finally:
             cohorts.cohort_down(ctx, "g3p")
+        assert home_objects(admin, naming.home_id(ctx.settings.home)) == []
+
+
+def test_port_allocating_calls_overlap_without_the_lock(g3srv: Any, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control of the test above: with ``allocating_ports`` made a no-op, one instance's
+    link creations (``parallel = 2``) do overlap, so that test's measure can see an overlap."""
+    import contextlib
+
+    from labkit.adapters.gns3.client import Gns3Client
+
+    with admin_client(g3srv) as admin:
+        ctx = make_ctx(g3srv, tmp_path, ensure_templates(admin, g3srv), parallel=2)
+        monkeypatch.setenv("LABKIT_PROJECT", str(ctx.settings.project))
+        seen = InFlight()
+        monkeypatch.setattr(Gns3Client, "_send", lambda client, method, path, **kw: seen.send(client, method, path,
+                                                                                             **kw))
+        monkeypatch.setattr(Gns3Provider, "allocating_ports", lambda self, what: contextlib.nullcontext())
+        try:
+            lifecycle.up(ctx, LAB_ID, instance="g3nolock", seed=8, provider="gns3")
+            assert seen.most["allocating"] == 2
+        finally:
+            lifecycle.down(ctx, "g3nolock")
         assert home_objects(admin, naming.home_id(ctx.settings.home)) == []

@@ -271,7 +271,9 @@ class Gns3Ground:
                 down.discard(iface) if up else down.add(iface)
                 suspend = bool(down)
                 changed_at = utcnow()
-                got = wire.set_suspend(self.provider.client, self.pid, lid, suspend, drop=link in self._dropped)
+                with self.provider.allocating_ports(f"the link fault on {link}"):  # a resume may reset it
+                    got = wire.set_suspend(self.provider.client, self.pid, lid, suspend,
+                                           drop=link in self._dropped)
                 after = bool(got.get("suspend"))
                 meta["link_reset"] = bool(got.get("labkit_reset"))
         except Exception as exc:  # noqa: BLE001 - the fault could not be applied

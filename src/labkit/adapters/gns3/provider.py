@@ -32,21 +32,37 @@ Work on the server is bounded: node and link creations of every instance of this
 through one semaphore per server of ``parallel`` slots (a cohort brings several instances up
 at once). A failed ``create`` rolls back through ``destroy``.
 
+One UDP-port-allocating call at a time per server (:meth:`Gns3Provider.allocating_ports`).
+gns3-server 3.0.6's compute hands out UDP ports in ``PortManager.get_free_udp_port``: a check
+(bind a probe socket), then an add to a set, with no lock. Its route ``POST /v3/compute/
+projects/{id}/ports/udp`` (what the controller calls twice per link) is a plain ``def``, which
+FastAPI runs in a thread pool, so two link creations, or one beside a node start (whose local
+UDP tunnels are allocated in the event loop), can both get the same port. Seen with
+``--debug`` under a loaded cohort: "UDP port 20031 has been allocated" twice with no release
+between, then a uBridge or emulator of one node could not bind it and that node stayed
+stopped (reloads keep its ports, so they do not cure it). So link creations, link resets,
+project and node starts, reloads and snapshot restores hold one lock per server, a ``flock``ed
+file in the home's ``locks`` (adapters/hostlocks.py): every labkit process of the home, the
+portal, the CLI and a cohort alike, takes its turn. Anyone else driving the same server (its
+web UI) is outside that lock.
+
 Not offered: ``node_exec``, ``node_fs``, ``node_kernel`` (nothing runs commands in a GNS3 node
 or reads its files from outside; devices are reached through their consoles).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from labkit.adapters import hostlocks
 from labkit.adapters.gns3 import naming
 from labkit.adapters.gns3.client import Gns3ApiError, Gns3Client
 from labkit.adapters.gns3.settings import Gns3Settings, configured, load_gns3_settings
@@ -70,6 +86,7 @@ ROW = 170  # between the rows: routers, switches, hosts, grader cloud
 HOST_GAP = 120  # between the hosts of one segment
 START_ATTEMPTS = 3  # POST nodes/start, see start(); and a node's own start, see _wait_started()
 RESTART_AFTER_S = 5.0  # a lab node still stopped this long after a start is reloaded
+PORTS_LOCK = "gns3-ports"  # the lock files of allocating_ports(), in the home's locks
 
 
 def _slots(url: str, parallel: int) -> threading.BoundedSemaphore:
@@ -136,6 +153,19 @@ class Gns3Provider:
             if self._client is None:
                 self._client = Gns3Client(self.g3)
             return self._client
+
+    @contextlib.contextmanager
+    def allocating_ports(self, what: str) -> Iterator[None]:
+        """Hold this server's UDP-port lock (see the module's doc) for a call that makes the
+        compute allocate UDP ports; waits up to 10 x ``start_timeout`` for another holder."""
+        timeout = 10 * self.g3.start_timeout
+        try:
+            with hostlocks.held_slot(self.settings.home / "locks", PORTS_LOCK, self.g3.url, 1, timeout=timeout):
+                yield
+        except hostlocks.SlotTimeout:
+            raise ProviderError(
+                f"{what} waited {timeout:g} s for the port lock of the GNS3 server {self.g3.url}, held by another "
+                "labkit process of this home the whole time; wait for it to finish (or end it) and retry.") from None
 
     def close(self) -> None:
         with self._lock:
@@ -368,7 +398,8 @@ class Gns3Provider:
 
         def one(job: tuple[str, str, dict[str, Any], dict[str, Any]]) -> tuple[str, str, str]:
             kind, key, a_end, b_end = job
-            made = self.client.post(base, {"nodes": [a_end, b_end]})
+            with self.allocating_ports(f"a link of {state.name}"):
+                made = self.client.post(base, {"nodes": [a_end, b_end]})
             return kind, key, str(made["link_id"])
 
         for kind, key, lid in self._bounded(one, jobs):
@@ -440,7 +471,8 @@ class Gns3Provider:
             # with 50 nodes starting at once); starting started nodes is harmless, so again,
             # bounded, before the instance is given up and rolled back
             try:
-                self.client.post(f"/projects/{pid}/nodes/start", timeout=self.g3.start_timeout)
+                with self.allocating_ports(f"the start of {state.name}"):
+                    self.client.post(f"/projects/{pid}/nodes/start", timeout=self.g3.start_timeout)
                 break
             except Gns3ApiError as exc:
                 if exc.status != 409 or attempt == START_ATTEMPTS:
@@ -473,11 +505,12 @@ class Gns3Provider:
         """Wait until every lab node is started. A node still "stopped" a while after the
         project's start is reloaded on its own (stop, then start), at most ``START_ATTEMPTS -
         1`` times, ``RESTART_AFTER_S`` apart; past ``start_timeout`` the instance fails as
-        before. Seen in a loaded CI run: the project's start answered 204 and one VPCS node
-        stayed "stopped" for 60 s. Either its emulator ended at once, or the controller missed
-        the compute's "started" notification (the controller learns a node's status only from
-        those); a start would do nothing in the second case, a reload makes the compute report
-        both changes again."""
+        before. Seen in loaded CI runs: the project's start answered 204 and one node stayed
+        "stopped" for 60 s. The cause found later was a UDP port gns3-server had given out twice
+        (its emulator or uBridge could not bind it and ended at once); ``allocating_ports``
+        prevents that among labkit's own calls, and a reload keeps the node's ports, so it does
+        not cure that case. The reload stays for an emulator that ends for a passing reason
+        (another client of the server holding a port for a moment): it is bounded and cheap."""
         pid = state.provider_data["project_id"]
         want = {n.name for n in state.plan.nodes}
         deadline = time.monotonic() + self.g3.start_timeout
@@ -497,8 +530,9 @@ class Gns3Provider:
                         log.warning("node %s of %s is still stopped after the project's start: reloading it (%d)",
                                     name, state.name, restarts[name])
                         try:
-                            self.client.post(f"/projects/{pid}/nodes/{n['node_id']}/reload",
-                                             timeout=max(5.0, deadline - time.monotonic()))
+                            with self.allocating_ports(f"the reload of {name} of {state.name}"):
+                                self.client.post(f"/projects/{pid}/nodes/{n['node_id']}/reload",
+                                                 timeout=max(5.0, deadline - time.monotonic()))
                         except Gns3ApiError as exc:
                             log.warning("reloading node %s of %s failed: %s", name, state.name, exc)
                 since = time.monotonic()
@@ -550,7 +584,8 @@ class Gns3Provider:
         if not sid:
             raise ProviderError(f"the GNS3 project of {state.name} has no snapshot {naming.BASE_SNAPSHOT}; bring "
                                 "the instance down and up again.")
-        self.client.post(f"/projects/{pid}/snapshots/{sid}/restore", timeout=self.g3.start_timeout)
+        with self.allocating_ports(f"the reset of {state.name}"):
+            self.client.post(f"/projects/{pid}/snapshots/{sid}/restore", timeout=self.g3.start_timeout)
         self.start(state)
 
     # ------------------------------------------------------------ nodes
