@@ -13,12 +13,19 @@ on error; the server is stopped (namespace and scratch removed) at the end.
 
     python bench/gns3.py              # one lab + a cohort of 10
     python bench/gns3.py -n 20 --parallel 8 --json
+    python bench/gns3.py --port-lock both   # the cohort with the server's port lock, then without
+
+``--port-lock both`` measures what the provider's port lock (one UDP-port-allocating call at a
+time per server, see adapters/gns3/provider.py) costs: the same cohort up and down with it and
+with it made a no-op, one after the other in one run, with the seats that came up and the
+UDP binds the stand-ins could not make (a port gns3-server gave out twice).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +40,7 @@ from typing import Any
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 from labkit.adapters.gns3.client import Gns3Client  # noqa: E402
+from labkit.adapters.gns3.provider import Gns3Provider  # noqa: E402
 from labkit.usecases import cohort as cohorts  # noqa: E402
 from labkit.usecases import lifecycle  # noqa: E402
 from tests.adapters.gns3.conftest import Gns3TestServer  # noqa: E402
@@ -87,6 +95,11 @@ def kind(method: str, path: str) -> str:
     return "lists+other"
 
 
+def _no_lock(self: Any, what: str) -> Any:
+    """The provider's port lock made a no-op (``--port-lock off``)."""
+    return contextlib.nullcontext()
+
+
 def measure(what: str, fn: Any) -> dict[str, Any]:
     with _LOG_LOCK:
         _LOG.clear()
@@ -105,6 +118,8 @@ def main() -> int:
     ap.add_argument("-n", "--seats", type=int, default=10, help="cohort size (default 10)")
     ap.add_argument("--parallel", type=int, default=5, help="seats brought up at once (default 5)")
     ap.add_argument("--api-parallel", type=int, default=4, help="gns3.toml parallel (default 4)")
+    ap.add_argument("--port-lock", choices=("on", "off", "both"), default="on",
+                    help="the cohort with the provider's port lock, without it, or both in turn (default on)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -125,11 +140,21 @@ def main() -> int:
             rows.append(measure("up (1 lab)", lambda: lifecycle.up(ctx, LAB_ID, instance="bench-one", seed=1,
                                                                   provider="gns3", candidate="Ada").phase))
             rows.append(measure("down (1 lab)", lambda: len(lifecycle.down(ctx, "bench-one"))))
-            rows.append(measure(f"cohort up ({args.seats})", lambda: collections.Counter(
-                s.status for s in cohorts.cohort_up(ctx, LAB_ID, roster, name="bench", seed=2,
-                                                    parallel=args.parallel, provider="gns3").seats)))
-            rows.append(measure(f"cohort down ({args.seats})", lambda: collections.Counter(
-                s.status for s in cohorts.cohort_down(ctx, "bench").seats)))
+            locked = Gns3Provider.allocating_ports
+            for mode in (("on", "off") if args.port_lock == "both" else (args.port_lock,)):
+                if mode == "off":
+                    Gns3Provider.allocating_ports = _no_lock  # type: ignore[method-assign,assignment]
+                binds = len(raw.binds_log())
+                tag = "" if args.port_lock == "on" else f", lock {mode}"
+                try:
+                    rows.append(measure(f"cohort up ({args.seats}{tag})", lambda: collections.Counter(
+                        s.status for s in cohorts.cohort_up(ctx, LAB_ID, roster, name="bench", seed=2,
+                                                            parallel=args.parallel, provider="gns3").seats)))
+                    rows[-1]["port_taken"] = len(raw.binds_log()) - binds
+                    rows.append(measure(f"cohort down ({args.seats}{tag})", lambda: collections.Counter(
+                        s.status for s in cohorts.cohort_down(ctx, "bench").seats)))
+                finally:
+                    Gns3Provider.allocating_ports = locked  # type: ignore[method-assign]
         finally:
             for name in ctx.store.names():
                 lifecycle.down(ctx, name)
@@ -145,12 +170,13 @@ def main() -> int:
     print(f"GNS3 provider bench: {meta['gns3_server']}, {meta['cpus']} CPUs, cohort of {args.seats} "
           f"({args.parallel} seats at once, gns3.toml parallel = {args.api_parallel})")
     kinds_all = sorted({k for r in rows for k in r["by_kind"]})
-    head = f"{'':22}{'wall s':>8}{'requests':>10}{'req/seat':>10}  " + "  ".join(f"{k:>12}" for k in kinds_all)
+    head = f"{'':30}{'wall s':>8}{'requests':>10}{'req/seat':>10}  " + "  ".join(f"{k:>12}" for k in kinds_all)
     print(head)
     for r in rows:
         per = 1 if "1 lab" in r["what"] else args.seats
-        print(f"{r['what']:22}{r['wall_s']:>8.2f}{r['requests']:>10}{r['requests'] / per:>10.1f}  "
-              + "  ".join(f"{r['by_kind'].get(k, 0):>12}" for k in kinds_all) + f"   -> {r['result']}")
+        taken = f", ports taken: {r['port_taken']}" if "port_taken" in r else ""
+        print(f"{r['what']:30}{r['wall_s']:>8.2f}{r['requests']:>10}{r['requests'] / per:>10.1f}  "
+              + "  ".join(f"{r['by_kind'].get(k, 0):>12}" for k in kinds_all) + f"   -> {r['result']}{taken}")
     return 0
 
 
