@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import signal
@@ -33,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from labkit.adapters.gns3 import host
 from labkit.adapters.gns3.client import Gns3Client
+from labkit.adapters.gns3.provider import Gns3Provider
 from labkit.adapters.gns3.settings import Gns3Settings, GraderHost
 from labkit.models.instance import IfacePlan, InstancePlan, InstanceState, NodePlan, VantagePlan
 
@@ -128,7 +130,10 @@ def provider_stub(server: Any, home: Path, agent: AgentHost | None) -> Any:
                             client_key_file=str(agent.client_key))
     g3 = Gns3Settings(url=server.url, user=server.admin_user, password=server.admin_password, grader=grader,
                       api_timeout=60)
-    return SimpleNamespace(client=Gns3Client(g3), g3=g3, settings=SimpleNamespace(home=home), home_id=lambda: HID)
+    stub = SimpleNamespace(client=Gns3Client(g3), g3=g3, settings=SimpleNamespace(home=home), home_id=lambda: HID)
+    # the provider's own port lock (a link reset on resume allocates ports): the real method
+    stub.allocating_ports = functools.partial(Gns3Provider.allocating_ports, stub)
+    return stub
 
 
 def unique(prefix: str) -> str:
