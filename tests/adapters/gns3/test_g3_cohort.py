@@ -93,6 +93,12 @@ class InFlight:
         self.most = {"creating": 0, "allocating": 0}
         self.total = {"creating": 0, "allocating": 0}
 
+    def patch(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from labkit.adapters.gns3.client import Gns3Client
+
+        monkeypatch.setattr(Gns3Client, "_send", lambda client, method, path, **kw: self.send(client, method, path,
+                                                                                             **kw))
+
     def send(self, client: Any, method: str, path: str, **kw: Any) -> Any:
         kinds = []
         if method == "POST" and ("/templates/" in path or path.endswith("/links") or path.endswith("/nodes")):
@@ -121,14 +127,11 @@ def test_creations_bounded_by_parallel(g3srv: Any, tmp_path: Path, monkeypatch: 
     and they do reach 2 (the work is parallel, not serial). The calls that make gns3-server
     allocate UDP ports (link creations, starts) are never more than 1 at once on the server:
     its compute can hand one port out twice to concurrent calls (provider.py's doc)."""
-    from labkit.adapters.gns3.client import Gns3Client
-
     with admin_client(g3srv) as admin:
         ctx = make_ctx(g3srv, tmp_path, ensure_templates(admin, g3srv), parallel=2)
         monkeypatch.setenv("LABKIT_PROJECT", str(ctx.settings.project))
         seen = InFlight()
-        monkeypatch.setattr(Gns3Client, "_send", lambda client, method, path, **kw: seen.send(client, method, path,
-                                                                                             **kw))
+        seen.patch(monkeypatch)
         binds_before = len(g3srv.binds_log())
         roster = tmp_path / "roster.txt"
         roster.write_text("".join(f"Candidate {i}\n" for i in range(1, 5)), encoding="utf-8")
@@ -151,14 +154,11 @@ def test_port_allocating_calls_overlap_without_the_lock(g3srv: Any, tmp_path: Pa
     link creations (``parallel = 2``) do overlap, so that test's measure can see an overlap."""
     import contextlib
 
-    from labkit.adapters.gns3.client import Gns3Client
-
     with admin_client(g3srv) as admin:
         ctx = make_ctx(g3srv, tmp_path, ensure_templates(admin, g3srv), parallel=2)
         monkeypatch.setenv("LABKIT_PROJECT", str(ctx.settings.project))
         seen = InFlight()
-        monkeypatch.setattr(Gns3Client, "_send", lambda client, method, path, **kw: seen.send(client, method, path,
-                                                                                             **kw))
+        seen.patch(monkeypatch)
         monkeypatch.setattr(Gns3Provider, "allocating_ports", lambda self, what: contextlib.nullcontext())
         try:
             lifecycle.up(ctx, LAB_ID, instance="g3nolock", seed=8, provider="gns3")

@@ -326,8 +326,9 @@ def test_start_retried_on_a_passing_refusal(ctx: Any, admin: Any, monkeypatch: p
 def test_a_node_left_stopped_after_the_start_is_started_again(g3srv: Any, g3_templates: dict[str, str],
                                                               tmp_path: Path, admin: Any,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """The project's start answers, but one node is left stopped (its emulator ended at once,
-    or its start was lost; seen in a loaded CI run): that node alone is reloaded and the
+    """The project's start answers, but one node is left stopped (its emulator ended at once:
+    seen in loaded CI runs, where a UDP port given out twice was the cause): that node alone
+    is reloaded and the
     instance comes up. A node that never starts: reloaded at most twice, then the instance
     fails within start_timeout, naming the node, and nothing is left."""
     from labkit.adapters.gns3 import provider as g3provider

@@ -46,8 +46,6 @@ ETH_P_ALL = 0x0003
 MAX_FRAME = 65535
 
 
-
-
 class CommandError(Exception):
     def __init__(self, code: int, text: str):
         super().__init__(text)
